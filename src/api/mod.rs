@@ -1,0 +1,303 @@
+//! The REST API: axum handlers over a [`Node`] handle, described by an OpenAPI document
+//! (utoipa) and browsable with Swagger UI at `/docs`.
+
+pub mod types;
+
+use std::future::Future;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router, routing::get};
+use libp2p::PeerId;
+use serde_json::Value;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::node::{self, CallOutcome, Node, NodeInfo, PeerInfo, addr};
+use types::*;
+
+/// Largest JSON request body accepted.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// Path of the OpenAPI document.
+pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+
+/// What the HTTP server exposes besides the API.
+#[derive(Debug, Clone, Default)]
+pub struct ApiConfig {
+    /// Origins allowed by CORS (`*` for any); empty turns CORS off.
+    pub cors_origins: Vec<String>,
+    /// Serve Prometheus metrics at `/metrics`.
+    pub monitoring: bool,
+}
+
+#[derive(Clone)]
+struct AppState {
+    node: Node,
+}
+
+/// An API error: a status and a JSON `{"error": ...}` body.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        Self::new(r.status(), r.body_text())
+    }
+}
+
+impl From<node::Error> for ApiError {
+    fn from(e: node::Error) -> Self {
+        let status = match &e {
+            node::Error::Addr(_) => StatusCode::BAD_REQUEST,
+            node::Error::Dial { .. } | node::Error::Call(_) => StatusCode::BAD_GATEWAY,
+            node::Error::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
+/// `Json` whose rejections are JSON errors too.
+#[derive(FromRequest)]
+#[from_request(via(Json), rejection(ApiError))]
+struct ApiJson<T>(T);
+
+fn parse_peer(s: &str) -> Result<PeerId, ApiError> {
+    s.parse()
+        .map_err(|e| ApiError::bad_request(format!("invalid peer id {s:?}: {e}")))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "mcc",
+        description = "REST API of an mcc node: a peer-to-peer mesh companion on libp2p."
+    ),
+    tags(
+        (name = "node", description = "This node and its peers"),
+        (name = "rpc", description = "Echo and RPC to peers"),
+    )
+)]
+struct ApiDoc;
+
+/// The whole HTTP application: API, OpenAPI document, Swagger UI, health and metrics.
+pub fn router(node: Node, config: &ApiConfig) -> Router {
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(get_node))
+        .routes(routes!(get_peers, post_peers))
+        .routes(routes!(post_echo))
+        .routes(routes!(post_rpc));
+    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", v1)
+        .routes(routes!(healthz))
+        .split_for_parts();
+
+    let mut app = api
+        .merge(SwaggerUi::new("/docs").url(OPENAPI_PATH, openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+    if config.monitoring {
+        app = app.route("/metrics", get(metrics));
+    }
+    let mut app = app
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(AppState { node });
+    if !config.cors_origins.is_empty() {
+        let origins = if config.cors_origins.iter().any(|o| o == "*") {
+            AllowOrigin::any()
+        } else {
+            AllowOrigin::list(
+                config
+                    .cors_origins
+                    .iter()
+                    .filter_map(|o| HeaderValue::from_str(o).ok()),
+            )
+        };
+        app = app.layer(
+            CorsLayer::new()
+                .allow_origin(origins)
+                .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+                .allow_headers(Any),
+        );
+    }
+    app
+}
+
+/// Serves `router` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+}
+
+/// Liveness probe.
+#[utoipa::path(get, path = "/healthz", tag = "node",
+    responses((status = 200, body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".to_string(),
+    })
+}
+
+/// This node: id, label, addresses, version.
+#[utoipa::path(get, path = "/node", tag = "node",
+    responses((status = 200, body = NodeInfo), (status = 503, body = ErrorBody)))]
+async fn get_node(State(s): State<AppState>) -> Result<Json<NodeInfo>, ApiError> {
+    Ok(Json(s.node.info().await?))
+}
+
+/// Connected peers with their addresses and round-trip times.
+#[utoipa::path(get, path = "/peers", tag = "node",
+    responses((status = 200, body = Vec<PeerInfo>), (status = 503, body = ErrorBody)))]
+async fn get_peers(State(s): State<AppState>) -> Result<Json<Vec<PeerInfo>>, ApiError> {
+    Ok(Json(s.node.peers().await?))
+}
+
+/// Dials a peer by `host:port` or multiaddr and waits for the connection.
+#[utoipa::path(post, path = "/peers", tag = "node", request_body = DialRequest,
+    responses((status = 200, body = DialResponse), (status = 400, body = ErrorBody),
+              (status = 502, body = ErrorBody)))]
+async fn post_peers(
+    State(s): State<AppState>,
+    ApiJson(req): ApiJson<DialRequest>,
+) -> Result<Json<DialResponse>, ApiError> {
+    let addr = addr::parse_dial(&req.addr).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let peer = s.node.dial(addr).await?;
+    Ok(Json(DialResponse {
+        peer_id: peer.to_string(),
+    }))
+}
+
+fn text_of(v: Value) -> String {
+    match v {
+        Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+fn ms(o: &CallOutcome) -> f64 {
+    o.rtt.as_secs_f64() * 1000.0
+}
+
+/// Echoes a message off one peer, or off this node and every connected peer at once.
+#[utoipa::path(post, path = "/echo", tag = "rpc", request_body = EchoRequest,
+    responses((status = 200, body = EchoResponse), (status = 400, body = ErrorBody)))]
+async fn post_echo(
+    State(s): State<AppState>,
+    ApiJson(req): ApiJson<EchoRequest>,
+) -> Result<Json<EchoResponse>, ApiError> {
+    let peer = req.peer.as_deref().map(parse_peer).transpose()?;
+    let outcomes = s.node.echo(&req.message, peer).await?;
+    let replies = outcomes
+        .into_iter()
+        .map(|o| {
+            let rtt_ms = ms(&o);
+            let (message, error) = match o.result {
+                Ok(v) => (Some(text_of(v)), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            EchoReply {
+                peer_id: o.peer_id.to_string(),
+                message,
+                error,
+                rtt_ms,
+            }
+        })
+        .collect();
+    Ok(Json(EchoResponse { replies }))
+}
+
+/// Calls an RPC method on one peer, or on this node and every connected peer at once.
+#[utoipa::path(post, path = "/rpc/{method}", tag = "rpc", request_body = RpcRequest,
+    params(("method" = String, Path, description = "Method name, e.g. echo")),
+    responses((status = 200, body = RpcResponse), (status = 400, body = ErrorBody)))]
+async fn post_rpc(
+    State(s): State<AppState>,
+    Path(method): Path<String>,
+    ApiJson(req): ApiJson<RpcRequest>,
+) -> Result<Json<RpcResponse>, ApiError> {
+    if method.is_empty() || method.len() > 128 {
+        return Err(ApiError::bad_request("method name must be 1 to 128 bytes"));
+    }
+    let outcomes = match req.peer.as_deref().map(parse_peer).transpose()? {
+        Some(p) => vec![s.node.call_outcome(p, &method, req.params).await],
+        None => s.node.multicall(&method, req.params, true).await?,
+    };
+    let replies = outcomes
+        .into_iter()
+        .map(|o| {
+            let rtt_ms = ms(&o);
+            let (result, error) = match o.result {
+                Ok(v) => (Some(v), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            RpcReply {
+                peer_id: o.peer_id.to_string(),
+                result,
+                error,
+                rtt_ms,
+            }
+        })
+        .collect();
+    Ok(Json(RpcResponse { replies }))
+}
+
+async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, s.node.registry())
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response())
+}

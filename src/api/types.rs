@@ -1,0 +1,88 @@
+//! Request and response bodies of the REST API, shared by the server and the typed client.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+pub use crate::node::{Direction, NodeInfo, PeerInfo};
+
+/// Every error response: `{"error": "..."}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+}
+
+/// `POST /api/v1/peers`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DialRequest {
+    /// `host:port` (TCP; the peer id is learnt on connect) or a multiaddr.
+    #[schema(example = "127.0.0.1:9376")]
+    pub addr: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DialResponse {
+    pub peer_id: String,
+}
+
+/// `POST /api/v1/echo`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EchoRequest {
+    #[schema(example = "hi")]
+    pub message: String,
+    /// Echo off this peer only; otherwise off this node and every connected peer.
+    #[serde(default)]
+    pub peer: Option<String>,
+}
+
+/// One peer's echo: `message` on success, `error` otherwise.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EchoReply {
+    pub peer_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub rtt_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EchoResponse {
+    pub replies: Vec<EchoReply>,
+}
+
+/// `POST /api/v1/rpc/{method}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RpcRequest {
+    /// Call this peer only (this node's own id calls itself); otherwise this node and every
+    /// connected peer.
+    #[serde(default)]
+    pub peer: Option<String>,
+    /// Any JSON value, handed to the method.
+    #[serde(default)]
+    pub params: Value,
+}
+
+/// One peer's answer: `result` on success, `error` otherwise.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RpcReply {
+    pub peer_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub rtt_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RpcResponse {
+    pub replies: Vec<RpcReply>,
+}

@@ -1,0 +1,454 @@
+//! The `mcc` command line: with no subcommand it runs the daemon; subcommands talk to a
+//! running node over its REST API.
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::api::ApiConfig;
+use crate::client::{self, Client};
+use crate::config::FileConfig;
+use crate::node::{self, MdnsMode, addr};
+use crate::{daemon, label};
+
+/// Default data folder.
+pub const DEFAULT_DATA_FOLDER: &str = "./.mcc";
+/// Default REST API address.
+pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mcc",
+    version,
+    about = "mcc: a peer-to-peer mesh companion node. Without a subcommand it runs the node.",
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Data folder (identity, API address, state).
+    #[arg(long, env = "MCC_DATA_FOLDER", global = true)]
+    pub data_folder: Option<PathBuf>,
+    /// API of the node to talk to (default: the one running from the data folder, else
+    /// http://127.0.0.1:8080).
+    #[arg(long, env = "MCC_API", global = true)]
+    pub api: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// Options of the daemon (also read from the YAML config file).
+#[derive(Debug, Default, Args)]
+pub struct DaemonArgs {
+    /// Log level: 0 off, 1 fatal, 2 error, 3 warn, 4 info (default), 5 debug, 6 trace.
+    #[arg(long, env = "MCC_LOGLEVEL", value_parser = clap::value_parser!(u8).range(0..=6))]
+    pub loglevel: Option<u8>,
+    /// Peers to join through: host:port or multiaddr; comma separated or repeated.
+    #[arg(long, env = "MCC_BOOT", value_delimiter = ',')]
+    pub boot: Vec<String>,
+    /// Where to listen: host:port (TCP and QUIC) or multiaddr; repeatable
+    /// [default: 127.0.0.1:9376].
+    #[arg(long, env = "MCC_LISTEN", value_delimiter = ',')]
+    pub listen: Vec<String>,
+    /// REST API address, or "off" [default: 127.0.0.1:8080].
+    #[arg(long, env = "MCC_HTTP")]
+    pub http: Option<String>,
+    /// Origins allowed by CORS on the API ("*" for any); comma separated.
+    #[arg(long, env = "MCC_ENABLE_CORS", value_delimiter = ',')]
+    pub enable_cors: Vec<String>,
+    /// Label of this node (lowercase letters and digits, at most 30 bytes; random if absent).
+    #[arg(long, env = "MCC_LABEL")]
+    pub label: Option<String>,
+    /// Serve Prometheus metrics at /metrics.
+    #[arg(long, env = "MCC_ENABLE_MONITORING")]
+    pub enable_monitoring: bool,
+    /// Kademlia query parallelism [default: 3].
+    #[arg(long, env = "MCC_DHT_ALPHA")]
+    pub dht_alpha: Option<NonZeroUsize>,
+    /// YAML config file; flags and environment variables win over it.
+    #[arg(long, env = "MCC_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Deterministic identity from this number (demos and tests only).
+    #[arg(long, env = "MCC_SEED")]
+    pub seed: Option<u64>,
+    /// Kademlia protocol name [default: /ipfs/kad/1.0.0].
+    #[arg(long, env = "MCC_KAD_PROTOCOL")]
+    pub kad_protocol: Option<String>,
+    /// Rendezvous key: nodes announcing the same key find each other [default: mcc];
+    /// "off" disables.
+    #[arg(long, env = "MCC_RENDEZVOUS")]
+    pub rendezvous: Option<String>,
+    /// Seconds between rendezvous lookups [default: 10].
+    #[arg(long, env = "MCC_RENDEZVOUS_INTERVAL")]
+    pub rendezvous_interval: Option<f64>,
+    /// mDNS discovery on the LAN: auto (on when listening on a non-loopback address), on, off.
+    #[arg(long, env = "MCC_MDNS")]
+    pub mdns: Option<MdnsMode>,
+    /// Seconds before an RPC call to a peer fails [default: 10].
+    #[arg(long, env = "MCC_RPC_TIMEOUT")]
+    pub rpc_timeout: Option<f64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the running node.
+    Node,
+    /// List connected peers.
+    Peers,
+    /// Connect to a peer (host:port or multiaddr).
+    Dial { addr: String },
+    /// Echo a message off every connected peer and this node (or one peer).
+    Echo {
+        message: String,
+        /// Only this peer.
+        #[arg(long)]
+        peer: Option<String>,
+    },
+    /// Call an RPC method on every connected peer and this node (or one peer).
+    Rpc {
+        method: String,
+        /// JSON parameters (default null).
+        params: Option<String>,
+        /// Only this peer.
+        #[arg(long)]
+        peer: Option<String>,
+    },
+}
+
+/// CLI errors: each is printed as one line, with a non-zero exit.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] crate::config::Error),
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Client(#[from] client::Error),
+    #[error(transparent)]
+    Daemon(#[from] daemon::Error),
+}
+
+fn usage(msg: impl Into<String>) -> Error {
+    Error::Usage(msg.into())
+}
+
+fn secs(name: &str, v: f64) -> Result<Duration, Error> {
+    Duration::try_from_secs_f64(v)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| usage(format!("--{name} must be a positive number of seconds")))
+}
+
+/// The daemon settings: flags and environment, then the config file, then defaults.
+pub struct Resolved {
+    pub daemon: daemon::Config,
+    pub loglevel: u8,
+}
+
+impl DaemonArgs {
+    pub fn resolve(self, data_folder: Option<PathBuf>) -> Result<Resolved, Error> {
+        let file = match &self.config {
+            Some(p) => FileConfig::load(p)?,
+            None => FileConfig::default(),
+        };
+        if !file.services.is_empty() || file.listeners() > 0 {
+            tracing::warn!(
+                "config file: services and service listeners are not supported by this version yet; ignored"
+            );
+        }
+
+        let data_dir = data_folder
+            .or(file.data_folder.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_FOLDER));
+
+        let listen_raw = if !self.listen.is_empty() {
+            self.listen
+        } else if !file.listen_addrs().is_empty() {
+            file.listen_addrs()
+        } else {
+            vec![format!("127.0.0.1:{}", node::DEFAULT_PORT)]
+        };
+        let mut listen = Vec::new();
+        for l in &listen_raw {
+            listen.extend(addr::parse_listen(l).map_err(|e| usage(format!("--listen: {e}")))?);
+        }
+
+        let boot_raw = if !self.boot.is_empty() {
+            self.boot
+        } else {
+            file.boot.as_ref().map(|b| b.items()).unwrap_or_default()
+        };
+        let boot = boot_raw
+            .iter()
+            .map(|b| addr::parse_dial(b).map_err(|e| usage(format!("--boot: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let http = match self.http.or(file.http.clone()).as_deref() {
+            Some("off") | Some("") => None,
+            Some(h) => Some(parse_socket(h).map_err(|e| usage(format!("--http: {e}")))?),
+            None => Some(parse_socket(DEFAULT_HTTP).map_err(usage)?),
+        };
+
+        let label = self.label.or(file.label.clone());
+        if let Some(l) = &label
+            && label::normalize(l).is_none()
+        {
+            tracing::warn!("label {l:?} has no letters or digits; using a random one");
+        }
+
+        let mut config = node::Config {
+            data_dir: Some(data_dir),
+            seed: self.seed.or(file.seed),
+            label,
+            listen,
+            boot,
+            ..node::Config::default()
+        };
+        if let Some(p) = self.kad_protocol.or(file.kad_protocol.clone()) {
+            config.kad_protocol = libp2p::StreamProtocol::try_from_owned(p.clone())
+                .map_err(|e| usage(format!("--kad-protocol {p:?}: {e}")))?;
+        }
+        if let Some(a) = self.dht_alpha.or(file.dht_alpha) {
+            config.dht_alpha = a;
+        }
+        match self.rendezvous.or(file.rendezvous.clone()).as_deref() {
+            Some("off") | Some("") => config.rendezvous = None,
+            Some(k) => config.rendezvous = Some(k.to_string()),
+            None => {}
+        }
+        if let Some(s) = self.rendezvous_interval.or(file.rendezvous_interval) {
+            config.rendezvous_interval = secs("rendezvous-interval", s)?;
+        }
+        if let Some(m) = self.mdns.or(file.mdns) {
+            config.mdns = m;
+        }
+        if let Some(s) = self.rpc_timeout.or(file.rpc_timeout) {
+            config.rpc = config
+                .rpc
+                .clone()
+                .with_request_timeout(secs("rpc-timeout", s)?);
+        }
+
+        let cors = if !self.enable_cors.is_empty() {
+            self.enable_cors
+        } else {
+            file.enable_cors.as_ref().map(|c| c.items()).unwrap_or_default()
+        };
+        Ok(Resolved {
+            daemon: daemon::Config {
+                node: config,
+                http,
+                api: ApiConfig {
+                    cors_origins: cors,
+                    monitoring: self.enable_monitoring || file.enable_monitoring.unwrap_or(false),
+                },
+            },
+            loglevel: self.loglevel.or(file.loglevel).unwrap_or(4),
+        })
+    }
+}
+
+fn parse_socket(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    let s = s.strip_prefix("http://").unwrap_or(s);
+    let s = s.replace("localhost:", "127.0.0.1:");
+    s.parse()
+        .map_err(|_| format!("expected host:port with an IP address, got {s:?}"))
+}
+
+/// The API URL the client commands use.
+pub fn api_url(common: &CommonArgs) -> String {
+    if let Some(api) = &common.api {
+        return api.clone();
+    }
+    let dir = common
+        .data_folder
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_FOLDER));
+    read_api_file(&dir).unwrap_or_else(|| format!("http://{DEFAULT_HTTP}"))
+}
+
+fn read_api_file(dir: &Path) -> Option<String> {
+    let s = std::fs::read_to_string(dir.join(daemon::API_FILE)).ok()?;
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// Runs a client subcommand and prints its result.
+pub async fn run_command(cmd: Command, common: &CommonArgs) -> Result<(), Error> {
+    let client = Client::new(api_url(common));
+    let json = common.json;
+    match cmd {
+        Command::Node => {
+            let n = client.node().await?;
+            if json {
+                return print_json(&n);
+            }
+            let rows = [
+                ("peer id", n.peer_id.to_string()),
+                ("label", n.label),
+                ("version", n.version),
+                ("listen", join(&n.listen_addrs)),
+                ("rendezvous", n.rendezvous.unwrap_or_else(|| "off".into())),
+                ("kad protocol", n.kad_protocol),
+                ("mdns", if n.mdns { "on" } else { "off" }.into()),
+                ("peers", n.connected_peers.to_string()),
+                ("routing table", n.routing_table_size.to_string()),
+                ("rpc methods", n.rpc_methods.join(", ")),
+                ("uptime", format!("{}s", n.uptime_secs)),
+            ];
+            for (k, v) in rows {
+                println!("{k:<14} {v}");
+            }
+        }
+        Command::Peers => {
+            let peers = client.peers().await?;
+            if json {
+                return print_json(&peers);
+            }
+            if peers.is_empty() {
+                println!("no peers connected");
+                return Ok(());
+            }
+            let rows = peers
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.peer_id.to_string(),
+                        p.label.clone().unwrap_or_else(|| "-".into()),
+                        p.rtt_ms
+                            .map(|r| format!("{r:.2} ms"))
+                            .unwrap_or_else(|| "-".into()),
+                        format!("{:?}", p.direction).to_lowercase(),
+                        if p.rendezvous { "yes" } else { "no" }.into(),
+                        p.addrs.first().map(|a| a.to_string()).unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            print_table(&["PEER ID", "LABEL", "RTT", "DIR", "APP", "ADDRESS"], rows);
+        }
+        Command::Dial { addr } => {
+            let r = client.dial(&addr).await?;
+            if json {
+                return print_json(&r);
+            }
+            println!("connected to {}", r.peer_id);
+        }
+        Command::Echo { message, peer } => {
+            let r = client.echo(&message, peer.as_deref()).await?;
+            if json {
+                return print_json(&r);
+            }
+            let rows = r
+                .replies
+                .into_iter()
+                .map(|e| {
+                    vec![
+                        e.peer_id,
+                        format!("{:.2} ms", e.rtt_ms),
+                        match (e.message, e.error) {
+                            (Some(m), _) => m,
+                            (None, Some(err)) => format!("error: {err}"),
+                            (None, None) => String::new(),
+                        },
+                    ]
+                })
+                .collect();
+            print_table(&["PEER ID", "RTT", "REPLY"], rows);
+        }
+        Command::Rpc {
+            method,
+            params,
+            peer,
+        } => {
+            let params = match params {
+                Some(p) => serde_json::from_str(&p)
+                    .map_err(|e| usage(format!("params must be JSON: {e}")))?,
+                None => Value::Null,
+            };
+            let r = client.rpc(&method, peer.as_deref(), params).await?;
+            if json {
+                return print_json(&r);
+            }
+            let rows = r
+                .replies
+                .into_iter()
+                .map(|e| {
+                    vec![
+                        e.peer_id,
+                        format!("{:.2} ms", e.rtt_ms),
+                        match (e.result, e.error) {
+                            (Some(v), _) => v.to_string(),
+                            (None, Some(err)) => format!("error: {err}"),
+                            (None, None) => String::new(),
+                        },
+                    ]
+                })
+                .collect();
+            print_table(&["PEER ID", "RTT", "RESULT"], rows);
+        }
+    }
+    Ok(())
+}
+
+fn join<T: ToString>(v: &[T]) -> String {
+    v.iter().map(T::to_string).collect::<Vec<_>>().join(" ")
+}
+
+fn print_json<T: Serialize>(v: &T) -> Result<(), Error> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| usage(e.to_string()))?;
+    println!("{s}");
+    Ok(())
+}
+
+/// Prints rows under headers, columns padded to their widest cell.
+fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(c);
+            } else {
+                out.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(headers.to_vec());
+    for r in &rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}
+
+/// tracing filter for an MCC log level.
+pub fn log_filter(level: u8) -> &'static str {
+    match level {
+        0 => "off",
+        1 | 2 => "error",
+        3 => "warn",
+        4 => "info",
+        5 => "debug",
+        _ => "trace",
+    }
+}

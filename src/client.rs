@@ -1,0 +1,156 @@
+//! A typed client of the REST API, used by the CLI (and by tests).
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::api::types::*;
+
+/// Errors talking to a node's API.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no mcc node is running at {url} (start one with `mcc`, or pass --api URL)")]
+    NotRunning { url: String },
+    #[error("{message} (HTTP {status})")]
+    Api { status: u16, message: String },
+    #[error("request to {url} failed: {source}")]
+    Http { url: String, source: reqwest::Error },
+    #[error("unexpected answer from {url}: {reason}")]
+    Decode { url: String, reason: String },
+}
+
+impl Error {
+    /// HTTP status of an API error, if it was one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Client of one node's REST API.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// `base` is the node's URL, e.g. `http://127.0.0.1:8080`.
+    pub fn new(base: impl Into<String>) -> Self {
+        let base = base.into().trim_end_matches('/').to_string();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap_or_default();
+        Self { base, http }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder, url: String) -> Result<T, Error> {
+        let resp = req.send().await.map_err(|source| {
+            if source.is_connect() {
+                Error::NotRunning {
+                    url: self.base.clone(),
+                }
+            } else {
+                Error::Http {
+                    url: url.clone(),
+                    source,
+                }
+            }
+        })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|source| Error::Http {
+            url: url.clone(),
+            source,
+        })?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|b| b.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+            return Err(Error::Api {
+                status: status.as_u16(),
+                message,
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
+            url,
+            reason: e.to_string(),
+        })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
+        let url = format!("{}{path}", self.base);
+        self.send(self.http.get(&url), url).await
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, Error> {
+        let url = format!("{}{path}", self.base);
+        self.send(self.http.post(&url).json(body), url).await
+    }
+
+    pub async fn health(&self) -> Result<Health, Error> {
+        self.get("/healthz").await
+    }
+
+    pub async fn node(&self) -> Result<NodeInfo, Error> {
+        self.get("/api/v1/node").await
+    }
+
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, Error> {
+        self.get("/api/v1/peers").await
+    }
+
+    pub async fn dial(&self, addr: &str) -> Result<DialResponse, Error> {
+        self.post(
+            "/api/v1/peers",
+            &DialRequest {
+                addr: addr.to_string(),
+            },
+        )
+        .await
+    }
+
+    pub async fn echo(&self, message: &str, peer: Option<&str>) -> Result<EchoResponse, Error> {
+        self.post(
+            "/api/v1/echo",
+            &EchoRequest {
+                message: message.to_string(),
+                peer: peer.map(str::to_string),
+            },
+        )
+        .await
+    }
+
+    pub async fn rpc(&self, method: &str, peer: Option<&str>, params: Value) -> Result<RpcResponse, Error> {
+        let path = format!("/api/v1/rpc/{}", urlencode(method));
+        self.post(
+            &path,
+            &RpcRequest {
+                peer: peer.map(str::to_string),
+                params,
+            },
+        )
+        .await
+    }
+}
+
+/// Percent-encodes a path segment.
+fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}

@@ -1,0 +1,109 @@
+//! The daemon: a node plus its HTTP API, run until a shutdown future completes.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use tokio::sync::watch;
+
+use crate::api::{self, ApiConfig};
+use crate::node::{self, Node};
+
+/// File in the data folder holding the API base URL of the running daemon.
+pub const API_FILE: &str = "api";
+
+/// Everything the daemon needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node: node::Config,
+    /// Where the REST API listens; `None` runs without it.
+    pub http: Option<SocketAddr>,
+    pub api: ApiConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Node(#[from] node::Error),
+    #[error("cannot serve the API on {addr}: {source}")]
+    Http {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    ApiFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The URL clients use for an API bound to `addr` (an unspecified host becomes loopback).
+pub fn api_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
+/// Runs node and API until `shutdown` completes, then stops both.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+
+    let data_dir = config.node.data_dir.clone();
+    let (node, task) = Node::builder(config.node).spawn(stopped()).await?;
+
+    let mut api_file = None;
+    let server = match config.http {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::Http { addr, source })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| Error::Http { addr, source })?;
+            let url = api_url(bound);
+            tracing::info!("REST API on {url} (Swagger UI at {url}/docs)");
+            if let Some(dir) = &data_dir {
+                let path = dir.join(API_FILE);
+                crate::fsutil::write_atomic(&path, url.as_bytes(), 0o644)
+                    .map_err(|source| Error::ApiFile {
+                        path: path.clone(),
+                        source,
+                    })?;
+                api_file = Some(path);
+            }
+            let router = api::router(node.clone(), &config.api);
+            Some(tokio::spawn(api::serve(listener, router, stopped())))
+        }
+        None => None,
+    };
+    drop(node);
+
+    let _ = task.await;
+    if let Some(server) = server {
+        match server.await {
+            Ok(Err(e)) => tracing::warn!("API server: {e}"),
+            Err(e) => tracing::warn!("API server task: {e}"),
+            Ok(Ok(())) => {}
+        }
+    }
+    if let Some(path) = api_file {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}

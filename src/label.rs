@@ -1,0 +1,72 @@
+//! Node labels, normalized with MCC's rules.
+//!
+//! A label is lowercase, keeps only letters and digits (Unicode-aware), and is at most
+//! [`MAX_LEN`] bytes long (cut on a character boundary). A node without a usable label gets a
+//! random one.
+
+use rand::Rng;
+
+/// Longest label in bytes.
+pub const MAX_LEN: usize = 30;
+
+/// Normalizes a label; `None` when nothing usable remains.
+pub fn normalize(raw: &str) -> Option<String> {
+    let mut out = String::new();
+    for c in raw.chars().flat_map(char::to_lowercase) {
+        if !c.is_alphanumeric() {
+            continue;
+        }
+        if out.len() + c.len_utf8() > MAX_LEN {
+            break;
+        }
+        out.push(c);
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// A random label such as `node7f3k2q`.
+pub fn random() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    let tail: String = (0..6)
+        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
+        .collect();
+    format!("node{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lowercases_and_drops_other_characters() {
+        assert_eq!(normalize("My-Node_01!").as_deref(), Some("mynode01"));
+        assert_eq!(normalize("  Kitchen Pi 3 ").as_deref(), Some("kitchenpi3"));
+    }
+
+    #[test]
+    fn keeps_unicode_letters() {
+        assert_eq!(normalize("Ünïcode-Ω").as_deref(), Some("ünïcodeω"));
+    }
+
+    #[test]
+    fn at_most_30_bytes_on_a_char_boundary() {
+        assert_eq!(normalize(&"a".repeat(40)).unwrap().len(), 30);
+        // 'ä' is two bytes: 15 fit exactly, a 16th would make 32.
+        assert_eq!(normalize(&"ä".repeat(20)).unwrap(), "ä".repeat(15));
+        assert_eq!(normalize(&format!("a{}", "ä".repeat(20))).unwrap().len(), 29);
+    }
+
+    #[test]
+    fn empty_after_normalization_is_none() {
+        assert_eq!(normalize(""), None);
+        assert_eq!(normalize("--- !!"), None);
+    }
+
+    #[test]
+    fn random_labels_are_normalized() {
+        let l = random();
+        assert_eq!(normalize(&l).as_deref(), Some(l.as_str()));
+        assert_ne!(random(), random());
+    }
+}

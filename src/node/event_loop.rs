@@ -1,0 +1,603 @@
+//! The event loop: the only owner of the `Swarm`.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::core::ConnectedPoint;
+use libp2p::kad::{self, GetClosestPeersOk, GetProvidersOk, QueryId, QueryResult, RecordKey};
+use libp2p::metrics::Recorder;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, mdns, ping};
+use mcc_rpc::{CallError, OutboundRequestId};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use super::metrics::NodeMetrics;
+use super::{Behaviour, BehaviourEvent, Config, Direction, Error, NodeInfo, PeerInfo, VERSION, addr};
+
+/// How often boot addresses are dialed again while the node has no peer at all.
+const BOOT_RETRY: Duration = Duration::from_secs(5);
+/// Announce the rendezvous key again at least this often.
+const REANNOUNCE: Duration = Duration::from_secs(600);
+
+pub(crate) enum Command {
+    Info(oneshot::Sender<NodeInfo>),
+    Peers(oneshot::Sender<Vec<PeerInfo>>),
+    /// Connected peers that (as far as we know) speak the RPC protocol.
+    RpcPeers(oneshot::Sender<Vec<PeerId>>),
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<PeerId, Error>>,
+    },
+    Call {
+        peer: PeerId,
+        method: String,
+        params: Value,
+        reply: oneshot::Sender<Result<Value, CallError>>,
+    },
+}
+
+/// Static facts about the node the loop reports.
+pub(crate) struct Info {
+    pub label: String,
+    pub agent_version: String,
+    pub mdns: bool,
+    pub methods: mcc_rpc::Methods,
+}
+
+struct PeerState {
+    /// Open connections: remote address and direction.
+    connections: HashMap<ConnectionId, (Multiaddr, Direction, Instant)>,
+    listen_addrs: Vec<Multiaddr>,
+    rtt: Option<Duration>,
+    agent_version: Option<String>,
+    protocols: Vec<StreamProtocol>,
+}
+
+impl PeerState {
+    fn new() -> Self {
+        Self {
+            connections: HashMap::new(),
+            listen_addrs: Vec::new(),
+            rtt: None,
+            agent_version: None,
+            protocols: Vec::new(),
+        }
+    }
+}
+
+/// The label an mcc node puts in its agent version: `mcc/<version> (<label>)`.
+fn label_of(agent: &str) -> Option<String> {
+    let rest = agent.strip_prefix("mcc/")?;
+    let (_, tail) = rest.split_once(" (")?;
+    crate::label::normalize(tail.strip_suffix(')')?)
+}
+
+pub(crate) struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    info: Info,
+    kad_protocol: StreamProtocol,
+    rpc_protocol: StreamProtocol,
+    rendezvous: Option<(String, RecordKey)>,
+    rendezvous_interval: Duration,
+    boot: Vec<Multiaddr>,
+    started: Instant,
+    peers: HashMap<PeerId, PeerState>,
+    /// Providers of the rendezvous key seen so far (same application).
+    app_peers: HashSet<PeerId>,
+    pending_calls: HashMap<OutboundRequestId, oneshot::Sender<Result<Value, CallError>>>,
+    pending_dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, Error>>)>,
+    /// Lookups of a rendezvous peer's addresses, started when we could not dial it.
+    address_lookups: HashMap<QueryId, PeerId>,
+    announced: Option<(Instant, usize)>,
+    libp2p_metrics: libp2p::metrics::Metrics,
+    metrics: NodeMetrics,
+}
+
+impl EventLoop {
+    pub(crate) fn new(
+        swarm: Swarm<Behaviour>,
+        commands: mpsc::Receiver<Command>,
+        config: &Config,
+        info: Info,
+        libp2p_metrics: libp2p::metrics::Metrics,
+        metrics: NodeMetrics,
+    ) -> Self {
+        let rendezvous = config.rendezvous.clone().map(|k| {
+            let key = rendezvous_key(&k);
+            (k, key)
+        });
+        Self {
+            swarm,
+            commands,
+            info,
+            kad_protocol: config.kad_protocol.clone(),
+            rpc_protocol: config.rpc.protocol().clone(),
+            rendezvous,
+            rendezvous_interval: config.rendezvous_interval,
+            boot: config.boot.clone(),
+            started: Instant::now(),
+            peers: HashMap::new(),
+            app_peers: HashSet::new(),
+            pending_calls: HashMap::new(),
+            pending_dials: HashMap::new(),
+            address_lookups: HashMap::new(),
+            announced: None,
+            libp2p_metrics,
+            metrics,
+        }
+    }
+
+    pub(crate) async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut rendezvous_tick = tokio::time::interval(self.rendezvous_interval);
+        rendezvous_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut boot_tick = tokio::time::interval(BOOT_RETRY);
+        boot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.on_command(cmd),
+                    None => break,
+                },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = rendezvous_tick.tick() => self.rendezvous(),
+                _ = boot_tick.tick() => {
+                    if self.peers.is_empty() {
+                        self.dial_boot();
+                    }
+                }
+            }
+        }
+        tracing::info!("node stopped");
+    }
+
+    fn dial_boot(&mut self) {
+        for addr in self.boot.clone() {
+            let opts = match addr::peer_id_of(&addr) {
+                Some(peer) => DialOpts::peer_id(peer)
+                    .addresses(vec![addr.clone()])
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build(),
+                None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
+            };
+            self.metrics.dials.get_or_create(&vec![("reason", "boot")]).inc();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(%addr, "boot dial failed: {e}");
+            }
+        }
+    }
+
+    fn routing_table_size(&mut self) -> usize {
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .map(|b| b.num_entries())
+            .sum()
+    }
+
+    /// Announces the rendezvous key (when new peers arrived since the last time, or every
+    /// [`REANNOUNCE`]) and looks for the other providers.
+    fn rendezvous(&mut self) {
+        let Some((_, key)) = self.rendezvous.clone() else {
+            return;
+        };
+        let size = self.routing_table_size();
+        self.metrics.routing_table_peers.set(size as i64);
+        let due = match self.announced {
+            None => true,
+            Some((at, n)) => size > n || at.elapsed() >= REANNOUNCE,
+        };
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        if due {
+            if let Err(e) = kad.start_providing(key.clone()) {
+                tracing::warn!("cannot announce rendezvous key: {e}");
+            }
+            self.announced = Some((Instant::now(), size));
+        }
+        if size > 0 {
+            kad.get_providers(key);
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Info(reply) => {
+                let _ = reply.send(self.node_info());
+            }
+            Command::Peers(reply) => {
+                let _ = reply.send(self.peer_infos());
+            }
+            Command::RpcPeers(reply) => {
+                let rpc = &self.rpc_protocol;
+                let peers = self
+                    .peers
+                    .iter()
+                    // Not yet identified peers are tried too: they may well speak it.
+                    .filter(|(_, s)| s.protocols.is_empty() || s.protocols.contains(rpc))
+                    .map(|(p, _)| *p)
+                    .collect();
+                let _ = reply.send(peers);
+            }
+            Command::Dial { addr, reply } => {
+                let opts = match addr::peer_id_of(&addr) {
+                    Some(peer) => DialOpts::peer_id(peer).addresses(vec![addr.clone()]).build(),
+                    None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
+                };
+                let id = opts.connection_id();
+                self.metrics.dials.get_or_create(&vec![("reason", "api")]).inc();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.pending_dials.insert(id, (addr, reply));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(Error::Dial {
+                            addr,
+                            reason: e.to_string(),
+                        }));
+                    }
+                }
+            }
+            Command::Call {
+                peer,
+                method,
+                params,
+                reply,
+            } => match self.swarm.behaviour_mut().rpc.call(&peer, &method, params) {
+                Ok(id) => {
+                    self.pending_calls.insert(id, reply);
+                }
+                Err(e) => {
+                    self.metrics
+                        .rpc_outbound
+                        .get_or_create(&NodeMetrics::outcome(false))
+                        .inc();
+                    let _ = reply.send(Err(e));
+                }
+            },
+        }
+    }
+
+    fn node_info(&mut self) -> NodeInfo {
+        let routing_table_size = self.routing_table_size();
+        NodeInfo {
+            peer_id: *self.swarm.local_peer_id(),
+            label: self.info.label.clone(),
+            version: VERSION.to_string(),
+            agent_version: self.info.agent_version.clone(),
+            listen_addrs: self.swarm.listeners().cloned().collect(),
+            external_addrs: self.swarm.external_addresses().cloned().collect(),
+            kad_protocol: self.kad_protocol.to_string(),
+            rendezvous: self.rendezvous.as_ref().map(|(k, _)| k.clone()),
+            mdns: self.info.mdns,
+            rpc_methods: self.info.methods.names(),
+            connected_peers: self.peers.len(),
+            routing_table_size,
+            uptime_secs: self.started.elapsed().as_secs(),
+        }
+    }
+
+    fn peer_infos(&mut self) -> Vec<PeerInfo> {
+        let in_table: HashSet<PeerId> = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .flat_map(|b| {
+                b.iter()
+                    .map(|e| *e.node.key.preimage())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut out: Vec<PeerInfo> = self
+            .peers
+            .iter()
+            .map(|(peer_id, s)| {
+                let oldest = s.connections.values().min_by_key(|(_, _, at)| *at);
+                let mut addrs: Vec<Multiaddr> = Vec::new();
+                for a in s
+                    .connections
+                    .values()
+                    .map(|(a, _, _)| a)
+                    .chain(s.listen_addrs.iter())
+                {
+                    if !addrs.contains(a) {
+                        addrs.push(a.clone());
+                    }
+                }
+                PeerInfo {
+                    peer_id: *peer_id,
+                    label: s.agent_version.as_deref().and_then(label_of),
+                    addrs,
+                    rtt_ms: s.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                    direction: oldest.map(|(_, d, _)| *d).unwrap_or(Direction::Outbound),
+                    connections: s.connections.len(),
+                    agent_version: s.agent_version.clone(),
+                    protocols: s.protocols.iter().map(|p| p.to_string()).collect(),
+                    rendezvous: self.app_peers.contains(peer_id),
+                    in_routing_table: in_table.contains(peer_id),
+                    connected_secs: oldest.map(|(_, _, at)| at.elapsed().as_secs()).unwrap_or(0),
+                }
+            })
+            .collect();
+        out.sort_by_key(|p| p.peer_id);
+        out
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.libp2p_metrics.record(&event);
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let local = *self.swarm.local_peer_id();
+                tracing::info!("listening on {}", address.clone().with(Protocol::P2p(local)));
+                // Provider records carry only external addresses: announce the concrete listen
+                // addresses (loopback and LAN included) so peers can reach us.
+                if !addr::is_unspecified(&address) {
+                    self.swarm.add_external_address(address);
+                }
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.swarm.remove_external_address(&address);
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
+                let (remote, direction) = match &endpoint {
+                    ConnectedPoint::Dialer { address, .. } => (address.clone(), Direction::Outbound),
+                    ConnectedPoint::Listener { send_back_addr, .. } => {
+                        (send_back_addr.clone(), Direction::Inbound)
+                    }
+                };
+                tracing::debug!(%peer_id, %remote, ?direction, "connected");
+                self.peers
+                    .entry(peer_id)
+                    .or_insert_with(PeerState::new)
+                    .connections
+                    .insert(connection_id, (remote, direction, Instant::now()));
+                self.metrics.connected_peers.set(self.peers.len() as i64);
+                if let Some((_, reply)) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Ok(peer_id));
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                num_established,
+                cause,
+                ..
+            } => {
+                tracing::debug!(%peer_id, ?cause, "connection closed");
+                if num_established == 0 {
+                    self.peers.remove(&peer_id);
+                } else if let Some(s) = self.peers.get_mut(&peer_id) {
+                    s.connections.remove(&connection_id);
+                }
+                self.metrics.connected_peers.set(self.peers.len() as i64);
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                peer_id,
+                error,
+            } => {
+                tracing::debug!(?peer_id, "dial failed: {error}");
+                if let Some((addr, reply)) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Err(Error::Dial {
+                        addr,
+                        reason: error.to_string(),
+                    }));
+                }
+                // A rendezvous peer we know no address for: ask the DHT where it is.
+                if let (Some(peer), DialError::NoAddresses) = (peer_id, &error)
+                    && self.app_peers.contains(&peer)
+                {
+                    let q = self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+                    self.address_lookups.insert(q, peer);
+                }
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Identify(e) => {
+                self.libp2p_metrics.record(&e);
+                self.on_identify(e);
+            }
+            BehaviourEvent::Ping(e) => {
+                self.libp2p_metrics.record(&e);
+                self.on_ping(e);
+            }
+            BehaviourEvent::Kad(e) => {
+                self.libp2p_metrics.record(&e);
+                self.on_kad(e);
+            }
+            BehaviourEvent::Mdns(e) => self.on_mdns(e),
+            BehaviourEvent::Rpc(e) => self.on_rpc(e),
+        }
+    }
+
+    fn on_identify(&mut self, event: identify::Event) {
+        let identify::Event::Received { peer_id, info, .. } = event else {
+            return;
+        };
+        let speaks_kad = info.protocols.contains(&self.kad_protocol);
+        if let Some(s) = self.peers.get_mut(&peer_id) {
+            s.agent_version = Some(info.agent_version.clone());
+            s.protocols = info.protocols.clone();
+            s.listen_addrs = info.listen_addrs.clone();
+        }
+        if !speaks_kad {
+            return;
+        }
+        let was_empty = self.routing_table_size() == 0;
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        for a in info.listen_addrs.iter().filter(|a| !addr::is_unspecified(a)) {
+            kad.add_address(&peer_id, a.clone());
+        }
+        if was_empty && self.routing_table_size() > 0 {
+            // First peer in the table: join the DHT now rather than at the next tick.
+            if let Err(e) = self.swarm.behaviour_mut().kad.bootstrap() {
+                tracing::debug!("bootstrap: {e}");
+            }
+            self.rendezvous();
+        }
+    }
+
+    fn on_ping(&mut self, event: ping::Event) {
+        match event.result {
+            Ok(rtt) => {
+                if let Some(s) = self.peers.get_mut(&event.peer) {
+                    s.rtt = Some(rtt);
+                }
+            }
+            Err(ping::Failure::Timeout) => {
+                tracing::debug!(peer = %event.peer, "ping timed out; closing the connection");
+                self.swarm.close_connection(event.connection);
+            }
+            Err(e) => tracing::debug!(peer = %event.peer, "ping: {e}"),
+        }
+    }
+
+    fn on_kad(&mut self, event: kad::Event) {
+        let kad::Event::OutboundQueryProgressed { id, result, .. } = event else {
+            return;
+        };
+        match result {
+            QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers, .. })) => {
+                let local = *self.swarm.local_peer_id();
+                for peer in providers.into_iter().filter(|p| *p != local) {
+                    if self.app_peers.insert(peer) {
+                        tracing::info!(%peer, "found a rendezvous peer");
+                    }
+                    if !self.swarm.is_connected(&peer) {
+                        self.metrics
+                            .dials
+                            .get_or_create(&vec![("reason", "rendezvous")])
+                            .inc();
+                        let opts = DialOpts::peer_id(peer)
+                            .condition(PeerCondition::DisconnectedAndNotDialing)
+                            .build();
+                        // Errors (no address yet) come back as OutgoingConnectionError.
+                        let _ = self.swarm.dial(opts);
+                    }
+                }
+                self.metrics.rendezvous_peers.set(self.app_peers.len() as i64);
+            }
+            QueryResult::GetClosestPeers(Ok(GetClosestPeersOk { peers, .. })) => {
+                let Some(target) = self.address_lookups.remove(&id) else {
+                    return;
+                };
+                if let Some(found) = peers.into_iter().find(|p| p.peer_id == target)
+                    && !found.addrs.is_empty()
+                    && !self.swarm.is_connected(&target)
+                {
+                    let opts = DialOpts::peer_id(target)
+                        .addresses(found.addrs)
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .build();
+                    let _ = self.swarm.dial(opts);
+                }
+            }
+            QueryResult::GetClosestPeers(Err(_)) => {
+                self.address_lookups.remove(&id);
+            }
+            QueryResult::StartProviding(Err(e)) => tracing::debug!("announce: {e}"),
+            QueryResult::Bootstrap(r) => tracing::debug!("bootstrap step: {r:?}"),
+            _ => {}
+        }
+    }
+
+    fn on_mdns(&mut self, event: mdns::Event) {
+        let mdns::Event::Discovered(found) = event else {
+            return;
+        };
+        let mut by_peer: HashMap<PeerId, BTreeSet<Multiaddr>> = HashMap::new();
+        for (peer, a) in found {
+            by_peer.entry(peer).or_default().insert(a);
+        }
+        for (peer, addrs) in by_peer {
+            if self.swarm.is_connected(&peer) {
+                continue;
+            }
+            tracing::info!(%peer, "discovered on the LAN (mDNS)");
+            self.metrics.dials.get_or_create(&vec![("reason", "mdns")]).inc();
+            let opts = DialOpts::peer_id(peer)
+                .addresses(addrs.into_iter().collect())
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            let _ = self.swarm.dial(opts);
+        }
+    }
+
+    fn on_rpc(&mut self, event: mcc_rpc::Event) {
+        match event {
+            mcc_rpc::Event::Response {
+                request_id, result, ..
+            } => {
+                self.metrics
+                    .rpc_outbound
+                    .get_or_create(&NodeMetrics::outcome(result.is_ok()))
+                    .inc();
+                if let Some(reply) = self.pending_calls.remove(&request_id) {
+                    let _ = reply.send(result);
+                }
+            }
+            mcc_rpc::Event::InboundAnswered { ok, .. } => {
+                self.metrics
+                    .rpc_inbound
+                    .get_or_create(&NodeMetrics::outcome(ok))
+                    .inc();
+            }
+            mcc_rpc::Event::InboundFailure { peer, error } => {
+                tracing::debug!(%peer, "inbound rpc failed: {error}");
+                self.metrics
+                    .rpc_inbound
+                    .get_or_create(&NodeMetrics::outcome(false))
+                    .inc();
+            }
+        }
+    }
+}
+
+/// The DHT key of a rendezvous string: the sha2-256 multihash of its bytes.
+pub(crate) fn rendezvous_key(key: &str) -> RecordKey {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    // Multihash: code 0x12 (sha2-256), length 32, digest.
+    let mut mh = Vec::with_capacity(34);
+    mh.extend_from_slice(&[0x12, 0x20]);
+    mh.extend_from_slice(&digest);
+    RecordKey::new(&mh)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_come_from_mcc_agent_versions() {
+        assert_eq!(label_of("mcc/0.1.0 (kitchen)").as_deref(), Some("kitchen"));
+        assert_eq!(label_of("js-libp2p/2.0"), None);
+        assert_eq!(label_of("mcc/0.1.0"), None);
+    }
+
+    #[test]
+    fn rendezvous_key_is_a_sha256_multihash() {
+        let k = rendezvous_key("mcc");
+        assert_eq!(k.as_ref().len(), 34);
+        assert_eq!(&k.as_ref()[..2], &[0x12, 0x20]);
+        assert_ne!(rendezvous_key("a"), rendezvous_key("b"));
+    }
+}

@@ -1,0 +1,508 @@
+//! The node: one event loop task that alone owns the libp2p `Swarm`, and a cloneable
+//! [`Node`] handle that talks to it with bounded commands and oneshot replies.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), mcc::node::Error> {
+//! use mcc::node::{Config, Node};
+//!
+//! let config = Config {
+//!     listen: mcc::node::addr::parse_listen("127.0.0.1:0")?,
+//!     ..Config::default()
+//! };
+//! let (node, task) = Node::builder(config)
+//!     .method("add", |_caller, params| async move {
+//!         let a = params["a"].as_i64().unwrap_or(0);
+//!         let b = params["b"].as_i64().unwrap_or(0);
+//!         Ok(serde_json::json!(a + b))
+//!     })
+//!     .spawn(async { let _ = tokio::signal::ctrl_c().await; })
+//!     .await?;
+//! println!("I am {}", node.peer_id());
+//! task.await.ok();
+//! # Ok(()) }
+//! ```
+
+pub mod addr;
+mod behaviour;
+mod event_loop;
+mod metrics;
+
+use std::future::Future;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use libp2p::identity::Keypair;
+use libp2p::{Multiaddr, PeerId, StreamProtocol, noise, tcp, yamux};
+use mcc_rpc::{CallError, Methods, RpcError};
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+pub use self::addr::AddrError;
+pub use self::behaviour::{Behaviour, BehaviourEvent};
+use self::event_loop::{Command, EventLoop};
+
+/// Version of this crate, announced by identify and in the REST API.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Default TCP/QUIC port.
+pub const DEFAULT_PORT: u16 = 9376;
+
+/// When to run mDNS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MdnsMode {
+    /// On only if some listen address is not loopback.
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+/// How a node is set up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where identity (and later other state) is kept; `None` keeps nothing on disk.
+    pub data_dir: Option<PathBuf>,
+    /// Deterministic identity for demos and tests.
+    pub seed: Option<u64>,
+    /// Human-readable name, normalized with [`crate::label::normalize`].
+    pub label: Option<String>,
+    /// Addresses to listen on (see [`addr::parse_listen`]).
+    pub listen: Vec<Multiaddr>,
+    /// Peers to join through (see [`addr::parse_dial`]).
+    pub boot: Vec<Multiaddr>,
+    /// Kademlia protocol name.
+    pub kad_protocol: StreamProtocol,
+    /// Kademlia query parallelism (alpha).
+    pub dht_alpha: NonZeroUsize,
+    /// Application key whose providers find each other; `None` turns rendezvous off.
+    pub rendezvous: Option<String>,
+    /// How often rendezvous looks for other providers of the key.
+    pub rendezvous_interval: Duration,
+    /// mDNS on the LAN.
+    pub mdns: MdnsMode,
+    /// RPC limits and timeouts.
+    pub rpc: mcc_rpc::Config,
+    /// Interval between pings of each connection.
+    pub ping_interval: Duration,
+    /// How long an unused connection is kept.
+    pub idle_connection_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: None,
+            seed: None,
+            label: None,
+            listen: addr::parse_listen(&format!("127.0.0.1:{DEFAULT_PORT}")).unwrap_or_default(),
+            boot: Vec::new(),
+            kad_protocol: libp2p::kad::PROTOCOL_NAME,
+            dht_alpha: NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN),
+            rendezvous: Some("mcc".to_string()),
+            rendezvous_interval: Duration::from_secs(10),
+            mdns: MdnsMode::Auto,
+            rpc: mcc_rpc::Config::default().with_request_timeout(Duration::from_secs(10)),
+            ping_interval: Duration::from_secs(15),
+            idle_connection_timeout: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Errors of the node and its handle.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Identity(#[from] crate::identity::Error),
+    #[error("data folder {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("transport setup failed: {0}")]
+    Transport(String),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: Multiaddr, reason: String },
+    #[error(transparent)]
+    Addr(#[from] AddrError),
+    #[error("dialing {addr} failed: {reason}")]
+    Dial { addr: Multiaddr, reason: String },
+    #[error("call failed: {0}")]
+    Call(#[from] CallError),
+    #[error("the node is not running")]
+    Stopped,
+}
+
+/// Who opened a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+/// What a node says about itself.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NodeInfo {
+    #[schema(value_type = String)]
+    pub peer_id: PeerId,
+    pub label: String,
+    pub version: String,
+    pub agent_version: String,
+    #[schema(value_type = Vec<String>)]
+    pub listen_addrs: Vec<Multiaddr>,
+    #[schema(value_type = Vec<String>)]
+    pub external_addrs: Vec<Multiaddr>,
+    pub kad_protocol: String,
+    pub rendezvous: Option<String>,
+    pub mdns: bool,
+    pub rpc_methods: Vec<String>,
+    pub connected_peers: usize,
+    pub routing_table_size: usize,
+    pub uptime_secs: u64,
+}
+
+/// A connected peer.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PeerInfo {
+    #[schema(value_type = String)]
+    pub peer_id: PeerId,
+    /// Label from the peer's identify agent version, when it is an mcc node.
+    pub label: Option<String>,
+    /// Remote addresses of the open connections, then the listen addresses it announced.
+    #[schema(value_type = Vec<String>)]
+    pub addrs: Vec<Multiaddr>,
+    /// Last ping round-trip time.
+    pub rtt_ms: Option<f64>,
+    /// Direction of the oldest open connection.
+    pub direction: Direction,
+    pub connections: usize,
+    pub agent_version: Option<String>,
+    pub protocols: Vec<String>,
+    /// Found as a provider of this node's rendezvous key (same application).
+    pub rendezvous: bool,
+    /// In the Kademlia routing table.
+    pub in_routing_table: bool,
+    pub connected_secs: u64,
+}
+
+/// One peer's answer to a (multi)call.
+#[derive(Debug, Clone)]
+pub struct CallOutcome {
+    pub peer_id: PeerId,
+    pub result: Result<Value, CallError>,
+    pub rtt: Duration,
+}
+
+/// Builds and starts a node.
+pub struct Builder {
+    config: Config,
+    keypair: Option<Keypair>,
+    methods: Methods,
+    registry: Registry,
+}
+
+impl Builder {
+    /// Uses this identity instead of the data folder / seed one.
+    pub fn keypair(mut self, keypair: Keypair) -> Self {
+        self.keypair = Some(keypair);
+        self
+    }
+
+    /// Registers an RPC method callable by peers (and locally). More can be added at runtime
+    /// through [`Node::methods`].
+    pub fn method<F, Fut>(self, name: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(PeerId, Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, RpcError>> + Send + 'static,
+    {
+        self.methods.register(name, handler);
+        self
+    }
+
+    /// Uses this Prometheus registry (the node registers libp2p's and its own metrics in it).
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// Builds the swarm, starts listening and spawns the event loop on the tokio runtime.
+    ///
+    /// The node runs until `shutdown` completes or every [`Node`] handle is dropped; the
+    /// returned task ends when the event loop has stopped.
+    pub async fn spawn<F>(self, shutdown: F) -> Result<(Node, JoinHandle<()>), Error>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let Builder {
+            config,
+            keypair,
+            methods,
+            mut registry,
+        } = self;
+
+        if let Some(dir) = &config.data_dir {
+            std::fs::create_dir_all(dir).map_err(|source| Error::DataDir {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let keypair = match (keypair, config.seed, &config.data_dir) {
+            (Some(k), _, _) => k,
+            (None, Some(seed), _) => crate::identity::from_seed(seed),
+            (None, None, Some(dir)) => crate::identity::load_or_create(dir)?,
+            (None, None, None) => Keypair::generate_ed25519(),
+        };
+        let label = resolve_label(&config)?;
+        let peer_id = keypair.public().to_peer_id();
+        let agent_version = format!("mcc/{VERSION} ({label})");
+        let mdns_on = match config.mdns {
+            MdnsMode::On => true,
+            MdnsMode::Off => false,
+            MdnsMode::Auto => config.listen.iter().any(|a| !addr::is_loopback(a)),
+        };
+
+        let node_metrics = metrics::NodeMetrics::new(&mut registry);
+        let behaviour = Behaviour::new(
+            &keypair,
+            &config,
+            agent_version.clone(),
+            methods.clone(),
+            mdns_on,
+        )?;
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| Error::Transport(e.to_string()))?
+            .with_quic()
+            .with_dns()
+            .map_err(|e| Error::Transport(e.to_string()))?
+            .with_bandwidth_metrics(&mut registry)
+            .with_behaviour(|_| behaviour)
+            .map_err(|e| Error::Transport(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_connection_timeout))
+            .build();
+        let libp2p_metrics = libp2p::metrics::Metrics::new(&mut registry);
+
+        for addr in &config.listen {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| Error::Listen {
+                    addr: addr.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
+
+        let (tx, rx) = mpsc::channel(256);
+        let event_loop = EventLoop::new(
+            swarm,
+            rx,
+            &config,
+            event_loop::Info {
+                label: label.clone(),
+                agent_version,
+                mdns: mdns_on,
+                methods: methods.clone(),
+            },
+            libp2p_metrics,
+            node_metrics,
+        );
+        let task = tokio::spawn(event_loop.run(shutdown));
+        tracing::info!(%peer_id, %label, "node started");
+        Ok((
+            Node {
+                inner: Arc::new(Inner {
+                    tx,
+                    peer_id,
+                    label,
+                    methods,
+                    registry: Arc::new(registry),
+                    call_guard: config.rpc.request_timeout() + Duration::from_secs(5),
+                }),
+            },
+            task,
+        ))
+    }
+}
+
+fn resolve_label(config: &Config) -> Result<String, Error> {
+    if let Some(l) = config.label.as_deref().and_then(crate::label::normalize) {
+        return Ok(l);
+    }
+    // Keep a generated label across restarts, like the identity.
+    let Some(dir) = &config.data_dir else {
+        return Ok(crate::label::random());
+    };
+    let path = dir.join("label");
+    if let Some(l) = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| crate::label::normalize(&s))
+    {
+        return Ok(l);
+    }
+    let l = crate::label::random();
+    crate::fsutil::write_atomic(&path, l.as_bytes(), 0o644)
+        .map_err(|source| Error::DataDir { path, source })?;
+    Ok(l)
+}
+
+struct Inner {
+    tx: mpsc::Sender<Command>,
+    peer_id: PeerId,
+    label: String,
+    methods: Methods,
+    registry: Arc<Registry>,
+    /// Last-resort bound on a call, above the RPC request timeout.
+    call_guard: Duration,
+}
+
+/// A cloneable handle to a running node.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+impl Node {
+    /// Starts building a node.
+    pub fn builder(config: Config) -> Builder {
+        Builder {
+            config,
+            keypair: None,
+            methods: Methods::new(),
+            registry: Registry::default(),
+        }
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.inner.peer_id
+    }
+
+    pub fn label(&self) -> &str {
+        &self.inner.label
+    }
+
+    /// The RPC methods this node serves; register more at runtime here.
+    pub fn methods(&self) -> &Methods {
+        &self.inner.methods
+    }
+
+    /// The Prometheus registry with libp2p's and mcc's metrics.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    async fn request<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(make(tx))
+            .await
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// What the node says about itself.
+    pub async fn info(&self) -> Result<NodeInfo, Error> {
+        self.request(Command::Info).await
+    }
+
+    /// The connected peers.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, Error> {
+        self.request(Command::Peers).await
+    }
+
+    /// Dials an address (see [`addr::parse_dial`]) and waits for the connection.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, Error> {
+        let fut = self.request(|reply| Command::Dial {
+            addr: addr.clone(),
+            reply,
+        });
+        match tokio::time::timeout(Duration::from_secs(20), fut).await {
+            Ok(r) => r?,
+            Err(_) => Err(Error::Dial {
+                addr,
+                reason: "timed out".to_string(),
+            }),
+        }
+    }
+
+    /// Calls `method` on `peer` (this node itself when `peer` is our own id).
+    pub async fn call(&self, peer: PeerId, method: &str, params: Value) -> Result<Value, Error> {
+        Ok(self.call_outcome(peer, method, params).await.result?)
+    }
+
+    /// Like [`Node::call`], with the round-trip time and the error kept per peer.
+    pub async fn call_outcome(&self, peer: PeerId, method: &str, params: Value) -> CallOutcome {
+        let start = Instant::now();
+        let result = if peer == self.inner.peer_id {
+            self.inner
+                .methods
+                .invoke(peer, method, params)
+                .await
+                .map_err(CallError::Remote)
+        } else {
+            let fut = self.request(|reply| Command::Call {
+                peer,
+                method: method.to_string(),
+                params,
+                reply,
+            });
+            match tokio::time::timeout(self.inner.call_guard, fut).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(_)) => Err(CallError::Io("the node is not running".to_string())),
+                Err(_) => Err(CallError::Timeout),
+            }
+        };
+        CallOutcome {
+            peer_id: peer,
+            result,
+            rtt: start.elapsed(),
+        }
+    }
+
+    /// Calls `method` on every connected peer that speaks our RPC protocol (and on this node
+    /// too with `include_self`), all at once; one outcome per peer, this node first.
+    pub async fn multicall(
+        &self,
+        method: &str,
+        params: Value,
+        include_self: bool,
+    ) -> Result<Vec<CallOutcome>, Error> {
+        let mut targets = self.request(Command::RpcPeers).await?;
+        targets.sort();
+        if include_self {
+            targets.insert(0, self.inner.peer_id);
+        }
+        Ok(join_all(
+            targets
+                .into_iter()
+                .map(|p| self.call_outcome(p, method, params.clone())),
+        )
+        .await)
+    }
+
+    /// Echoes `message` off one peer, or off this node and every connected peer.
+    pub async fn echo(&self, message: &str, peer: Option<PeerId>) -> Result<Vec<CallOutcome>, Error> {
+        let params = Value::String(message.to_string());
+        match peer {
+            Some(p) => Ok(vec![self.call_outcome(p, "echo", params).await]),
+            None => self.multicall("echo", params, true).await,
+        }
+    }
+
+    /// Completes when the event loop has stopped.
+    pub async fn closed(&self) {
+        self.inner.tx.closed().await
+    }
+
+}
