@@ -247,7 +247,10 @@ impl DaemonArgs {
         let cors = if !self.enable_cors.is_empty() {
             self.enable_cors
         } else {
-            file.enable_cors.as_ref().map(|c| c.items()).unwrap_or_default()
+            file.enable_cors
+                .as_ref()
+                .map(|c| c.items())
+                .unwrap_or_default()
         };
         Ok(Resolved {
             daemon: daemon::Config {

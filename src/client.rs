@@ -54,7 +54,11 @@ impl Client {
         &self.base
     }
 
-    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder, url: String) -> Result<T, Error> {
+    async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: String,
+    ) -> Result<T, Error> {
         let resp = req.send().await.map_err(|source| {
             if source.is_connect() {
                 Error::NotRunning {
@@ -92,7 +96,11 @@ impl Client {
         self.send(self.http.get(&url), url).await
     }
 
-    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, Error> {
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, Error> {
         let url = format!("{}{path}", self.base);
         self.send(self.http.post(&url).json(body), url).await
     }
@@ -130,7 +138,12 @@ impl Client {
         .await
     }
 
-    pub async fn rpc(&self, method: &str, peer: Option<&str>, params: Value) -> Result<RpcResponse, Error> {
+    pub async fn rpc(
+        &self,
+        method: &str,
+        peer: Option<&str>,
+        params: Value,
+    ) -> Result<RpcResponse, Error> {
         let path = format!("/api/v1/rpc/{}", urlencode(method));
         self.post(
             &path,
@@ -148,7 +161,9 @@ fn urlencode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }

@@ -166,7 +166,7 @@ services:
         )
         .unwrap();
         assert_eq!(c.label.as_deref(), Some("Kitchen"));
-        assert_eq!(c.boot.unwrap().items().len(), 2);
+        assert_eq!(c.boot.as_ref().map(|b| b.items().len()), Some(2));
         assert_eq!(c.listen_addrs(), vec!["127.0.0.1:9400".to_string()]);
         assert_eq!(c.listeners(), 1);
         assert_eq!(c.enable_monitoring, Some(true));

@@ -80,11 +80,12 @@ pub async fn run(
             tracing::info!("REST API on {url} (Swagger UI at {url}/docs)");
             if let Some(dir) = &data_dir {
                 let path = dir.join(API_FILE);
-                crate::fsutil::write_atomic(&path, url.as_bytes(), 0o644)
-                    .map_err(|source| Error::ApiFile {
+                crate::fsutil::write_atomic(&path, url.as_bytes(), 0o644).map_err(|source| {
+                    Error::ApiFile {
                         path: path.clone(),
                         source,
-                    })?;
+                    }
+                })?;
                 api_file = Some(path);
             }
             let router = api::router(node.clone(), &config.api);

@@ -33,12 +33,10 @@ pub fn load_or_create(dir: &Path) -> Result<Keypair, Error> {
         }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let keypair = Keypair::generate_ed25519();
-            let bytes = keypair
-                .to_protobuf_encoding()
-                .map_err(|e| Error::Corrupt {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
+            let bytes = keypair.to_protobuf_encoding().map_err(|e| Error::Corrupt {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
             fsutil::write_atomic(&path, &bytes, 0o600).map_err(|source| Error::Io {
                 path: path.clone(),
                 source,

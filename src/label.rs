@@ -54,7 +54,10 @@ mod tests {
         assert_eq!(normalize(&"a".repeat(40)).unwrap().len(), 30);
         // 'ä' is two bytes: 15 fit exactly, a 16th would make 32.
         assert_eq!(normalize(&"ä".repeat(20)).unwrap(), "ä".repeat(15));
-        assert_eq!(normalize(&format!("a{}", "ä".repeat(20))).unwrap().len(), 29);
+        assert_eq!(
+            normalize(&format!("a{}", "ä".repeat(20))).unwrap().len(),
+            29
+        );
     }
 
     #[test]

@@ -65,7 +65,9 @@ pub fn parse_listen(s: &str) -> Result<Vec<Multiaddr>, AddrError> {
     }
     let (host, port) = split_host_port(s)?;
     let ip = ip_of(host).ok_or_else(|| err(s, "listen host must be an IP address"))?;
-    let tcp = Multiaddr::empty().with(ip_proto(ip)).with(Protocol::Tcp(port));
+    let tcp = Multiaddr::empty()
+        .with(ip_proto(ip))
+        .with(Protocol::Tcp(port));
     let quic = Multiaddr::empty()
         .with(ip_proto(ip))
         .with(Protocol::Udp(port))
@@ -158,13 +160,21 @@ mod tests {
             parse_dial("example.org:1").unwrap().to_string(),
             "/dns/example.org/tcp/1"
         );
-        let with_id = "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+        let with_id =
+            "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
         assert!(peer_id_of(&parse_dial(with_id).unwrap()).is_some());
     }
 
     #[test]
     fn bad_input_is_an_error() {
-        for bad in ["", "nohost", "127.0.0.1:", ":80", "1.2.3.4:99999", "/not/a/multiaddr"] {
+        for bad in [
+            "",
+            "nohost",
+            "127.0.0.1:",
+            ":80",
+            "1.2.3.4:99999",
+            "/not/a/multiaddr",
+        ] {
             assert!(parse_dial(bad).is_err(), "{bad}");
         }
         assert!(parse_listen("example.org:1").is_err());

@@ -17,7 +17,9 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use super::metrics::NodeMetrics;
-use super::{Behaviour, BehaviourEvent, Config, Direction, Error, NodeInfo, PeerInfo, VERSION, addr};
+use super::{
+    Behaviour, BehaviourEvent, Config, Direction, Error, NodeInfo, PeerInfo, VERSION, addr,
+};
 
 /// How often boot addresses are dialed again while the node has no peer at all.
 const BOOT_RETRY: Duration = Duration::from_secs(5);
@@ -167,7 +169,10 @@ impl EventLoop {
                     .build(),
                 None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
             };
-            self.metrics.dials.get_or_create(&vec![("reason", "boot")]).inc();
+            self.metrics
+                .dials
+                .get_or_create(&vec![("reason", "boot")])
+                .inc();
             if let Err(e) = self.swarm.dial(opts) {
                 tracing::debug!(%addr, "boot dial failed: {e}");
             }
@@ -228,11 +233,16 @@ impl EventLoop {
             }
             Command::Dial { addr, reply } => {
                 let opts = match addr::peer_id_of(&addr) {
-                    Some(peer) => DialOpts::peer_id(peer).addresses(vec![addr.clone()]).build(),
+                    Some(peer) => DialOpts::peer_id(peer)
+                        .addresses(vec![addr.clone()])
+                        .build(),
                     None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
                 };
                 let id = opts.connection_id();
-                self.metrics.dials.get_or_create(&vec![("reason", "api")]).inc();
+                self.metrics
+                    .dials
+                    .get_or_create(&vec![("reason", "api")])
+                    .inc();
                 match self.swarm.dial(opts) {
                     Ok(()) => {
                         self.pending_dials.insert(id, (addr, reply));
@@ -290,11 +300,7 @@ impl EventLoop {
             .behaviour_mut()
             .kad
             .kbuckets()
-            .flat_map(|b| {
-                b.iter()
-                    .map(|e| *e.node.key.preimage())
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|b| b.iter().map(|e| *e.node.key.preimage()).collect::<Vec<_>>())
             .collect();
         let mut out: Vec<PeerInfo> = self
             .peers
@@ -336,7 +342,10 @@ impl EventLoop {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 let local = *self.swarm.local_peer_id();
-                tracing::info!("listening on {}", address.clone().with(Protocol::P2p(local)));
+                tracing::info!(
+                    "listening on {}",
+                    address.clone().with(Protocol::P2p(local))
+                );
                 // Provider records carry only external addresses: announce the concrete listen
                 // addresses (loopback and LAN included) so peers can reach us.
                 if !addr::is_unspecified(&address) {
@@ -353,7 +362,9 @@ impl EventLoop {
                 ..
             } => {
                 let (remote, direction) = match &endpoint {
-                    ConnectedPoint::Dialer { address, .. } => (address.clone(), Direction::Outbound),
+                    ConnectedPoint::Dialer { address, .. } => {
+                        (address.clone(), Direction::Outbound)
+                    }
                     ConnectedPoint::Listener { send_back_addr, .. } => {
                         (send_back_addr.clone(), Direction::Inbound)
                     }
@@ -443,7 +454,11 @@ impl EventLoop {
         }
         let was_empty = self.routing_table_size() == 0;
         let kad = &mut self.swarm.behaviour_mut().kad;
-        for a in info.listen_addrs.iter().filter(|a| !addr::is_unspecified(a)) {
+        for a in info
+            .listen_addrs
+            .iter()
+            .filter(|a| !addr::is_unspecified(a))
+        {
             kad.add_address(&peer_id, a.clone());
         }
         if was_empty && self.routing_table_size() > 0 {
@@ -493,7 +508,9 @@ impl EventLoop {
                         let _ = self.swarm.dial(opts);
                     }
                 }
-                self.metrics.rendezvous_peers.set(self.app_peers.len() as i64);
+                self.metrics
+                    .rendezvous_peers
+                    .set(self.app_peers.len() as i64);
             }
             QueryResult::GetClosestPeers(Ok(GetClosestPeersOk { peers, .. })) => {
                 let Some(target) = self.address_lookups.remove(&id) else {
@@ -532,7 +549,10 @@ impl EventLoop {
                 continue;
             }
             tracing::info!(%peer, "discovered on the LAN (mDNS)");
-            self.metrics.dials.get_or_create(&vec![("reason", "mdns")]).inc();
+            self.metrics
+                .dials
+                .get_or_create(&vec![("reason", "mdns")])
+                .inc();
             let opts = DialOpts::peer_id(peer)
                 .addresses(addrs.into_iter().collect())
                 .condition(PeerCondition::DisconnectedAndNotDialing)

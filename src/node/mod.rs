@@ -295,12 +295,10 @@ impl Builder {
         let libp2p_metrics = libp2p::metrics::Metrics::new(&mut registry);
 
         for addr in &config.listen {
-            swarm
-                .listen_on(addr.clone())
-                .map_err(|e| Error::Listen {
-                    addr: addr.clone(),
-                    reason: e.to_string(),
-                })?;
+            swarm.listen_on(addr.clone()).map_err(|e| Error::Listen {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?;
         }
 
         let (tx, rx) = mpsc::channel(256);
@@ -401,7 +399,10 @@ impl Node {
         &self.inner.registry
     }
 
-    async fn request<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, Error> {
         let (tx, rx) = oneshot::channel();
         self.inner
             .tx
@@ -492,7 +493,11 @@ impl Node {
     }
 
     /// Echoes `message` off one peer, or off this node and every connected peer.
-    pub async fn echo(&self, message: &str, peer: Option<PeerId>) -> Result<Vec<CallOutcome>, Error> {
+    pub async fn echo(
+        &self,
+        message: &str,
+        peer: Option<PeerId>,
+    ) -> Result<Vec<CallOutcome>, Error> {
         let params = Value::String(message.to_string());
         match peer {
             Some(p) => Ok(vec![self.call_outcome(p, "echo", params).await]),
@@ -504,5 +509,4 @@ impl Node {
     pub async fn closed(&self) {
         self.inner.tx.closed().await
     }
-
 }

@@ -400,13 +400,14 @@ async fn timeout_reported_on_both_sides_and_handler_cancelled() {
             }
         });
     }
-    let timeout = Duration::from_millis(300);
+    // The client gives up first; had the server timed out first, it would drop the stream and
+    // the client would see an i/o error instead of a timeout.
     let mut s = setup(
         Config::default()
-            .with_request_timeout(timeout)
+            .with_request_timeout(Duration::from_millis(800))
             .with_max_concurrent_inbound(1),
         methods,
-        Config::default().with_request_timeout(timeout),
+        Config::default().with_request_timeout(Duration::from_millis(300)),
     )
     .await;
     let client_id = *s.client.local_peer_id();

@@ -1,0 +1,199 @@
+//! Runs the real `mcc` binary as separate processes on 127.0.0.1 for integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use mcc::client::Client;
+use mcc::node::PeerInfo;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_mcc");
+
+/// One `mcc` daemon process with its own data folder; killed on drop.
+pub struct Daemon {
+    pub child: Option<Child>,
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    pub api: Client,
+    pub args: Vec<String>,
+}
+
+/// Flags every test node gets: ephemeral ports, fast rendezvous, quiet logs.
+pub fn base_args() -> Vec<String> {
+    [
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--rendezvous-interval",
+        "1",
+        "--loglevel",
+        "4",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+impl Daemon {
+    /// Starts a node in a fresh temp data folder with `base_args()` plus `extra`.
+    pub async fn start(extra: &[&str]) -> Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path().to_path_buf();
+        let mut args = base_args();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut d = Self::spawn_in(&dir, args).await?;
+        d._tmp = Some(tmp);
+        Ok(d)
+    }
+
+    /// Starts a node in `dir` with exactly `args` (plus `--data-folder dir`).
+    pub async fn spawn_in(dir: &Path, args: Vec<String>) -> Result<Self> {
+        let api_file = dir.join("api");
+        let _ = std::fs::remove_file(&api_file);
+        std::fs::create_dir_all(dir)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("node.log"))?;
+        let child = Command::new(BIN)
+            .arg("--data-folder")
+            .arg(dir)
+            .args(&args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawning mcc")?;
+        let mut d = Self {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            _tmp: None,
+            api: Client::new("http://127.0.0.1:1"),
+            args,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                bail!("mcc exited early with {status}:\n{}", d.log());
+            }
+            if let Ok(url) = std::fs::read_to_string(&api_file) {
+                let c = Client::new(url.trim());
+                if c.health().await.is_ok() {
+                    d.api = c;
+                    return Ok(d);
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("mcc did not come up:\n{}", d.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+
+    /// `host:port` of the node's TCP listener, the MCC `--boot` form.
+    pub async fn tcp_host_port(&self) -> Result<String> {
+        let info = self.api.node().await?;
+        info.listen_addrs
+            .iter()
+            .find_map(mcc::node::addr::host_port)
+            .map(|s| s.to_string())
+            .context("no TCP listen address")
+    }
+
+    pub async fn peer_id(&self) -> Result<String> {
+        Ok(self.api.node().await?.peer_id.to_string())
+    }
+
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>> {
+        Ok(self.api.peers().await?)
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(&mut self) -> Result<()> {
+        if let Some(mut c) = self.child.take() {
+            let pid = c.id().to_string();
+            Command::new("kill").args(["-TERM", &pid]).status()?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Some(status) = c.try_wait()? {
+                    if !status.success() {
+                        bail!("mcc exited with {status}:\n{}", self.log());
+                    }
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    bail!("mcc did not stop on SIGTERM:\n{}", self.log());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the same node again (same data folder and flags).
+    pub async fn restart(&mut self) -> Result<()> {
+        self.kill();
+        let mut fresh = Self::spawn_in(&self.dir, self.args.clone()).await?;
+        self.child = fresh.child.take();
+        self.api = fresh.api.clone();
+        Ok(())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `check` every 200 ms until it is true or `secs` pass.
+pub async fn wait_until<F, Fut>(secs: u64, what: &str, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut last_err = None;
+    loop {
+        match check().await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => last_err = Some(e),
+        }
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {what} (last error: {last_err:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Runs the CLI; returns (success, stdout, stderr).
+pub fn cli(args: &[&str]) -> Result<(bool, String, String)> {
+    let out = Command::new(BIN)
+        .args(args)
+        .env_remove("MCC_API")
+        .env_remove("MCC_DATA_FOLDER")
+        .output()?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
