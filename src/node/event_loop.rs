@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
+use libp2p::core::transport::ListenerId;
 use libp2p::kad::{self, GetClosestPeersOk, GetProvidersOk, QueryId, QueryResult, RecordKey};
 use libp2p::metrics::Recorder;
 use libp2p::multiaddr::Protocol;
@@ -133,6 +134,42 @@ impl EventLoop {
             libp2p_metrics,
             metrics,
         }
+    }
+
+    /// Drives the swarm until each listener reported an address (or failed), so addresses are
+    /// known when `spawn` returns.
+    pub(crate) async fn wait_listening(
+        &mut self,
+        mut pending: HashSet<ListenerId>,
+    ) -> Result<(), Error> {
+        let deadline = tokio::time::sleep(Duration::from_secs(10));
+        tokio::pin!(deadline);
+        while !pending.is_empty() {
+            tokio::select! {
+                event = self.swarm.select_next_some() => {
+                    match &event {
+                        SwarmEvent::NewListenAddr { listener_id, .. } => {
+                            pending.remove(listener_id);
+                        }
+                        SwarmEvent::ListenerClosed { addresses, reason: Err(e), .. } => {
+                            return Err(Error::Listen {
+                                addr: addresses.first().cloned().unwrap_or_else(Multiaddr::empty),
+                                reason: e.to_string(),
+                            });
+                        }
+                        SwarmEvent::ListenerError { error, .. } => {
+                            return Err(Error::Listen { addr: Multiaddr::empty(), reason: error.to_string() });
+                        }
+                        _ => {}
+                    }
+                    self.on_swarm_event(event);
+                }
+                _ = &mut deadline => {
+                    return Err(Error::Transport("listeners did not start within 10 s".into()));
+                }
+            }
+        }
+        Ok(())
     }
 
     pub(crate) async fn run(mut self, shutdown: impl Future<Output = ()>) {

@@ -294,15 +294,18 @@ impl Builder {
             .build();
         let libp2p_metrics = libp2p::metrics::Metrics::new(&mut registry);
 
+        let mut listeners = std::collections::HashSet::new();
         for addr in &config.listen {
-            swarm.listen_on(addr.clone()).map_err(|e| Error::Listen {
+            ensure_tcp_port_free(addr)?;
+            let id = swarm.listen_on(addr.clone()).map_err(|e| Error::Listen {
                 addr: addr.clone(),
-                reason: e.to_string(),
+                reason: error_chain(&e),
             })?;
+            listeners.insert(id);
         }
 
         let (tx, rx) = mpsc::channel(256);
-        let event_loop = EventLoop::new(
+        let mut event_loop = EventLoop::new(
             swarm,
             rx,
             &config,
@@ -315,6 +318,7 @@ impl Builder {
             libp2p_metrics,
             node_metrics,
         );
+        event_loop.wait_listening(listeners).await?;
         let task = tokio::spawn(event_loop.run(shutdown));
         tracing::info!(%peer_id, %label, "node started");
         Ok((
@@ -331,6 +335,40 @@ impl Builder {
             task,
         ))
     }
+}
+
+/// libp2p-tcp listens with SO_REUSEPORT, so a second node could silently share a TCP port
+/// with the first. A plain bind first turns that into a clear error.
+fn ensure_tcp_port_free(listen: &Multiaddr) -> Result<(), Error> {
+    let Some(sock) = addr::host_port(listen) else {
+        return Ok(());
+    };
+    if sock.port() == 0 || listen.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit)) {
+        return Ok(());
+    }
+    std::net::TcpListener::bind(sock)
+        .map(drop)
+        .map_err(|e| Error::Listen {
+            addr: listen.clone(),
+            reason: e.to_string(),
+        })
+}
+
+/// An error and all its sources, `: `-separated.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 fn resolve_label(config: &Config) -> Result<String, Error> {
