@@ -186,7 +186,8 @@ async fn bad_rest_input_gives_json_errors() -> Result<()> {
     let base = a.api.base_url().to_string();
     let json = "application/json";
     let post = reqwest::Method::POST;
-    let cases: Vec<(reqwest::Method, String, Option<(&str, String)>, u16)> = vec![
+    type Case = (reqwest::Method, String, Option<(&'static str, String)>, u16);
+    let cases: Vec<Case> = vec![
         (
             post.clone(),
             "/api/v1/echo".into(),
@@ -281,7 +282,14 @@ async fn bad_rest_input_gives_json_errors() -> Result<()> {
 /// OpenAPI document, Swagger UI, metrics with --enable-monitoring, RPC through REST.
 #[tokio::test(flavor = "multi_thread")]
 async fn openapi_docs_metrics_and_rpc() -> Result<()> {
-    let a = Daemon::start(&["--enable-monitoring", "--label", "Alpha-One!"]).await?;
+    let a = Daemon::start(&[
+        "--enable-monitoring",
+        "--label",
+        "Alpha-One!",
+        "--enable-cors",
+        "http://app.example",
+    ])
+    .await?;
     let b = Daemon::start(&["--boot", &a.tcp_host_port().await?]).await?;
     let base = a.api.base_url().to_string();
     let spec: serde_json::Value = reqwest::get(format!("{base}/api/v1/openapi.json"))
@@ -305,6 +313,27 @@ async fn openapi_docs_metrics_and_rpc() -> Result<()> {
     assert!(docs.text().await?.to_lowercase().contains("swagger"));
 
     assert_eq!(a.api.node().await?.label, "alphaone");
+    // CORS: the configured origin is allowed, others are not.
+    let cors = |origin: &'static str| {
+        let url = format!("{base}/api/v1/node");
+        async move {
+            let r = reqwest::Client::new()
+                .get(url)
+                .header("origin", origin)
+                .send()
+                .await?;
+            anyhow::Ok(
+                r.headers()
+                    .get("access-control-allow-origin")
+                    .map(|v| v.to_str().unwrap_or("").to_string()),
+            )
+        }
+    };
+    assert_eq!(
+        cors("http://app.example").await?.as_deref(),
+        Some("http://app.example")
+    );
+    assert_eq!(cors("http://evil.example").await?, None);
     let b_id = b.peer_id().await?;
     wait_until(20, "a sees b", || async {
         Ok(a.peers()

@@ -294,8 +294,7 @@ impl Lan {
 
 impl Drop for Lan {
     fn drop(&mut self) {
-        for child in self.nodes.iter_mut().filter_map(Option::take) {
-            let mut child = child;
+        for mut child in self.nodes.iter_mut().filter_map(Option::take) {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -332,10 +331,8 @@ async fn mdns_auto_discovers_peer_on_the_lan() -> Result<()> {
         );
     }
 
-    let lan_ref = &lan;
     wait_until(20, "both nodes listing each other", || async {
-        Ok(lan_ref.peer_ids(0).await?.contains(&ids[1])
-            && lan_ref.peer_ids(1).await?.contains(&ids[0]))
+        Ok(lan.peer_ids(0).await?.contains(&ids[1]) && lan.peer_ids(1).await?.contains(&ids[0]))
     })
     .await
     .with_context(|| format!("mDNS discovery failed\n{}", lan.logs()))?;

@@ -343,7 +343,11 @@ fn ensure_tcp_port_free(listen: &Multiaddr) -> Result<(), Error> {
     let Some(sock) = addr::host_port(listen) else {
         return Ok(());
     };
-    if sock.port() == 0 || listen.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit)) {
+    if sock.port() == 0
+        || listen
+            .iter()
+            .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
+    {
         return Ok(());
     }
     std::net::TcpListener::bind(sock)
