@@ -128,6 +128,55 @@ pub enum Command {
         #[arg(long)]
         peer: Option<String>,
     },
+    /// DHT records: `mcc dht put KEY VALUE`, `mcc dht get KEY`.
+    #[command(subcommand)]
+    Dht(DhtCommand),
+    /// DID documents: show, keygen, publish.
+    #[command(subcommand)]
+    Did(DidCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DhtCommand {
+    /// Store a record. KEY is namespaced (`/mcc/hello`); a bare `hello` means `/mcc/hello`.
+    Put {
+        key: String,
+        /// The value (or use --file).
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        value: Option<String>,
+        /// Read the value from this file.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Seconds until the record expires.
+        #[arg(long)]
+        ttl: Option<u64>,
+    },
+    /// Read a record (raw value to stdout, or to --output).
+    Get {
+        key: String,
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DidCommand {
+    /// Resolve a DID (default: this node's own) and print its document.
+    Show { did: Option<String> },
+    /// Create a new DID key file.
+    Keygen {
+        /// Where to write the key [default: ./did.key].
+        #[arg(long, short, default_value = "did.key")]
+        output: PathBuf,
+    },
+    /// Sign and publish a DID document with a key from `mcc did keygen`.
+    Publish {
+        /// The key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Optional JSON document with services / verification methods to include.
+        document: Option<PathBuf>,
+    },
 }
 
 /// CLI errors: each is printed as one line, with a non-zero exit.
@@ -141,6 +190,29 @@ pub enum Error {
     Client(#[from] client::Error),
     #[error(transparent)]
     Daemon(#[from] daemon::Error),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::Error),
+    #[error("{path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|source| Error::File {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// `hello` → `/mcc/hello`; namespaced keys stay as they are.
+fn dht_key(key: &str) -> String {
+    if key.starts_with('/') {
+        key.to_string()
+    } else {
+        format!("/{}/{key}", mcc_records::MCC_NAMESPACE)
+    }
 }
 
 fn usage(msg: impl Into<String>) -> Error {
@@ -305,6 +377,7 @@ pub async fn run_command(cmd: Command, common: &CommonArgs) -> Result<(), Error>
             let rows = [
                 ("peer id", n.peer_id.to_string()),
                 ("label", n.label),
+                ("did", n.did),
                 ("version", n.version),
                 ("listen", join(&n.listen_addrs)),
                 ("rendezvous", n.rendezvous.unwrap_or_else(|| "off".into())),
@@ -404,6 +477,163 @@ pub async fn run_command(cmd: Command, common: &CommonArgs) -> Result<(), Error>
                 })
                 .collect();
             print_table(&["PEER ID", "RTT", "RESULT"], rows);
+        }
+        Command::Dht(cmd) => run_dht(cmd, &client, json).await?,
+        Command::Did(cmd) => run_did(cmd, &client, json).await?,
+    }
+    Ok(())
+}
+
+async fn run_dht(cmd: DhtCommand, client: &Client, json: bool) -> Result<(), Error> {
+    match cmd {
+        DhtCommand::Put {
+            key,
+            value,
+            file,
+            ttl,
+        } => {
+            let key = dht_key(&key);
+            let bytes = match (value, file) {
+                (_, Some(f)) => read_file(&f)?,
+                (Some(v), None) => v.into_bytes(),
+                (None, None) => return Err(usage("give a VALUE or --file")),
+            };
+            let out = client.put_record(&key, bytes, ttl).await?;
+            if json {
+                return print_json(&out);
+            }
+            println!(
+                "stored {key}{}",
+                if out.replicated {
+                    " (locally and on peers)"
+                } else {
+                    " locally (no peer took it yet; it is replicated when peers arrive)"
+                }
+            );
+        }
+        DhtCommand::Get { key, output } => {
+            let key = dht_key(&key);
+            let value = client.get_record(&key).await?;
+            match output {
+                Some(path) => std::fs::write(&path, &value).map_err(|source| Error::File {
+                    path: path.clone(),
+                    source,
+                })?,
+                None if json => print_json(&serde_json::json!({
+                    "key": key,
+                    "size": value.len(),
+                    "value": String::from_utf8_lossy(&value),
+                }))?,
+                None => {
+                    use std::io::Write;
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(&value);
+                    if std::io::IsTerminal::is_terminal(&out) && !value.ends_with(b"\n") {
+                        let _ = out.write_all(b"\n");
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(1)
+}
+
+/// The document to publish: the user's (if any) with our id, context and key added.
+fn build_document(did: &str, user: Option<Value>) -> Result<Value, Error> {
+    let mut doc = mcc_records::did::default_document(did);
+    let Some(user) = user else {
+        return Ok(doc);
+    };
+    let Value::Object(user) = user else {
+        return Err(usage("the DID document must be a JSON object"));
+    };
+    if let Some(id) = user.get("id").and_then(Value::as_str)
+        && id != did
+    {
+        return Err(usage(format!(
+            "the document's id {id} is not the key's DID {did}"
+        )));
+    }
+    let Value::Object(base) = &mut doc else {
+        return Ok(doc);
+    };
+    for (k, v) in user {
+        match (k.as_str(), base.get_mut(&k), v) {
+            ("id", _, _) => {}
+            // Lists are merged: the key's own entries stay, the user's are added.
+            (_, Some(Value::Array(mine)), Value::Array(theirs)) => {
+                for item in theirs {
+                    if !mine.contains(&item) {
+                        mine.push(item);
+                    }
+                }
+            }
+            (_, _, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+    Ok(doc)
+}
+
+async fn run_did(cmd: DidCommand, client: &Client, json: bool) -> Result<(), Error> {
+    match cmd {
+        DidCommand::Show { did } => {
+            let did = match did {
+                Some(d) => d,
+                None => client.node().await?.did,
+            };
+            let doc = client.get_did(&did).await?;
+            if json {
+                return print_json(&doc);
+            }
+            println!("{did} (sequence {})", doc.seq);
+            print_json(&doc.document)?;
+        }
+        DidCommand::Keygen { output } => {
+            let (_, did) = crate::identity::write_did_key(&output)?;
+            if json {
+                return print_json(&serde_json::json!({"did": did, "key": output}));
+            }
+            println!("{did}");
+            println!("key written to {}", output.display());
+        }
+        DidCommand::Publish { key, document } => {
+            let (keypair, did) = crate::identity::read_did_key(&key)?;
+            let user = match document {
+                Some(p) => Some(
+                    serde_json::from_slice(&read_file(&p)?)
+                        .map_err(|e| usage(format!("{}: not JSON: {e}", p.display())))?,
+                ),
+                None => None,
+            };
+            let doc = build_document(&did, user)?;
+            let current = match client.get_did(&did).await {
+                Ok(d) => Some(d.seq),
+                Err(client::Error::Api { status: 404, .. }) => None,
+                Err(e) => return Err(e.into()),
+            };
+            let seq = unix_millis().max(current.map_or(1, |c| c + 1));
+            let signed = mcc_records::did::SignedDocument::sign(&keypair, doc, seq)
+                .map_err(|e| usage(e.to_string()))?;
+            let out = client
+                .put_did(&crate::api::types::SignedDocumentSchema {
+                    document: signed.document,
+                    seq: signed.seq,
+                    signature: signed.signature,
+                })
+                .await?;
+            if json {
+                return print_json(&serde_json::json!({"did": did, "seq": seq, "outcome": out}));
+            }
+            println!("published {did} (sequence {seq})");
         }
     }
     Ok(())

@@ -59,6 +59,19 @@ impl Client {
         req: reqwest::RequestBuilder,
         url: String,
     ) -> Result<T, Error> {
+        let (_, bytes) = self.send_raw(req, url.clone()).await?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
+            url,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Sends a request; a success gives headers and body, anything else an [`Error`].
+    async fn send_raw(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: String,
+    ) -> Result<(reqwest::header::HeaderMap, Vec<u8>), Error> {
         let resp = req.send().await.map_err(|source| {
             if source.is_connect() {
                 Error::NotRunning {
@@ -72,6 +85,7 @@ impl Client {
             }
         })?;
         let status = resp.status();
+        let headers = resp.headers().clone();
         let bytes = resp.bytes().await.map_err(|source| Error::Http {
             url: url.clone(),
             source,
@@ -85,10 +99,7 @@ impl Client {
                 message,
             });
         }
-        serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
-            url,
-            reason: e.to_string(),
-        })
+        Ok((headers, bytes.to_vec()))
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
@@ -138,6 +149,52 @@ impl Client {
         .await
     }
 
+    /// Stores a record; `key` is namespaced (`/mcc/hello` or `mcc/hello`).
+    pub async fn put_record(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl_secs: Option<u64>,
+    ) -> Result<PutOutcome, Error> {
+        let mut url = format!("{}/api/v1/records/{}", self.base, key_path(key));
+        if let Some(t) = ttl_secs {
+            url.push_str(&format!("?ttl={t}"));
+        }
+        let req = self
+            .http
+            .put(&url)
+            .header("content-type", "application/octet-stream")
+            .body(value);
+        self.send(req, url).await
+    }
+
+    /// Reads a record's value.
+    pub async fn get_record(&self, key: &str) -> Result<Vec<u8>, Error> {
+        let url = format!("{}/api/v1/records/{}", self.base, key_path(key));
+        Ok(self.send_raw(self.http.get(&url), url).await?.1)
+    }
+
+    /// Resolves a DID to its signed document.
+    pub async fn get_did(&self, did: &str) -> Result<SignedDocumentSchema, Error> {
+        self.get(&format!("/api/v1/dids/{}?proof=true", urlencode(did)))
+            .await
+    }
+
+    /// Publishes a signed DID document.
+    pub async fn put_did(&self, doc: &SignedDocumentSchema) -> Result<PutOutcome, Error> {
+        let path = format!(
+            "/api/v1/dids/{}",
+            urlencode(
+                doc.document
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+            )
+        );
+        let url = format!("{}{path}", self.base);
+        self.send(self.http.put(&url).json(doc), url).await
+    }
+
     pub async fn rpc(
         &self,
         method: &str,
@@ -154,6 +211,15 @@ impl Client {
         )
         .await
     }
+}
+
+/// Path of a record key: `/mcc/a b` → `mcc/a%20b` (slashes kept).
+fn key_path(key: &str) -> String {
+    key.trim_start_matches('/')
+        .split('/')
+        .map(urlencode)
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Percent-encodes a path segment.

@@ -7,7 +7,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use libp2p::identity::Keypair;
+use libp2p::identity::{Keypair, ed25519};
 
 use crate::fsutil;
 
@@ -46,6 +46,71 @@ pub fn load_or_create(dir: &Path) -> Result<Keypair, Error> {
         }
         Err(source) => Err(Error::Io { path, source }),
     }
+}
+
+/// A DID key file (`mcc did keygen`): JSON `{"did": "did:key:z6Mk...", "secret_key": "z..."}`
+/// with the 32-byte ed25519 secret in multibase base58btc, file mode 0600.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct DidKeyFile {
+    did: String,
+    secret_key: String,
+}
+
+/// Creates a new ed25519 key for a DID and writes it to `path` (refuses to overwrite).
+pub fn write_did_key(path: &Path) -> Result<(ed25519::Keypair, String), Error> {
+    if path.exists() {
+        return Err(Error::Io {
+            path: path.to_path_buf(),
+            source: io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "file exists; not overwriting a key",
+            ),
+        });
+    }
+    let keypair = ed25519::Keypair::generate();
+    let did = mcc_records::did::did_from_public(&keypair.public());
+    let file = DidKeyFile {
+        did: did.clone(),
+        secret_key: format!("z{}", bs58::encode(keypair.secret().as_ref()).into_string()),
+    };
+    let bytes = serde_json::to_vec_pretty(&file).map_err(|e| Error::Corrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    fsutil::write_atomic(path, &bytes, 0o600).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok((keypair, did))
+}
+
+/// Reads a DID key file written by [`write_did_key`].
+pub fn read_did_key(path: &Path) -> Result<(ed25519::Keypair, String), Error> {
+    let corrupt = |reason: String| Error::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let file: DidKeyFile = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let mut secret = file
+        .secret_key
+        .strip_prefix('z')
+        .and_then(|s| bs58::decode(s).into_vec().ok())
+        .ok_or_else(|| corrupt("secret_key is not multibase base58btc".into()))?;
+    let secret = ed25519::SecretKey::try_from_bytes(&mut secret)
+        .map_err(|e| corrupt(format!("secret_key: {e}")))?;
+    let keypair = ed25519::Keypair::from(secret);
+    let did = mcc_records::did::did_from_public(&keypair.public());
+    if did != file.did {
+        return Err(corrupt(format!(
+            "the key belongs to {did}, not {}",
+            file.did
+        )));
+    }
+    Ok((keypair, did))
 }
 
 /// A deterministic ed25519 key derived from a number, for demos and tests (`--seed N`).
@@ -88,6 +153,20 @@ mod tests {
             load_or_create(dir.path()),
             Err(Error::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn did_key_files_round_trip_and_never_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("me.key");
+        let (kp, did) = write_did_key(&path).unwrap();
+        let (kp2, did2) = read_did_key(&path).unwrap();
+        assert_eq!(did, did2);
+        assert_eq!(kp.public(), kp2.public());
+        assert!(did.starts_with("did:key:z6Mk"));
+        assert!(write_did_key(&path).is_err());
+        std::fs::write(&path, "{\"did\":\"x\",\"secret_key\":\"zzz\"}").unwrap();
+        assert!(read_did_key(&path).is_err());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::node::{self, CallOutcome, Node, NodeInfo, PeerInfo, addr};
+use crate::node::{self, CallOutcome, Node, NodeInfo, PeerInfo, PutOutcome, addr};
 use types::*;
 
 /// Largest JSON request body accepted.
@@ -80,7 +80,12 @@ impl From<JsonRejection> for ApiError {
 
 impl From<node::Error> for ApiError {
     fn from(e: node::Error) -> Self {
+        use mcc_records::ValidationError as V;
         let status = match &e {
+            node::Error::Invalid(V::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            node::Error::Invalid(V::Stale { .. }) | node::Error::Refused => StatusCode::CONFLICT,
+            node::Error::Invalid(_) => StatusCode::BAD_REQUEST,
+            node::Error::NotFound(_) => StatusCode::NOT_FOUND,
             node::Error::Addr(_) => StatusCode::BAD_REQUEST,
             node::Error::Dial { .. } | node::Error::Call(_) => StatusCode::BAD_GATEWAY,
             node::Error::Stopped => StatusCode::SERVICE_UNAVAILABLE,
@@ -109,7 +114,10 @@ fn parse_peer(s: &str) -> Result<PeerId, ApiError> {
     tags(
         (name = "node", description = "This node and its peers"),
         (name = "rpc", description = "Echo and RPC to peers"),
-    )
+        (name = "records", description = "Validated DHT records and DID documents"),
+    ),
+    // Routed with a `{*key}` wildcard (keys contain slashes), so listed here by hand.
+    paths(put_record, get_record),
 )]
 struct ApiDoc;
 
@@ -119,7 +127,12 @@ pub fn router(node: Node, config: &ApiConfig) -> Router {
         .routes(routes!(get_node))
         .routes(routes!(get_peers, post_peers))
         .routes(routes!(post_echo))
-        .routes(routes!(post_rpc));
+        .routes(routes!(post_rpc))
+        .routes(routes!(get_did, put_did))
+        .route(
+            "/records/{*key}",
+            axum::routing::put(put_record).get(get_record),
+        );
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .routes(routes!(healthz))
@@ -300,4 +313,133 @@ async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
         out,
     )
         .into_response())
+}
+
+/// A record key from the path: `mcc/hello` or `%2Fmcc%2Fhello` both mean `/mcc/hello`.
+fn record_key(raw: &str) -> Result<Vec<u8>, ApiError> {
+    let key = if raw.starts_with('/') {
+        raw.to_string()
+    } else {
+        format!("/{raw}")
+    };
+    mcc_records::parse_key(key.as_bytes()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(key.into_bytes())
+}
+
+/// Query of `PUT /records`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct PutQuery {
+    /// Seconds until the record expires (default: the DHT's record TTL, 36 h, republished
+    /// while this node runs).
+    ttl: Option<u64>,
+}
+
+/// Stores a record (raw body) under a namespaced key such as `mcc/hello`.
+#[utoipa::path(put, path = "/api/v1/records/{key}", tag = "records",
+    params(("key" = String, Path, description = "Namespaced key, e.g. `mcc/hello` (slashes allowed)"), PutQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 200, body = PutOutcome), (status = 400, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
+async fn put_record(
+    State(s): State<AppState>,
+    Path(key): Path<String>,
+    query: Result<axum::extract::Query<PutQuery>, axum::extract::rejection::QueryRejection>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<PutOutcome>, ApiError> {
+    let key = record_key(&key)?;
+    let query = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let body = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    let ttl = query.0.ttl.map(std::time::Duration::from_secs);
+    Ok(Json(s.node.put_record(key, body.to_vec(), ttl).await?))
+}
+
+/// Reads a record: the best valid version in the DHT, as the raw value.
+#[utoipa::path(get, path = "/api/v1/records/{key}", tag = "records",
+    params(("key" = String, Path, description = "Namespaced key, e.g. `mcc/hello`")),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
+              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_record(
+    State(s): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    let key = record_key(&key)?;
+    let found = s.node.get_record(key).await?;
+    let mut resp = (
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        found.value,
+    )
+        .into_response();
+    let h = resp.headers_mut();
+    if let Some(p) = found
+        .publisher
+        .and_then(|p| HeaderValue::from_str(&p.to_string()).ok())
+    {
+        h.insert("x-mcc-publisher", p);
+    }
+    h.insert("x-mcc-versions", HeaderValue::from(found.versions));
+    h.insert("x-mcc-queried-peers", HeaderValue::from(found.queried));
+    Ok(resp)
+}
+
+fn parse_did(did: &str) -> Result<(), ApiError> {
+    mcc_records::parse_key(mcc_records::did_key(did).as_ref())
+        .map(drop)
+        .map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// Resolves a DID to its document (the `x-mcc-seq` header carries its sequence number; add
+/// `?proof=true` for the signed envelope).
+#[utoipa::path(get, path = "/dids/{did}", tag = "records",
+    params(("did" = String, Path, description = "A did:key"), DidQuery),
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+async fn get_did(
+    State(s): State<AppState>,
+    Path(did): Path<String>,
+    query: Result<axum::extract::Query<DidQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    parse_did(&did)?;
+    let query = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let doc = s.node.resolve_did(&did).await?;
+    let seq = doc.seq;
+    let mut resp = if query.0.proof.unwrap_or(false) {
+        Json(doc).into_response()
+    } else {
+        Json(doc.document).into_response()
+    };
+    resp.headers_mut()
+        .insert("x-mcc-seq", HeaderValue::from(seq));
+    Ok(resp)
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct DidQuery {
+    /// Return `{document, seq, signature}` instead of the bare document.
+    proof: Option<bool>,
+}
+
+/// Publishes a signed DID document `{document, seq, signature}`. Only the DID's key can sign
+/// it, and `seq` must be higher than the one published.
+#[utoipa::path(put, path = "/dids/{did}", tag = "records",
+    params(("did" = String, Path, description = "A did:key")),
+    request_body = SignedDocumentSchema,
+    responses((status = 200, body = PutOutcome), (status = 400, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
+async fn put_did(
+    State(s): State<AppState>,
+    Path(did): Path<String>,
+    ApiJson(doc): ApiJson<mcc_records::did::SignedDocument>,
+) -> Result<Json<PutOutcome>, ApiError> {
+    parse_did(&did)?;
+    if doc.did() != Some(did.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "the document's id ({}) is not {did}",
+            doc.did().unwrap_or("missing")
+        )));
+    }
+    doc.verify()
+        .map_err(|e| ApiError::bad_request(format!("invalid DID document: {e}")))?;
+    Ok(Json(s.node.publish_did(&doc).await?))
 }

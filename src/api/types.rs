@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-pub use crate::node::{Direction, NodeInfo, PeerInfo};
+pub use crate::node::{Direction, NodeInfo, PeerInfo, PutOutcome};
 
 /// Every error response: `{"error": "..."}`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -85,4 +85,16 @@ pub struct RpcReply {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RpcResponse {
     pub replies: Vec<RpcReply>,
+}
+
+/// A signed DID document as stored in the DHT (`PUT /api/v1/dids/{did}`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SignedDocumentSchema {
+    /// The W3C DID Core document; its `id` is the DID.
+    pub document: Value,
+    /// Sequence number: higher replaces lower.
+    pub seq: u64,
+    /// Multibase (base58btc, `z...`) ed25519 signature by the DID's key over
+    /// `"mcc-did-v1\n" + canonical JSON of {"document", "seq"}`.
+    pub signature: String,
 }

@@ -6,7 +6,7 @@ use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{identify, identity::Keypair, kad, mdns, ping};
 
-use super::{Config, Error};
+use super::{Config, Error, RecordStore};
 
 /// Protocol version announced by identify.
 pub const IDENTIFY_PROTOCOL: &str = "/mcc/id/1.0.0";
@@ -16,7 +16,7 @@ pub const IDENTIFY_PROTOCOL: &str = "/mcc/id/1.0.0";
 pub struct Behaviour {
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
-    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub kad: kad::Behaviour<RecordStore>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub rpc: mcc_rpc::Behaviour,
 }
@@ -25,6 +25,7 @@ impl Behaviour {
     pub(crate) fn new(
         key: &Keypair,
         config: &Config,
+        store: RecordStore,
         agent_version: String,
         methods: mcc_rpc::Methods,
         mdns_on: bool,
@@ -49,9 +50,13 @@ impl Behaviour {
             // Only peers whose identify lists our kad protocol go into the routing table; the
             // event loop inserts them itself.
             .set_kbucket_inserts(kad::BucketInserts::Manual)
-            .set_query_timeout(Duration::from_secs(30));
-        let mut kad =
-            kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
+            .set_query_timeout(Duration::from_secs(30))
+            // A refused PUT only shows at the putter when its stream times out (kad resets
+            // it lazily): keep that short.
+            .set_substreams_timeout(Duration::from_secs(5))
+            // A message carries at most one record: room for the largest value plus framing.
+            .set_max_packet_size(config.records.limits.max_value_size + 16 * 1024);
+        let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
         // kad stays a client until an external address is confirmed, which never happens on a
         // LAN or on loopback: an mcc node always serves the DHT.
         kad.set_mode(Some(kad::Mode::Server));

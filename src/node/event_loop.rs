@@ -1,5 +1,7 @@
 //! The event loop: the only owner of the `Swarm`.
 
+mod records;
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -17,6 +19,7 @@ use mcc_rpc::{CallError, OutboundRequestId};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use self::records::{PendingGet, PendingPut};
 use super::metrics::NodeMetrics;
 use super::{
     Behaviour, BehaviourEvent, Config, Direction, Error, NodeInfo, PeerInfo, VERSION, addr,
@@ -42,6 +45,16 @@ pub(crate) enum Command {
         params: Value,
         reply: oneshot::Sender<Result<Value, CallError>>,
     },
+    PutRecord {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        reply: oneshot::Sender<Result<super::PutOutcome, Error>>,
+    },
+    GetRecord {
+        key: Vec<u8>,
+        reply: oneshot::Sender<Result<super::FoundRecord, Error>>,
+    },
 }
 
 /// Static facts about the node the loop reports.
@@ -50,6 +63,11 @@ pub(crate) struct Info {
     pub agent_version: String,
     pub mdns: bool,
     pub methods: mcc_rpc::Methods,
+    pub did: String,
+    /// This node's own signed DID document, published at start.
+    pub own_did_doc: Option<mcc_records::did::SignedDocument>,
+    /// Keeps the temp folder of a node without data folder alive.
+    pub _store_tmp: Option<tempfile::TempDir>,
 }
 
 struct PeerState {
@@ -98,6 +116,10 @@ pub(crate) struct EventLoop {
     /// Lookups of a rendezvous peer's addresses, started when we could not dial it.
     address_lookups: HashMap<QueryId, PeerId>,
     announced: Option<(Instant, usize)>,
+    pending_gets: HashMap<QueryId, PendingGet>,
+    pending_puts: HashMap<QueryId, PendingPut>,
+    record_max_value: usize,
+    get_quorum: usize,
     libp2p_metrics: libp2p::metrics::Metrics,
     metrics: NodeMetrics,
 }
@@ -131,6 +153,10 @@ impl EventLoop {
             pending_dials: HashMap::new(),
             address_lookups: HashMap::new(),
             announced: None,
+            pending_gets: HashMap::new(),
+            pending_puts: HashMap::new(),
+            record_max_value: config.records.limits.max_value_size,
+            get_quorum: config.records.get_quorum.get(),
             libp2p_metrics,
             metrics,
         }
@@ -176,6 +202,7 @@ impl EventLoop {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut rendezvous_tick = tokio::time::interval(self.rendezvous_interval);
         rendezvous_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.announce_did();
         let mut boot_tick = tokio::time::interval(BOOT_RETRY);
         boot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -228,21 +255,28 @@ impl EventLoop {
     /// Announces the rendezvous key (when new peers arrived since the last time, or every
     /// [`REANNOUNCE`]) and looks for the other providers.
     fn rendezvous(&mut self) {
-        let Some((_, key)) = self.rendezvous.clone() else {
-            return;
-        };
         let size = self.routing_table_size();
         self.metrics.routing_table_peers.set(size as i64);
+        let store = self.swarm.behaviour_mut().kad.store_mut();
+        let (stored, stats) = (store.inner().len(), store.stats());
+        self.metrics.update_records(stored, &stats);
         let due = match self.announced {
             None => true,
             Some((at, n)) => size > n || at.elapsed() >= REANNOUNCE,
         };
-        let kad = &mut self.swarm.behaviour_mut().kad;
         if due {
-            if let Err(e) = kad.start_providing(key.clone()) {
-                tracing::warn!("cannot announce rendezvous key: {e}");
-            }
             self.announced = Some((Instant::now(), size));
+            if size > 0 {
+                // New peers since the last time: make sure they can resolve our DID.
+                self.announce_did();
+            }
+        }
+        let Some((_, key)) = self.rendezvous.clone() else {
+            return;
+        };
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        if due && let Err(e) = kad.start_providing(key.clone()) {
+            tracing::warn!("cannot announce rendezvous key: {e}");
         }
         if size > 0 {
             kad.get_providers(key);
@@ -309,6 +343,13 @@ impl EventLoop {
                     let _ = reply.send(Err(e));
                 }
             },
+            Command::PutRecord {
+                key,
+                value,
+                ttl,
+                reply,
+            } => self.put_record(key, value, ttl, Some(reply)),
+            Command::GetRecord { key, reply } => self.get_record(key, reply),
         }
     }
 
@@ -317,6 +358,7 @@ impl EventLoop {
         NodeInfo {
             peer_id: *self.swarm.local_peer_id(),
             label: self.info.label.clone(),
+            did: self.info.did.clone(),
             version: VERSION.to_string(),
             agent_version: self.info.agent_version.clone(),
             listen_addrs: self.swarm.listeners().cloned().collect(),
@@ -523,10 +565,18 @@ impl EventLoop {
     }
 
     fn on_kad(&mut self, event: kad::Event) {
-        let kad::Event::OutboundQueryProgressed { id, result, .. } = event else {
+        let kad::Event::OutboundQueryProgressed {
+            id,
+            result,
+            step,
+            stats,
+        } = event
+        else {
             return;
         };
         match result {
+            QueryResult::GetRecord(r) => self.on_get_record_progress(id, r, step, stats),
+            QueryResult::PutRecord(r) => self.on_put_record_result(id, r),
             QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers, .. })) => {
                 let local = *self.swarm.local_peer_id();
                 for peer in providers.into_iter().filter(|p| *p != local) {

@@ -15,6 +15,11 @@ pub(crate) struct NodeMetrics {
     pub routing_table_peers: Gauge,
     pub rendezvous_peers: Gauge,
     pub dials: Family<Labels, Counter>,
+    pub records_stored: Gauge,
+    pub records_accepted: Counter,
+    pub records_refused: Family<Labels, Counter>,
+    /// Last store stats seen, to turn them into counter increments.
+    last_stats: mcc_records::Stats,
 }
 
 impl NodeMetrics {
@@ -26,6 +31,10 @@ impl NodeMetrics {
             routing_table_peers: Gauge::default(),
             rendezvous_peers: Gauge::default(),
             dials: Family::default(),
+            records_stored: Gauge::default(),
+            records_accepted: Counter::default(),
+            records_refused: Family::default(),
+            last_stats: mcc_records::Stats::default(),
         };
         let r = registry.sub_registry_with_prefix("mcc");
         r.register(
@@ -54,7 +63,40 @@ impl NodeMetrics {
             m.rendezvous_peers.clone(),
         );
         r.register("dials", "Dials started, by reason", m.dials.clone());
+        r.register(
+            "records_stored",
+            "Records in this node's DHT store",
+            m.records_stored.clone(),
+        );
+        r.register(
+            "records_accepted",
+            "Record puts accepted by the store",
+            m.records_accepted.clone(),
+        );
+        r.register(
+            "records_refused",
+            "Record puts refused by the store, by reason",
+            m.records_refused.clone(),
+        );
         m
+    }
+
+    /// Brings the record counters up to the store's stats.
+    pub fn update_records(&mut self, stored: usize, stats: &mcc_records::Stats) {
+        self.records_stored.set(stored as i64);
+        let last = &self.last_stats;
+        self.records_accepted
+            .inc_by(stats.accepted.saturating_sub(last.accepted));
+        for (reason, now, before) in [
+            ("invalid", stats.refused_invalid, last.refused_invalid),
+            ("stale", stats.refused_stale, last.refused_stale),
+            ("too_large", stats.refused_too_large, last.refused_too_large),
+        ] {
+            self.records_refused
+                .get_or_create(&vec![("reason", reason)])
+                .inc_by(now.saturating_sub(before));
+        }
+        self.last_stats = stats.clone();
     }
 
     pub fn outcome(ok: bool) -> Labels {

@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId, StreamProtocol, noise, tcp, yamux};
+use mcc_records::did::SignedDocument;
 use mcc_rpc::{CallError, Methods, RpcError};
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
@@ -93,6 +94,29 @@ pub struct Config {
     pub ping_interval: Duration,
     /// How long an unused connection is kept.
     pub idle_connection_timeout: Duration,
+    /// DHT record store limits and lookups.
+    pub records: RecordsConfig,
+}
+
+/// DHT records: store limits and lookup behaviour.
+#[derive(Debug, Clone)]
+pub struct RecordsConfig {
+    /// Store limits (records, value size, providers).
+    pub limits: crate::storage::records::Limits,
+    /// A lookup stops once this many valid versions were found (then the best one wins).
+    pub get_quorum: NonZeroUsize,
+    /// Publish this node's own DID document at start and when new peers arrive.
+    pub publish_did: bool,
+}
+
+impl Default for RecordsConfig {
+    fn default() -> Self {
+        Self {
+            limits: crate::storage::records::Limits::default(),
+            get_quorum: NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN),
+            publish_did: true,
+        }
+    }
 }
 
 impl Default for Config {
@@ -111,6 +135,7 @@ impl Default for Config {
             rpc: mcc_rpc::Config::default().with_request_timeout(Duration::from_secs(10)),
             ping_interval: Duration::from_secs(15),
             idle_connection_timeout: Duration::from_secs(3600),
+            records: RecordsConfig::default(),
         }
     }
 }
@@ -137,6 +162,16 @@ pub enum Error {
     Call(#[from] CallError),
     #[error("the node is not running")]
     Stopped,
+    #[error("the node identity must be an ed25519 key")]
+    NotEd25519,
+    #[error(transparent)]
+    Invalid(#[from] mcc_records::ValidationError),
+    #[error("no record found for {0}")]
+    NotFound(String),
+    #[error("record store: {0}")]
+    Store(String),
+    #[error("every peer refused the record (is a newer version already published?)")]
+    Refused,
 }
 
 /// Who opened a connection.
@@ -153,6 +188,8 @@ pub struct NodeInfo {
     #[schema(value_type = String)]
     pub peer_id: PeerId,
     pub label: String,
+    /// This node's `did:key`, derived from its identity.
+    pub did: String,
     pub version: String,
     pub agent_version: String,
     #[schema(value_type = Vec<String>)]
@@ -198,6 +235,28 @@ pub struct CallOutcome {
     pub peer_id: PeerId,
     pub result: Result<Value, CallError>,
     pub rtt: Duration,
+}
+
+/// A record found in the DHT: the best valid version among those seen.
+#[derive(Debug, Clone)]
+pub struct FoundRecord {
+    pub value: Vec<u8>,
+    pub publisher: Option<PeerId>,
+    /// Valid versions seen (this node's own copy included).
+    pub versions: usize,
+    /// Peers asked during the lookup (a measure of hops).
+    pub queried: u32,
+    pub duration: Duration,
+}
+
+/// How a put went.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PutOutcome {
+    /// Stored in this node's own store.
+    pub stored_locally: bool,
+    /// Stored on at least one other peer (false on a node without peers: it is replicated
+    /// when peers arrive).
+    pub replicated: bool,
 }
 
 /// Builds and starts a node.
@@ -261,6 +320,25 @@ impl Builder {
         };
         let label = resolve_label(&config)?;
         let peer_id = keypair.public().to_peer_id();
+        let ed25519 = keypair
+            .clone()
+            .try_into_ed25519()
+            .map_err(|_| Error::NotEd25519)?;
+        let did = mcc_records::did::did_from_public(&ed25519.public());
+        let own_did_doc = if config.records.publish_did {
+            let doc = mcc_records::did::default_document(&did);
+            let seq = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(1);
+            Some(
+                SignedDocument::sign(&ed25519, doc, seq)
+                    .map_err(|e| Error::Store(format!("cannot sign own DID document: {e}")))?,
+            )
+        } else {
+            None
+        };
+        let (store, store_tmp) = open_record_store(&config, peer_id)?;
         let agent_version = format!("mcc/{VERSION} ({label})");
         let mdns_on = match config.mdns {
             MdnsMode::On => true,
@@ -272,6 +350,7 @@ impl Builder {
         let behaviour = Behaviour::new(
             &keypair,
             &config,
+            store,
             agent_version.clone(),
             methods.clone(),
             mdns_on,
@@ -314,6 +393,9 @@ impl Builder {
                 agent_version,
                 mdns: mdns_on,
                 methods: methods.clone(),
+                did: did.clone(),
+                own_did_doc,
+                _store_tmp: store_tmp,
             },
             libp2p_metrics,
             node_metrics,
@@ -326,6 +408,7 @@ impl Builder {
                 inner: Arc::new(Inner {
                     tx,
                     peer_id,
+                    did,
                     label,
                     methods,
                     registry: Arc::new(registry),
@@ -336,6 +419,42 @@ impl Builder {
         ))
     }
 }
+
+/// The validated, persistent record store: `<data-folder>/records.redb`, or a temp folder that
+/// lives as long as the node when there is no data folder.
+fn open_record_store(
+    config: &Config,
+    peer_id: PeerId,
+) -> Result<(RecordStore, Option<tempfile::TempDir>), Error> {
+    let (dir, tmp) = match &config.data_dir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let t = tempfile::tempdir().map_err(|source| Error::DataDir {
+                path: std::env::temp_dir(),
+                source,
+            })?;
+            (t.path().to_path_buf(), Some(t))
+        }
+    };
+    let limits = &config.records.limits;
+    let inner = crate::storage::records::RedbStore::open(
+        &dir.join("records.redb"),
+        peer_id,
+        limits.clone(),
+    )
+    .map_err(|e| Error::Store(e.to_string()))?;
+    let store = mcc_records::ValidatingStore::new(
+        inner,
+        mcc_records::Limits {
+            max_value_size: limits.max_value_size,
+            max_providers_per_key: limits.max_providers_per_key,
+        },
+    );
+    Ok((store, tmp))
+}
+
+/// The record store kad uses: validation in front of redb.
+pub type RecordStore = mcc_records::ValidatingStore<crate::storage::records::RedbStore>;
 
 /// libp2p-tcp listens with SO_REUSEPORT, so a second node could silently share a TCP port
 /// with the first. A plain bind first turns that into a clear error.
@@ -399,6 +518,7 @@ fn resolve_label(config: &Config) -> Result<String, Error> {
 struct Inner {
     tx: mpsc::Sender<Command>,
     peer_id: PeerId,
+    did: String,
     label: String,
     methods: Methods,
     registry: Arc<Registry>,
@@ -545,6 +665,49 @@ impl Node {
             Some(p) => Ok(vec![self.call_outcome(p, "echo", params).await]),
             None => self.multicall("echo", params, true).await,
         }
+    }
+
+    /// This node's `did:key`.
+    pub fn did(&self) -> &str {
+        &self.inner.did
+    }
+
+    /// Validates and stores a record locally and on the closest peers.
+    pub async fn put_record(
+        &self,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> Result<PutOutcome, Error> {
+        self.request(|reply| Command::PutRecord {
+            key,
+            value,
+            ttl,
+            reply,
+        })
+        .await?
+    }
+
+    /// Looks a record up (locally and in the DHT) and returns the best valid version.
+    pub async fn get_record(&self, key: Vec<u8>) -> Result<FoundRecord, Error> {
+        self.request(|reply| Command::GetRecord { key, reply })
+            .await?
+    }
+
+    /// Resolves a DID to its current signed document.
+    pub async fn resolve_did(&self, did: &str) -> Result<SignedDocument, Error> {
+        let key = mcc_records::did_key(did).to_vec();
+        mcc_records::parse_key(&key).map_err(mcc_records::ValidationError::from)?;
+        let found = self.get_record(key).await?;
+        SignedDocument::from_bytes(&found.value)
+            .map_err(|e| Error::Invalid(mcc_records::ValidationError::from(e)))
+    }
+
+    /// Publishes a signed DID document (it must verify and be newer than the one held).
+    pub async fn publish_did(&self, doc: &SignedDocument) -> Result<PutOutcome, Error> {
+        let did = doc.did().unwrap_or_default().to_string();
+        self.put_record(mcc_records::did_key(&did).to_vec(), doc.to_bytes(), None)
+            .await
     }
 
     /// Completes when the event loop has stopped.

@@ -1,0 +1,335 @@
+//! A kad record store that validates every record before it reaches the inner store.
+
+use std::{borrow::Cow, fmt};
+
+use libp2p::{
+    PeerId,
+    kad::{
+        K_VALUE, ProviderRecord, Record, RecordKey,
+        store::{self, RecordStore},
+    },
+};
+
+use crate::{
+    key::display_key,
+    validate::{Validated, ValidationError, check_replace, validate},
+};
+
+/// Limits of the [`ValidatingStore`].
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Maximum size of a record value in bytes (default 64 KiB).
+    pub max_value_size: usize,
+    /// Maximum number of providers stored per key (default 20, kad's K).
+    pub max_providers_per_key: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_value_size: 64 * 1024,
+            max_providers_per_key: K_VALUE.get(),
+        }
+    }
+}
+
+/// Counts of accepted and refused puts, for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Records that passed validation and were stored by the inner store.
+    pub accepted: u64,
+    /// Records refused as invalid (bad key, namespace, document or signature).
+    pub refused_invalid: u64,
+    /// DID documents refused because they are not newer than the stored one.
+    pub refused_stale: u64,
+    /// Records refused for a value over the size limit.
+    pub refused_too_large: u64,
+}
+
+/// A kad [`RecordStore`] wrapper that validates every put — inbound from peers, caching,
+/// replication and local `put_record` — with [`validate`] and [`check_replace`] against the
+/// inner store's current record, and caps the providers per key.
+///
+/// A refused record is reported to kad as [`store::Error::ValueTooLarge`] (kad's error type
+/// has nothing more fitting), on which libp2p-kad resets the putting peer's stream; the precise
+/// reason is logged at debug level and counted in [`Stats`].
+pub struct ValidatingStore<S> {
+    inner: S,
+    limits: Limits,
+    stats: Stats,
+}
+
+impl<S> fmt::Debug for ValidatingStore<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ValidatingStore")
+            .field("limits", &self.limits)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: RecordStore> ValidatingStore<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, limits: Limits) -> Self {
+        Self {
+            inner,
+            limits,
+            stats: Stats::default(),
+        }
+    }
+
+    /// The inner store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner store, mutably. Writes through it bypass validation.
+    pub fn inner_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Counts of accepted and refused puts so far.
+    pub fn stats(&self) -> Stats {
+        self.stats.clone()
+    }
+
+    /// The validation a put would run, with the precise error: the record is valid and may
+    /// replace the one currently stored under `key`.
+    pub fn check(&self, key: &[u8], value: &[u8]) -> Result<Validated, ValidationError> {
+        self.check_record(&RecordKey::new(&key), value)
+    }
+
+    fn check_record(&self, key: &RecordKey, value: &[u8]) -> Result<Validated, ValidationError> {
+        let validated = validate(key.as_ref(), value, self.limits.max_value_size)?;
+        if let Some(current) = self.inner.get(key) {
+            check_replace(key.as_ref(), &current.value, value)?;
+        }
+        Ok(validated)
+    }
+
+    fn count_refusal(&mut self, error: &ValidationError) {
+        let counter = match error {
+            ValidationError::TooLarge { .. } => &mut self.stats.refused_too_large,
+            ValidationError::Stale { .. } => &mut self.stats.refused_stale,
+            ValidationError::Key(_)
+            | ValidationError::Did(_)
+            | ValidationError::DidMismatch { .. } => &mut self.stats.refused_invalid,
+        };
+        *counter = counter.saturating_add(1);
+    }
+}
+
+impl<S: RecordStore> RecordStore for ValidatingStore<S> {
+    type RecordsIter<'a>
+        = S::RecordsIter<'a>
+    where
+        Self: 'a;
+    type ProvidedIter<'a>
+        = S::ProvidedIter<'a>
+    where
+        Self: 'a;
+
+    fn get(&self, k: &RecordKey) -> Option<Cow<'_, Record>> {
+        self.inner.get(k)
+    }
+
+    fn put(&mut self, r: Record) -> store::Result<()> {
+        if let Err(error) = self.check_record(&r.key, &r.value) {
+            tracing::debug!(
+                key = %display_key(r.key.as_ref()),
+                publisher = ?r.publisher,
+                "record refused: {error}"
+            );
+            self.count_refusal(&error);
+            return Err(store::Error::ValueTooLarge);
+        }
+        self.inner.put(r)?;
+        self.stats.accepted = self.stats.accepted.saturating_add(1);
+        Ok(())
+    }
+
+    fn remove(&mut self, k: &RecordKey) {
+        self.inner.remove(k)
+    }
+
+    fn records(&self) -> Self::RecordsIter<'_> {
+        self.inner.records()
+    }
+
+    fn add_provider(&mut self, record: ProviderRecord) -> store::Result<()> {
+        let providers = self.inner.providers(&record.key);
+        if providers.len() >= self.limits.max_providers_per_key
+            && !providers.iter().any(|p| p.provider == record.provider)
+        {
+            tracing::debug!(
+                provider = %record.provider,
+                "provider record refused: the key already has {} providers",
+                providers.len()
+            );
+            return Err(store::Error::MaxProvidedKeys);
+        }
+        self.inner.add_provider(record)
+    }
+
+    fn providers(&self, key: &RecordKey) -> Vec<ProviderRecord> {
+        self.inner.providers(key)
+    }
+
+    fn provided(&self) -> Self::ProvidedIter<'_> {
+        self.inner.provided()
+    }
+
+    fn remove_provider(&mut self, k: &RecordKey, p: &PeerId) {
+        self.inner.remove_provider(k, p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use libp2p::{identity::ed25519, kad::store::MemoryStore};
+
+    use super::*;
+    use crate::{
+        did::{SignedDocument, default_document, did_from_public},
+        key::{KeyError, did_key, mcc_key},
+    };
+
+    fn store() -> ValidatingStore<MemoryStore> {
+        ValidatingStore::new(MemoryStore::new(PeerId::random()), Limits::default())
+    }
+
+    fn keypair(seed: u8) -> ed25519::Keypair {
+        let mut secret = [seed; 32];
+        ed25519::Keypair::from(ed25519::SecretKey::try_from_bytes(&mut secret).unwrap())
+    }
+
+    fn did_record(kp: &ed25519::Keypair, seq: u64) -> Record {
+        let did = did_from_public(&kp.public());
+        let value = SignedDocument::sign(kp, default_document(&did), seq)
+            .unwrap()
+            .to_bytes();
+        Record::new(did_key(&did), value)
+    }
+
+    #[test]
+    fn limits_default() {
+        let limits = Limits::default();
+        assert_eq!(limits.max_value_size, 65536);
+        assert_eq!(limits.max_providers_per_key, 20);
+    }
+
+    #[test]
+    fn puts_are_validated_and_counted() {
+        let mut s = store();
+        let rec = Record::new(mcc_key("a"), b"1".to_vec());
+        s.put(rec.clone()).unwrap();
+        assert_eq!(
+            s.get(&rec.key).map(|r| r.value.clone()),
+            Some(b"1".to_vec())
+        );
+
+        let unknown = Record::new(RecordKey::new(&"/foo/a"), b"1".to_vec());
+        assert!(matches!(
+            s.put(unknown.clone()),
+            Err(store::Error::ValueTooLarge)
+        ));
+        assert!(s.get(&unknown.key).is_none());
+        assert_eq!(
+            s.check(unknown.key.as_ref(), b"1"),
+            Err(ValidationError::Key(KeyError::UnknownNamespace(
+                "foo".into()
+            )))
+        );
+
+        let big = Record::new(mcc_key("big"), vec![0; 64 * 1024 + 1]);
+        assert!(matches!(
+            s.put(big.clone()),
+            Err(store::Error::ValueTooLarge)
+        ));
+        assert!(s.get(&big.key).is_none());
+
+        let kp = keypair(1);
+        let v1 = did_record(&kp, 1);
+        let v2 = did_record(&kp, 2);
+        s.put(v2.clone()).unwrap();
+        // Republish of identical bytes: accepted.
+        s.put(v2.clone()).unwrap();
+        // Replay of an older version: refused, the newer one stays.
+        assert!(matches!(
+            s.put(v1.clone()),
+            Err(store::Error::ValueTooLarge)
+        ));
+        assert_eq!(
+            s.get(&v2.key).map(|r| r.value.clone()),
+            Some(v2.value.clone())
+        );
+        assert_eq!(
+            s.check(v1.key.as_ref(), &v1.value),
+            Err(ValidationError::Stale { new: 1, current: 2 })
+        );
+
+        assert_eq!(
+            s.stats(),
+            Stats {
+                accepted: 3,
+                refused_invalid: 1,
+                refused_stale: 1,
+                refused_too_large: 1,
+            }
+        );
+    }
+
+    #[test]
+    fn inner_store_errors_pass_through() {
+        let inner = MemoryStore::with_config(
+            PeerId::random(),
+            store::MemoryStoreConfig {
+                max_records: 1,
+                ..Default::default()
+            },
+        );
+        let mut s = ValidatingStore::new(inner, Limits::default());
+        s.put(Record::new(mcc_key("a"), b"1".to_vec())).unwrap();
+        assert!(matches!(
+            s.put(Record::new(mcc_key("b"), b"1".to_vec())),
+            Err(store::Error::MaxRecords)
+        ));
+        assert_eq!(s.stats().accepted, 1);
+    }
+
+    #[test]
+    fn providers_are_capped_per_key() {
+        let mut s = ValidatingStore::new(
+            MemoryStore::new(PeerId::random()),
+            Limits {
+                max_value_size: 1024,
+                max_providers_per_key: 2,
+            },
+        );
+        // Provider keys are multihashes, not namespaced keys: not validated.
+        let key = RecordKey::new(&[0x12, 0x20, 1, 2, 3]);
+        let p1 = PeerId::random();
+        let p2 = PeerId::random();
+        s.add_provider(ProviderRecord::new(key.clone(), p1, vec![]))
+            .unwrap();
+        s.add_provider(ProviderRecord::new(key.clone(), p2, vec![]))
+            .unwrap();
+        assert!(matches!(
+            s.add_provider(ProviderRecord::new(key.clone(), PeerId::random(), vec![])),
+            Err(store::Error::MaxProvidedKeys)
+        ));
+        // An existing provider may refresh its record.
+        s.add_provider(ProviderRecord::new(key.clone(), p1, vec![]))
+            .unwrap();
+        let providers: Vec<PeerId> = s.providers(&key).into_iter().map(|p| p.provider).collect();
+        assert_eq!(providers.len(), 2);
+        assert!(providers.contains(&p1) && providers.contains(&p2));
+        s.remove_provider(&key, &p1);
+        assert_eq!(s.providers(&key).len(), 1);
+    }
+}
