@@ -368,6 +368,8 @@ async fn openapi_docs_metrics_and_rpc() -> Result<()> {
         "libp2p_ping",
         "mcc_rpc_outbound_requests_total",
         "mcc_connected_peers",
+        "mcc_records_stored",
+        "mcc_records_refused_total",
     ] {
         assert!(metrics.contains(name), "{name} missing from metrics");
     }
