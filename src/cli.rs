@@ -102,6 +102,15 @@ pub struct DaemonArgs {
     /// Seconds before an RPC call to a peer fails [default: 10].
     #[arg(long, env = "MCC_RPC_TIMEOUT")]
     pub rpc_timeout: Option<f64>,
+    /// Most DHT records this node stores [default: 65536].
+    #[arg(long, env = "MCC_MAX_RECORDS")]
+    pub max_records: Option<usize>,
+    /// Largest DHT record value in bytes [default: 65536].
+    #[arg(long, env = "MCC_MAX_RECORD_SIZE")]
+    pub max_record_size: Option<usize>,
+    /// Most providers kept per DHT key [default: 20].
+    #[arg(long, env = "MCC_MAX_PROVIDERS_PER_KEY")]
+    pub max_providers_per_key: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -314,6 +323,22 @@ impl DaemonArgs {
                 .rpc
                 .clone()
                 .with_request_timeout(secs("rpc-timeout", s)?);
+        }
+
+        let limits = &mut config.records.limits;
+        if let Some(n) = self.max_records.or(file.max_records) {
+            limits.max_records = n;
+        }
+        if let Some(n) = self.max_record_size.or(file.max_record_size) {
+            if !(1..=1 << 20).contains(&n) {
+                return Err(usage(
+                    "--max-record-size must be between 1 and 1048576 bytes",
+                ));
+            }
+            limits.max_value_size = n;
+        }
+        if let Some(n) = self.max_providers_per_key.or(file.max_providers_per_key) {
+            limits.max_providers_per_key = n;
         }
 
         let cors = if !self.enable_cors.is_empty() {

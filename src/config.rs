@@ -90,6 +90,9 @@ pub struct FileConfig {
     pub rendezvous_interval: Option<f64>,
     pub mdns: Option<MdnsMode>,
     pub rpc_timeout: Option<f64>,
+    pub max_records: Option<usize>,
+    pub max_record_size: Option<usize>,
+    pub max_providers_per_key: Option<usize>,
     #[serde(default)]
     pub services: Vec<ServiceEntry>,
 }

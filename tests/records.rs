@@ -415,6 +415,20 @@ async fn bad_record_input_gets_clear_errors() -> Result<()> {
             "{body}"
         );
     }
+    // The limit is configurable.
+    let small = Daemon::start(&["--rendezvous", "off", "--max-record-size", "100"]).await?;
+    let err = small
+        .api
+        .put_record("/mcc/k", vec![b'x'; 101], None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(413), "{err}");
+    small
+        .api
+        .put_record("/mcc/k", vec![b'x'; 100], None)
+        .await?;
+    assert_eq!(small.api.get_record("/mcc/k").await?.len(), 100);
+
     // The CLI: a bare key means /mcc/<key>; errors exit non-zero with the message.
     let dir = a.dir.to_string_lossy().into_owned();
     let (ok, _, err) = cli(&["dht", "put", "color", "blue", "--data-folder", &dir])?;
