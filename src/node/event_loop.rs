@@ -27,6 +27,8 @@ use super::{
 
 /// How often boot addresses are dialed again while the node has no peer at all.
 const BOOT_RETRY: Duration = Duration::from_secs(5);
+/// How often expired records are swept from the store (kad also drops them when read).
+const EXPIRY_SWEEP: Duration = Duration::from_secs(600);
 /// Announce the rendezvous key again at least this often.
 const REANNOUNCE: Duration = Duration::from_secs(600);
 
@@ -205,6 +207,8 @@ impl EventLoop {
         self.announce_did();
         let mut boot_tick = tokio::time::interval(BOOT_RETRY);
         boot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sweep_tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + EXPIRY_SWEEP, EXPIRY_SWEEP);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
@@ -217,6 +221,12 @@ impl EventLoop {
                 _ = boot_tick.tick() => {
                     if self.peers.is_empty() {
                         self.dial_boot();
+                    }
+                }
+                _ = sweep_tick.tick() => {
+                    let removed = self.swarm.behaviour_mut().kad.store_mut().inner_mut().remove_expired();
+                    if removed > 0 {
+                        tracing::debug!(removed, "expired records swept");
                     }
                 }
             }

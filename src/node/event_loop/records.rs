@@ -182,10 +182,8 @@ impl EventLoop {
             .iter()
             .any(|(p, r)| p.is_none() && r.value != best_record.value);
         let kad = &mut self.swarm.behaviour_mut().kad;
-        if local_is_stale {
-            if let Err(e) = kad.store_mut().put(best_record.clone()) {
-                tracing::debug!("not keeping the newer version locally: {e}");
-            }
+        if local_is_stale && let Err(e) = kad.store_mut().put(best_record.clone()) {
+            tracing::debug!("not keeping the newer version locally: {e}");
         }
         if !stale.is_empty() {
             tracing::debug!(peers = stale.len(), "updating stale or missing copies");
