@@ -174,6 +174,12 @@ impl Client {
         Ok(self.send_raw(self.http.get(&url), url).await?.1)
     }
 
+    /// This node's own copy of a record (no network lookup).
+    pub async fn get_local_record(&self, key: &str) -> Result<Vec<u8>, Error> {
+        let url = format!("{}/api/v1/records/{}?local=true", self.base, key_path(key));
+        Ok(self.send_raw(self.http.get(&url), url).await?.1)
+    }
+
     /// Resolves a DID to its signed document.
     pub async fn get_did(&self, did: &str) -> Result<SignedDocumentSchema, Error> {
         self.get(&format!("/api/v1/dids/{}?proof=true", urlencode(did)))

@@ -337,6 +337,38 @@ async fn forged_and_replayed_did_updates_are_refused_by_every_node() -> Result<(
         assert_eq!(got.seq, seq + 1);
         assert_eq!(got.document["alsoKnownAs"], json!(["v-newer"]));
     }
+
+    // Stale holders are repaired: a newest version reaches only nodes 0 and 1; a lookup
+    // from node 2 or 3 still returns it, and their own copies are updated.
+    let mut newest = doc.clone();
+    newest["alsoKnownAs"] = json!(["v-newest"]);
+    let newest = SignedDocument::sign(&owner, newest, seq + 2)?;
+    let key = mcc_records::did_key(&did);
+    let stored = attacker
+        .push(Record::new(key.clone(), newest.to_bytes()), &peers[..2])
+        .await?;
+    ensure!(stored == 2, "{stored}");
+    let key_s = String::from_utf8(key.to_vec())?;
+    let local_seq = |d: &Daemon| {
+        let key_s = key_s.clone();
+        let api = d.api.clone();
+        async move {
+            let bytes = api.get_local_record(&key_s).await?;
+            anyhow::Ok(SignedDocument::from_bytes(&bytes)?.seq)
+        }
+    };
+    assert_eq!(local_seq(&nodes[2]).await?, seq + 1, "node 2 starts stale");
+    for i in [2, 3] {
+        assert_eq!(
+            nodes[i].api.get_did(&did).await?.seq,
+            seq + 2,
+            "lookup from node {i}"
+        );
+        wait_until(10, "local copy repaired", || async {
+            Ok(local_seq(&nodes[i]).await? == seq + 2)
+        })
+        .await?;
+    }
     Ok(())
 }
 
@@ -354,7 +386,10 @@ async fn raw_status(req: reqwest::RequestBuilder) -> Result<(u16, serde_json::Va
 async fn bad_record_input_gets_clear_errors() -> Result<()> {
     let a = Daemon::start(&["--rendezvous", "off"]).await?;
     let base = a.api.base_url().to_string();
-    let http = reqwest::Client::new();
+    // No connection reuse: the server closes a connection after refusing an unread body.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()?;
     let cases = [
         (
             http.put(format!("{base}/api/v1/records/mcc/big"))

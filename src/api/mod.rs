@@ -354,17 +354,30 @@ async fn put_record(
     Ok(Json(s.node.put_record(key, body.to_vec(), ttl).await?))
 }
 
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct GetQuery {
+    /// Only this node's own copy, without a network lookup.
+    local: Option<bool>,
+}
+
 /// Reads a record: the best valid version in the DHT, as the raw value.
 #[utoipa::path(get, path = "/api/v1/records/{key}", tag = "records",
-    params(("key" = String, Path, description = "Namespaced key, e.g. `mcc/hello`")),
+    params(("key" = String, Path, description = "Namespaced key, e.g. `mcc/hello`"), GetQuery),
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
               (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_record(
     State(s): State<AppState>,
     Path(key): Path<String>,
+    query: Result<axum::extract::Query<GetQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let key = record_key(&key)?;
-    let found = s.node.get_record(key).await?;
+    let query = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let found = if query.0.local.unwrap_or(false) {
+        s.node.get_local_record(key).await?
+    } else {
+        s.node.get_record(key).await?
+    };
     let mut resp = (
         [(header::CONTENT_TYPE, "application/octet-stream")],
         found.value,

@@ -57,6 +57,11 @@ pub(crate) enum Command {
         key: Vec<u8>,
         reply: oneshot::Sender<Result<super::FoundRecord, Error>>,
     },
+    /// This node's own copy only.
+    GetLocalRecord {
+        key: Vec<u8>,
+        reply: oneshot::Sender<Option<libp2p::kad::Record>>,
+    },
 }
 
 /// Static facts about the node the loop reports.
@@ -360,6 +365,15 @@ impl EventLoop {
                 reply,
             } => self.put_record(key, value, ttl, Some(reply)),
             Command::GetRecord { key, reply } => self.get_record(key, reply),
+            Command::GetLocalRecord { key, reply } => {
+                use libp2p::kad::store::RecordStore as _;
+                let store = self.swarm.behaviour_mut().kad.store_mut();
+                let record = store
+                    .get(&RecordKey::new(&key))
+                    .map(|r| r.into_owned())
+                    .filter(|r| !r.is_expired(Instant::now()));
+                let _ = reply.send(record);
+            }
         }
     }
 

@@ -694,6 +694,22 @@ impl Node {
             .await?
     }
 
+    /// This node's own copy of a record, without asking the network.
+    pub async fn get_local_record(&self, key: Vec<u8>) -> Result<FoundRecord, Error> {
+        let name = String::from_utf8_lossy(&key).into_owned();
+        let record = self
+            .request(|reply| Command::GetLocalRecord { key, reply })
+            .await?
+            .ok_or(Error::NotFound(name))?;
+        Ok(FoundRecord {
+            value: record.value,
+            publisher: record.publisher,
+            versions: 1,
+            queried: 0,
+            duration: Duration::ZERO,
+        })
+    }
+
     /// Resolves a DID to its current signed document.
     pub async fn resolve_did(&self, did: &str) -> Result<SignedDocument, Error> {
         let key = mcc_records::did_key(did).to_vec();
