@@ -184,6 +184,9 @@ impl Network {
 
     fn config(plan: &Plan, index: usize, boot: Vec<Multiaddr>) -> Result<Config> {
         let mut records = RecordsConfig::default();
+        if std::env::var_os("NODID").is_some() {
+            records.publish_did = false;
+        }
         if let Some(q) = plan.quorum {
             records.get_quorum = q;
         }
@@ -451,6 +454,33 @@ async fn measure_size(net: &mut Network, plan: &Plan, n: usize) -> Result<SizeRe
         routing.connected_median,
     );
     let nodes = net.nodes.clone();
+    if std::env::var_os("IDLE").is_some() {
+        let tick = || -> f64 {
+            let st = std::fs::read_to_string("/proc/self/stat").unwrap();
+            let f: Vec<&str> = st.rsplit_once(')').unwrap().1.split_whitespace().collect();
+            (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
+        };
+        let mut last = tick();
+        for s in 0..40 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = tick();
+            let infos = join_all(nodes.iter().map(|n| n.info())).await;
+            let rt: usize = infos
+                .iter()
+                .map(|i| i.as_ref().unwrap().routing_table_size)
+                .sum();
+            let cp: usize = infos
+                .iter()
+                .map(|i| i.as_ref().unwrap().connected_peers)
+                .sum();
+            eprintln!(
+                "idle {s}s at {:.1}: cpu {:.0}% rt_sum {rt} conn_sum {cp}",
+                begin.elapsed().as_secs_f64(),
+                (now - last) * 100.0
+            );
+            last = now;
+        }
+    }
     let peers: Vec<PeerId> = nodes.iter().map(|n| n.peer_id()).collect();
     let mut budget_hit = false;
 
@@ -477,6 +507,17 @@ async fn measure_size(net: &mut Network, plan: &Plan, n: usize) -> Result<SizeRe
             Ok(_) => Some("stored locally only, on no peer".to_string()),
             Err(e) => Some(format!("{e:#}")),
         };
+        if std::env::var_os("DBG").is_some() {
+            eprintln!(
+                "put {i} from {publisher} at {:.2}s took {:.1}ms {:?}",
+                (Instant::now() - latency - begin).as_secs_f64(),
+                ms(latency),
+                result
+                    .as_ref()
+                    .map(|o| o.replicated)
+                    .map_err(|e| e.to_string())
+            );
+        }
         put_samples.push(Sample {
             latency,
             error,
@@ -529,6 +570,15 @@ async fn measure_size(net: &mut Network, plan: &Plan, n: usize) -> Result<SizeRe
                 versions: None,
             },
         };
+        if std::env::var_os("DBG").is_some() && latency > Duration::from_millis(20) {
+            eprintln!(
+                "slow get at {:.2}s took {:.1}ms {:?} {:?}",
+                (Instant::now() - latency - begin).as_secs_f64(),
+                ms(latency),
+                sample.queried,
+                sample.error
+            );
+        }
         if put.closest.contains(&getter) {
             holders.push(sample.clone());
         } else {

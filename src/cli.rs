@@ -143,6 +143,40 @@ pub enum Command {
     /// DID documents: show, keygen, publish.
     #[command(subcommand)]
     Did(DidCommand),
+    /// Local services offered to the mesh: add, ls, rm, find.
+    #[command(subcommand)]
+    Service(ServiceCommand),
+    /// Local listeners forwarding to services in the mesh: add, ls, rm.
+    #[command(subcommand)]
+    Listen(ListenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Offer a local service: `mcc service add web tcp://localhost:8000` (or http://...).
+    Add { name: String, address: String },
+    /// List this node's services.
+    Ls,
+    /// Stop offering a service.
+    Rm { name: String },
+    /// Find the providers of a service in the mesh.
+    Find { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ListenCommand {
+    /// Forward a local port to a service: `mcc listen add web tcp://127.0.0.1:5000`.
+    Add {
+        service: String,
+        address: String,
+        /// Only use this provider.
+        #[arg(long)]
+        peer: Option<String>,
+    },
+    /// List listeners.
+    Ls,
+    /// Stop a listener.
+    Rm { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -247,11 +281,6 @@ impl DaemonArgs {
             Some(p) => FileConfig::load(p)?,
             None => FileConfig::default(),
         };
-        if !file.services.is_empty() || file.listeners() > 0 {
-            tracing::warn!(
-                "config file: services and service listeners are not supported by this version yet; ignored"
-            );
-        }
 
         let data_dir = data_folder
             .or(file.data_folder.clone())
@@ -325,6 +354,12 @@ impl DaemonArgs {
                 .with_request_timeout(secs("rpc-timeout", s)?);
         }
 
+        config.services = file
+            .services
+            .iter()
+            .map(|s| (s.name.clone(), s.address.clone()))
+            .collect();
+        config.listeners = file.listener_entries();
         let limits = &mut config.records.limits;
         if let Some(n) = self.max_records.or(file.max_records) {
             limits.max_records = n;
@@ -504,6 +539,8 @@ pub async fn run_command(cmd: Command, common: &CommonArgs) -> Result<(), Error>
             print_table(&["PEER ID", "RTT", "RESULT"], rows);
         }
         Command::Dht(cmd) => run_dht(cmd, &client, json).await?,
+        Command::Service(cmd) => run_service(cmd, &client, json).await?,
+        Command::Listen(cmd) => run_listen(cmd, &client, json).await?,
         Command::Did(cmd) => run_did(cmd, &client, json).await?,
     }
     Ok(())
@@ -558,6 +595,125 @@ async fn run_dht(cmd: DhtCommand, client: &Client, json: bool) -> Result<(), Err
                     }
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+async fn run_service(cmd: ServiceCommand, client: &Client, json: bool) -> Result<(), Error> {
+    match cmd {
+        ServiceCommand::Add { name, address } => {
+            let s = client.add_service(&name, &address).await?;
+            if json {
+                return print_json(&s);
+            }
+            println!("offering {} at {}", s.name, s.address);
+        }
+        ServiceCommand::Ls => {
+            let list = client.services().await?;
+            if json {
+                return print_json(&list);
+            }
+            if list.is_empty() {
+                println!("no services");
+                return Ok(());
+            }
+            let rows = list
+                .into_iter()
+                .map(|s| {
+                    let from = if s.from_config { "config" } else { "api" };
+                    vec![s.name, s.address, from.to_string()]
+                })
+                .collect();
+            print_table(&["NAME", "ADDRESS", "FROM"], rows);
+        }
+        ServiceCommand::Rm { name } => {
+            let s = client.remove_service(&name).await?;
+            if json {
+                return print_json(&s);
+            }
+            println!("removed {}", s.name);
+        }
+        ServiceCommand::Find { name } => {
+            let list = client.providers(&name).await?;
+            if json {
+                return print_json(&list);
+            }
+            if list.is_empty() {
+                println!("no provider of {name} found");
+                return Ok(());
+            }
+            let rows = list
+                .into_iter()
+                .map(|p| {
+                    vec![
+                        p.peer_id.to_string(),
+                        p.label.unwrap_or_else(|| "-".into()),
+                        if p.local {
+                            "local".into()
+                        } else if p.connected {
+                            "connected".into()
+                        } else {
+                            "-".into()
+                        },
+                        p.rtt_ms
+                            .map(|r| format!("{r:.2} ms"))
+                            .unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect();
+            print_table(&["PEER ID", "LABEL", "STATE", "RTT"], rows);
+        }
+    }
+    Ok(())
+}
+
+async fn run_listen(cmd: ListenCommand, client: &Client, json: bool) -> Result<(), Error> {
+    match cmd {
+        ListenCommand::Add {
+            service,
+            address,
+            peer,
+        } => {
+            let l = client
+                .add_listener(&service, &address, peer.as_deref())
+                .await?;
+            if json {
+                return print_json(&l);
+            }
+            println!(
+                "listener {} on {} forwards to {}",
+                l.id, l.address, l.service
+            );
+        }
+        ListenCommand::Ls => {
+            let list = client.listeners().await?;
+            if json {
+                return print_json(&list);
+            }
+            if list.is_empty() {
+                println!("no listeners");
+                return Ok(());
+            }
+            let rows = list
+                .into_iter()
+                .map(|l| {
+                    vec![
+                        l.id,
+                        l.address,
+                        l.service,
+                        l.peer.unwrap_or_else(|| "any".into()),
+                    ]
+                })
+                .collect();
+            print_table(&["ID", "ADDRESS", "SERVICE", "PEER"], rows);
+        }
+        ListenCommand::Rm { id } => {
+            let l = client.remove_listener(&id).await?;
+            if json {
+                return print_json(&l);
+            }
+            println!("stopped listener {} on {}", l.id, l.address);
         }
     }
     Ok(())

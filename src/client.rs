@@ -201,6 +201,57 @@ impl Client {
         self.send(self.http.put(&url).json(doc), url).await
     }
 
+    pub async fn services(&self) -> Result<Vec<Service>, Error> {
+        self.get("/api/v1/services").await
+    }
+
+    pub async fn add_service(&self, name: &str, address: &str) -> Result<Service, Error> {
+        self.post(
+            "/api/v1/services",
+            &ServiceRequest {
+                name: name.to_string(),
+                address: address.to_string(),
+            },
+        )
+        .await
+    }
+
+    pub async fn remove_service(&self, name: &str) -> Result<Service, Error> {
+        let url = format!("{}/api/v1/services/{}", self.base, urlencode(name));
+        self.send(self.http.delete(&url), url).await
+    }
+
+    pub async fn providers(&self, name: &str) -> Result<Vec<Provider>, Error> {
+        self.get(&format!("/api/v1/services/{}/providers", urlencode(name)))
+            .await
+    }
+
+    pub async fn listeners(&self) -> Result<Vec<Listener>, Error> {
+        self.get("/api/v1/listeners").await
+    }
+
+    pub async fn add_listener(
+        &self,
+        service: &str,
+        address: &str,
+        peer: Option<&str>,
+    ) -> Result<Listener, Error> {
+        self.post(
+            "/api/v1/listeners",
+            &ListenerRequest {
+                service: service.to_string(),
+                address: address.to_string(),
+                peer: peer.map(str::to_string),
+            },
+        )
+        .await
+    }
+
+    pub async fn remove_listener(&self, id: &str) -> Result<Listener, Error> {
+        let url = format!("{}/api/v1/listeners/{}", self.base, urlencode(id));
+        self.send(self.http.delete(&url), url).await
+    }
+
     pub async fn rpc(
         &self,
         method: &str,

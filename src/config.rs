@@ -138,9 +138,19 @@ impl FileConfig {
             .collect()
     }
 
-    /// Number of listener entries.
-    pub fn listeners(&self) -> usize {
-        self.listen.len() - self.listen_addrs().len()
+    /// The listener entries: (service, local address, pinned peer).
+    pub fn listener_entries(&self) -> Vec<(String, String, Option<String>)> {
+        self.listen
+            .iter()
+            .filter_map(|l| match l {
+                ListenEntry::Listener {
+                    service,
+                    address,
+                    peer,
+                } => Some((service.clone(), address.clone(), peer.clone())),
+                ListenEntry::Addr(_) => None,
+            })
+            .collect()
     }
 }
 
@@ -171,7 +181,10 @@ services:
         assert_eq!(c.label.as_deref(), Some("Kitchen"));
         assert_eq!(c.boot.as_ref().map(|b| b.items().len()), Some(2));
         assert_eq!(c.listen_addrs(), vec!["127.0.0.1:9400".to_string()]);
-        assert_eq!(c.listeners(), 1);
+        assert_eq!(
+            c.listener_entries(),
+            vec![("web".to_string(), "tcp://localhost:5000".to_string(), None)]
+        );
         assert_eq!(c.enable_monitoring, Some(true));
         assert_eq!(c.dht_alpha.map(|n| n.get()), Some(5));
         assert_eq!(c.mdns, Some(MdnsMode::Off));

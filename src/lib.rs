@@ -18,6 +18,7 @@ mod fsutil;
 pub mod identity;
 pub mod label;
 pub mod node;
+pub mod services;
 pub mod storage;
 
 pub use mcc_rpc as rpc;

@@ -18,6 +18,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::node::{self, CallOutcome, Node, NodeInfo, PeerInfo, PutOutcome, addr};
+use crate::services::{Listener, Provider, Service};
 use types::*;
 
 /// Largest JSON request body accepted.
@@ -86,6 +87,19 @@ impl From<node::Error> for ApiError {
             node::Error::Invalid(V::Stale { .. }) | node::Error::Refused => StatusCode::CONFLICT,
             node::Error::Invalid(_) => StatusCode::BAD_REQUEST,
             node::Error::NotFound(_) => StatusCode::NOT_FOUND,
+            node::Error::Services(e) => {
+                use crate::services::registry::Error as R;
+                match e {
+                    R::UnknownService(_) | R::UnknownListener(_) => StatusCode::NOT_FOUND,
+                    R::DuplicateListener(_) => StatusCode::CONFLICT,
+                    R::InvalidName { .. } | R::InvalidAddress { .. } => StatusCode::BAD_REQUEST,
+                    R::Save { .. } | R::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+                }
+            }
+            node::Error::NoProvider(_) => StatusCode::NOT_FOUND,
+            node::Error::Tunnel(_) => StatusCode::BAD_GATEWAY,
+            node::Error::ListenerBind { .. } => StatusCode::CONFLICT,
+            node::Error::InvalidPeer(_) => StatusCode::BAD_REQUEST,
             node::Error::Addr(_) => StatusCode::BAD_REQUEST,
             node::Error::Dial { .. } | node::Error::Call(_) => StatusCode::BAD_GATEWAY,
             node::Error::Stopped => StatusCode::SERVICE_UNAVAILABLE,
@@ -115,9 +129,10 @@ fn parse_peer(s: &str) -> Result<PeerId, ApiError> {
         (name = "node", description = "This node and its peers"),
         (name = "rpc", description = "Echo and RPC to peers"),
         (name = "records", description = "Validated DHT records and DID documents"),
+        (name = "services", description = "Services, listeners and HTTP forwarding"),
     ),
-    // Routed with a `{*key}` wildcard (keys contain slashes), so listed here by hand.
-    paths(put_record, get_record),
+    // Routed with wildcards (keys and paths contain slashes), so listed here by hand.
+    paths(put_record, get_record, forward_doc),
 )]
 struct ApiDoc;
 
@@ -132,7 +147,14 @@ pub fn router(node: Node, config: &ApiConfig) -> Router {
         .route(
             "/records/{*key}",
             axum::routing::put(put_record).get(get_record),
-        );
+        )
+        .routes(routes!(get_services, post_services))
+        .routes(routes!(delete_service))
+        .routes(routes!(get_providers))
+        .routes(routes!(get_listeners, post_listeners))
+        .routes(routes!(delete_listener))
+        .route("/forward/{service}", axum::routing::any(forward))
+        .route("/forward/{service}/{*path}", axum::routing::any(forward));
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .routes(routes!(healthz))
@@ -455,4 +477,201 @@ async fn put_did(
     doc.verify()
         .map_err(|e| ApiError::bad_request(format!("invalid DID document: {e}")))?;
     Ok(Json(s.node.publish_did(&doc).await?))
+}
+
+/// Local services offered to the mesh.
+#[utoipa::path(get, path = "/services", tag = "services",
+    responses((status = 200, body = Vec<Service>)))]
+async fn get_services(State(s): State<AppState>) -> Json<Vec<Service>> {
+    Json(s.node.local_services())
+}
+
+/// Registers (or replaces) a local service and announces it in the DHT.
+#[utoipa::path(post, path = "/services", tag = "services", request_body = ServiceRequest,
+    responses((status = 201, body = Service), (status = 400, body = ErrorBody)))]
+async fn post_services(
+    State(s): State<AppState>,
+    ApiJson(req): ApiJson<ServiceRequest>,
+) -> Result<(StatusCode, Json<Service>), ApiError> {
+    let svc = s.node.add_service(&req.name, &req.address).await?;
+    Ok((StatusCode::CREATED, Json(svc)))
+}
+
+/// Removes a local service and withdraws its announcement.
+#[utoipa::path(delete, path = "/services/{name}", tag = "services",
+    params(("name" = String, Path)),
+    responses((status = 200, body = Service), (status = 404, body = ErrorBody)))]
+async fn delete_service(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Service>, ApiError> {
+    Ok(Json(s.node.remove_service(&name).await?))
+}
+
+/// Providers of a service: this node first when it offers it, then connected peers by RTT.
+#[utoipa::path(get, path = "/services/{name}/providers", tag = "services",
+    params(("name" = String, Path)),
+    responses((status = 200, body = Vec<Provider>), (status = 400, body = ErrorBody)))]
+async fn get_providers(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<Provider>>, ApiError> {
+    Ok(Json(s.node.providers(&name).await?))
+}
+
+/// Local listeners forwarding to services in the mesh.
+#[utoipa::path(get, path = "/listeners", tag = "services",
+    responses((status = 200, body = Vec<Listener>)))]
+async fn get_listeners(State(s): State<AppState>) -> Json<Vec<Listener>> {
+    Json(s.node.listeners())
+}
+
+/// Starts a listener: every connection to `address` is tunnelled to a provider of `service`.
+#[utoipa::path(post, path = "/listeners", tag = "services", request_body = ListenerRequest,
+    responses((status = 201, body = Listener), (status = 400, body = ErrorBody),
+              (status = 409, body = ErrorBody)))]
+async fn post_listeners(
+    State(s): State<AppState>,
+    ApiJson(req): ApiJson<ListenerRequest>,
+) -> Result<(StatusCode, Json<Listener>), ApiError> {
+    let peer = req.peer.as_deref().map(parse_peer).transpose()?;
+    let l = s
+        .node
+        .add_listener(&req.service, &req.address, peer)
+        .await?;
+    Ok((StatusCode::CREATED, Json(l)))
+}
+
+/// Stops and forgets a listener.
+#[utoipa::path(delete, path = "/listeners/{id}", tag = "services",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Listener), (status = 404, body = ErrorBody)))]
+async fn delete_listener(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Listener>, ApiError> {
+    Ok(Json(s.node.remove_listener(&id)?))
+}
+
+/// Proxies any HTTP request to the named HTTP service on a provider and streams the answer
+/// back (method, headers, query and body pass through; hop-by-hop headers do not).
+#[utoipa::path(get, path = "/api/v1/forward/{service}/{path}", tag = "services",
+    params(("service" = String, Path), ("path" = String, Path, description = "Path on the service (slashes allowed); every method works")),
+    responses((status = 200, description = "The service's answer"),
+              (status = 404, body = ErrorBody), (status = 502, body = ErrorBody)))]
+#[allow(dead_code)]
+async fn forward_doc() {}
+
+async fn forward(
+    State(s): State<AppState>,
+    Path(params): Path<Vec<(String, String)>>,
+    axum::extract::OriginalUri(original): axum::extract::OriginalUri,
+    req: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let service = params
+        .iter()
+        .find(|(k, _)| k == "service")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    crate::services::registry::validate_name(&service)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // The rest of the raw (still percent-encoded) path after /forward/<service>.
+    let marker = format!("/forward/{service}");
+    let full = original.path();
+    let rest = full
+        .find(&marker)
+        .map(|i| &full[i + marker.len()..])
+        .unwrap_or("");
+    let path_and_query = match original.query() {
+        Some(q) => format!("/{}?{q}", rest.trim_start_matches('/')),
+        None => format!("/{}", rest.trim_start_matches('/')),
+    };
+    forward::proxy(&s.node, &service, &path_and_query, req).await
+}
+
+mod forward {
+    //! The HTTP side of forwarding: one HTTP/1.1 exchange over a fresh tunnel.
+
+    use axum::body::Body;
+    use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, Version, header};
+    use hyper_util::rt::TokioIo;
+
+    use super::ApiError;
+    use crate::node::Node;
+
+    /// Headers that belong to one connection, not to the message.
+    const HOP_BY_HOP: &[&str] = &[
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ];
+
+    fn strip_hop_by_hop(headers: &mut HeaderMap) {
+        let listed: Vec<String> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect();
+        for h in HOP_BY_HOP
+            .iter()
+            .copied()
+            .chain(listed.iter().map(String::as_str))
+        {
+            headers.remove(h);
+        }
+    }
+
+    fn bad_gateway(e: impl std::fmt::Display) -> ApiError {
+        ApiError::new(StatusCode::BAD_GATEWAY, format!("forwarding failed: {e}"))
+    }
+
+    pub(super) async fn proxy(
+        node: &Node,
+        service: &str,
+        path_and_query: &str,
+        req: Request<Body>,
+    ) -> Result<axum::response::Response, ApiError> {
+        let tunnel = node.open_tunnel(service, None).await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tunnel))
+            .await
+            .map_err(bad_gateway)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("forwarded HTTP connection: {e}");
+            }
+        });
+
+        let (mut parts, body) = req.into_parts();
+        parts.uri = path_and_query
+            .parse()
+            .map_err(|e| ApiError::bad_request(format!("bad path: {e}")))?;
+        parts.version = Version::HTTP_11;
+        strip_hop_by_hop(&mut parts.headers);
+        if let Some(host) = parts.headers.remove(header::HOST) {
+            parts.headers.insert("x-forwarded-host", host);
+        }
+        parts.headers.insert(
+            header::HOST,
+            HeaderValue::from_str(service).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        );
+        if let Ok(prefix) = HeaderValue::from_str(&format!("/api/v1/forward/{service}")) {
+            parts.headers.insert("x-forwarded-prefix", prefix);
+        }
+        let resp = sender
+            .send_request(Request::from_parts(parts, body))
+            .await
+            .map_err(bad_gateway)?;
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        Ok(axum::response::Response::from_parts(parts, Body::new(body)))
+    }
 }

@@ -98,3 +98,30 @@ pub struct SignedDocumentSchema {
     /// `"mcc-did-v1\n" + canonical JSON of {"document", "seq"}`.
     pub signature: String,
 }
+
+/// `POST /api/v1/services`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceRequest {
+    #[schema(example = "web")]
+    pub name: String,
+    /// `tcp://host:port` or `http://host:port`.
+    #[schema(example = "tcp://localhost:1111")]
+    pub address: String,
+}
+
+/// `POST /api/v1/listeners`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerRequest {
+    #[schema(example = "web")]
+    pub service: String,
+    /// Local address to listen on, `tcp://127.0.0.1:5000`.
+    #[schema(example = "tcp://127.0.0.1:5000")]
+    pub address: String,
+    /// Only use this provider.
+    #[serde(default)]
+    pub peer: Option<String>,
+}
+
+pub use crate::services::{Listener, Provider, Service};

@@ -19,6 +19,8 @@ pub struct Behaviour {
     pub kad: kad::Behaviour<RecordStore>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub rpc: mcc_rpc::Behaviour,
+    /// Raw streams for tunnels (`/mcc/forward/1.0.0`): bytes bypass the event loop.
+    pub stream: libp2p_stream::Behaviour,
 }
 
 impl Behaviour {
@@ -26,6 +28,7 @@ impl Behaviour {
         key: &Keypair,
         config: &Config,
         store: RecordStore,
+        stream: libp2p_stream::Behaviour,
         agent_version: String,
         methods: mcc_rpc::Methods,
         mdns_on: bool,
@@ -76,6 +79,7 @@ impl Behaviour {
             kad,
             mdns: mdns.into(),
             rpc: mcc_rpc::Behaviour::new(config.rpc.clone(), methods),
+            stream,
         })
     }
 }

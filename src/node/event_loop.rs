@@ -57,6 +57,19 @@ pub(crate) enum Command {
         key: Vec<u8>,
         reply: oneshot::Sender<Result<super::FoundRecord, Error>>,
     },
+    /// Announce this node as a provider of `key` (kept announced until withdrawn).
+    Provide {
+        key: RecordKey,
+    },
+    /// Withdraw a provider announcement.
+    StopProviding {
+        key: RecordKey,
+    },
+    /// Find the providers of `key` (connected to as they are found).
+    GetProviders {
+        key: RecordKey,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
     /// This node's own copy only.
     GetLocalRecord {
         key: Vec<u8>,
@@ -124,6 +137,9 @@ pub(crate) struct EventLoop {
     address_lookups: HashMap<QueryId, PeerId>,
     announced: Option<(Instant, usize)>,
     pending_gets: HashMap<QueryId, PendingGet>,
+    /// Keys this node provides (rendezvous and services), announced again when due.
+    provided: HashSet<RecordKey>,
+    pending_providers: HashMap<QueryId, (HashSet<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
     pending_puts: HashMap<QueryId, PendingPut>,
     record_max_value: usize,
     get_quorum: usize,
@@ -141,7 +157,7 @@ impl EventLoop {
         metrics: NodeMetrics,
     ) -> Self {
         let rendezvous = config.rendezvous.clone().map(|k| {
-            let key = rendezvous_key(&k);
+            let key = provider_key(&k);
             (k, key)
         });
         Self {
@@ -161,6 +177,8 @@ impl EventLoop {
             address_lookups: HashMap::new(),
             announced: None,
             pending_gets: HashMap::new(),
+            provided: HashSet::new(),
+            pending_providers: HashMap::new(),
             pending_puts: HashMap::new(),
             record_max_value: config.records.limits.max_value_size,
             get_quorum: config.records.get_quorum.get(),
@@ -286,15 +304,19 @@ impl EventLoop {
                 self.announce_did();
             }
         }
-        let Some((_, key)) = self.rendezvous.clone() else {
-            return;
-        };
-        let kad = &mut self.swarm.behaviour_mut().kad;
-        if due && let Err(e) = kad.start_providing(key.clone()) {
-            tracing::warn!("cannot announce rendezvous key: {e}");
+        if due {
+            let mut keys: Vec<RecordKey> = self.provided.iter().cloned().collect();
+            keys.extend(self.rendezvous.iter().map(|(_, k)| k.clone()));
+            for key in keys {
+                if let Err(e) = self.swarm.behaviour_mut().kad.start_providing(key) {
+                    tracing::warn!("cannot announce a provider record: {e}");
+                }
+            }
         }
-        if size > 0 {
-            kad.get_providers(key);
+        if let Some((_, key)) = self.rendezvous.clone()
+            && size > 0
+        {
+            self.swarm.behaviour_mut().kad.get_providers(key);
         }
     }
 
@@ -365,6 +387,20 @@ impl EventLoop {
                 reply,
             } => self.put_record(key, value, ttl, Some(reply)),
             Command::GetRecord { key, reply } => self.get_record(key, reply),
+            Command::Provide { key } => {
+                if let Err(e) = self.swarm.behaviour_mut().kad.start_providing(key.clone()) {
+                    tracing::warn!("cannot announce a provider record: {e}");
+                }
+                self.provided.insert(key);
+            }
+            Command::StopProviding { key } => {
+                self.swarm.behaviour_mut().kad.stop_providing(&key);
+                self.provided.remove(&key);
+            }
+            Command::GetProviders { key, reply } => {
+                let id = self.swarm.behaviour_mut().kad.get_providers(key);
+                self.pending_providers.insert(id, (HashSet::new(), reply));
+            }
             Command::GetLocalRecord { key, reply } => {
                 use libp2p::kad::store::RecordStore as _;
                 let store = self.swarm.behaviour_mut().kad.store_mut();
@@ -490,7 +526,10 @@ impl EventLoop {
                 cause,
                 ..
             } => {
-                tracing::debug!(%peer_id, ?cause, "connection closed");
+                match &cause {
+                    Some(e) => tracing::info!(%peer_id, "connection closed: {e}"),
+                    None => tracing::debug!(%peer_id, "connection closed"),
+                }
                 if num_established == 0 {
                     self.peers.remove(&peer_id);
                 } else if let Some(s) = self.peers.get_mut(&peer_id) {
@@ -539,6 +578,7 @@ impl EventLoop {
             }
             BehaviourEvent::Mdns(e) => self.on_mdns(e),
             BehaviourEvent::Rpc(e) => self.on_rpc(e),
+            BehaviourEvent::Stream(()) => {}
         }
     }
 
@@ -601,6 +641,28 @@ impl EventLoop {
         match result {
             QueryResult::GetRecord(r) => self.on_get_record_progress(id, r, step, stats),
             QueryResult::PutRecord(r) => self.on_put_record_result(id, r),
+            QueryResult::GetProviders(result) if self.pending_providers.contains_key(&id) => {
+                let local = *self.swarm.local_peer_id();
+                if let Ok(GetProvidersOk::FoundProviders { providers, .. }) = result {
+                    for peer in providers.into_iter().filter(|p| *p != local) {
+                        if !self.swarm.is_connected(&peer) {
+                            // Connect now, while the query still knows its addresses.
+                            let opts = DialOpts::peer_id(peer)
+                                .condition(PeerCondition::DisconnectedAndNotDialing)
+                                .build();
+                            let _ = self.swarm.dial(opts);
+                        }
+                        if let Some((found, _)) = self.pending_providers.get_mut(&id) {
+                            found.insert(peer);
+                        }
+                    }
+                }
+                if step.last
+                    && let Some((found, reply)) = self.pending_providers.remove(&id)
+                {
+                    let _ = reply.send(found.into_iter().collect());
+                }
+            }
             QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers, .. })) => {
                 let local = *self.swarm.local_peer_id();
                 for peer in providers.into_iter().filter(|p| *p != local) {
@@ -702,8 +764,9 @@ impl EventLoop {
     }
 }
 
-/// The DHT key of a rendezvous string: the sha2-256 multihash of its bytes.
-pub(crate) fn rendezvous_key(key: &str) -> RecordKey {
+/// The provider key of a string (rendezvous key, `/mcc/service/<name>`): the sha2-256
+/// multihash of its bytes.
+pub fn provider_key(key: &str) -> RecordKey {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(key.as_bytes());
     // Multihash: code 0x12 (sha2-256), length 32, digest.
@@ -726,9 +789,9 @@ mod tests {
 
     #[test]
     fn rendezvous_key_is_a_sha256_multihash() {
-        let k = rendezvous_key("mcc");
+        let k = provider_key("mcc");
         assert_eq!(k.as_ref().len(), 34);
         assert_eq!(&k.as_ref()[..2], &[0x12, 0x20]);
-        assert_ne!(rendezvous_key("a"), rendezvous_key("b"));
+        assert_ne!(provider_key("a"), provider_key("b"));
     }
 }

@@ -46,7 +46,9 @@ use tokio::task::JoinHandle;
 
 pub use self::addr::AddrError;
 pub use self::behaviour::{Behaviour, BehaviourEvent};
-use self::event_loop::{Command, EventLoop};
+use self::event_loop::EventLoop;
+pub(crate) use self::event_loop::{Command, provider_key};
+use crate::services::{Listener, Services};
 
 /// Version of this crate, announced by identify and in the REST API.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -96,6 +98,10 @@ pub struct Config {
     pub idle_connection_timeout: Duration,
     /// DHT record store limits and lookups.
     pub records: RecordsConfig,
+    /// Services from the config file: (name, address), registered at every start.
+    pub services: Vec<(String, String)>,
+    /// Listeners from the config file: (service, local address, pinned peer).
+    pub listeners: Vec<(String, String, Option<String>)>,
 }
 
 /// DHT records: store limits and lookup behaviour.
@@ -136,6 +142,8 @@ impl Default for Config {
             ping_interval: Duration::from_secs(15),
             idle_connection_timeout: Duration::from_secs(3600),
             records: RecordsConfig::default(),
+            services: Vec::new(),
+            listeners: Vec::new(),
         }
     }
 }
@@ -172,6 +180,16 @@ pub enum Error {
     Store(String),
     #[error("every peer refused the record (is a newer version already published?)")]
     Refused,
+    #[error(transparent)]
+    Services(#[from] crate::services::registry::Error),
+    #[error("no reachable provider of service {0}")]
+    NoProvider(String),
+    #[error("tunnel: {0}")]
+    Tunnel(String),
+    #[error("cannot listen on {address}: {reason}")]
+    ListenerBind { address: String, reason: String },
+    #[error("invalid peer id: {0}")]
+    InvalidPeer(String),
 }
 
 /// Who opened a connection.
@@ -339,6 +357,9 @@ impl Builder {
             None
         };
         let (store, store_tmp) = open_record_store(&config, peer_id)?;
+        let stream = libp2p_stream::Behaviour::new();
+        let control = stream.new_control();
+        let service_registry = crate::services::Registry::load(config.data_dir.clone())?;
         let agent_version = format!("mcc/{VERSION} ({label})");
         let mdns_on = match config.mdns {
             MdnsMode::On => true,
@@ -351,6 +372,7 @@ impl Builder {
             &keypair,
             &config,
             store,
+            stream,
             agent_version.clone(),
             methods.clone(),
             mdns_on,
@@ -401,22 +423,52 @@ impl Builder {
             node_metrics,
         );
         event_loop.wait_listening(listeners).await?;
-        let task = tokio::spawn(event_loop.run(shutdown));
+        let stopped = tokio_util::sync::CancellationToken::new();
+        let services = Arc::new(Services::new(
+            service_registry,
+            control.clone(),
+            stopped.clone(),
+        ));
+        let task = {
+            let stopped = stopped.clone();
+            tokio::spawn(async move {
+                event_loop.run(shutdown).await;
+                stopped.cancel();
+            })
+        };
+        {
+            let (resolver, stats, stopped) =
+                (services.resolver(), services.stats.clone(), stopped.clone());
+            let server = mcc_forward::serve(
+                control,
+                resolver,
+                mcc_forward::ServerConfig::default(),
+                stats,
+            );
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = stopped.cancelled() => {}
+                    r = server => if let Err(e) = r {
+                        tracing::error!("forwarding server: {e}");
+                    }
+                }
+            });
+        }
         tracing::info!(%peer_id, %label, "node started");
-        Ok((
-            Node {
-                inner: Arc::new(Inner {
-                    tx,
-                    peer_id,
-                    did,
-                    label,
-                    methods,
-                    registry: Arc::new(registry),
-                    call_guard: config.rpc.request_timeout() + Duration::from_secs(5),
-                }),
-            },
-            task,
-        ))
+        let node = Node {
+            inner: Arc::new(Inner {
+                tx,
+                peer_id,
+                did,
+                label,
+                methods,
+                registry: Arc::new(registry),
+                call_guard: config.rpc.request_timeout() + Duration::from_secs(5),
+                services,
+            }),
+        };
+        node.start_services(&config).await?;
+        Ok((node, task))
     }
 }
 
@@ -515,7 +567,8 @@ fn resolve_label(config: &Config) -> Result<String, Error> {
     Ok(l)
 }
 
-struct Inner {
+pub(crate) struct Inner {
+    pub(crate) services: Arc<Services>,
     tx: mpsc::Sender<Command>,
     peer_id: PeerId,
     did: String,
@@ -529,7 +582,7 @@ struct Inner {
 /// A cloneable handle to a running node.
 #[derive(Clone)]
 pub struct Node {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl Node {
@@ -561,7 +614,43 @@ impl Node {
         &self.inner.registry
     }
 
-    async fn request<T>(
+    /// Registers the config file's services, announces saved ones and starts listeners.
+    async fn start_services(&self, config: &Config) -> Result<(), Error> {
+        for (name, address) in &config.services {
+            self.add_service_from(name, address, true).await?;
+        }
+        for s in self.local_services().into_iter().filter(|s| !s.from_config) {
+            self.send(Command::Provide {
+                key: crate::services::service_key(&s.name),
+            })
+            .await?;
+        }
+        let mut listeners = self.listeners();
+        for (service, address, peer) in &config.listeners {
+            let l = Listener {
+                id: format!("config-{}", listeners.len()),
+                service: service.clone(),
+                address: address.clone(),
+                peer: peer.clone(),
+                from_config: true,
+            };
+            self.inner.services.registry.add_listener(l.clone())?;
+            listeners.push(l);
+        }
+        for l in listeners {
+            // A saved listener that cannot bind must not keep the node from starting.
+            if let Err(e) = self.start_listener(&l).await {
+                tracing::error!(address = %l.address, service = %l.service, "listener not started: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn send(&self, cmd: Command) -> Result<(), Error> {
+        self.inner.tx.send(cmd).await.map_err(|_| Error::Stopped)
+    }
+
+    pub(crate) async fn request<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> Command,
     ) -> Result<T, Error> {

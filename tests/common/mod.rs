@@ -58,11 +58,16 @@ impl Daemon {
             .create(true)
             .append(true)
             .open(dir.join("node.log"))?;
-        let child = Command::new(BIN)
+        let mut cmd = Command::new(BIN);
+        cmd.env_remove("RUST_LOG");
+        // MCC_TEST_LOG=<filter> turns on detailed daemon logs when debugging a test.
+        if let Ok(filter) = std::env::var("MCC_TEST_LOG") {
+            cmd.env("RUST_LOG", filter);
+        }
+        let child = cmd
             .arg("--data-folder")
             .arg(dir)
             .args(&args)
-            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

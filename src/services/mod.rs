@@ -1,0 +1,469 @@
+//! Services: advertise local services by name, find providers, open tunnels to them, and run
+//! local listeners that forward to a service somewhere in the mesh.
+//!
+//! Tunnel bytes flow between a local TCP socket and a libp2p stream (`/mcc/forward/1.0.0`,
+//! crate `mcc-forward`) in their own tasks, never through the node's event loop.
+
+pub mod registry;
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use utoipa::ToSchema;
+
+pub use self::registry::{Address, Listener, Registry, Scheme, Service};
+use crate::node::{Error, Node};
+
+/// How long a provider list is reused before asking the DHT again.
+const PROVIDER_CACHE: Duration = Duration::from_secs(10);
+/// Time to open a tunnel to one provider before trying the next.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The provider key of a service: sha2-256 multihash of `/mcc/service/<name>`.
+pub fn service_key(name: &str) -> libp2p::kad::RecordKey {
+    crate::node::provider_key(&format!("/mcc/service/{name}"))
+}
+
+/// A provider of a service.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Provider {
+    #[schema(value_type = String)]
+    pub peer_id: PeerId,
+    pub label: Option<String>,
+    /// This node itself.
+    pub local: bool,
+    pub connected: bool,
+    pub rtt_ms: Option<f64>,
+    #[schema(value_type = Vec<String>)]
+    pub addrs: Vec<libp2p::Multiaddr>,
+}
+
+/// Shared state of the services of one node.
+pub(crate) struct Services {
+    pub registry: Registry,
+    pub control: libp2p_stream::Control,
+    pub stats: mcc_forward::Stats,
+    providers: Mutex<HashMap<String, (Instant, Vec<PeerId>)>>,
+    listeners: Mutex<HashMap<String, CancellationToken>>,
+    /// Cancelled when the node stops.
+    pub stopped: CancellationToken,
+}
+
+impl Services {
+    pub fn new(
+        registry: Registry,
+        control: libp2p_stream::Control,
+        stopped: CancellationToken,
+    ) -> Self {
+        Self {
+            registry,
+            control,
+            stats: mcc_forward::Stats::default(),
+            providers: Mutex::new(HashMap::new()),
+            listeners: Mutex::new(HashMap::new()),
+            stopped,
+        }
+    }
+
+    /// Resolves a service name for the forwarding server.
+    pub fn resolver(self: &Arc<Self>) -> Arc<dyn mcc_forward::Resolver> {
+        let this = Arc::clone(self);
+        Arc::new(move |_peer: &PeerId, name: &str| {
+            this.registry
+                .service(name)
+                .and_then(|s| Address::parse(&s.address).ok())
+                .map(|a| a.host_port)
+                .ok_or(mcc_forward::Refusal::UnknownService)
+        })
+    }
+}
+
+/// Either end of a tunnel: a libp2p stream to a remote provider, or a direct connection when
+/// this node provides the service itself.
+pub enum Tunnel {
+    Remote(mcc_forward::Tunnel),
+    Local(TcpStream),
+}
+
+impl Tunnel {
+    /// The provider at the other end (`None`: this node).
+    pub fn peer(&self) -> Option<PeerId> {
+        match self {
+            Tunnel::Remote(t) => Some(t.peer()),
+            Tunnel::Local(_) => None,
+        }
+    }
+}
+
+impl AsyncRead for Tunnel {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Tunnel::Remote(t) => Pin::new(t).poll_read(cx, buf),
+            Tunnel::Local(t) => Pin::new(t).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Tunnel {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Tunnel::Remote(t) => Pin::new(t).poll_write(cx, buf),
+            Tunnel::Local(t) => Pin::new(t).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Tunnel::Remote(t) => Pin::new(t).poll_flush(cx),
+            Tunnel::Local(t) => Pin::new(t).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Tunnel::Remote(t) => Pin::new(t).poll_shutdown(cx),
+            Tunnel::Local(t) => Pin::new(t).poll_shutdown(cx),
+        }
+    }
+}
+
+impl Node {
+    fn services(&self) -> &Arc<Services> {
+        &self.inner.services
+    }
+
+    /// The services this node offers.
+    pub fn local_services(&self) -> Vec<Service> {
+        self.services().registry.services()
+    }
+
+    /// Registers (or replaces) a local service and announces it in the DHT.
+    pub async fn add_service(&self, name: &str, address: &str) -> Result<Service, Error> {
+        self.add_service_from(name, address, false).await
+    }
+
+    pub(crate) async fn add_service_from(
+        &self,
+        name: &str,
+        address: &str,
+        from_config: bool,
+    ) -> Result<Service, Error> {
+        let service = Service {
+            name: name.to_string(),
+            address: address.to_string(),
+            from_config,
+        };
+        self.services().registry.add_service(service.clone())?;
+        self.send(crate::node::Command::Provide {
+            key: service_key(name),
+        })
+        .await?;
+        Ok(service)
+    }
+
+    /// Removes a local service and withdraws its announcement.
+    pub async fn remove_service(&self, name: &str) -> Result<Service, Error> {
+        let old = self.services().registry.remove_service(name)?;
+        self.send(crate::node::Command::StopProviding {
+            key: service_key(name),
+        })
+        .await?;
+        Ok(old)
+    }
+
+    /// Finds the providers of a service: this node first if it offers it, then connected peers
+    /// by round-trip time, then the others.
+    pub async fn providers(&self, name: &str) -> Result<Vec<Provider>, Error> {
+        registry::validate_name(name)?;
+        let ids = self
+            .request(|reply| crate::node::Command::GetProviders {
+                key: service_key(name),
+                reply,
+            })
+            .await?;
+        self.cache_providers(name, &ids);
+        let peers = self.peers().await?;
+        let mut out: Vec<Provider> = ids
+            .into_iter()
+            .map(|id| {
+                let p = peers.iter().find(|p| p.peer_id == id);
+                Provider {
+                    peer_id: id,
+                    label: p.and_then(|p| p.label.clone()),
+                    local: false,
+                    connected: p.is_some(),
+                    rtt_ms: p.and_then(|p| p.rtt_ms),
+                    addrs: p.map(|p| p.addrs.clone()).unwrap_or_default(),
+                }
+            })
+            .collect();
+        if self.services().registry.service(name).is_some() {
+            out.push(Provider {
+                peer_id: self.peer_id(),
+                label: Some(self.label().to_string()),
+                local: true,
+                connected: true,
+                rtt_ms: Some(0.0),
+                addrs: Vec::new(),
+            });
+        }
+        out.sort_by(|a, b| {
+            (!a.local, !a.connected)
+                .cmp(&(!b.local, !b.connected))
+                .then(
+                    a.rtt_ms
+                        .unwrap_or(f64::MAX)
+                        .total_cmp(&b.rtt_ms.unwrap_or(f64::MAX)),
+                )
+        });
+        Ok(out)
+    }
+
+    fn cache_providers(&self, name: &str, ids: &[PeerId]) {
+        if let Ok(mut c) = self.services().providers.lock() {
+            c.insert(name.to_string(), (Instant::now(), ids.to_vec()));
+        }
+    }
+
+    /// Provider order for a new tunnel, from a fresh-enough cache or the DHT.
+    async fn tunnel_candidates(
+        &self,
+        name: &str,
+        refresh: bool,
+    ) -> Result<Vec<Option<PeerId>>, Error> {
+        let cached = self
+            .services()
+            .providers
+            .lock()
+            .ok()
+            .and_then(|c| c.get(name).cloned())
+            .filter(|(at, ids)| !refresh && at.elapsed() < PROVIDER_CACHE && !ids.is_empty());
+        let local = self.services().registry.service(name).is_some();
+        let mut out: Vec<Option<PeerId>> = Vec::new();
+        if local {
+            out.push(None);
+        }
+        match cached {
+            Some((_, ids)) => {
+                // Keep the cheap path cheap: order cached ids by what we know now.
+                let peers = self.peers().await?;
+                let mut ids = ids;
+                ids.sort_by(|a, b| {
+                    let rtt = |id: &PeerId| {
+                        peers
+                            .iter()
+                            .find(|p| p.peer_id == *id)
+                            .map(|p| p.rtt_ms.unwrap_or(f64::MAX / 2.0))
+                            .unwrap_or(f64::MAX)
+                    };
+                    rtt(a).total_cmp(&rtt(b))
+                });
+                out.extend(ids.into_iter().map(Some));
+            }
+            None => out.extend(
+                self.providers(name)
+                    .await?
+                    .into_iter()
+                    .filter(|p| !p.local)
+                    .map(|p| Some(p.peer_id)),
+            ),
+        }
+        Ok(out)
+    }
+
+    /// Opens a tunnel to a provider of `service` (or to `peer` only), trying providers in order
+    /// until one accepts.
+    pub async fn open_tunnel(&self, service: &str, peer: Option<PeerId>) -> Result<Tunnel, Error> {
+        registry::validate_name(service)?;
+        let mut last_error = None;
+        for refresh in [false, true] {
+            let candidates = match peer {
+                Some(p) if p == self.peer_id() => vec![None],
+                Some(p) => vec![Some(p)],
+                None => self.tunnel_candidates(service, refresh).await?,
+            };
+            for candidate in candidates {
+                match self.open_one(service, candidate).await {
+                    Ok(t) => return Ok(t),
+                    Err(e) => {
+                        tracing::debug!(service, ?candidate, "provider failed: {e}");
+                        last_error = Some(e);
+                    }
+                }
+            }
+            if peer.is_some() {
+                break;
+            }
+        }
+        Err(match last_error {
+            Some(e) => e,
+            None => Error::NoProvider(service.to_string()),
+        })
+    }
+
+    async fn open_one(&self, service: &str, peer: Option<PeerId>) -> Result<Tunnel, Error> {
+        match peer {
+            None => {
+                let svc = self
+                    .services()
+                    .registry
+                    .service(service)
+                    .ok_or_else(|| Error::NoProvider(service.to_string()))?;
+                let addr = Address::parse(&svc.address)?;
+                let tcp = tokio::time::timeout(OPEN_TIMEOUT, TcpStream::connect(&addr.host_port))
+                    .await
+                    .map_err(|_| Error::Tunnel(format!("{}: connect timed out", addr.host_port)))?
+                    .map_err(|e| Error::Tunnel(format!("{}: {e}", addr.host_port)))?;
+                let _ = tcp.set_nodelay(true);
+                Ok(Tunnel::Local(tcp))
+            }
+            Some(p) => {
+                let mut control = self.services().control.clone();
+                mcc_forward::open(&mut control, p, service, OPEN_TIMEOUT)
+                    .await
+                    .map(Tunnel::Remote)
+                    .map_err(|e| Error::Tunnel(e.to_string()))
+            }
+        }
+    }
+
+    /// The listeners of this node.
+    pub fn listeners(&self) -> Vec<Listener> {
+        self.services().registry.listeners()
+    }
+
+    /// Starts a local listener (`tcp://127.0.0.1:5000`) that forwards every connection to a
+    /// provider of `service` (or to `peer` only). It is saved and started again after a restart.
+    pub async fn add_listener(
+        &self,
+        service: &str,
+        address: &str,
+        peer: Option<PeerId>,
+    ) -> Result<Listener, Error> {
+        let listener = Listener {
+            id: new_listener_id(),
+            service: service.to_string(),
+            address: address.to_string(),
+            peer: peer.map(|p| p.to_string()),
+            from_config: false,
+        };
+        self.start_listener(&listener).await?;
+        if let Err(e) = self.services().registry.add_listener(listener.clone()) {
+            self.stop_listener(&listener.id);
+            return Err(e.into());
+        }
+        Ok(listener)
+    }
+
+    /// Stops and forgets a listener.
+    pub fn remove_listener(&self, id: &str) -> Result<Listener, Error> {
+        let old = self.services().registry.remove_listener(id)?;
+        self.stop_listener(id);
+        Ok(old)
+    }
+
+    fn stop_listener(&self, id: &str) {
+        if let Some(token) = self
+            .services()
+            .listeners
+            .lock()
+            .ok()
+            .and_then(|mut l| l.remove(id))
+        {
+            token.cancel();
+        }
+    }
+
+    /// Binds and runs a listener's accept loop.
+    pub(crate) async fn start_listener(&self, listener: &Listener) -> Result<(), Error> {
+        registry::validate_name(&listener.service)?;
+        let addr = Address::parse(&listener.address)?;
+        if addr.scheme != Scheme::Tcp {
+            return Err(registry::Error::InvalidAddress {
+                address: listener.address.clone(),
+                reason: "a listener address is tcp://host:port".into(),
+            }
+            .into());
+        }
+        let peer = match &listener.peer {
+            Some(p) => Some(
+                p.parse::<PeerId>()
+                    .map_err(|e| Error::InvalidPeer(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let socket = tokio::net::TcpListener::bind(&addr.host_port)
+            .await
+            .map_err(|e| Error::ListenerBind {
+                address: listener.address.clone(),
+                reason: e.to_string(),
+            })?;
+        let token = self.services().stopped.child_token();
+        if let Ok(mut l) = self.services().listeners.lock() {
+            l.insert(listener.id.clone(), token.clone());
+        }
+        let node = self.clone();
+        let service = listener.service.clone();
+        tracing::info!(address = %listener.address, %service, "listener started");
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = token.cancelled() => break,
+                    a = socket.accept() => a,
+                };
+                let (tcp, from) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!("listener accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let node = node.clone();
+                let service = service.clone();
+                let token = token.clone();
+                tokio::spawn(async move {
+                    let tunnel = match node.open_tunnel(&service, peer).await {
+                        Ok(t) => t,
+                        Err(e) => {
+                            tracing::warn!(%from, %service, "no tunnel: {e}");
+                            return;
+                        }
+                    };
+                    tokio::select! {
+                        _ = token.cancelled() => {}
+                        r = mcc_forward::pipe(tcp, tunnel) => {
+                            if let Err(e) = r {
+                                tracing::debug!(%from, %service, "tunnel ended: {e}");
+                            }
+                        }
+                    }
+                });
+            }
+            tracing::info!(%service, "listener stopped");
+        });
+        Ok(())
+    }
+}
+
+fn new_listener_id() -> String {
+    use rand::Rng;
+    format!("{:08x}", rand::thread_rng().r#gen::<u32>())
+}
