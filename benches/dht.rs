@@ -1,30 +1,34 @@
 //! DHT record lookups in a local network of in-process `mcc::Node`s over real TCP.
 //!
 //! ```text
-//! cargo bench --bench dht                      # 50- and 100-node networks (about a minute)
+//! cargo bench --bench dht                      # 50- and 100-node networks (1-2 minutes)
 //! cargo bench --bench dht -- --sizes 20,200    # other network sizes
-//! cargo bench --bench dht -- --quorum 1        # stop lookups at the first valid version
+//! cargo bench --bench dht -- --quorum 1        # lookups stop at the first valid version
 //! cargo test  --bench dht -- --quick           # smoke test: 10 nodes, a few operations
 //! ```
 //!
 //! For each network size the bench starts that many full nodes in this process, each listening
-//! on TCP `127.0.0.1:0` only (no QUIC, no mDNS, no rendezvous key, temporary record store), all
-//! joining through node 0 by `host:port`, as an mcc deployment does. It waits (bounded) until
-//! every routing table holds at least `min(20, n - 1)` peers, then:
+//! on TCP `127.0.0.1:0` only (no QUIC, no mDNS, no rendezvous key, temporary record store; the
+//! nodes publish their DID documents as usual), all joining through node 0 by `host:port`, as an
+//! mcc deployment does. It waits (bounded) until every routing table holds `min(20, n - 1)`
+//! peers, then until the network is quiet (no new connection or routing-table entry anywhere for
+//! [`QUIET`]; bounded too: a freshly formed network keeps connecting for a while), then:
 //!
 //! 1. puts `--records` records `/mcc/bench-<i>` (100-byte values) from random nodes, one at a
-//!    time, and lets the replication settle for [`SETTLE`];
+//!    time, and lets the replication still in flight settle for [`SETTLE`];
 //! 2. gets `--gets` random keys, one at a time, each from a random node that is not the key's
 //!    publisher; a get succeeds when it returns the value that was put;
 //! 3. resolves `--dids` DIDs (`did()` of a random node, from another random node) with
 //!    `resolve_did`, and as many more with `get_record` on the `/did/<did>` key (the same lookup,
-//!    with its statistics visible).
+//!    with its statistics visible);
+//! 4. starts `--fresh` more nodes one by one and, as soon as each has node 0 in its routing
+//!    table, gets a random key from it: a lookup that must open its connections first.
 //!
-//! Gets are split by whether the getter is among the key's 20 XOR-closest nodes of the whole
-//! network (kad's replication factor): those hold a copy from the put and answer one version
-//! locally; the others must fetch every version over the network (modulo write-back caching by
-//! earlier gets, one peer per get). `queried` is kad's `QueryStats::num_requests`, the peers
-//! asked during the lookup: libp2p exposes no hop count, this is the closest measure.
+//! Gets are split by whether the getter is among the key's 20 XOR-closest nodes of the network
+//! (kad's replication factor): those hold a copy from the put and count it as one version; the
+//! others must fetch every version over the network (modulo write-back caching by earlier gets,
+//! at most one peer per get). `queried` is kad's `QueryStats::num_requests`, the peers asked
+//! during the lookup: libp2p exposes no hop count, this is the closest measure.
 //!
 //! Every wait and every phase is capped, and each network size has an overall budget
 //! ([`SIZE_BUDGET`]), after which its nodes are shut down. `MCC_BENCH_THREADS` sets the tokio
@@ -37,9 +41,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use futures::future::join_all;
-use libp2p::kad::{KBucketKey, RecordKey};
+use libp2p::kad::{KBucketDistance, KBucketKey, RecordKey};
 use libp2p::{Multiaddr, PeerId};
-use mcc::node::{Config, MdnsMode, Node, RecordsConfig, addr};
+use mcc::node::{Config, FoundRecord, MdnsMode, Node, RecordsConfig, addr};
 use mcc_records::did::SignedDocument;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -52,10 +56,14 @@ const TARGET_P50: Duration = Duration::from_millis(50);
 const REPLICATION: usize = 20;
 /// Nodes started at once (node 0 is started alone first).
 const START_BATCH: usize = 10;
+/// The network counts as quiet once no connection or routing-table entry appeared for this long.
+const QUIET: Duration = Duration::from_secs(2);
 /// Upper bound on one put, get or resolve (kad's own query timeout is 30 s).
 const OP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause between the puts and the gets, for the replication still in flight.
 const SETTLE: Duration = Duration::from_millis(500);
+/// How long a just-started node gets to put node 0 in its routing table.
+const JOIN_LIMIT: Duration = Duration::from_secs(5);
 /// Everything one network size does, shutdown excluded; phases stop early to stay within it.
 const SIZE_BUDGET: Duration = Duration::from_secs(150);
 /// Safety net around one network size: past this it is a hang.
@@ -73,13 +81,16 @@ struct Plan {
     records: usize,
     gets: usize,
     dids: usize,
+    fresh: usize,
     /// Lookup quorum of the nodes; `None` keeps the node's default.
     quorum: Option<NonZeroUsize>,
     seed: u64,
     threads: usize,
     /// Cap on the wait for the routing tables.
     routing_cap: Duration,
-    /// Cap on each measured phase (puts, gets, DIDs).
+    /// Cap on the wait for a quiet network.
+    quiet_cap: Duration,
+    /// Cap on each measured phase.
     phase_cap: Duration,
 }
 
@@ -87,7 +98,8 @@ impl Plan {
     fn from_args() -> Result<Self> {
         let mut args = std::env::args().skip(1);
         let mut quick = std::env::var("MCC_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
-        let (mut sizes, mut records, mut gets, mut dids) = (None, None, None, None);
+        let (mut sizes, mut records, mut gets, mut dids, mut fresh) =
+            (None, None, None, None, None);
         let (mut quorum, mut seed) = (None, 1u64);
         while let Some(arg) = args.next() {
             let (flag, inline) = match arg.split_once('=') {
@@ -113,13 +125,14 @@ impl Plan {
                 "--records" => records = Some(parse_count(&flag, &value()?)?),
                 "--gets" => gets = Some(parse_count(&flag, &value()?)?),
                 "--dids" => dids = Some(value()?.parse::<usize>().context("--dids")?),
+                "--fresh" => fresh = Some(value()?.parse::<usize>().context("--fresh")?),
                 "--quorum" => quorum = Some(value()?.parse::<NonZeroUsize>().context("--quorum")?),
                 "--seed" => seed = value()?.parse::<u64>().context("--seed")?,
                 // Passed by `cargo bench` / `cargo test`.
                 "--bench" | "--test" | "--nocapture" => {}
                 other => bail!(
                     "unknown argument {other:?} (known: --quick, --sizes 50,100, --records N, \
-                     --gets N, --dids N, --quorum N, --seed N)"
+                     --gets N, --dids N, --fresh N, --quorum N, --seed N)"
                 ),
             }
         }
@@ -143,10 +156,12 @@ impl Plan {
             records: records.unwrap_or(if quick { 10 } else { 50 }),
             gets: gets.unwrap_or(if quick { 40 } else { 500 }),
             dids: dids.unwrap_or(if quick { 5 } else { 50 }),
+            fresh: fresh.unwrap_or(if quick { 2 } else { 10 }),
             quorum,
             seed,
             threads,
             routing_cap: Duration::from_secs(if quick { 20 } else { 45 }),
+            quiet_cap: Duration::from_secs(if quick { 5 } else { 40 }),
             phase_cap: Duration::from_secs(if quick { 20 } else { 45 }),
         })
     }
@@ -166,6 +181,8 @@ fn parse_count(flag: &str, v: &str) -> Result<usize> {
 struct Network {
     nodes: Vec<Node>,
     tasks: Vec<JoinHandle<()>>,
+    /// Node 0's `host:port`, which every other node boots from.
+    boot: Vec<Multiaddr>,
     /// Dropping it stops every node.
     stop: watch::Sender<()>,
     stopped: watch::Receiver<()>,
@@ -177,6 +194,7 @@ impl Network {
         Self {
             nodes: Vec::new(),
             tasks: Vec::new(),
+            boot: Vec::new(),
             stop,
             stopped,
         }
@@ -184,9 +202,6 @@ impl Network {
 
     fn config(plan: &Plan, index: usize, boot: Vec<Multiaddr>) -> Result<Config> {
         let mut records = RecordsConfig::default();
-        if std::env::var_os("NODID").is_some() {
-            records.publish_did = false;
-        }
         if let Some(q) = plan.quorum {
             records.get_quorum = q;
         }
@@ -214,6 +229,8 @@ impl Network {
     /// Starts `n` nodes: node 0, then the others in batches, all booting from node 0.
     async fn start(&mut self, plan: &Plan, n: usize) -> Result<()> {
         let (first, task) = self.spawn(Self::config(plan, 0, Vec::new())?).await?;
+        self.nodes.push(first.clone());
+        self.tasks.push(task);
         let tcp = first
             .info()
             .await?
@@ -221,14 +238,12 @@ impl Network {
             .iter()
             .find_map(addr::host_port)
             .context("node 0 reports no TCP listen address")?;
-        let boot = vec![addr::parse_dial(&tcp.to_string())?];
-        self.nodes.push(first);
-        self.tasks.push(task);
+        self.boot = vec![addr::parse_dial(&tcp.to_string())?];
         let indices: Vec<usize> = (1..n).collect();
         for batch in indices.chunks(START_BATCH) {
-            let (this, boot) = (&*self, &boot);
+            let this = &*self;
             let started = join_all(batch.iter().map(|&i| async move {
-                let config = Self::config(plan, i, boot.clone())?;
+                let config = Self::config(plan, i, this.boot.clone())?;
                 this.spawn(config)
                     .await
                     .with_context(|| format!("starting node {i}"))
@@ -243,6 +258,19 @@ impl Network {
         Ok(())
     }
 
+    /// Starts one more node, booting from node 0.
+    async fn join(&mut self, plan: &Plan) -> Result<Node> {
+        let index = self.nodes.len();
+        let config = Self::config(plan, index, self.boot.clone())?;
+        let (node, task) = self
+            .spawn(config)
+            .await
+            .with_context(|| format!("starting node {index}"))?;
+        self.nodes.push(node.clone());
+        self.tasks.push(task);
+        Ok(node)
+    }
+
     /// Stops every node and waits for their event loops to end.
     async fn shutdown(self) -> Result<Duration> {
         let Self {
@@ -250,6 +278,7 @@ impl Network {
             tasks,
             stop,
             stopped,
+            ..
         } = self;
         let start = Instant::now();
         drop(nodes);
@@ -266,45 +295,101 @@ impl Network {
     }
 }
 
-/// Routing tables once the wait ended.
-struct RoutingState {
+/// Routing tables and connections of every node.
+struct Snapshot {
+    routing: Vec<usize>,
+    connected: Vec<usize>,
+}
+
+impl Snapshot {
+    async fn take(nodes: &[Node]) -> Result<Self> {
+        let mut s = Snapshot {
+            routing: Vec::with_capacity(nodes.len()),
+            connected: Vec::with_capacity(nodes.len()),
+        };
+        for info in join_all(nodes.iter().map(|n| n.info())).await {
+            let info = info?;
+            s.routing.push(info.routing_table_size);
+            s.connected.push(info.connected_peers);
+        }
+        s.routing.sort_unstable();
+        s.connected.sort_unstable();
+        Ok(s)
+    }
+
+    fn totals(&self) -> (usize, usize) {
+        (self.routing.iter().sum(), self.connected.iter().sum())
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "routing table min/median/max {}/{}/{}, connected peers min/median/max {}/{}/{}",
+            self.routing[0],
+            percentile(&self.routing, 50.0),
+            self.routing[self.routing.len() - 1],
+            self.connected[0],
+            percentile(&self.connected, 50.0),
+            self.connected[self.connected.len() - 1],
+        )
+    }
+}
+
+/// How a bounded wait ended.
+struct Wait {
     elapsed: Duration,
-    wanted: usize,
-    met: bool,
-    min: usize,
-    median: usize,
-    max: usize,
-    connected_median: usize,
+    done: bool,
 }
 
 /// Waits until every routing table holds `wanted` peers, or `cap`.
-async fn wait_routing(nodes: &[Node], wanted: usize, cap: Duration) -> Result<RoutingState> {
+async fn wait_routing(nodes: &[Node], wanted: usize, cap: Duration) -> Result<(Wait, Snapshot)> {
     let start = Instant::now();
     loop {
-        let infos = join_all(nodes.iter().map(|n| n.info())).await;
-        let mut sizes = Vec::with_capacity(infos.len());
-        let mut connected = Vec::with_capacity(infos.len());
-        for info in infos {
-            let info = info?;
-            sizes.push(info.routing_table_size);
-            connected.push(info.connected_peers);
-        }
-        sizes.sort_unstable();
-        connected.sort_unstable();
-        let met = sizes[0] >= wanted;
-        if met || start.elapsed() >= cap {
-            return Ok(RoutingState {
+        let snap = Snapshot::take(nodes).await?;
+        let done = snap.routing[0] >= wanted;
+        if done || start.elapsed() >= cap {
+            let wait = Wait {
                 elapsed: start.elapsed(),
-                wanted,
-                met,
-                min: sizes[0],
-                median: percentile(&sizes, 50.0),
-                max: sizes[sizes.len() - 1],
-                connected_median: percentile(&connected, 50.0),
-            });
+                done,
+            };
+            return Ok((wait, snap));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Waits until no connection and no routing-table entry appeared anywhere for [`QUIET`], or
+/// `cap`.
+async fn wait_quiet(nodes: &[Node], cap: Duration) -> Result<(Wait, Snapshot)> {
+    let start = Instant::now();
+    let mut last = None;
+    let mut since = Instant::now();
+    loop {
+        let snap = Snapshot::take(nodes).await?;
+        let totals = snap.totals();
+        if last != Some(totals) {
+            last = Some(totals);
+            since = Instant::now();
+        }
+        let done = since.elapsed() >= QUIET;
+        if done || start.elapsed() >= cap {
+            let wait = Wait {
+                elapsed: start.elapsed(),
+                done,
+            };
+            return Ok((wait, snap));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The 1-minute load average of the host, where the OS tells it.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -318,6 +403,34 @@ struct Sample {
     error: Option<String>,
     queried: Option<u32>,
     versions: Option<usize>,
+}
+
+impl Sample {
+    fn failed(latency: Duration, error: impl Into<String>) -> Self {
+        Self {
+            latency,
+            error: Some(error.into()),
+            queried: None,
+            versions: None,
+        }
+    }
+
+    /// A lookup's outcome; `check` tells what is wrong with the value found, if anything.
+    fn lookup(
+        latency: Duration,
+        result: Result<FoundRecord>,
+        check: impl FnOnce(&[u8]) -> Option<String>,
+    ) -> Self {
+        match result {
+            Ok(found) => Self {
+                latency,
+                error: check(&found.value),
+                queried: Some(found.queried),
+                versions: Some(found.versions),
+            },
+            Err(e) => Self::failed(latency, format!("{e:#}")),
+        }
+    }
 }
 
 /// What one row of the table shows.
@@ -348,6 +461,15 @@ impl Row {
         let l = self.latencies();
         (!l.is_empty()).then(|| percentile(&l, 50.0))
     }
+
+    /// Failure reasons and how often each occurred.
+    fn failures(&self) -> BTreeMap<&str, usize> {
+        let mut m = BTreeMap::new();
+        for e in self.samples.iter().filter_map(|s| s.error.as_deref()) {
+            *m.entry(e).or_default() += 1;
+        }
+        m
+    }
 }
 
 /// Nearest-rank percentile of sorted, non-empty samples.
@@ -369,11 +491,6 @@ where
     (start.elapsed(), result)
 }
 
-/// Phase deadline: the phase cap, within what is left of the size's budget.
-fn phase_deadline(plan: &Plan, budget_end: Instant) -> Instant {
-    (Instant::now() + plan.phase_cap).min(budget_end)
-}
-
 /// A record put by the bench.
 struct Put {
     key: Vec<u8>,
@@ -381,6 +498,12 @@ struct Put {
     publisher: usize,
     /// Indices of the key's [`REPLICATION`] XOR-closest nodes.
     closest: HashSet<usize>,
+}
+
+impl Put {
+    fn check(&self, value: &[u8]) -> Option<String> {
+        (value != self.value).then(|| "another value".to_string())
+    }
 }
 
 fn value_for(i: usize) -> Vec<u8> {
@@ -395,7 +518,7 @@ fn value_for(i: usize) -> Vec<u8> {
 /// The indices of the `count` nodes closest to `key` in the XOR metric.
 fn closest_nodes(key: &[u8], peers: &[PeerId], count: usize) -> HashSet<usize> {
     let target = KBucketKey::new(RecordKey::new(&key));
-    let mut by_distance: Vec<(libp2p::kad::KBucketDistance, usize)> = peers
+    let mut by_distance: Vec<(KBucketDistance, usize)> = peers
         .iter()
         .enumerate()
         .map(|(i, p)| (target.distance(&KBucketKey::from(*p)), i))
@@ -408,286 +531,270 @@ fn closest_nodes(key: &[u8], peers: &[PeerId], count: usize) -> HashSet<usize> {
         .collect()
 }
 
+/// What the measuring phases share.
+struct Run<'a> {
+    plan: &'a Plan,
+    nodes: Vec<Node>,
+    rng: StdRng,
+    budget_end: Instant,
+    /// Some phase stopped before its count because of its cap.
+    cut_short: bool,
+}
+
+impl Run<'_> {
+    /// The end of a phase: its cap, within what is left of the budget.
+    fn deadline(&self) -> Instant {
+        (Instant::now() + self.plan.phase_cap).min(self.budget_end)
+    }
+
+    /// Whether the phase must stop now.
+    fn past(&mut self, deadline: Instant) -> bool {
+        let past = Instant::now() >= deadline;
+        self.cut_short |= past;
+        past
+    }
+
+    /// A random node other than `not`.
+    fn other_than(&mut self, not: usize) -> usize {
+        loop {
+            let i = self.rng.gen_range(0..self.nodes.len());
+            if i != not {
+                return i;
+            }
+        }
+    }
+
+    async fn puts(&mut self) -> Result<(Vec<Put>, Vec<Sample>)> {
+        let peers: Vec<PeerId> = self.nodes.iter().map(|n| n.peer_id()).collect();
+        let (mut puts, mut samples) = (Vec::new(), Vec::new());
+        let deadline = self.deadline();
+        for i in 0..self.plan.records {
+            if self.past(deadline) {
+                break;
+            }
+            let publisher = self.rng.gen_range(0..self.nodes.len());
+            let key = format!("/mcc/bench-{i}").into_bytes();
+            let value = value_for(i);
+            let node = &self.nodes[publisher];
+            let (latency, result) =
+                timed(async { Ok(node.put_record(key.clone(), value.clone(), None).await?) }).await;
+            samples.push(match &result {
+                Ok(o) if o.replicated => Sample {
+                    latency,
+                    error: None,
+                    queried: None,
+                    versions: None,
+                },
+                Ok(_) => Sample::failed(latency, "stored locally only, on no peer"),
+                Err(e) => Sample::failed(latency, format!("{e:#}")),
+            });
+            if result.is_ok() {
+                let closest = closest_nodes(&key, &peers, REPLICATION);
+                puts.push(Put {
+                    key,
+                    value,
+                    publisher,
+                    closest,
+                });
+            }
+        }
+        Ok((puts, samples))
+    }
+
+    /// Gets from random nodes other than the publisher: all, then split by whether the getter
+    /// is among the key's closest nodes.
+    async fn gets(&mut self, puts: &[Put]) -> [Vec<Sample>; 3] {
+        let (mut all, mut outside, mut inside) = (Vec::new(), Vec::new(), Vec::new());
+        let deadline = self.deadline();
+        for _ in 0..self.plan.gets {
+            if self.past(deadline) {
+                break;
+            }
+            let put = &puts[self.rng.gen_range(0..puts.len())];
+            let getter = self.other_than(put.publisher);
+            let node = &self.nodes[getter];
+            let (latency, result) =
+                timed(async { Ok(node.get_record(put.key.clone()).await?) }).await;
+            let sample = Sample::lookup(latency, result, |v| put.check(v));
+            if put.closest.contains(&getter) {
+                inside.push(sample.clone());
+            } else {
+                outside.push(sample.clone());
+            }
+            all.push(sample);
+        }
+        [all, outside, inside]
+    }
+
+    /// `resolve_did` and `get_record` on DID keys, alternately, each of a random node's DID from
+    /// another random node.
+    async fn dids(&mut self) -> [Vec<Sample>; 2] {
+        let (mut resolved, mut fetched) = (Vec::new(), Vec::new());
+        let deadline = self.deadline();
+        for i in 0..self.plan.dids * 2 {
+            if self.past(deadline) {
+                break;
+            }
+            let target = self.rng.gen_range(0..self.nodes.len());
+            let resolver = self.other_than(target);
+            let node = &self.nodes[resolver];
+            let did = self.nodes[target].did().to_string();
+            let wrong_did = |doc: &SignedDocument| {
+                (doc.did() != Some(did.as_str())).then(|| "another DID's document".to_string())
+            };
+            if i % 2 == 0 {
+                let (latency, result) = timed(async { Ok(node.resolve_did(&did).await?) }).await;
+                resolved.push(match result {
+                    Ok(doc) => Sample {
+                        latency,
+                        error: wrong_did(&doc),
+                        queried: None,
+                        versions: None,
+                    },
+                    Err(e) => Sample::failed(latency, format!("{e:#}")),
+                });
+            } else {
+                let key = mcc_records::did_key(&did).to_vec();
+                let (latency, result) = timed(async { Ok(node.get_record(key).await?) }).await;
+                fetched.push(Sample::lookup(
+                    latency,
+                    result,
+                    |v| match SignedDocument::from_bytes(v) {
+                        Ok(doc) => wrong_did(&doc),
+                        Err(e) => Some(format!("not a DID document: {e}")),
+                    },
+                ));
+            }
+        }
+        [resolved, fetched]
+    }
+
+    /// Gets from nodes started one by one, as soon as each has node 0 in its routing table.
+    async fn fresh_gets(&mut self, net: &mut Network, puts: &[Put]) -> Result<Vec<Sample>> {
+        let mut samples = Vec::new();
+        let deadline = self.deadline();
+        for _ in 0..self.plan.fresh {
+            if self.past(deadline) {
+                break;
+            }
+            let node = net.join(self.plan).await?;
+            let start = Instant::now();
+            let joined = loop {
+                if node.info().await?.routing_table_size > 0 {
+                    break true;
+                }
+                if start.elapsed() >= JOIN_LIMIT {
+                    break false;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            };
+            if !joined {
+                samples.push(Sample::failed(
+                    start.elapsed(),
+                    format!("the new node did not join within {JOIN_LIMIT:?}"),
+                ));
+                continue;
+            }
+            let put = &puts[self.rng.gen_range(0..puts.len())];
+            let (latency, result) =
+                timed(async { Ok(node.get_record(put.key.clone()).await?) }).await;
+            samples.push(Sample::lookup(latency, result, |v| put.check(v)));
+        }
+        Ok(samples)
+    }
+}
+
 /// Results of one network size.
 struct SizeReport {
     nodes: usize,
+    load: Option<f64>,
     started: Duration,
-    routing: RoutingState,
+    routing: Wait,
+    quiet: Wait,
     rows: Vec<Row>,
-    /// Gets whose getter is not among the key's closest nodes, and those that are.
-    net_only: usize,
-    holders: usize,
     shutdown: Option<Duration>,
-    budget_hit: bool,
+    cut_short: bool,
+}
+
+impl SizeReport {
+    fn setup(&self) -> Duration {
+        self.started + self.routing.elapsed + self.quiet.elapsed
+    }
 }
 
 async fn measure_size(net: &mut Network, plan: &Plan, n: usize) -> Result<SizeReport> {
     let begin = Instant::now();
     let budget_end = begin + SIZE_BUDGET;
-    let mut rng = StdRng::seed_from_u64(plan.seed ^ (n as u64).rotate_left(32));
+    let load = load_average();
+    let left = || budget_end.saturating_duration_since(Instant::now());
 
     net.start(plan, n).await?;
     let started = begin.elapsed();
     println!("  {n} nodes started in {:.1} s", started.as_secs_f64());
 
     let wanted = REPLICATION.min(n - 1);
-    let routing = wait_routing(
-        &net.nodes,
-        wanted,
-        plan.routing_cap
-            .min(budget_end.saturating_duration_since(Instant::now())),
-    )
-    .await?;
+    let (routing, snap) = wait_routing(&net.nodes, wanted, plan.routing_cap.min(left())).await?;
     println!(
-        "  routing tables {} {} peers after {:.1} s (min/median/max {}/{}/{}; connected peers \
-         median {})",
-        if routing.met {
+        "  routing tables {} {wanted} peers after {:.1} s ({})",
+        if routing.done {
             "all ≥"
         } else {
             "NOT all ≥"
         },
-        routing.wanted,
         routing.elapsed.as_secs_f64(),
-        routing.min,
-        routing.median,
-        routing.max,
-        routing.connected_median,
+        snap.describe(),
     );
-    let nodes = net.nodes.clone();
-    if std::env::var_os("IDLE").is_some() {
-        let tick = || -> f64 {
-            let st = std::fs::read_to_string("/proc/self/stat").unwrap();
-            let f: Vec<&str> = st.rsplit_once(')').unwrap().1.split_whitespace().collect();
-            (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
-        };
-        let mut last = tick();
-        for s in 0..40 {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let now = tick();
-            let infos = join_all(nodes.iter().map(|n| n.info())).await;
-            let rt: usize = infos
-                .iter()
-                .map(|i| i.as_ref().unwrap().routing_table_size)
-                .sum();
-            let cp: usize = infos
-                .iter()
-                .map(|i| i.as_ref().unwrap().connected_peers)
-                .sum();
-            eprintln!(
-                "idle {s}s at {:.1}: cpu {:.0}% rt_sum {rt} conn_sum {cp}",
-                begin.elapsed().as_secs_f64(),
-                (now - last) * 100.0
-            );
-            last = now;
-        }
-    }
-    let peers: Vec<PeerId> = nodes.iter().map(|n| n.peer_id()).collect();
-    let mut budget_hit = false;
+    let (quiet, snap) = wait_quiet(&net.nodes, plan.quiet_cap.min(left())).await?;
+    println!(
+        "  network {} after {:.1} more s ({})",
+        if quiet.done {
+            "quiet"
+        } else {
+            "still connecting"
+        },
+        quiet.elapsed.as_secs_f64(),
+        snap.describe(),
+    );
 
-    // Puts.
-    let mut put_samples = Vec::new();
-    let mut puts = Vec::new();
-    let deadline = phase_deadline(plan, budget_end);
-    for i in 0..plan.records {
-        if Instant::now() >= deadline {
-            budget_hit = true;
-            break;
-        }
-        let publisher = rng.gen_range(0..n);
-        let key = format!("/mcc/bench-{i}").into_bytes();
-        let value = value_for(i);
-        let (latency, result) = timed(async {
-            Ok(nodes[publisher]
-                .put_record(key.clone(), value.clone(), None)
-                .await?)
-        })
-        .await;
-        let error = match &result {
-            Ok(o) if o.replicated => None,
-            Ok(_) => Some("stored locally only, on no peer".to_string()),
-            Err(e) => Some(format!("{e:#}")),
-        };
-        if std::env::var_os("DBG").is_some() {
-            eprintln!(
-                "put {i} from {publisher} at {:.2}s took {:.1}ms {:?}",
-                (Instant::now() - latency - begin).as_secs_f64(),
-                ms(latency),
-                result
-                    .as_ref()
-                    .map(|o| o.replicated)
-                    .map_err(|e| e.to_string())
-            );
-        }
-        put_samples.push(Sample {
-            latency,
-            error,
-            queried: None,
-            versions: None,
-        });
-        if result.is_ok() {
-            let closest = closest_nodes(&key, &peers, REPLICATION);
-            puts.push(Put {
-                key,
-                value,
-                publisher,
-                closest,
-            });
-        }
-    }
+    let mut run = Run {
+        plan,
+        nodes: net.nodes.clone(),
+        rng: StdRng::seed_from_u64(plan.seed ^ (n as u64).rotate_left(32)),
+        budget_end,
+        cut_short: false,
+    };
+    let (puts, put_samples) = run.puts().await?;
     ensure!(!puts.is_empty(), "no put succeeded");
     tokio::time::sleep(SETTLE).await;
+    let [all, outside, inside] = run.gets(&puts).await;
+    let [resolved, did_gets] = run.dids().await;
+    let fresh = run.fresh_gets(net, &puts).await?;
 
-    // Gets, from nodes other than the publisher.
-    let mut all = Vec::new();
-    let mut net_only = Vec::new();
-    let mut holders = Vec::new();
-    let deadline = phase_deadline(plan, budget_end);
-    for _ in 0..plan.gets {
-        if Instant::now() >= deadline {
-            budget_hit = true;
-            break;
-        }
-        let put = &puts[rng.gen_range(0..puts.len())];
-        let getter = loop {
-            let g = rng.gen_range(0..n);
-            if g != put.publisher {
-                break g;
-            }
-        };
-        let (latency, result) =
-            timed(async { Ok(nodes[getter].get_record(put.key.clone()).await?) }).await;
-        let sample = match result {
-            Ok(found) => Sample {
-                latency,
-                error: (found.value != put.value).then(|| "another value".to_string()),
-                queried: Some(found.queried),
-                versions: Some(found.versions),
-            },
-            Err(e) => Sample {
-                latency,
-                error: Some(format!("{e:#}")),
-                queried: None,
-                versions: None,
-            },
-        };
-        if std::env::var_os("DBG").is_some() && latency > Duration::from_millis(20) {
-            eprintln!(
-                "slow get at {:.2}s took {:.1}ms {:?} {:?}",
-                (Instant::now() - latency - begin).as_secs_f64(),
-                ms(latency),
-                sample.queried,
-                sample.error
-            );
-        }
-        if put.closest.contains(&getter) {
-            holders.push(sample.clone());
-        } else {
-            net_only.push(sample.clone());
-        }
-        all.push(sample);
-    }
-
-    // DIDs: resolve_did, then get_record on the DID key for the lookup's statistics.
-    let mut resolved = Vec::new();
-    let mut did_gets = Vec::new();
-    let deadline = phase_deadline(plan, budget_end);
-    for i in 0..plan.dids * 2 {
-        if Instant::now() >= deadline {
-            budget_hit = true;
-            break;
-        }
-        let target = rng.gen_range(0..n);
-        let resolver = loop {
-            let r = rng.gen_range(0..n);
-            if r != target {
-                break r;
-            }
-        };
-        let did = nodes[target].did().to_string();
-        if i % 2 == 0 {
-            let (latency, result) =
-                timed(async { Ok(nodes[resolver].resolve_did(&did).await?) }).await;
-            let error = match result {
-                Ok(doc) if doc.did() == Some(did.as_str()) => None,
-                Ok(_) => Some("another DID's document".to_string()),
-                Err(e) => Some(format!("{e:#}")),
-            };
-            resolved.push(Sample {
-                latency,
-                error,
-                queried: None,
-                versions: None,
-            });
-        } else {
-            let key = mcc_records::did_key(&did).to_vec();
-            let (latency, result) =
-                timed(async { Ok(nodes[resolver].get_record(key).await?) }).await;
-            did_gets.push(match result {
-                Ok(found) => {
-                    let error = match SignedDocument::from_bytes(&found.value) {
-                        Ok(doc) if doc.did() == Some(did.as_str()) => None,
-                        Ok(_) => Some("another DID's document".to_string()),
-                        Err(e) => Some(format!("not a DID document: {e}")),
-                    };
-                    Sample {
-                        latency,
-                        error,
-                        queried: Some(found.queried),
-                        versions: Some(found.versions),
-                    }
-                }
-                Err(e) => Sample {
-                    latency,
-                    error: Some(format!("{e:#}")),
-                    queried: None,
-                    versions: None,
-                },
-            });
-        }
-    }
-
-    let (net_only_count, holders_count) = (net_only.len(), holders.len());
-    let rows = vec![
-        Row {
-            nodes: n,
-            name: "get_record (all)",
-            samples: all,
-        },
-        Row {
-            nodes: n,
-            name: "  getter not in 20 closest",
-            samples: net_only,
-        },
-        Row {
-            nodes: n,
-            name: "  getter in 20 closest",
-            samples: holders,
-        },
-        Row {
-            nodes: n,
-            name: "resolve_did",
-            samples: resolved,
-        },
-        Row {
-            nodes: n,
-            name: "get_record /did/…",
-            samples: did_gets,
-        },
-        Row {
-            nodes: n,
-            name: "put_record",
-            samples: put_samples,
-        },
-    ];
+    let rows = [
+        ("get_record", all),
+        ("  getter not in 20 closest", outside),
+        ("  getter in 20 closest", inside),
+        ("  getter just joined", fresh),
+        ("resolve_did", resolved),
+        ("get_record /did/…", did_gets),
+        ("put_record", put_samples),
+    ]
+    .into_iter()
+    .map(|(name, samples)| Row {
+        nodes: n,
+        name,
+        samples,
+    })
+    .collect();
     Ok(SizeReport {
         nodes: n,
+        load,
         started,
         routing,
+        quiet,
         rows,
-        net_only: net_only_count,
-        holders: holders_count,
         shutdown: None,
-        budget_hit,
+        cut_short: run.cut_short,
     })
 }
 
@@ -696,7 +803,7 @@ async fn bench_size(plan: &Plan, n: usize) -> Result<SizeReport> {
     let mut net = Network::new();
     let outcome = tokio::time::timeout(SIZE_LIMIT, measure_size(&mut net, plan, n))
         .await
-        .unwrap_or_else(|_| Err(anyhow!("{n} nodes: not done within {SIZE_LIMIT:?}")));
+        .unwrap_or_else(|_| Err(anyhow!("not done within {SIZE_LIMIT:?}")));
     let stopped = net.shutdown().await;
     let mut report = outcome?;
     let stopped = stopped?;
@@ -722,9 +829,24 @@ fn spread<T: Copy + Ord + std::fmt::Display>(values: impl Iterator<Item = T>) ->
     format!("{}/{}", percentile(&v, 50.0), percentile(&v, 95.0))
 }
 
-fn print_table(reports: &[SizeReport]) {
+fn print_row(cells: [&str; 10]) {
     println!(
-        "{:>5}  {:<27} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8}  {:>11} {:>9}",
+        "{:>5}  {:<27} {:>9} {:>6} {:>8} {:>8} {:>8} {:>8}  {:>8} {:>8}",
+        cells[0],
+        cells[1],
+        cells[2],
+        cells[3],
+        cells[4],
+        cells[5],
+        cells[6],
+        cells[7],
+        cells[8],
+        cells[9],
+    );
+}
+
+fn print_table(reports: &[SizeReport]) {
+    print_row([
         "nodes",
         "operation",
         "ok/total",
@@ -734,16 +856,13 @@ fn print_table(reports: &[SizeReport]) {
         "p99 ms",
         "max ms",
         "queried",
-        "versions"
-    );
-    println!(
-        "{:>5}  {:<27} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8}  {:>11} {:>9}",
-        "", "", "", "", "", "", "", "", "p50/p95", "p50/p95"
-    );
+        "versions",
+    ]);
+    print_row(["", "", "", "", "", "", "", "", "p50/p95", "p50/p95"]);
     for row in reports.iter().flat_map(|r| r.rows.iter()) {
         let total = row.samples.len();
         let lat = row.latencies();
-        let cell = |p: f64| {
+        let at = |p: f64| {
             if lat.is_empty() {
                 "-".to_string()
             } else {
@@ -755,89 +874,78 @@ fn print_table(reports: &[SizeReport]) {
         } else {
             format!("{:.1}", 100.0 * row.ok() as f64 / total as f64)
         };
-        println!(
-            "{:>5}  {:<27} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8}  {:>11} {:>9}",
-            row.nodes,
+        print_row([
+            &row.nodes.to_string(),
             row.name,
-            format!("{}/{}", row.ok(), total),
-            ok_pct,
-            cell(50.0),
-            cell(95.0),
-            cell(99.0),
-            cell(100.0),
-            spread(row.samples.iter().filter_map(|s| s.queried)),
-            spread(row.samples.iter().filter_map(|s| s.versions)),
-        );
+            &format!("{}/{}", row.ok(), total),
+            &ok_pct,
+            &at(50.0),
+            &at(95.0),
+            &at(99.0),
+            &at(100.0),
+            &spread(row.samples.iter().filter_map(|s| s.queried)),
+            &spread(row.samples.iter().filter_map(|s| s.versions)),
+        ]);
     }
     println!();
     println!(
-        "latency includes failed operations; `queried` = peers asked during the lookup (kad \
-         num_requests; libp2p exposes no hop count); `versions` = valid copies seen, the local one \
-         included (a lookup stops at the quorum)"
+        "Latencies include failed operations. queried = peers asked during the lookup (kad \
+         num_requests; libp2p exposes no hop count). versions = valid copies seen, the getter's \
+         own included; a lookup stops once it has the quorum."
     );
     println!();
     for r in reports {
-        let get_rows = r
-            .rows
-            .iter()
-            .filter(|row| row.name.starts_with("get_record (all)"));
-        for row in get_rows {
-            let failures: BTreeMap<&str, usize> = row
-                .samples
-                .iter()
-                .filter_map(|s| s.error.as_deref())
-                .fold(BTreeMap::new(), |mut m, e| {
-                    *m.entry(e).or_default() += 1;
-                    m
-                });
-            println!(
-                "{} nodes: setup {:.1} s (start {:.1} s + routing tables {:.1} s{}), shutdown \
-                 {}; gets: {} by a getter outside the key's 20 closest, {} inside{}",
-                r.nodes,
-                (r.started + r.routing.elapsed).as_secs_f64(),
-                r.started.as_secs_f64(),
-                r.routing.elapsed.as_secs_f64(),
-                if r.routing.met { "" } else { ", NOT filled" },
-                r.shutdown
-                    .map_or("-".to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
-                r.net_only,
-                r.holders,
-                if r.budget_hit {
-                    "; a phase was cut short by its time cap"
-                } else {
-                    ""
-                },
-            );
-            for (e, count) in &failures {
-                println!("  {count} × {e}");
+        println!(
+            "{} nodes: setup {:.1} s (start {:.1} s, routing tables {:.1} s{}, quiet {:.1} s{}), \
+             shutdown {}, host load average {}{}",
+            r.nodes,
+            r.setup().as_secs_f64(),
+            r.started.as_secs_f64(),
+            r.routing.elapsed.as_secs_f64(),
+            if r.routing.done { "" } else { " NOT filled" },
+            r.quiet.elapsed.as_secs_f64(),
+            if r.quiet.done { "" } else { " NOT reached" },
+            r.shutdown
+                .map_or("-".to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
+            r.load.map_or("?".to_string(), |l| format!("{l:.2}")),
+            if r.cut_short {
+                "; a phase was cut short by its time cap"
+            } else {
+                ""
+            },
+        );
+        for row in &r.rows {
+            for (e, count) in row.failures() {
+                println!("  {}: {count} × {e}", row.name.trim());
             }
-            let verdict = match row.p50() {
-                Some(p50) if p50 <= TARGET_P50 && row.all_ok() => "MET",
-                _ => "MISSED",
-            };
-            println!(
-                "  target: get_record median ≤ {} ms, 100% success: {verdict} (median {}, {}/{} \
-                 ok)",
-                TARGET_P50.as_millis(),
-                row.p50()
-                    .map_or("-".to_string(), |d| format!("{:.2} ms", ms(d))),
-                row.ok(),
-                row.samples.len(),
-            );
         }
+        let gets = &r.rows[0];
+        let verdict = match gets.p50() {
+            Some(p50) if p50 <= TARGET_P50 && gets.all_ok() => "MET",
+            _ => "MISSED",
+        };
+        println!(
+            "  target: get_record median ≤ {} ms, 100% success: {verdict} (median {}, {}/{} ok)",
+            TARGET_P50.as_millis(),
+            gets.p50()
+                .map_or("-".to_string(), |d| format!("{:.2} ms", ms(d))),
+            gets.ok(),
+            gets.samples.len(),
+        );
     }
 }
 
 async fn run(plan: Plan) -> Result<()> {
     println!(
         "DHT lookups among in-process mcc nodes on 127.0.0.1 (TCP only): sizes {:?}, {} records \
-         of {VALUE_LEN} B, {} gets, {}+{} DID lookups, lookup quorum {}, {} tokio worker threads, \
-         {} CPUs, {} build{}",
+         of {VALUE_LEN} B, {} gets, {}+{} DID lookups, {} gets from just-joined nodes, lookup \
+         quorum {}, {} tokio worker threads, {} CPUs, {} build{}",
         plan.sizes,
         plan.records,
         plan.gets,
         plan.dids,
         plan.dids,
+        plan.fresh,
         plan.quorum.unwrap_or(RecordsConfig::default().get_quorum),
         plan.threads,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -849,9 +957,9 @@ async fn run(plan: Plan) -> Result<()> {
         if plan.quick { ", QUICK smoke run" } else { "" },
     );
     println!(
-        "operations run one at a time; each capped at {OP_TIMEOUT:?}, each phase at {:?}, each \
-         size at {SIZE_BUDGET:?}",
-        plan.phase_cap
+        "operations run one at a time, each capped at {OP_TIMEOUT:?}; waits capped at {:?} \
+         (routing tables) and {:?} (quiet), phases at {:?}, each size at {SIZE_BUDGET:?}",
+        plan.routing_cap, plan.quiet_cap, plan.phase_cap
     );
     println!();
     let mut reports = Vec::new();
@@ -865,9 +973,8 @@ async fn run(plan: Plan) -> Result<()> {
     println!();
     print_table(&reports);
     for r in &reports {
-        let gets = &r.rows[0];
         ensure!(
-            gets.ok() > 0,
+            r.rows[0].ok() > 0,
             "{} nodes: no get_record succeeded: the records path is broken",
             r.nodes
         );

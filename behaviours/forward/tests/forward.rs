@@ -698,6 +698,20 @@ async fn throughput_over_tcp() {
     let upload = started.elapsed();
     assert_eq!(u64::from_be_bytes(count), size as u64);
 
+    // Upload straight into a tunnel (no local hop on the opener's side).
+    let started = Instant::now();
+    let mut tunnel = mcc_forward::open(&mut client_control, server_peer, "sink", TIMEOUT)
+        .await
+        .unwrap();
+    for _ in 0..size / chunk.len() {
+        tunnel.write_all(&chunk).await.unwrap();
+    }
+    tunnel.shutdown().await.unwrap();
+    let mut count = [0u8; 8];
+    within(120, tunnel.read_exact(&mut count)).await.unwrap();
+    let direct = started.elapsed();
+    assert_eq!(u64::from_be_bytes(count), size as u64);
+
     // Download.
     let started = Instant::now();
     let mut socket = TcpStream::connect(source_local).await.unwrap();
@@ -718,7 +732,8 @@ async fn throughput_over_tcp() {
     let mbps = |d: Duration| size as f64 / d.as_secs_f64() / 1e6;
     let gbits = |d: Duration| size as f64 * 8.0 / d.as_secs_f64() / 1e9;
     println!(
-        "forward throughput ({} MiB, {}): upload {:.0} MB/s ({:.2} Gbit/s), download {:.0} MB/s ({:.2} Gbit/s)",
+        "forward throughput ({} MiB, {}): upload {:.0} MB/s ({:.2} Gbit/s), download {:.0} MB/s \
+         ({:.2} Gbit/s), upload without the opener's local hop {:.0} MB/s ({:.2} Gbit/s)",
         size >> 20,
         if cfg!(debug_assertions) {
             "debug"
@@ -729,6 +744,69 @@ async fn throughput_over_tcp() {
         gbits(upload),
         mbps(download),
         gbits(download),
+        mbps(direct),
+        gbits(direct),
     );
     println!("provider stats: {stats:?}");
+}
+
+#[test]
+fn public_types_are_usable_across_tasks() {
+    fn io<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static>() {}
+    fn shared<T: Clone + Send + Sync + 'static>() {}
+    io::<Tunnel>();
+    shared::<Stats>();
+    shared::<ServerConfig>();
+    shared::<Refusal>();
+    fn error<T: std::error::Error + Send + Sync + 'static>() {}
+    error::<OpenError>();
+    error::<ServeError>();
+}
+
+/// A provider that drops the first `drops` streams without answering (as libp2p-stream does when
+/// the acceptor is slow), then answers ok and echoes.
+fn dropping_provider(net: &mut Net, drops: usize) {
+    let mut incoming = net.server.accept(PROTOCOL_NAME).unwrap();
+    tokio::spawn(async move {
+        let mut seen = 0;
+        while let Some((_, stream)) = incoming.next().await {
+            seen += 1;
+            if seen <= drops {
+                drop(stream);
+                continue;
+            }
+            tokio::spawn(async move {
+                let mut stream = stream.compat();
+                let mut request = [0u8; 2];
+                stream.read_exact(&mut request).await.unwrap();
+                let mut name = vec![0u8; usize::from(request[1])];
+                stream.read_exact(&mut name).await.unwrap();
+                stream.write_all(&[0, 0, 0]).await.unwrap();
+                let (mut reader, mut writer) = tokio::io::split(stream);
+                tokio::io::copy(&mut reader, &mut writer).await.unwrap();
+                writer.shutdown().await.unwrap();
+            });
+        }
+    });
+}
+
+#[tokio::test]
+async fn dropped_streams_are_retried() {
+    let mut net = net().await;
+    dropping_provider(&mut net, 2);
+    let tunnel = mcc_forward::open(&mut net.client, net.server_peer, "echo", TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(
+        within(10, round_trip(tunnel, b"third time".to_vec())).await,
+        b"third time"
+    );
+}
+
+#[tokio::test]
+async fn retries_are_bounded() {
+    let mut net = net().await;
+    dropping_provider(&mut net, usize::MAX);
+    let result = mcc_forward::open(&mut net.client, net.server_peer, "echo", TIMEOUT).await;
+    assert!(matches!(result, Err(OpenError::Handshake(_))), "{result:?}");
 }
