@@ -22,7 +22,8 @@
 //!    `resolve_did`, and as many more with `get_record` on the `/did/<did>` key (the same lookup,
 //!    with its statistics visible);
 //! 4. starts `--fresh` more nodes one by one and, as soon as each has node 0 in its routing
-//!    table, gets a random key from it: a lookup that must open its connections first.
+//!    table, gets a random key from it (a lookup that must open its connections first), then
+//!    another key (some of the connections it needs are open by then).
 //!
 //! Gets are split by whether the getter is among the key's 20 XOR-closest nodes of the network
 //! (kad's replication factor): those hold a copy from the put and count it as one version; the
@@ -669,9 +670,10 @@ impl Run<'_> {
         [resolved, fetched]
     }
 
-    /// Gets from nodes started one by one, as soon as each has node 0 in its routing table.
-    async fn fresh_gets(&mut self, net: &mut Network, puts: &[Put]) -> Result<Vec<Sample>> {
-        let mut samples = Vec::new();
+    /// Gets from nodes started one by one, as soon as each has node 0 in its routing table,
+    /// then a second get of another key from the same node.
+    async fn fresh_gets(&mut self, net: &mut Network, puts: &[Put]) -> Result<[Vec<Sample>; 2]> {
+        let (mut first, mut second) = (Vec::new(), Vec::new());
         let deadline = self.deadline();
         for _ in 0..self.plan.fresh {
             if self.past(deadline) {
@@ -689,18 +691,21 @@ impl Run<'_> {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             };
             if !joined {
-                samples.push(Sample::failed(
+                first.push(Sample::failed(
                     start.elapsed(),
                     format!("the new node did not join within {JOIN_LIMIT:?}"),
                 ));
                 continue;
             }
-            let put = &puts[self.rng.gen_range(0..puts.len())];
-            let (latency, result) =
-                timed(async { Ok(node.get_record(put.key.clone()).await?) }).await;
-            samples.push(Sample::lookup(latency, result, |v| put.check(v)));
+            let a = self.rng.gen_range(0..puts.len());
+            let b = (a + self.rng.gen_range(1..puts.len().max(2))) % puts.len();
+            for (put, samples) in [(&puts[a], &mut first), (&puts[b], &mut second)] {
+                let (latency, result) =
+                    timed(async { Ok(node.get_record(put.key.clone()).await?) }).await;
+                samples.push(Sample::lookup(latency, result, |v| put.check(v)));
+            }
         }
-        Ok(samples)
+        Ok([first, second])
     }
 }
 
@@ -768,13 +773,14 @@ async fn measure_size(net: &mut Network, plan: &Plan, n: usize) -> Result<SizeRe
     tokio::time::sleep(SETTLE).await;
     let [all, outside, inside] = run.gets(&puts).await;
     let [resolved, did_gets] = run.dids().await;
-    let fresh = run.fresh_gets(net, &puts).await?;
+    let [fresh, fresh_next] = run.fresh_gets(net, &puts).await?;
 
     let rows = [
         ("get_record", all),
         ("  getter not in 20 closest", outside),
         ("  getter in 20 closest", inside),
         ("  getter just joined", fresh),
+        ("  same getter, next key", fresh_next),
         ("resolve_did", resolved),
         ("get_record /did/…", did_gets),
         ("put_record", put_samples),

@@ -370,6 +370,7 @@ async fn openapi_docs_metrics_and_rpc() -> Result<()> {
         "mcc_connected_peers",
         "mcc_records_stored",
         "mcc_records_refused_total",
+        "mcc_tunnels_active",
     ] {
         assert!(metrics.contains(name), "{name} missing from metrics");
     }

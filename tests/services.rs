@@ -143,7 +143,7 @@ async fn services_are_found_by_name_and_forwarded() -> Result<()> {
     let web_port = http_server("web").await?;
     let web2_port = http_server("web2").await?;
 
-    let a = Daemon::start(&[]).await?;
+    let a = Daemon::start(&["--enable-monitoring"]).await?;
     let b = Daemon::start(&["--boot", &a.tcp_host_port().await?]).await?;
     let mut c = Daemon::start(&["--boot", &b.tcp_host_port().await?]).await?;
     let a_id = a.peer_id().await?;
@@ -223,6 +223,20 @@ async fn services_are_found_by_name_and_forwarded() -> Result<()> {
             );
         }
     }
+
+    // A counts the tunnels it served.
+    let metrics_url = format!("{}/metrics", a.api.base_url());
+    wait_until(10, "tunnel metrics", || async {
+        let text = reqwest::get(&metrics_url).await?.text().await?;
+        let opened = text
+            .lines()
+            .find(|l| l.starts_with("mcc_tunnels_total{outcome=\"opened\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        Ok(opened >= 101.0)
+    })
+    .await?;
 
     // HTTP forward from C's API: GET with a query, and a streaming POST.
     let base = c.api.base_url().to_string();

@@ -86,6 +86,8 @@ pub(crate) struct Info {
     pub did: String,
     /// This node's own signed DID document, published at start.
     pub own_did_doc: Option<mcc_records::did::SignedDocument>,
+    /// Counters of the forwarding server, for metrics.
+    pub forward_stats: mcc_forward::Stats,
     /// Keeps the temp folder of a node without data folder alive.
     pub _store_tmp: Option<tempfile::TempDir>,
 }
@@ -293,6 +295,7 @@ impl EventLoop {
         let store = self.swarm.behaviour_mut().kad.store_mut();
         let (stored, stats) = (store.inner().len(), store.stats());
         self.metrics.update_records(stored, &stats);
+        self.metrics.update_tunnels(&self.info.forward_stats);
         let due = match self.announced {
             None => true,
             Some((at, n)) => size > n || at.elapsed() >= REANNOUNCE,

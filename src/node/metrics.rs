@@ -20,6 +20,10 @@ pub(crate) struct NodeMetrics {
     pub records_refused: Family<Labels, Counter>,
     /// Last store stats seen, to turn them into counter increments.
     last_stats: mcc_records::Stats,
+    pub tunnels: Family<Labels, Counter>,
+    pub tunnels_active: Gauge,
+    pub tunnel_bytes: Family<Labels, Counter>,
+    last_tunnels: [u64; 4],
 }
 
 impl NodeMetrics {
@@ -35,6 +39,10 @@ impl NodeMetrics {
             records_accepted: Counter::default(),
             records_refused: Family::default(),
             last_stats: mcc_records::Stats::default(),
+            tunnels: Family::default(),
+            tunnels_active: Gauge::default(),
+            tunnel_bytes: Family::default(),
+            last_tunnels: [0; 4],
         };
         let r = registry.sub_registry_with_prefix("mcc");
         r.register(
@@ -78,7 +86,50 @@ impl NodeMetrics {
             "Record puts refused by the store, by reason",
             m.records_refused.clone(),
         );
+        r.register(
+            "tunnels",
+            "Inbound tunnels to local services, by outcome",
+            m.tunnels.clone(),
+        );
+        r.register(
+            "tunnels_active",
+            "Inbound tunnels open now",
+            m.tunnels_active.clone(),
+        );
+        r.register(
+            "tunnel_bytes",
+            "Bytes through inbound tunnels (in: to local services, out: from them)",
+            m.tunnel_bytes.clone(),
+        );
         m
+    }
+
+    /// Brings the tunnel counters up to the forwarding server's stats.
+    pub fn update_tunnels(&mut self, stats: &mcc_forward::Stats) {
+        let now = [
+            stats.tunnels_opened(),
+            stats.tunnels_refused(),
+            stats.bytes_in(),
+            stats.bytes_out(),
+        ];
+        let labels = [
+            ("outcome", "opened"),
+            ("outcome", "refused"),
+            ("direction", "in"),
+            ("direction", "out"),
+        ];
+        for (i, (k, v)) in labels.into_iter().enumerate() {
+            let family = if i < 2 {
+                &self.tunnels
+            } else {
+                &self.tunnel_bytes
+            };
+            family
+                .get_or_create(&vec![(k, v)])
+                .inc_by(now[i].saturating_sub(self.last_tunnels[i]));
+        }
+        self.last_tunnels = now;
+        self.tunnels_active.set(stats.active() as i64);
     }
 
     /// Brings the record counters up to the store's stats.

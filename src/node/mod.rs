@@ -357,6 +357,7 @@ impl Builder {
             None
         };
         let (store, store_tmp) = open_record_store(&config, peer_id)?;
+        let forward_stats = mcc_forward::Stats::default();
         let stream = libp2p_stream::Behaviour::new();
         let control = stream.new_control();
         let service_registry = crate::services::Registry::load(config.data_dir.clone())?;
@@ -417,6 +418,7 @@ impl Builder {
                 methods: methods.clone(),
                 did: did.clone(),
                 own_did_doc,
+                forward_stats: forward_stats.clone(),
                 _store_tmp: store_tmp,
             },
             libp2p_metrics,
@@ -427,6 +429,7 @@ impl Builder {
         let services = Arc::new(Services::new(
             service_registry,
             control.clone(),
+            forward_stats,
             stopped.clone(),
         ));
         let task = {

@@ -61,12 +61,13 @@ impl Services {
     pub fn new(
         registry: Registry,
         control: libp2p_stream::Control,
+        stats: mcc_forward::Stats,
         stopped: CancellationToken,
     ) -> Self {
         Self {
             registry,
             control,
-            stats: mcc_forward::Stats::default(),
+            stats,
             providers: Mutex::new(HashMap::new()),
             listeners: Mutex::new(HashMap::new()),
             stopped,
