@@ -579,7 +579,11 @@ impl Run<'_> {
             let node = &self.nodes[publisher];
             let (latency, result) =
                 timed(async { Ok(node.put_record(key.clone(), value.clone(), None).await?) }).await;
-            eprintln!("put {i} from {publisher} took {:.1}ms cpu {:.0}%", ms(latency), cpu_pct());
+            eprintln!(
+                "put {i} from {publisher} took {:.1}ms cpu {:.0}%",
+                ms(latency),
+                cpu_pct()
+            );
             samples.push(match &result {
                 Ok(o) if o.replicated => Sample {
                     latency,
@@ -829,7 +833,10 @@ fn cpu_pct() -> f64 {
     let f: Vec<&str> = st.rsplit_once(')').unwrap().1.split_whitespace().collect();
     let t = (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0;
     let mut l = LAST.lock().unwrap();
-    let out = match *l { Some((at, t0)) => (t - t0) / at.elapsed().as_secs_f64() * 100.0, None => 0.0 };
+    let out = match *l {
+        Some((at, t0)) => (t - t0) / at.elapsed().as_secs_f64() * 100.0,
+        None => 0.0,
+    };
     *l = Some((Instant::now(), t));
     out
 }

@@ -248,7 +248,9 @@ async fn serve(mut socket: TcpStream, payload: &[u8]) -> Result<()> {
         b'D' => {
             let mut left = socket.read_u64().await?;
             while left > 0 {
-                let n = payload.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                let n = payload
+                    .len()
+                    .min(usize::try_from(left).unwrap_or(usize::MAX));
                 socket.write_all(&payload[..n]).await?;
                 left -= n as u64;
             }
@@ -280,14 +282,19 @@ async fn upload(addr: SocketAddr, bytes: u64, payload: &[u8]) -> Result<Duration
     s.write_all(b"U").await?;
     let mut left = bytes;
     while left > 0 {
-        let n = payload.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = payload
+            .len()
+            .min(usize::try_from(left).unwrap_or(usize::MAX));
         s.write_all(&payload[..n]).await?;
         left -= n as u64;
     }
     s.shutdown().await?;
     let got = s.read_u64().await.context("reading the byte count")?;
     let elapsed = start.elapsed();
-    ensure!(got == bytes, "the service received {got} bytes, not {bytes}");
+    ensure!(
+        got == bytes,
+        "the service received {got} bytes, not {bytes}"
+    );
     Ok(elapsed)
 }
 
@@ -373,12 +380,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// Transfers and pings through `addr`.
-async fn measure(
-    name: &'static str,
-    addr: SocketAddr,
-    plan: &Plan,
-    payload: &[u8],
-) -> Result<Row> {
+async fn measure(name: &'static str, addr: SocketAddr, plan: &Plan, payload: &[u8]) -> Result<Row> {
     let mut row = Row {
         name,
         up: Vec::new(),
@@ -794,7 +796,10 @@ async fn connect_nodes(a: &Running, b: &Running, quic: bool) -> Result<(SocketAd
         "{} connection{} via {}",
         info.connections,
         if info.connections == 1 { "" } else { "s" },
-        info.addrs.first().map(|a| a.to_string()).unwrap_or_default()
+        info.addrs
+            .first()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
     );
     Ok((SocketAddr::from(([127, 0, 0, 1], port)), connections))
 }

@@ -23,6 +23,13 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(cmd) = cli.command {
+        // A client command piped into `head` should end quietly, like other Unix tools.
+        // (Never for the daemon: it must not die on a closed socket.)
+        #[cfg(unix)]
+        // SAFETY: setting a signal disposition before any other thread writes to stdout.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
         return Ok(mcc::cli::run_command(cmd, &cli.common).await?);
     }
     let resolved = cli.daemon.resolve(cli.common.data_folder)?;

@@ -7,6 +7,7 @@
 //! the call returns, so a killed process loses nothing that was acknowledged and never leaves a
 //! half-written change behind.
 
+pub mod blobs;
 pub mod records;
 
 use std::path::PathBuf;

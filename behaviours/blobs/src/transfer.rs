@@ -1,1 +1,138 @@
-//! placeholder
+//! The `/mcc/blobs/1.0.0` block transfer protocol ([`PROTOCOL_NAME`]) on [`libp2p_stream`].
+//!
+//! * A seeder runs [`serve`]: it accepts streams and answers block requests from a
+//!   [`BlockStore`](crate::BlockStore), each stream in its own tokio task.
+//! * A fetcher calls [`fetch`]: it downloads the whole DAG under a root CID from several seeders
+//!   in parallel (one stream and one worker per seeder, pulling from a shared queue), verifies
+//!   every block against its CID and stores it.
+//!
+//! # Wire format
+//!
+//! One stream carries many requests, one after the other. The fetcher may send several requests
+//! before reading the answers (pipelining); the seeder answers them in order.
+//!
+//! ```text
+//! request  = kind:u8 (= 1, GetBlock) | cid_len:u16 big-endian (1..=MAX_CID_LEN) | cid: binary CID
+//! response = status:u8 | len:u32 big-endian | body: len bytes
+//! ```
+//!
+//! `status` is 0 (ok: `body` is the block, at most [`MAX_BLOCK_SIZE`](crate::MAX_BLOCK_SIZE)
+//! bytes), 1 (not found) or 2 (busy or refused); after 1 and 2 the body is an optional UTF-8
+//! message of at most [`MAX_MESSAGE_LEN`] bytes. A seeder drops the stream on a malformed request
+//! (unknown kind, bad CID length, bytes that are not exactly one CID); a fetcher drops the stream,
+//! and the seeder for the download, on a malformed response (unknown status, body too long).
+//!
+//! A seeder closes a stream that stays idle (no request) for [`IDLE_TIMEOUT`]; the fetcher
+//! opens a new one when it needs it again.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use libp2p::PeerId;
+//! use mcc_blobs::{BlockStore, Cid, transfer};
+//!
+//! # async fn example(
+//! #     behaviour: &libp2p_stream::Behaviour,
+//! #     store: Arc<dyn BlockStore>,
+//! #     seeders: Vec<PeerId>,
+//! #     root: Cid,
+//! # ) -> Result<(), Box<dyn std::error::Error>> {
+//! // Seeder: serve every block of `store`.
+//! let stats = transfer::ServeStats::default();
+//! tokio::spawn(transfer::serve(behaviour.new_control(), store.clone(), stats.clone()));
+//!
+//! // Fetcher: download the DAG under `root` into `store`.
+//! let reports = transfer::fetch(behaviour.new_control(), seeders, root, store, |p| {
+//!     println!("{} bytes of {:?}", p.bytes_done, p.total_bytes);
+//! })
+//! .await?;
+//! for report in reports {
+//!     println!("{}: {} blocks", report.peer, report.blocks);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod fetch;
+mod server;
+mod wire;
+
+use std::time::Duration;
+
+use libp2p::{PeerId, StreamProtocol};
+
+pub use fetch::{FetchConfig, fetch, fetch_with};
+pub use server::{ServeStats, serve, serve_with};
+pub use wire::{MAX_CID_LEN, MAX_MESSAGE_LEN};
+
+/// The libp2p protocol of block transfer streams.
+pub const PROTOCOL_NAME: StreamProtocol = StreamProtocol::new("/mcc/blobs/1.0.0");
+
+/// How long a seeder keeps a stream open without a request.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Why [`serve`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Another task already accepts [`PROTOCOL_NAME`] streams on this behaviour.
+    #[error("{PROTOCOL_NAME} streams are already accepted on this behaviour")]
+    AlreadyRegistered,
+}
+
+/// Progress of a [`fetch`], for progress bars.
+///
+/// Blocks that were already in the store count as done. A block that the DAG links more than
+/// once counts once per link, so that `bytes_done` reaches `total_bytes`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Blocks stored (or found in the store).
+    pub blocks_done: u64,
+    /// Bytes of those blocks.
+    pub bytes_done: u64,
+    /// Bytes of all blocks of the DAG (the root's size plus its links' `Tsize`s), known once the
+    /// root is decoded.
+    pub total_bytes: Option<u64>,
+    /// Seeders still in use.
+    pub seeders: usize,
+}
+
+/// Why a [`fetch`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// No seeder was given, and blocks are missing.
+    #[error("no seeders to fetch from")]
+    NoSeeders,
+    /// Every seeder was dropped, or none of those left has a missing block.
+    #[error("all seeders failed with {missing} blocks missing (last: {last})")]
+    AllSeedersFailed {
+        /// Blocks known to be missing (their descendants, not known yet, are not counted).
+        missing: usize,
+        /// The last reason a seeder was dropped, or which block nobody has.
+        last: String,
+    },
+    /// A block of the DAG is not a UnixFS node this crate can follow (or names an unsupported
+    /// codec or hash).
+    #[error("cannot follow the DAG: {0}")]
+    Decode(String),
+    /// The block store failed.
+    #[error("block store: {0}")]
+    Store(std::io::Error),
+    /// The runtime stopped the fetch's tasks.
+    #[error("the fetch was cancelled")]
+    Cancelled,
+}
+
+/// What one seeder did during a [`fetch`].
+#[derive(Debug, Clone)]
+pub struct SeederReport {
+    /// The seeder.
+    pub peer: PeerId,
+    /// Blocks it sent that were verified and stored.
+    pub blocks: u64,
+    /// Bytes of those blocks.
+    pub bytes: u64,
+    /// Why it was dropped for this download, if it was (for example "sent a block that does not
+    /// match its CID").
+    pub dropped: Option<String>,
+}

@@ -1,1 +1,1148 @@
-//! placeholder
+//! IPFS-compatible content addressing of files: 1 MiB raw leaves under a UnixFS dag-pb tree in
+//! the balanced layout.
+//!
+//! What [`Builder`] makes is what `ipfs add --cid-version=1 --raw-leaves
+//! --chunker=size-1048576` makes:
+//!
+//! - the file is cut into [`CHUNK_SIZE`] chunks, each a raw block (CIDv1, codec [`RAW`],
+//!   sha2-256); a file of at most one chunk is its raw block (the empty file is the raw block of
+//!   no bytes);
+//! - otherwise the leaves are grouped [`MAX_LINKS`] at a time under dag-pb nodes, those nodes
+//!   [`MAX_LINKS`] at a time under the next level, and so on until one node, the root, is left.
+//!
+//! Each dag-pb node is the canonical dag-pb encoding of
+//!
+//! ```text
+//! PBNode { Links (field 2): [PBLink { Hash (1): child CID, Name (2): "", Tsize (3) }],
+//!          Data (field 1): UnixFS Data { Type (1): File = 2, filesize (3), blocksizes (4)* } }
+//! ```
+//!
+//! with the links written before the data, `Tsize` the serialized size of the child's whole
+//! subtree (a raw leaf: its length; a node: its encoding plus its links' `Tsize`s), `filesize`
+//! the bytes of the file under the node and one `blocksizes` entry (not packed) per child.
+
+use std::ops::Range;
+
+use crate::{CHUNK_SIZE, Cid, DAG_PB, MAX_LINKS, RAW, cid_of, verify};
+
+/// Most blocks [`leaves`] visits in one walk (about 4 TiB of 1 MiB leaves): a bound on the work a
+/// hostile DAG can cause (one that links the same subtree many times over).
+pub const MAX_WALK: usize = 1 << 22;
+
+/// A block ready to store: `cid` names `data`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    /// The block's CID (codec [`RAW`] for leaves, [`DAG_PB`] for nodes).
+    pub cid: Cid,
+    /// The block's bytes.
+    pub data: Vec<u8>,
+}
+
+/// A decoded dag-pb node of a UnixFS file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// The children, in file order.
+    pub links: Vec<Link>,
+    /// Bytes of the file under this node (the sum of `blocksizes`).
+    pub filesize: u64,
+    /// Bytes of the file under each child, one per link.
+    pub blocksizes: Vec<u64>,
+}
+
+/// A link of a dag-pb node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// The child's CID.
+    pub cid: Cid,
+    /// Serialized size of the child's whole subtree (the dag-pb `Tsize`).
+    pub tsize: u64,
+}
+
+/// Why a block is not a UnixFS file node this module can use, or why a DAG walk failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The bytes end inside a field.
+    #[error("truncated protobuf")]
+    Truncated,
+    /// A varint is longer than 10 bytes or overflows 64 bits.
+    #[error("malformed varint")]
+    BadVarint,
+    /// The protobuf is not a canonical dag-pb node / UnixFS message.
+    #[error("malformed protobuf: {0}")]
+    Malformed(&'static str),
+    /// The node is not a UnixFS file (no Data, or another Type).
+    #[error("not a UnixFS file node")]
+    NotFile,
+    /// The node holds file bytes inline (dag-pb leaves, as without `--raw-leaves`): unsupported.
+    #[error("UnixFS node with inline data (not raw leaves) is unsupported")]
+    InlineData,
+    /// More than [`MAX_LINKS`] links or block sizes.
+    #[error("more than {MAX_LINKS} links in a node")]
+    TooManyLinks,
+    /// The number of links differs from the number of block sizes.
+    #[error("{links} links but {blocksizes} blocksizes")]
+    LinkCountMismatch {
+        /// Links in the node.
+        links: usize,
+        /// Block sizes in the node's UnixFS data.
+        blocksizes: usize,
+    },
+    /// Sizes disagree: `filesize` is not the sum of `blocksizes`, or a child's size differs from
+    /// what its parent says.
+    #[error("size mismatch: {0}")]
+    SizeMismatch(&'static str),
+    /// A link's hash is not a valid CID.
+    #[error("bad CID in link: {0}")]
+    BadCid(String),
+    /// A CID in the DAG has a codec other than raw or dag-pb.
+    #[error("unsupported codec {0:#x} in {1}")]
+    UnsupportedCodec(u64, Cid),
+    /// [`leaves`]: a block of the DAG is not available.
+    #[error("missing block {0}")]
+    Missing(Cid),
+    /// [`leaves`]: a block does not hash to its CID (or is not sha2-256).
+    #[error("block {0} does not match its CID")]
+    BadBlock(Cid),
+    /// [`leaves`]: the walk visited more than [`MAX_WALK`] blocks.
+    #[error("DAG larger than {MAX_WALK} blocks")]
+    TooLarge,
+}
+
+/// A child not yet linked into its parent.
+#[derive(Debug, Clone)]
+struct Pending {
+    cid: Cid,
+    /// dag-pb `Tsize` of the child.
+    tsize: u64,
+    /// File bytes under the child.
+    filesize: u64,
+}
+
+/// Streaming builder: feed bytes in any pieces; it emits finished blocks as it goes so a caller
+/// can store them without holding the file.
+///
+/// It holds at most one partial chunk plus the links of the open parent nodes (fewer than
+/// [`MAX_LINKS`] per level). Blocks come out in an order where every child precedes its parent;
+/// a file with repeated content yields the same block (same CID) more than once.
+#[derive(Debug, Default)]
+pub struct Builder {
+    /// The chunk being filled (less than [`CHUNK_SIZE`] bytes between calls).
+    chunk: Vec<u8>,
+    /// `levels[k]`: children at height k (0 = leaves) waiting for their parent.
+    levels: Vec<Vec<Pending>>,
+    /// Bytes pushed so far.
+    total: u64,
+    /// Leaves emitted so far.
+    leaf_count: u64,
+}
+
+impl Builder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds bytes; returns blocks completed by this call (full 1 MiB leaves and any parent nodes
+    /// that became complete), in an order where every child comes before its parent.
+    pub fn push(&mut self, mut data: &[u8]) -> Vec<Block> {
+        let mut out = Vec::new();
+        self.total += data.len() as u64;
+        while !data.is_empty() {
+            if self.chunk.is_empty() && data.len() >= CHUNK_SIZE {
+                // A whole chunk straight from the input: one copy, no buffering.
+                let (chunk, rest) = data.split_at(CHUNK_SIZE);
+                self.emit_leaf(chunk.to_vec(), &mut out);
+                data = rest;
+                continue;
+            }
+            if self.chunk.capacity() < CHUNK_SIZE {
+                self.chunk.reserve_exact(CHUNK_SIZE - self.chunk.len());
+            }
+            let take = (CHUNK_SIZE - self.chunk.len()).min(data.len());
+            let (head, rest) = data.split_at(take);
+            self.chunk.extend_from_slice(head);
+            data = rest;
+            if self.chunk.len() == CHUNK_SIZE {
+                let chunk = std::mem::take(&mut self.chunk);
+                self.emit_leaf(chunk, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Finishes: returns the remaining blocks (last leaf, open parents, root) and the root CID
+    /// and total size.
+    pub fn finish(mut self) -> (Vec<Block>, Cid, u64) {
+        let mut out = Vec::new();
+        if !self.chunk.is_empty() || self.leaf_count == 0 {
+            let chunk = std::mem::take(&mut self.chunk);
+            self.emit_leaf(chunk, &mut out);
+        }
+        let mut level = 0;
+        let root = loop {
+            let higher = self.levels[level + 1..].iter().any(|l| !l.is_empty());
+            if !higher {
+                let top = &self.levels[level];
+                if top.len() == 1 {
+                    // A single leaf is the file itself; a single node at the top is the root.
+                    break top[0].cid;
+                }
+                debug_assert!(!top.is_empty(), "a file has at least one leaf");
+            }
+            if !self.levels[level].is_empty() {
+                let links = std::mem::take(&mut self.levels[level]);
+                let (block, pending) = parent(&links);
+                out.push(block);
+                self.add(level + 1, pending, &mut out);
+            }
+            level += 1;
+        };
+        (out, root, self.total)
+    }
+
+    fn emit_leaf(&mut self, data: Vec<u8>, out: &mut Vec<Block>) {
+        let cid = cid_of(RAW, &data);
+        let len = data.len() as u64;
+        out.push(Block { cid, data });
+        self.leaf_count += 1;
+        self.add(
+            0,
+            Pending {
+                cid,
+                tsize: len,
+                filesize: len,
+            },
+            out,
+        );
+    }
+
+    /// Queues `child` at height `level`, closing every parent that reaches [`MAX_LINKS`] links.
+    fn add(&mut self, mut level: usize, mut child: Pending, out: &mut Vec<Block>) {
+        loop {
+            if self.levels.len() <= level + 1 {
+                self.levels.resize_with(level + 2, Vec::new);
+            }
+            let pending = &mut self.levels[level];
+            pending.push(child);
+            if pending.len() < MAX_LINKS {
+                return;
+            }
+            let links = std::mem::take(pending);
+            let (block, node) = parent(&links);
+            out.push(block);
+            child = node;
+            level += 1;
+        }
+    }
+}
+
+/// Builds the dag-pb node over `children`.
+fn parent(children: &[Pending]) -> (Block, Pending) {
+    let blocksizes: Vec<u64> = children.iter().map(|c| c.filesize).collect();
+    let data = encode_parts(children.iter().map(|c| (&c.cid, c.tsize)), &blocksizes);
+    let filesize = blocksizes.iter().sum();
+    let tsize = data.len() as u64 + children.iter().map(|c| c.tsize).sum::<u64>();
+    let cid = cid_of(DAG_PB, &data);
+    (
+        Block { cid, data },
+        Pending {
+            cid,
+            tsize,
+            filesize,
+        },
+    )
+}
+
+/// Convenience: all blocks and the root of an in-memory file.
+pub fn build(data: &[u8]) -> (Vec<Block>, Cid, u64) {
+    let mut builder = Builder::new();
+    let mut blocks = builder.push(data);
+    let (rest, root, size) = builder.finish();
+    blocks.extend(rest);
+    (blocks, root, size)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+
+const WT_VARINT: u8 = 0;
+const WT_I64: u8 = 1;
+const WT_LEN: u8 = 2;
+const WT_I32: u8 = 5;
+
+/// UnixFS `Data.DataType.File`.
+const UNIXFS_FILE: u64 = 2;
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn put_key(out: &mut Vec<u8>, field: u8, wire_type: u8) {
+    out.push((field << 3) | wire_type);
+}
+
+fn put_bytes(out: &mut Vec<u8>, field: u8, bytes: &[u8]) {
+    put_key(out, field, WT_LEN);
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// Canonical dag-pb bytes of a UnixFS file node: links first, then the UnixFS data.
+fn encode_parts<'a>(links: impl Iterator<Item = (&'a Cid, u64)>, blocksizes: &[u64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(blocksizes.len() * 48 + 32);
+    let mut link = Vec::with_capacity(64);
+    for (cid, tsize) in links {
+        link.clear();
+        put_bytes(&mut link, 1, &cid.to_bytes());
+        put_bytes(&mut link, 2, b"");
+        put_key(&mut link, 3, WT_VARINT);
+        put_varint(&mut link, tsize);
+        put_bytes(&mut out, 2, &link);
+    }
+    let filesize: u64 = blocksizes.iter().sum();
+    let mut data = Vec::with_capacity(2 + varint_len(filesize) + 1 + blocksizes.len() * 5);
+    put_key(&mut data, 1, WT_VARINT);
+    put_varint(&mut data, UNIXFS_FILE);
+    put_key(&mut data, 3, WT_VARINT);
+    put_varint(&mut data, filesize);
+    for &size in blocksizes {
+        put_key(&mut data, 4, WT_VARINT);
+        put_varint(&mut data, size);
+    }
+    put_bytes(&mut out, 1, &data);
+    out
+}
+
+/// The canonical dag-pb bytes of `node` (as [`Builder`] writes them: empty link names,
+/// `filesize` = the sum of `node.blocksizes`, which must have one entry per link).
+pub fn encode(node: &Node) -> Vec<u8> {
+    encode_parts(
+        node.links.iter().map(|l| (&l.cid, l.tsize)),
+        &node.blocksizes,
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+/// A protobuf reader over peer bytes: every read is bounds-checked.
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Self { buf }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    fn varint(&mut self) -> Result<u64, DecodeError> {
+        let mut value = 0u64;
+        for i in 0..10 {
+            let Some((&byte, rest)) = self.buf.split_first() else {
+                return Err(DecodeError::Truncated);
+            };
+            self.buf = rest;
+            if i == 9 && byte > 1 {
+                return Err(DecodeError::BadVarint);
+            }
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(DecodeError::BadVarint)
+    }
+
+    /// A field key: (field number, wire type).
+    fn key(&mut self) -> Result<(u64, u8), DecodeError> {
+        let key = self.varint()?;
+        let field = key >> 3;
+        if field == 0 {
+            return Err(DecodeError::Malformed("field number 0"));
+        }
+        Ok((field, (key & 7) as u8))
+    }
+
+    fn take(&mut self, len: u64) -> Result<&'a [u8], DecodeError> {
+        let len = usize::try_from(len).map_err(|_| DecodeError::Truncated)?;
+        if len > self.buf.len() {
+            return Err(DecodeError::Truncated);
+        }
+        let (head, rest) = self.buf.split_at(len);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let len = self.varint()?;
+        self.take(len)
+    }
+
+    /// Skips a field's value of wire type `wire_type`.
+    fn skip(&mut self, wire_type: u8) -> Result<(), DecodeError> {
+        match wire_type {
+            WT_VARINT => self.varint().map(drop),
+            WT_I64 => self.take(8).map(drop),
+            WT_LEN => self.bytes().map(drop),
+            WT_I32 => self.take(4).map(drop),
+            _ => Err(DecodeError::Malformed("unsupported wire type")),
+        }
+    }
+}
+
+/// Decodes a dag-pb block (bounded work: reject > MAX_LINKS links, bad varints, lengths past the
+/// end; never panic on peer bytes).
+///
+/// The block must be canonical dag-pb (links before data, no other fields) holding a UnixFS
+/// `File` whose bytes are all in its children (no inline data), with one block size per link
+/// summing to `filesize`.
+pub fn decode(data: &[u8]) -> Result<Node, DecodeError> {
+    let mut r = Reader::new(data);
+    let mut links = Vec::new();
+    let mut unixfs = None;
+    while !r.is_empty() {
+        match r.key()? {
+            (2, WT_LEN) => {
+                if unixfs.is_some() {
+                    return Err(DecodeError::Malformed("dag-pb links after data"));
+                }
+                if links.len() == MAX_LINKS {
+                    return Err(DecodeError::TooManyLinks);
+                }
+                links.push(decode_link(r.bytes()?)?);
+            }
+            (1, WT_LEN) => {
+                if unixfs.is_some() {
+                    return Err(DecodeError::Malformed("dag-pb data twice"));
+                }
+                unixfs = Some(r.bytes()?);
+            }
+            _ => return Err(DecodeError::Malformed("unexpected dag-pb field")),
+        }
+    }
+    let (filesize, blocksizes) = decode_unixfs(unixfs.ok_or(DecodeError::NotFile)?)?;
+    if links.len() != blocksizes.len() {
+        return Err(DecodeError::LinkCountMismatch {
+            links: links.len(),
+            blocksizes: blocksizes.len(),
+        });
+    }
+    let sum = blocksizes
+        .iter()
+        .try_fold(0u64, |acc, &s| acc.checked_add(s))
+        .ok_or(DecodeError::SizeMismatch("blocksizes overflow"))?;
+    let filesize = filesize.unwrap_or(sum);
+    if filesize != sum {
+        return Err(DecodeError::SizeMismatch(
+            "filesize is not the sum of blocksizes",
+        ));
+    }
+    Ok(Node {
+        links,
+        filesize,
+        blocksizes,
+    })
+}
+
+/// A canonical PBLink: Hash (required), then optional Name, then optional Tsize.
+fn decode_link(bytes: &[u8]) -> Result<Link, DecodeError> {
+    let mut r = Reader::new(bytes);
+    let mut last_field = 0;
+    let mut hash = None;
+    let mut tsize = 0;
+    while !r.is_empty() {
+        let (field, wire_type) = r.key()?;
+        if field <= last_field {
+            return Err(DecodeError::Malformed("dag-pb link fields out of order"));
+        }
+        last_field = field;
+        match (field, wire_type) {
+            (1, WT_LEN) => hash = Some(r.bytes()?),
+            (2, WT_LEN) => {
+                std::str::from_utf8(r.bytes()?)
+                    .map_err(|_| DecodeError::Malformed("link name is not UTF-8"))?;
+            }
+            (3, WT_VARINT) => tsize = r.varint()?,
+            _ => return Err(DecodeError::Malformed("unexpected dag-pb link field")),
+        }
+    }
+    let mut hash = hash.ok_or(DecodeError::Malformed("dag-pb link without hash"))?;
+    let cid = Cid::read_bytes(&mut hash).map_err(|e| DecodeError::BadCid(e.to_string()))?;
+    if !hash.is_empty() {
+        return Err(DecodeError::BadCid("trailing bytes".into()));
+    }
+    Ok(Link { cid, tsize })
+}
+
+/// A UnixFS `Data` message of a file: (filesize, blocksizes).
+fn decode_unixfs(bytes: &[u8]) -> Result<(Option<u64>, Vec<u64>), DecodeError> {
+    let mut r = Reader::new(bytes);
+    let mut kind = None;
+    let mut filesize = None;
+    let mut blocksizes = Vec::new();
+    let push_size = |sizes: &mut Vec<u64>, size| {
+        if sizes.len() == MAX_LINKS {
+            return Err(DecodeError::TooManyLinks);
+        }
+        sizes.push(size);
+        Ok(())
+    };
+    while !r.is_empty() {
+        match r.key()? {
+            (1, WT_VARINT) => kind = Some(r.varint()?),
+            (2, WT_LEN) => {
+                if !r.bytes()?.is_empty() {
+                    return Err(DecodeError::InlineData);
+                }
+            }
+            (3, WT_VARINT) => filesize = Some(r.varint()?),
+            (4, WT_VARINT) => push_size(&mut blocksizes, r.varint()?)?,
+            (4, WT_LEN) => {
+                // Packed encoding: a parser must accept it for a repeated scalar.
+                let mut packed = Reader::new(r.bytes()?);
+                while !packed.is_empty() {
+                    push_size(&mut blocksizes, packed.varint()?)?;
+                }
+            }
+            // hashType, fanout, mode, mtime and any later fields: not needed for a file's bytes.
+            (_, wire_type) => r.skip(wire_type)?,
+        }
+    }
+    if kind != Some(UNIXFS_FILE) {
+        return Err(DecodeError::NotFile);
+    }
+    Ok((filesize, blocksizes))
+}
+
+/// The byte range of the file covered by each child of `node`, in order (prefix sums of
+/// blocksizes) — used for Range requests and ordered reassembly.
+pub fn child_ranges(node: &Node) -> Vec<Range<u64>> {
+    let mut start = 0u64;
+    node.blocksizes
+        .iter()
+        .map(|&size| {
+            let end = start.saturating_add(size);
+            let range = start..end;
+            start = end;
+            range
+        })
+        .collect()
+}
+
+/// Walks a DAG whose blocks are in `get` (a closure returning a block by CID) and yields the
+/// leaves' CIDs in file order, checking every block's hash; errors on a missing or bad block.
+///
+/// The root may be a raw block (a one-chunk file) or a dag-pb UnixFS file node. Every child's
+/// size must match its parent's `blocksizes` entry; at most [`MAX_WALK`] blocks are visited.
+pub fn leaves<F>(root: &Cid, mut get: F) -> Result<Vec<(Cid, u64)>, DecodeError>
+where
+    F: FnMut(&Cid) -> Option<Vec<u8>>,
+{
+    let mut out = Vec::new();
+    // Depth first, children pushed in reverse so they pop in file order.
+    let mut stack: Vec<(Cid, Option<u64>)> = vec![(*root, None)];
+    let mut visited = 0usize;
+    while let Some((cid, expected)) = stack.pop() {
+        visited += 1;
+        if visited > MAX_WALK {
+            return Err(DecodeError::TooLarge);
+        }
+        if cid.codec() != RAW && cid.codec() != DAG_PB {
+            return Err(DecodeError::UnsupportedCodec(cid.codec(), cid));
+        }
+        let data = get(&cid).ok_or(DecodeError::Missing(cid))?;
+        if !verify(&cid, &data) {
+            return Err(DecodeError::BadBlock(cid));
+        }
+        let size = if cid.codec() == RAW {
+            let len = data.len() as u64;
+            out.push((cid, len));
+            len
+        } else {
+            let node = decode(&data)?;
+            for (link, &size) in node.links.iter().zip(&node.blocksizes).rev() {
+                stack.push((link.cid, Some(size)));
+            }
+            node.filesize
+        };
+        if expected.is_some_and(|e| e != size) {
+            return Err(DecodeError::SizeMismatch(
+                "a child's size differs from its parent's blocksizes",
+            ));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// Deterministic, non-repeating test bytes.
+    fn bytes(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    fn mem_store(blocks: &[Block]) -> HashMap<Cid, Vec<u8>> {
+        blocks
+            .iter()
+            .map(|b| (b.cid, b.data.clone()))
+            .collect::<HashMap<_, _>>()
+    }
+
+    #[test]
+    fn varints() {
+        for v in [
+            0,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            assert_eq!(out.len(), varint_len(v), "{v}");
+            let mut r = Reader::new(&out);
+            assert_eq!(r.varint().unwrap(), v);
+            assert!(r.is_empty());
+        }
+        // 11 bytes, and a 10th byte that overflows.
+        assert!(matches!(
+            Reader::new(&[0xff; 11]).varint(),
+            Err(DecodeError::BadVarint)
+        ));
+        let mut over = vec![0xff; 9];
+        over.push(0x02);
+        assert!(matches!(
+            Reader::new(&over).varint(),
+            Err(DecodeError::BadVarint)
+        ));
+        assert!(matches!(
+            Reader::new(&[0x80, 0x80]).varint(),
+            Err(DecodeError::Truncated)
+        ));
+    }
+
+    #[test]
+    fn small_files_are_their_raw_block() {
+        for data in [Vec::new(), vec![7], bytes(CHUNK_SIZE, 1)] {
+            let (blocks, root, size) = build(&data);
+            assert_eq!(size, data.len() as u64);
+            assert_eq!(root, cid_of(RAW, &data));
+            assert_eq!(
+                blocks,
+                vec![Block {
+                    cid: root,
+                    data: data.clone()
+                }]
+            );
+        }
+        assert_eq!(
+            build(b"").1.to_string(),
+            "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+        );
+    }
+
+    #[test]
+    fn two_chunk_node_layout() {
+        let data = bytes(CHUNK_SIZE + 5, 2);
+        let (blocks, root, size) = build(&data);
+        assert_eq!(size, data.len() as u64);
+        assert_eq!(blocks.len(), 3);
+        assert_eq!(blocks[0].cid, cid_of(RAW, &data[..CHUNK_SIZE]));
+        assert_eq!(blocks[1].cid, cid_of(RAW, &data[CHUNK_SIZE..]));
+        assert_eq!(blocks[2].cid, root);
+        assert_eq!(root.codec(), DAG_PB);
+
+        let node = decode(&blocks[2].data).unwrap();
+        assert_eq!(node.filesize, data.len() as u64);
+        assert_eq!(node.blocksizes, vec![CHUNK_SIZE as u64, 5]);
+        assert_eq!(
+            node.links,
+            vec![
+                Link {
+                    cid: blocks[0].cid,
+                    tsize: CHUNK_SIZE as u64
+                },
+                Link {
+                    cid: blocks[1].cid,
+                    tsize: 5
+                },
+            ]
+        );
+        assert_eq!(
+            child_ranges(&node),
+            vec![
+                0..CHUNK_SIZE as u64,
+                CHUNK_SIZE as u64..CHUNK_SIZE as u64 + 5
+            ]
+        );
+        // Exact bytes: links (field 2) with an empty name, then the UnixFS data (field 1).
+        let mut expected = Vec::new();
+        for b in &blocks[..2] {
+            let cid = b.cid.to_bytes();
+            expected.extend([
+                0x12,
+                cid.len() as u8 + 2 + 2 + 1 + varint_len(b.data.len() as u64) as u8,
+            ]);
+            expected.extend([0x0a, cid.len() as u8]);
+            expected.extend(&cid);
+            expected.extend([0x12, 0x00, 0x18]);
+            put_varint(&mut expected, b.data.len() as u64);
+        }
+        expected.extend([0x0a, 0x0c, 0x08, 0x02, 0x18]);
+        put_varint(&mut expected, data.len() as u64);
+        expected.extend([0x20, 0x80, 0x80, 0x40, 0x20, 0x05]);
+        assert_eq!(blocks[2].data, expected);
+        assert_eq!(encode(&node), blocks[2].data);
+    }
+
+    /// A second DAG level: 176 chunks of zeros plus a 4-byte tail. The zero chunks repeat, which
+    /// also checks that a repeated block is emitted every time.
+    #[test]
+    fn two_levels_tsize_and_order() {
+        let chunks = MAX_LINKS + 2;
+        let mut data = vec![0u8; chunks * CHUNK_SIZE];
+        data.extend_from_slice(b"tail");
+        let (blocks, root, size) = build(&data);
+        assert_eq!(size, data.len() as u64);
+        let zero = cid_of(RAW, &vec![0u8; CHUNK_SIZE]);
+        let tail = cid_of(RAW, b"tail");
+        // Leaves, the full first node right after its 174th leaf, then the rest.
+        assert!(blocks[..MAX_LINKS].iter().all(|b| b.cid == zero));
+        let first = &blocks[MAX_LINKS];
+        assert_eq!(first.cid.codec(), DAG_PB);
+        let n1 = decode(&first.data).unwrap();
+        assert_eq!(n1.links.len(), MAX_LINKS);
+        assert_eq!(n1.filesize, (MAX_LINKS * CHUNK_SIZE) as u64);
+        assert_eq!(blocks.len(), chunks + 1 + 1 + 2);
+        let root_block = blocks.last().unwrap();
+        assert_eq!(root_block.cid, root);
+        let r = decode(&root_block.data).unwrap();
+        assert_eq!(r.links.len(), 2);
+        assert_eq!(r.filesize, data.len() as u64);
+        assert_eq!(
+            r.blocksizes,
+            vec![(MAX_LINKS * CHUNK_SIZE) as u64, (2 * CHUNK_SIZE + 4) as u64]
+        );
+        assert_eq!(r.links[0].cid, first.cid);
+        assert_eq!(
+            r.links[0].tsize,
+            first.data.len() as u64 + (MAX_LINKS * CHUNK_SIZE) as u64
+        );
+        let second = blocks.iter().find(|b| b.cid == r.links[1].cid).unwrap();
+        let n2 = decode(&second.data).unwrap();
+        assert_eq!(
+            n2.links.iter().map(|l| l.cid).collect::<Vec<_>>(),
+            vec![zero, zero, tail]
+        );
+        assert_eq!(
+            r.links[1].tsize,
+            second.data.len() as u64 + (2 * CHUNK_SIZE + 4) as u64
+        );
+        // Every child before its parent.
+        let position = |cid: &Cid| blocks.iter().position(|b| b.cid == *cid).unwrap();
+        for (i, b) in blocks.iter().enumerate() {
+            if b.cid.codec() == DAG_PB {
+                for l in decode(&b.data).unwrap().links {
+                    assert!(position(&l.cid) < i);
+                }
+            }
+        }
+        // leaves() gives the file back in order.
+        let store = mem_store(&blocks);
+        let found = leaves(&root, |c| store.get(c).cloned()).unwrap();
+        assert_eq!(found.len(), chunks + 1);
+        assert!(
+            found[..chunks]
+                .iter()
+                .all(|l| *l == (zero, CHUNK_SIZE as u64))
+        );
+        assert_eq!(found[chunks], (tail, 4));
+    }
+
+    #[test]
+    fn leaves_in_file_order() {
+        let data = bytes(3 * CHUNK_SIZE + 1000, 3);
+        let (blocks, root, _) = build(&data);
+        let store = mem_store(&blocks);
+        let found = leaves(&root, |c| store.get(c).cloned()).unwrap();
+        let mut file = Vec::new();
+        for (cid, len) in &found {
+            let leaf = &store[cid];
+            assert_eq!(leaf.len() as u64, *len);
+            file.extend_from_slice(leaf);
+        }
+        assert_eq!(file, data);
+
+        // A one-chunk file: the root is the leaf.
+        let (blocks, root, _) = build(b"hello");
+        let store = mem_store(&blocks);
+        assert_eq!(
+            leaves(&root, |c| store.get(c).cloned()).unwrap(),
+            vec![(root, 5)]
+        );
+    }
+
+    #[test]
+    fn leaves_errors() {
+        let data = bytes(2 * CHUNK_SIZE + 3, 4);
+        let (blocks, root, _) = build(&data);
+        let full = mem_store(&blocks);
+
+        let mut missing = full.clone();
+        missing.remove(&blocks[1].cid);
+        assert!(matches!(
+            leaves(&root, |c| missing.get(c).cloned()),
+            Err(DecodeError::Missing(c)) if c == blocks[1].cid
+        ));
+
+        let mut bad = full.clone();
+        bad.get_mut(&blocks[0].cid).unwrap()[0] ^= 1;
+        assert!(matches!(
+            leaves(&root, |c| bad.get(c).cloned()),
+            Err(DecodeError::BadBlock(c)) if c == blocks[0].cid
+        ));
+
+        // A node whose blocksizes lie about a child (its CID is honest, its content is not).
+        let mut node = decode(&full[&root]).unwrap();
+        node.blocksizes[2] += 1;
+        node.filesize += 1;
+        let lying = encode(&node);
+        let lying_cid = cid_of(DAG_PB, &lying);
+        let mut store = full.clone();
+        store.insert(lying_cid, lying);
+        assert!(matches!(
+            leaves(&lying_cid, |c| store.get(c).cloned()),
+            Err(DecodeError::SizeMismatch(_))
+        ));
+
+        // Other codecs are refused before any lookup.
+        let cbor = Cid::new_v1(0x71, *root.hash());
+        assert!(matches!(
+            leaves(&cbor, |_| unreachable!()),
+            Err(DecodeError::UnsupportedCodec(0x71, _))
+        ));
+    }
+
+    #[test]
+    fn round_trips() {
+        let cids: Vec<Cid> = (0..MAX_LINKS as u8)
+            .map(|i| cid_of(if i % 2 == 0 { RAW } else { DAG_PB }, &[i]))
+            .collect();
+        for n in [0, 1, 2, 17, MAX_LINKS] {
+            let node = Node {
+                links: cids[..n]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &cid)| Link {
+                        cid,
+                        tsize: (i as u64) << (i % 60),
+                    })
+                    .collect(),
+                blocksizes: (0..n as u64).map(|i| i * 1_000_003).collect(),
+                filesize: (0..n as u64).map(|i| i * 1_000_003).sum(),
+            };
+            let bytes = encode(&node);
+            assert_eq!(decode(&bytes).unwrap(), node, "{n} links");
+        }
+    }
+
+    #[test]
+    fn decode_accepts_go_and_js_variants() {
+        // Packed blocksizes, absent names and Tsize, and metadata fields are all valid.
+        let cid = cid_of(RAW, b"x");
+        let mut link = Vec::new();
+        put_bytes(&mut link, 1, &cid.to_bytes());
+        let mut unixfs = Vec::new();
+        put_key(&mut unixfs, 1, WT_VARINT);
+        put_varint(&mut unixfs, UNIXFS_FILE);
+        put_bytes(&mut unixfs, 2, b"");
+        let mut packed = Vec::new();
+        put_varint(&mut packed, 1);
+        put_bytes(&mut unixfs, 4, &packed);
+        put_key(&mut unixfs, 7, WT_VARINT);
+        put_varint(&mut unixfs, 0o644);
+        put_bytes(&mut unixfs, 8, &[0x08, 0x01]);
+        let mut block = Vec::new();
+        put_bytes(&mut block, 2, &link);
+        put_bytes(&mut block, 1, &unixfs);
+        assert_eq!(
+            decode(&block).unwrap(),
+            Node {
+                links: vec![Link { cid, tsize: 0 }],
+                filesize: 1,
+                blocksizes: vec![1],
+            }
+        );
+    }
+
+    fn unixfs_data(kind: u64, inline: &[u8], filesize: u64, sizes: &[u64]) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_key(&mut out, 1, WT_VARINT);
+        put_varint(&mut out, kind);
+        if !inline.is_empty() {
+            put_bytes(&mut out, 2, inline);
+        }
+        put_key(&mut out, 3, WT_VARINT);
+        put_varint(&mut out, filesize);
+        for &s in sizes {
+            put_key(&mut out, 4, WT_VARINT);
+            put_varint(&mut out, s);
+        }
+        out
+    }
+
+    #[test]
+    fn decode_rejects_bad_nodes() {
+        let (blocks, root, _) = build(&bytes(2 * CHUNK_SIZE + 9, 5));
+        let good = mem_store(&blocks)[&root].clone();
+        assert!(decode(&good).is_ok());
+
+        // Every truncation fails cleanly.
+        for len in 0..good.len() {
+            assert!(decode(&good[..len]).is_err(), "truncated to {len}");
+        }
+        // Trailing garbage.
+        let mut longer = good.clone();
+        longer.push(0);
+        assert!(decode(&longer).is_err());
+
+        let wrap = |links: &[Vec<u8>], data: Option<&[u8]>| {
+            let mut out = Vec::new();
+            for l in links {
+                put_bytes(&mut out, 2, l);
+            }
+            if let Some(d) = data {
+                put_bytes(&mut out, 1, d);
+            }
+            out
+        };
+        let link = |cid: &Cid| {
+            let mut l = Vec::new();
+            put_bytes(&mut l, 1, &cid.to_bytes());
+            put_bytes(&mut l, 2, b"");
+            put_key(&mut l, 3, WT_VARINT);
+            put_varint(&mut l, 1);
+            l
+        };
+        let leaf = cid_of(RAW, b"x");
+        let file1 = unixfs_data(UNIXFS_FILE, b"", 1, &[1]);
+
+        // Not a file: no data, a directory, inline data.
+        assert!(matches!(
+            decode(&wrap(&[link(&leaf)], None)),
+            Err(DecodeError::NotFile)
+        ));
+        assert!(matches!(
+            decode(&wrap(&[], Some(&unixfs_data(1, b"", 0, &[])))),
+            Err(DecodeError::NotFile)
+        ));
+        assert!(matches!(
+            decode(&wrap(&[], Some(&unixfs_data(UNIXFS_FILE, b"abc", 3, &[])))),
+            Err(DecodeError::InlineData)
+        ));
+        // Data before links; data twice; an unknown dag-pb field.
+        let mut swapped = Vec::new();
+        put_bytes(&mut swapped, 1, &file1);
+        put_bytes(&mut swapped, 2, &link(&leaf));
+        assert!(matches!(decode(&swapped), Err(DecodeError::Malformed(_))));
+        let mut twice = wrap(&[link(&leaf)], Some(&file1));
+        put_bytes(&mut twice, 1, &file1);
+        assert!(matches!(decode(&twice), Err(DecodeError::Malformed(_))));
+        let mut unknown = wrap(&[link(&leaf)], Some(&file1));
+        put_key(&mut unknown, 3, WT_VARINT);
+        put_varint(&mut unknown, 1);
+        assert!(matches!(decode(&unknown), Err(DecodeError::Malformed(_))));
+        // Counts and sizes that disagree.
+        assert!(matches!(
+            decode(&wrap(
+                &[link(&leaf), link(&leaf)],
+                Some(&unixfs_data(UNIXFS_FILE, b"", 1, &[1]))
+            )),
+            Err(DecodeError::LinkCountMismatch {
+                links: 2,
+                blocksizes: 1
+            })
+        ));
+        assert!(matches!(
+            decode(&wrap(
+                &[link(&leaf)],
+                Some(&unixfs_data(UNIXFS_FILE, b"", 2, &[1]))
+            )),
+            Err(DecodeError::SizeMismatch(_))
+        ));
+        assert!(matches!(
+            decode(&wrap(
+                &[link(&leaf), link(&leaf)],
+                Some(&unixfs_data(UNIXFS_FILE, b"", 0, &[u64::MAX, 2]))
+            )),
+            Err(DecodeError::SizeMismatch(_))
+        ));
+        // Bad CIDs: garbage, trailing bytes, missing hash.
+        let mut bad_cid = Vec::new();
+        put_bytes(&mut bad_cid, 1, &[0x01, 0x55, 0x12, 0x20, 0x00]);
+        assert!(matches!(
+            decode(&wrap(&[bad_cid], Some(&file1))),
+            Err(DecodeError::BadCid(_))
+        ));
+        let mut trailing = leaf.to_bytes();
+        trailing.push(0);
+        let mut trailing_link = Vec::new();
+        put_bytes(&mut trailing_link, 1, &trailing);
+        assert!(matches!(
+            decode(&wrap(&[trailing_link], Some(&file1))),
+            Err(DecodeError::BadCid(_))
+        ));
+        let mut no_hash = Vec::new();
+        put_bytes(&mut no_hash, 2, b"");
+        assert!(matches!(
+            decode(&wrap(&[no_hash], Some(&file1))),
+            Err(DecodeError::Malformed(_))
+        ));
+        // Link fields out of order.
+        let mut reordered = Vec::new();
+        put_bytes(&mut reordered, 2, b"");
+        put_bytes(&mut reordered, 1, &leaf.to_bytes());
+        assert!(matches!(
+            decode(&wrap(&[reordered], Some(&file1))),
+            Err(DecodeError::Malformed(_))
+        ));
+        // A length past the end.
+        assert!(matches!(
+            decode(&[0x12, 0x7f, 0x00]),
+            Err(DecodeError::Truncated)
+        ));
+        // A huge length must not allocate or overflow.
+        let mut huge = vec![0x12];
+        put_varint(&mut huge, u64::MAX);
+        assert!(matches!(decode(&huge), Err(DecodeError::Truncated)));
+        // Groups and field number 0.
+        assert!(decode(&[0x13]).is_err());
+        assert!(decode(&[0x02, 0x00]).is_err());
+    }
+
+    #[test]
+    fn decode_rejects_too_many_links() {
+        let leaf = cid_of(RAW, b"x");
+        let n = MAX_LINKS + 1;
+        let node = Node {
+            links: vec![
+                Link {
+                    cid: leaf,
+                    tsize: 1
+                };
+                n
+            ],
+            filesize: n as u64,
+            blocksizes: vec![1; n],
+        };
+        assert!(matches!(
+            decode(&encode(&node)),
+            Err(DecodeError::TooManyLinks)
+        ));
+        // Too many blocksizes alone is refused too (bounded work on the UnixFS message).
+        let mut out = Vec::new();
+        put_bytes(&mut out, 1, &unixfs_data(UNIXFS_FILE, b"", 0, &[0; 10_000]));
+        assert!(matches!(decode(&out), Err(DecodeError::TooManyLinks)));
+    }
+
+    #[test]
+    fn decode_garbage_never_panics() {
+        let mut x = 0x1234_5678_9abc_def0u64;
+        for round in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 200) as usize;
+            let mut data = bytes(len, x);
+            // Bias towards plausible structure: start with a link or data key.
+            if round % 2 == 0 && !data.is_empty() {
+                data[0] = if round % 4 == 0 { 0x12 } else { 0x0a };
+            }
+            let _ = decode(&data);
+        }
+        // Bit flips of a real node.
+        let (blocks, root, _) = build(&bytes(2 * CHUNK_SIZE + 1, 6));
+        let good = mem_store(&blocks)[&root].clone();
+        for i in 0..good.len() * 8 {
+            let mut flipped = good.clone();
+            flipped[i / 8] ^= 1 << (i % 8);
+            let _ = decode(&flipped);
+        }
+    }
+
+    #[test]
+    fn builder_in_odd_pieces_matches_build() {
+        let data = bytes(3 * CHUNK_SIZE + 777, 7);
+        let expected = build(&data);
+        for piece in [
+            1usize << 20,
+            1,
+            4093,
+            65_536,
+            CHUNK_SIZE - 1,
+            CHUNK_SIZE + 1,
+        ] {
+            let mut builder = Builder::new();
+            let mut blocks = Vec::new();
+            let mut rest = &data[..];
+            let mut n = 0usize;
+            while !rest.is_empty() {
+                // Vary the piece size around `piece`; after 2000 single bytes, go faster.
+                let size = match piece {
+                    1 if n > 2000 => 100_003,
+                    p => p + n % 7,
+                }
+                .min(rest.len());
+                let (head, tail) = rest.split_at(size);
+                blocks.extend(builder.push(head));
+                blocks.extend(builder.push(&[]));
+                rest = tail;
+                n += 1;
+            }
+            let (more, root, size) = builder.finish();
+            blocks.extend(more);
+            assert_eq!((blocks, root, size), expected, "pieces of {piece}");
+        }
+    }
+
+    #[test]
+    fn builder_emits_leaves_as_they_fill() {
+        let mut builder = Builder::new();
+        assert!(builder.push(&vec![1u8; CHUNK_SIZE - 1]).is_empty());
+        let out = builder.push(&[1, 2]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].data.len(), CHUNK_SIZE);
+        assert_eq!(builder.chunk.len(), 1);
+        let (rest, root, size) = builder.finish();
+        assert_eq!(size, CHUNK_SIZE as u64 + 1);
+        assert_eq!(rest.len(), 2);
+        assert_eq!(rest[1].cid, root);
+    }
+}

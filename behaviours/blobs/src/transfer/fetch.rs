@@ -1,0 +1,848 @@
+//! The fetching side: [`fetch`] and [`fetch_with`].
+//!
+//! One worker task per seeder owns that seeder's stream. Workers take CIDs from a shared queue
+//! (at most [`FetchConfig::window`] requests outstanding per stream), read the answers in order
+//! and hand each block to a blocking task that verifies it, stores it, decodes it when it is a
+//! dag-pb node and queues the children that are not in the store yet. All bookkeeping lives in
+//! one [`State`] behind a mutex; a `watch` channel wakes idle workers and the progress loop.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque, hash_map::Entry},
+    io,
+    panic::AssertUnwindSafe,
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use libp2p::PeerId;
+use tokio::{
+    io::AsyncWriteExt as _,
+    sync::{Semaphore, watch},
+    task::JoinSet,
+};
+use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt as _};
+
+use super::{
+    FetchError, PROTOCOL_NAME, Progress, SeederReport,
+    wire::{self, Response, ResponseError},
+};
+use crate::{BlockStore, Cid, DAG_PB, RAW, SHA2_256, unixfs, verify};
+
+/// How often [`fetch`] calls its progress callback at most.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+/// How many received blocks of one seeder may wait for verification and storage at once.
+const MAX_PROCESSING: usize = 4;
+
+/// Tuning of [`fetch_with`].
+#[derive(Debug, Clone)]
+pub struct FetchConfig {
+    /// Requests sent ahead on each seeder's stream before their answers arrive (default 8).
+    pub window: usize,
+    /// How long a seeder may take to answer the oldest outstanding request (default 30 s);
+    /// a seeder that takes longer is dropped.
+    pub request_timeout: Duration,
+    /// How long opening a stream may take, dialing included (default 30 s); a seeder that takes
+    /// longer is dropped.
+    pub open_timeout: Duration,
+    /// Stream failures in a row (streams that fail or close, busy answers) after which a seeder is
+    /// dropped (default 5). Each failure is followed by a short, growing pause.
+    pub max_attempts: u32,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        Self {
+            window: 8,
+            request_timeout: Duration::from_secs(30),
+            open_timeout: Duration::from_secs(30),
+            max_attempts: 5,
+        }
+    }
+}
+
+/// Downloads the DAG under `root` into `store`: [`fetch_with`] with the default
+/// [`FetchConfig`].
+pub async fn fetch(
+    control: libp2p_stream::Control,
+    seeders: Vec<PeerId>,
+    root: Cid,
+    store: Arc<dyn BlockStore>,
+    progress: impl FnMut(&Progress) + Send,
+) -> Result<Vec<SeederReport>, FetchError> {
+    fetch_with(
+        FetchConfig::default(),
+        control,
+        seeders,
+        root,
+        store,
+        progress,
+    )
+    .await
+}
+
+/// Downloads the whole DAG under `root` into `store` from `seeders` in parallel.
+///
+/// - Blocks already in the store are skipped (their subtrees are still walked), so a fetch that
+///   was interrupted resumes where it stopped. When nothing is missing, the fetch succeeds at once
+///   even without seeders; otherwise no seeder is [`FetchError::NoSeeders`].
+/// - The root comes first (from any seeder); a dag-pb node is decoded with [`unixfs::decode`]
+///   and its missing children are queued after what is queued already, so internal nodes come
+///   before their children.
+/// - Each seeder has a worker with its own stream that takes CIDs from the shared queue, so fast
+///   seeders do more. A seeder answering "not found" is not asked for that block again but stays;
+///   a seeder that sends a block that fails [`verify`], breaks the protocol, does not answer
+///   within [`FetchConfig::request_timeout`] or fails [`FetchConfig::max_attempts`] times in a
+///   row is dropped for this download. The blocks it had in flight go back to the queue.
+/// - Every block is verified before `store.put` (on a blocking thread).
+/// - `progress` is called from this future at most every 100 ms while something changes, and
+///   once more at the end.
+///
+/// Returns one [`SeederReport`] per distinct seeder, in the order given, when every block is
+/// stored; [`FetchError::AllSeedersFailed`] when blocks are missing and no seeder left can
+/// provide them. Dropping the future stops the download (blocks being stored at that moment
+/// are still stored).
+pub async fn fetch_with(
+    config: FetchConfig,
+    control: libp2p_stream::Control,
+    seeders: Vec<PeerId>,
+    root: Cid,
+    store: Arc<dyn BlockStore>,
+    mut progress: impl FnMut(&Progress) + Send,
+) -> Result<Vec<SeederReport>, FetchError> {
+    let mut peers = Vec::with_capacity(seeders.len());
+    for peer in seeders {
+        if !peers.contains(&peer) {
+            peers.push(peer);
+        }
+    }
+    let ctx = Arc::new(Ctx::new(store, root, &peers));
+
+    let start = {
+        let ctx = ctx.clone();
+        tokio::task::spawn_blocking(move || walk_root(&ctx))
+    };
+    match start.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e),
+        Err(e) if e.is_panic() => return Err(store_panicked()),
+        Err(_) => return Err(FetchError::Cancelled),
+    }
+    if ctx.lock().pending.is_empty() {
+        progress(&ctx.lock().progress());
+        return Ok(ctx.reports());
+    }
+    if peers.is_empty() {
+        return Err(FetchError::NoSeeders);
+    }
+    tracing::debug!(%root, seeders = peers.len(), "fetching");
+
+    let mut workers = JoinSet::new();
+    for (index, peer) in peers.iter().enumerate() {
+        workers.spawn(worker(
+            ctx.clone(),
+            index,
+            *peer,
+            control.clone(),
+            config.clone(),
+        ));
+    }
+    drop(control);
+
+    let mut changes = ctx.changes.subscribe();
+    let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reported: Option<Progress> = None;
+    loop {
+        changes.borrow_and_update();
+        if ctx.lock().outcome.is_some() {
+            break;
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tick.tick() => {
+                let now = ctx.lock().progress();
+                if reported.as_ref() != Some(&now) {
+                    progress(&now);
+                    reported = Some(now);
+                }
+            }
+            Some(joined) = workers.join_next(), if !workers.is_empty() => {
+                // A worker ends on its own only once its seeder is dropped; a panicking or
+                // cancelled one has marked its seeder dropped (see `WorkerGuard`).
+                if let Err(e) = joined
+                    && e.is_cancelled()
+                {
+                    ctx.fail(FetchError::Cancelled);
+                }
+            }
+        }
+    }
+    workers.abort_all();
+
+    let (outcome, last) = {
+        let mut state = ctx.lock();
+        let outcome = state.outcome.take();
+        (outcome, state.progress())
+    };
+    progress(&last);
+    let reports = ctx.reports();
+    for report in &reports {
+        tracing::debug!(
+            peer = %report.peer,
+            blocks = report.blocks,
+            bytes = report.bytes,
+            dropped = report.dropped.as_deref(),
+            "seeder report"
+        );
+    }
+    match outcome {
+        Some(Ok(())) => Ok(reports),
+        Some(Err(e)) => Err(e),
+        None => Err(FetchError::Cancelled),
+    }
+}
+
+fn store_panicked() -> FetchError {
+    FetchError::Store(io::Error::other("the block store panicked"))
+}
+
+/// A known block that is not stored yet.
+struct Pending {
+    /// How many links of the DAG lead to it (for progress).
+    refs: u64,
+    /// Seeders not to ask for it (they do not have it, or sent a bad copy).
+    excluded: Vec<usize>,
+}
+
+/// What the fetch knows about one seeder.
+struct Seeder {
+    peer: PeerId,
+    blocks: u64,
+    bytes: u64,
+    dropped: Option<String>,
+    /// Requested blocks not answered yet, in request order.
+    in_flight: VecDeque<Cid>,
+}
+
+struct State {
+    /// Every known block not stored yet: queued, requested or being stored.
+    pending: HashMap<Cid, Pending>,
+    /// Blocks waiting for a seeder, in the order to request them.
+    queue: VecDeque<Cid>,
+    /// dag-pb nodes already stored or walked by this fetch: not walked again.
+    walked: HashSet<Cid>,
+    seeders: Vec<Seeder>,
+    active: usize,
+    blocks_done: u64,
+    bytes_done: u64,
+    total_bytes: Option<u64>,
+    /// The last reason a seeder was dropped.
+    last_error: Option<String>,
+    /// Set once the fetch is over.
+    outcome: Option<Result<(), FetchError>>,
+}
+
+impl State {
+    fn progress(&self) -> Progress {
+        Progress {
+            blocks_done: self.blocks_done,
+            bytes_done: self.bytes_done,
+            total_bytes: self.total_bytes,
+            seeders: self.active,
+        }
+    }
+
+    fn count_done(&mut self, len: u64, refs: u64) {
+        self.blocks_done = self.blocks_done.saturating_add(refs);
+        self.bytes_done = self.bytes_done.saturating_add(len.saturating_mul(refs));
+    }
+
+    /// Puts the blocks `index` has in flight back at the front of the queue, in order.
+    fn requeue_in_flight(&mut self, index: usize) {
+        let in_flight = std::mem::take(&mut self.seeders[index].in_flight);
+        for cid in in_flight.into_iter().rev() {
+            if self.pending.contains_key(&cid) {
+                self.queue.push_front(cid);
+            }
+        }
+    }
+
+    fn drop_seeder(&mut self, index: usize, why: String) {
+        let seeder = &mut self.seeders[index];
+        if seeder.dropped.is_some() {
+            return;
+        }
+        tracing::debug!(peer = %seeder.peer, why, "dropping seeder");
+        self.last_error = Some(format!("{}: {why}", seeder.peer));
+        seeder.dropped = Some(why);
+        self.active -= 1;
+        self.requeue_in_flight(index);
+    }
+
+    /// Ends the fetch when every block is stored, or when blocks are missing, nothing is in
+    /// progress and no seeder left may be asked for any queued block.
+    fn check_end(&mut self) {
+        if self.outcome.is_some() {
+            return;
+        }
+        if self.pending.is_empty() {
+            self.outcome = Some(Ok(()));
+            return;
+        }
+        if self.pending.len() > self.queue.len() {
+            // Blocks are requested or being stored: they may still complete the DAG, or go back
+            // to the queue.
+            return;
+        }
+        let askable = |cid: &Cid| {
+            let excluded = &self.pending[cid].excluded;
+            self.seeders
+                .iter()
+                .enumerate()
+                .any(|(i, s)| s.dropped.is_none() && !excluded.contains(&i))
+        };
+        if self.active > 0 && self.queue.iter().any(askable) {
+            return;
+        }
+        let last = if self.active == 0 {
+            self.last_error
+                .clone()
+                .unwrap_or_else(|| "no seeder left".to_string())
+        } else {
+            let cid = self
+                .queue
+                .front()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            format!("no seeder left has block {cid}")
+        };
+        self.outcome = Some(Err(FetchError::AllSeedersFailed {
+            missing: self.pending.len(),
+            last,
+        }));
+    }
+}
+
+/// What the workers, the blocking tasks and the progress loop share.
+struct Ctx {
+    store: Arc<dyn BlockStore>,
+    root: Cid,
+    state: Mutex<State>,
+    /// Ticks on every change of `state` that may matter to a worker or the progress loop.
+    changes: watch::Sender<()>,
+}
+
+/// The answer of [`Ctx::add_link`].
+enum Link {
+    /// The block is already known: pending or walked.
+    Known,
+    /// The block is new: look it up in the store.
+    New,
+}
+
+impl Ctx {
+    fn new(store: Arc<dyn BlockStore>, root: Cid, peers: &[PeerId]) -> Self {
+        let seeders = peers
+            .iter()
+            .map(|peer| Seeder {
+                peer: *peer,
+                blocks: 0,
+                bytes: 0,
+                dropped: None,
+                in_flight: VecDeque::new(),
+            })
+            .collect();
+        Self {
+            store,
+            root,
+            state: Mutex::new(State {
+                pending: HashMap::new(),
+                queue: VecDeque::new(),
+                walked: HashSet::new(),
+                seeders,
+                active: peers.len(),
+                blocks_done: 0,
+                bytes_done: 0,
+                total_bytes: None,
+                last_error: None,
+                outcome: None,
+            }),
+            changes: watch::Sender::new(()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes the state under the lock, then wakes whoever waits for changes.
+    fn update<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        let result = {
+            let mut state = self.lock();
+            let result = f(&mut state);
+            state.check_end();
+            result
+        };
+        self.changes.send_modify(|()| {});
+        result
+    }
+
+    fn fail(&self, error: FetchError) {
+        self.update(|state| {
+            if state.outcome.is_none() {
+                state.outcome = Some(Err(error));
+            }
+        });
+    }
+
+    fn reports(&self) -> Vec<SeederReport> {
+        self.lock()
+            .seeders
+            .iter()
+            .map(|s| SeederReport {
+                peer: s.peer,
+                blocks: s.blocks,
+                bytes: s.bytes,
+                dropped: s.dropped.clone(),
+            })
+            .collect()
+    }
+
+    /// Whether worker `index` has nothing more to do.
+    fn is_over_for(&self, index: usize) -> bool {
+        let state = self.lock();
+        state.outcome.is_some() || state.seeders[index].dropped.is_some()
+    }
+
+    /// Takes up to `max` queued blocks that seeder `index` may be asked for.
+    fn take(&self, index: usize, max: usize) -> Vec<Cid> {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let mut taken = Vec::new();
+        if state.outcome.is_some() || state.seeders[index].dropped.is_some() {
+            return taken;
+        }
+        let mut i = 0;
+        while taken.len() < max && i < state.queue.len() {
+            let cid = state.queue[i];
+            if state.pending[&cid].excluded.contains(&index) {
+                i += 1;
+                continue;
+            }
+            state.queue.remove(i);
+            taken.push(cid);
+        }
+        state.seeders[index].in_flight.extend(taken.iter().copied());
+        taken
+    }
+
+    /// Seeder `index` answered with a block: it leaves its in-flight list for processing.
+    /// `false` when the seeder was dropped meanwhile (its blocks are back in the queue).
+    fn answered(&self, index: usize, cid: &Cid) -> bool {
+        let mut state = self.lock();
+        let seeder = &mut state.seeders[index];
+        if seeder.dropped.is_some() {
+            return false;
+        }
+        if seeder.in_flight.front() == Some(cid) {
+            seeder.in_flight.pop_front();
+        } else if let Some(i) = seeder.in_flight.iter().position(|c| c == cid) {
+            seeder.in_flight.remove(i);
+        }
+        true
+    }
+
+    /// Seeder `index` does not have `cid`: ask the others.
+    fn not_found(&self, index: usize, cid: Cid) {
+        self.update(|state| {
+            let seeder = &mut state.seeders[index];
+            if seeder.dropped.is_some() {
+                return;
+            }
+            if let Some(i) = seeder.in_flight.iter().position(|c| *c == cid) {
+                seeder.in_flight.remove(i);
+            }
+            if let Some(pending) = state.pending.get_mut(&cid) {
+                if !pending.excluded.contains(&index) {
+                    pending.excluded.push(index);
+                }
+                state.queue.push_front(cid);
+            }
+        });
+    }
+
+    /// The stream of seeder `index` failed: its blocks go back to the queue, for anyone.
+    fn requeue(&self, index: usize) {
+        self.update(|state| state.requeue_in_flight(index));
+    }
+
+    fn drop_seeder(&self, index: usize, why: String) {
+        self.update(|state| state.drop_seeder(index, why));
+    }
+
+    /// Seeder `index` sent a block that does not match `cid`: drop it and ask the others.
+    fn bad_block(&self, index: usize, cid: Cid) {
+        self.update(|state| {
+            if let Some(pending) = state.pending.get_mut(&cid) {
+                if !pending.excluded.contains(&index) {
+                    pending.excluded.push(index);
+                }
+                state.queue.push_front(cid);
+            }
+            state.drop_seeder(
+                index,
+                "sent a block that does not match its CID".to_string(),
+            );
+        });
+    }
+
+    /// `cid` (of `len` bytes, from seeder `index`) is stored.
+    fn stored(&self, index: usize, cid: &Cid, len: usize) {
+        self.update(|state| {
+            let refs = state.pending.remove(cid).map_or(0, |p| p.refs);
+            state.count_done(len as u64, refs);
+            let seeder = &mut state.seeders[index];
+            seeder.blocks += 1;
+            seeder.bytes += len as u64;
+        });
+    }
+
+    /// How many links lead to pending `cid`.
+    fn refs(&self, cid: &Cid) -> u64 {
+        self.lock().pending.get(cid).map_or(1, |p| p.refs)
+    }
+
+    fn set_total(&self, total: u64) {
+        self.update(|state| state.total_bytes = Some(total));
+    }
+
+    /// A link to `cid`, reached by `refs` paths: counted on a pending block, or as done (with its
+    /// `tsize`) on a dag-pb node walked already.
+    fn add_link(&self, cid: &Cid, tsize: u64, refs: u64) -> Link {
+        let mut state = self.lock();
+        if let Some(pending) = state.pending.get_mut(cid) {
+            pending.refs = pending.refs.saturating_add(refs);
+            return Link::Known;
+        }
+        if state.walked.contains(cid) {
+            state.count_done(tsize, refs);
+            return Link::Known;
+        }
+        Link::New
+    }
+
+    /// Marks dag-pb node `cid` as walked: `false` if it was already.
+    fn walk(&self, cid: &Cid) -> bool {
+        self.lock().walked.insert(*cid)
+    }
+
+    /// A block found in the store.
+    fn present(&self, len: u64, refs: u64) {
+        self.update(|state| state.count_done(len, refs));
+    }
+
+    /// A block missing from the store: queue it (unless another walk just did).
+    fn missing(&self, cid: Cid, refs: u64) {
+        self.update(|state| match state.pending.entry(cid) {
+            Entry::Occupied(mut entry) => {
+                let pending = entry.get_mut();
+                pending.refs = pending.refs.saturating_add(refs);
+            }
+            Entry::Vacant(entry) => {
+                entry.insert(Pending {
+                    refs,
+                    excluded: Vec::new(),
+                });
+                state.queue.push_back(cid);
+            }
+        });
+    }
+}
+
+/// Checks that the fetch can verify and follow `cid`.
+fn check_supported(cid: &Cid) -> Result<(), FetchError> {
+    if cid.hash().code() != SHA2_256 {
+        return Err(FetchError::Decode(format!(
+            "{cid} uses hash {:#x}, only sha2-256 is supported",
+            cid.hash().code()
+        )));
+    }
+    match cid.codec() {
+        RAW | DAG_PB => Ok(()),
+        other => Err(FetchError::Decode(format!(
+            "{cid} has codec {other:#x}, only raw and dag-pb are supported"
+        ))),
+    }
+}
+
+/// The links of a block: none for a raw leaf, the decoded links of a dag-pb node.
+fn links_of(cid: &Cid, data: &[u8]) -> Result<Vec<unixfs::Link>, FetchError> {
+    if cid.codec() != DAG_PB {
+        return Ok(Vec::new());
+    }
+    unixfs::decode(data)
+        .map(|node| node.links)
+        .map_err(|e| FetchError::Decode(format!("{cid}: {e}")))
+}
+
+/// The bytes of the DAG under a node of `len` bytes with these links.
+fn dag_size(len: usize, links: &[unixfs::Link]) -> u64 {
+    links
+        .iter()
+        .fold(len as u64, |total, link| total.saturating_add(link.tsize))
+}
+
+/// Starts the fetch (blocking): walks the root if it is stored, queues it otherwise.
+fn walk_root(ctx: &Ctx) -> Result<(), FetchError> {
+    let root = ctx.root;
+    check_supported(&root)?;
+    match ctx.store.get(&root).map_err(FetchError::Store)? {
+        Some(data) => {
+            let links = links_of(&root, &data)?;
+            ctx.set_total(dag_size(data.len(), &links));
+            if root.codec() == DAG_PB {
+                ctx.walk(&root);
+            }
+            ctx.present(data.len() as u64, 1);
+            walk_links(ctx, links, 1)
+        }
+        None => {
+            ctx.missing(root, 1);
+            Ok(())
+        }
+    }
+}
+
+/// Walks links (blocking), breadth first: blocks in the store are counted as done (and stored
+/// nodes walked in turn), missing ones are queued.
+fn walk_links(ctx: &Ctx, links: Vec<unixfs::Link>, refs: u64) -> Result<(), FetchError> {
+    let mut todo: VecDeque<(unixfs::Link, u64)> = links.into_iter().map(|l| (l, refs)).collect();
+    while let Some((link, refs)) = todo.pop_front() {
+        let cid = link.cid;
+        check_supported(&cid)?;
+        if let Link::Known = ctx.add_link(&cid, link.tsize, refs) {
+            continue;
+        }
+        if !ctx.store.has(&cid) {
+            ctx.missing(cid, refs);
+            continue;
+        }
+        if cid.codec() != DAG_PB {
+            ctx.present(link.tsize, refs);
+            continue;
+        }
+        if !ctx.walk(&cid) {
+            // Walked by another task since `add_link`.
+            ctx.present(link.tsize, refs);
+            continue;
+        }
+        let Some(data) = ctx.store.get(&cid).map_err(FetchError::Store)? else {
+            ctx.missing(cid, refs);
+            continue;
+        };
+        let children = links_of(&cid, &data)?;
+        ctx.present(data.len() as u64, refs);
+        todo.extend(children.into_iter().map(|l| (l, refs)));
+    }
+    Ok(())
+}
+
+/// Verifies, stores and follows a block received from seeder `index` (blocking).
+fn process(ctx: &Ctx, index: usize, cid: Cid, data: Vec<u8>) -> Result<(), FetchError> {
+    if !verify(&cid, &data) {
+        ctx.bad_block(index, cid);
+        return Ok(());
+    }
+    ctx.store.put(&cid, &data).map_err(FetchError::Store)?;
+    let links = links_of(&cid, &data)?;
+    if cid == ctx.root {
+        ctx.set_total(dag_size(data.len(), &links));
+    }
+    if cid.codec() == DAG_PB {
+        ctx.walk(&cid);
+    }
+    // Children are queued before the node leaves `pending`, so the fetch cannot look complete
+    // in between.
+    walk_links(ctx, links, ctx.refs(&cid))?;
+    ctx.stored(index, &cid, data.len());
+    Ok(())
+}
+
+/// Marks its seeder dropped if the worker ends while the fetch goes on (a panic, an abort).
+struct WorkerGuard {
+    ctx: Arc<Ctx>,
+    index: usize,
+}
+
+impl Drop for WorkerGuard {
+    fn drop(&mut self) {
+        if self.ctx.lock().outcome.is_none() {
+            self.ctx
+                .drop_seeder(self.index, "its worker stopped unexpectedly".to_string());
+        }
+    }
+}
+
+/// How an attempt to use a stream failed.
+enum Failure {
+    /// Worth another stream, after a pause.
+    Retry(String),
+    /// The seeder is dropped.
+    Fatal(String),
+}
+
+type PeerStream = Compat<libp2p::Stream>;
+
+async fn open(
+    control: &mut libp2p_stream::Control,
+    peer: PeerId,
+    timeout: Duration,
+) -> Result<PeerStream, Failure> {
+    match tokio::time::timeout(timeout, control.open_stream(peer, PROTOCOL_NAME)).await {
+        Ok(Ok(stream)) => Ok(stream.compat()),
+        Ok(Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_))) => {
+            Err(Failure::Fatal(format!("does not support {PROTOCOL_NAME}")))
+        }
+        Ok(Err(e)) => Err(Failure::Retry(e.to_string())),
+        Err(_) => Err(Failure::Fatal(format!(
+            "could not open a stream within {timeout:?}"
+        ))),
+    }
+}
+
+/// Fetches from one seeder until the fetch is over or the seeder is dropped.
+async fn worker(
+    ctx: Arc<Ctx>,
+    index: usize,
+    peer: PeerId,
+    mut control: libp2p_stream::Control,
+    config: FetchConfig,
+) {
+    let _guard = WorkerGuard {
+        ctx: ctx.clone(),
+        index,
+    };
+    let window = config.window.max(1);
+    let processing = Arc::new(Semaphore::new(MAX_PROCESSING));
+    let mut changes = ctx.changes.subscribe();
+    let mut stream: Option<PeerStream> = None;
+    // Mirrors our entry in `State::seeders[index].in_flight`.
+    let mut requested: VecDeque<Cid> = VecDeque::new();
+    let mut failures = 0u32;
+    let mut requests = Vec::new();
+
+    loop {
+        changes.borrow_and_update();
+        if ctx.is_over_for(index) {
+            return;
+        }
+        let new = ctx.take(index, window - requested.len());
+        if requested.is_empty() && new.is_empty() {
+            // Nothing to ask: wait for the queue (or the end).
+            let _ = changes.changed().await;
+            continue;
+        }
+        requested.extend(new.iter().copied());
+
+        let step = async {
+            if stream.is_none() {
+                stream = Some(open(&mut control, peer, config.open_timeout).await?);
+            }
+            let Some(s) = stream.as_mut() else {
+                unreachable!("opened above")
+            };
+            if !new.is_empty() {
+                requests.clear();
+                for cid in &new {
+                    wire::encode_request(cid, &mut requests);
+                }
+                let sent = async {
+                    s.write_all(&requests).await?;
+                    s.flush().await
+                };
+                sent.await
+                    .map_err(|e| Failure::Retry(format!("cannot send requests: {e}")))?;
+            }
+            match tokio::time::timeout(config.request_timeout, wire::read_response(s)).await {
+                Ok(Ok(response)) => Ok(response),
+                Ok(Err(ResponseError::Io(e))) => {
+                    Err(Failure::Retry(format!("cannot read an answer: {e}")))
+                }
+                Ok(Err(ResponseError::Protocol(why))) => {
+                    Err(Failure::Fatal(format!("broke the protocol: {why}")))
+                }
+                Err(_) => Err(Failure::Fatal(format!(
+                    "did not answer within {:?}",
+                    config.request_timeout
+                ))),
+            }
+        };
+
+        let failure = match step.await {
+            Ok(Response::Block(data)) => {
+                failures = 0;
+                let Some(cid) = requested.pop_front() else {
+                    unreachable!("a request is outstanding")
+                };
+                if !ctx.answered(index, &cid) {
+                    return;
+                }
+                let Ok(permit) = processing.clone().acquire_owned().await else {
+                    unreachable!("the semaphore is never closed")
+                };
+                let ctx = ctx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        process(&ctx, index, cid, data)
+                    }));
+                    drop(permit);
+                    match result {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => ctx.fail(e),
+                        Err(_) => ctx.fail(store_panicked()),
+                    }
+                });
+                continue;
+            }
+            Ok(Response::NotFound(message)) => {
+                failures = 0;
+                let Some(cid) = requested.pop_front() else {
+                    unreachable!("a request is outstanding")
+                };
+                tracing::trace!(%peer, %cid, message, "block not found");
+                ctx.not_found(index, cid);
+                continue;
+            }
+            Ok(Response::Refused(message)) => Failure::Retry(format!("refused: {message}")),
+            Err(failure) => failure,
+        };
+
+        // The stream is of no more use: what it had in flight goes back to the queue.
+        stream = None;
+        requested.clear();
+        match failure {
+            Failure::Fatal(why) => {
+                ctx.drop_seeder(index, why);
+                return;
+            }
+            Failure::Retry(why) => {
+                failures += 1;
+                if failures >= config.max_attempts {
+                    ctx.drop_seeder(
+                        index,
+                        format!("failed {failures} times in a row, last: {why}"),
+                    );
+                    return;
+                }
+                tracing::debug!(%peer, failures, why, "blob stream failed, retrying");
+                ctx.requeue(index);
+                tokio::time::sleep(backoff(failures)).await;
+            }
+        }
+    }
+}
+
+/// The pause after `failures` failures in a row: 50 ms, doubling, at most 2 s.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(50u64 << failures.saturating_sub(1).min(5)).min(Duration::from_secs(2))
+}
