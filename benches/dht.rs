@@ -203,6 +203,9 @@ impl Network {
 
     fn config(plan: &Plan, index: usize, boot: Vec<Multiaddr>) -> Result<Config> {
         let mut records = RecordsConfig::default();
+        if std::env::var_os("NODID").is_some() {
+            records.publish_did = false;
+        }
         if let Some(q) = plan.quorum {
             records.get_quorum = q;
         }

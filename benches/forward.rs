@@ -31,9 +31,13 @@
 //!   service as `sink`; once `B.providers("sink")` lists A, B runs a listener for `sink` on a free
 //!   127.0.0.1 port (no pinned peer: the listener finds the provider as users' listeners do).
 //!
-//! Every row does `--runs` uploads and downloads of `--mib` MiB (interleaved; the median is
-//! shown) and then `--conns` sequential pings after two warm-up ones. A row stops starting runs
-//! once it has spent [`Plan::row_budget`]; every transfer, ping and setup step is capped.
+//! All rows are set up first and stay up together. Each row then does `--runs` uploads and
+//! downloads of `--mib` MiB, round-robin across the rows (run 1 of every row, then run 2, ...: a
+//! change in the machine's load hits all rows alike); the table shows the medians. No further
+//! round starts when it would likely end past [`Plan::budget`]. Then, after two warm-up
+//! connections per row, `--conns` sequential pings per row, again round-robin. Every transfer,
+//! ping and setup step is capped; the load average at the start is printed, and a note warns
+//! when the machine was already busy.
 //! `MCC_BENCH_THREADS` sets the tokio worker threads (default: all CPUs; the ssh processes run
 //! outside the runtime, on the same CPUs). `RUST_LOG` turns on the nodes' logs.
 
@@ -89,9 +93,9 @@ struct Plan {
     conns: usize,
     /// Cap on one transfer.
     transfer_cap: Duration,
-    /// No further run starts in a row that has spent this long on transfers.
-    row_budget: Duration,
-    /// Cap on the pings of one row.
+    /// No further round of transfers starts if it would likely end after this long.
+    budget: Duration,
+    /// Cap on the pings of all rows.
     ping_phase_cap: Duration,
 }
 
@@ -145,10 +149,10 @@ impl Plan {
             } else {
                 Duration::from_secs(60)
             },
-            row_budget: if quick {
+            budget: if quick {
                 Duration::from_secs(10)
             } else {
-                Duration::from_secs(25)
+                Duration::from_secs(110)
             },
             ping_phase_cap: if quick {
                 Duration::from_secs(5)
@@ -335,7 +339,7 @@ async fn ping(addr: SocketAddr) -> Result<Duration> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Measuring one row
+// Measuring
 
 /// What one row shows.
 struct Row {
@@ -379,62 +383,87 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// Transfers and pings through `addr`.
-async fn measure(name: &'static str, addr: SocketAddr, plan: &Plan, payload: &[u8]) -> Result<Row> {
-    let mut row = Row {
-        name,
-        up: Vec::new(),
-        down: Vec::new(),
-        pings: Vec::new(),
-        notes: Vec::new(),
-    };
+/// A TCP address to measure through.
+struct Target {
+    name: &'static str,
+    addr: SocketAddr,
+}
+
+/// Transfers and pings through every target, round-robin: run `k` of every target before run
+/// `k + 1` of any, so that a change in the machine's load hits all rows alike.
+async fn measure_all(targets: &[Target], plan: &Plan, payload: &[u8]) -> Result<Vec<Row>> {
+    let mut rows: Vec<Row> = targets
+        .iter()
+        .map(|t| Row {
+            name: t.name,
+            up: Vec::new(),
+            down: Vec::new(),
+            pings: Vec::new(),
+            notes: Vec::new(),
+        })
+        .collect();
+    let mut notes = Vec::new();
     let start = Instant::now();
+    let mut last_round = Duration::ZERO;
     for run in 1..=plan.runs {
-        if run > 1 && start.elapsed() > plan.row_budget {
-            row.notes.push(format!(
-                "{name}: {} of {} runs (time budget {:?})",
+        if run > 1 && start.elapsed() + last_round > plan.budget {
+            notes.push(format!(
+                "throughput: {} of {} runs (the next would end past the {:?} budget)",
                 run - 1,
                 plan.runs,
-                plan.row_budget
+                plan.budget
             ));
             break;
         }
-        let t = capped(
-            plan.transfer_cap,
-            "upload",
-            upload(addr, plan.bytes, payload),
-        )
-        .await
-        .with_context(|| format!("{name}: upload {run}"))?;
-        row.up.push(gbits(plan.bytes, t));
-        let t = capped(plan.transfer_cap, "download", download(addr, plan.bytes))
+        let round = Instant::now();
+        for (t, row) in targets.iter().zip(&mut rows) {
+            let elapsed = capped(
+                plan.transfer_cap,
+                "upload",
+                upload(t.addr, plan.bytes, payload),
+            )
             .await
-            .with_context(|| format!("{name}: download {run}"))?;
-        row.down.push(gbits(plan.bytes, t));
+            .with_context(|| format!("{}: upload {run}", t.name))?;
+            row.up.push(gbits(plan.bytes, elapsed));
+            let elapsed = capped(plan.transfer_cap, "download", download(t.addr, plan.bytes))
+                .await
+                .with_context(|| format!("{}: download {run}", t.name))?;
+            row.down.push(gbits(plan.bytes, elapsed));
+        }
+        last_round = round.elapsed();
     }
 
-    for i in 0..WARMUP_PINGS {
-        capped(PING_CAP, "ping", ping(addr))
-            .await
-            .with_context(|| format!("{name}: warm-up connection {}", i + 1))?;
+    for t in targets {
+        for i in 1..=WARMUP_PINGS {
+            capped(PING_CAP, "ping", ping(t.addr))
+                .await
+                .with_context(|| format!("{}: warm-up connection {i}", t.name))?;
+        }
     }
     let deadline = Instant::now() + plan.ping_phase_cap;
-    while row.pings.len() < plan.conns && Instant::now() < deadline {
-        let t = capped(PING_CAP, "ping", ping(addr))
-            .await
-            .with_context(|| format!("{name}: connection {}", row.pings.len() + 1))?;
-        row.pings.push(t);
+    let mut done = 0;
+    while done < plan.conns && Instant::now() < deadline {
+        done += 1;
+        for (t, row) in targets.iter().zip(&mut rows) {
+            let elapsed = capped(PING_CAP, "ping", ping(t.addr))
+                .await
+                .with_context(|| format!("{}: connection {done}", t.name))?;
+            row.pings.push(elapsed);
+        }
     }
-    if row.pings.len() < plan.conns {
-        row.notes.push(format!(
-            "{name}: {} of {} connections (time cap {:?})",
-            row.pings.len(),
-            plan.conns,
-            plan.ping_phase_cap
+    if done < plan.conns {
+        notes.push(format!(
+            "connection setup: {done} of {} connections per row (time cap {:?})",
+            plan.conns, plan.ping_phase_cap
         ));
     }
-    row.pings.sort_unstable();
-    Ok(row)
+    for row in &mut rows {
+        row.pings.sort_unstable();
+    }
+    if let Some(first) = rows.first_mut() {
+        first.notes.extend(notes);
+    }
+    Ok(rows)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -648,51 +677,60 @@ impl SshTunnel {
     }
 }
 
-/// The ssh rows; a row that cannot run is reported in a note instead.
-async fn bench_ssh(
-    service: SocketAddr,
-    plan: &Plan,
-    payload: &[u8],
-    notes: &mut Vec<String>,
-) -> Result<Vec<Row>> {
-    let mut rows = Vec::new();
-    if !CIPHERS.iter().any(|(name, _)| plan.selects(name)) {
-        return Ok(rows);
-    }
-    let server = match SshServer::start().await {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            notes.push("ssh -L: skipped (install openssh-server openssh-client)".to_string());
-            return Ok(rows);
+/// The sshd and the `ssh -L` processes of the ssh rows.
+#[derive(Default)]
+struct SshRows {
+    server: Option<SshServer>,
+    tunnels: Vec<SshTunnel>,
+}
+
+impl SshRows {
+    /// Starts sshd and one tunnel per selected cipher, adding their targets; what cannot start
+    /// is reported in `notes` instead.
+    async fn start(
+        service: SocketAddr,
+        plan: &Plan,
+        targets: &mut Vec<Target>,
+        notes: &mut Vec<String>,
+    ) -> Self {
+        let mut rows = Self::default();
+        if !CIPHERS.iter().any(|(name, _)| plan.selects(name)) {
+            return rows;
         }
-        Err(e) => {
-            notes.push(format!("ssh -L: skipped (sshd did not start: {e:#})"));
-            return Ok(rows);
-        }
-    };
-    for (name, cipher) in CIPHERS {
-        if !plan.selects(name) {
-            continue;
-        }
-        let tunnel = match server.tunnel(cipher, service).await {
-            Ok(t) => t,
+        let server = match SshServer::start().await {
+            Ok(Some(s)) => rows.server.insert(s),
+            Ok(None) => {
+                notes.push("ssh -L: skipped (install openssh-server openssh-client)".to_string());
+                return rows;
+            }
             Err(e) => {
-                notes.push(format!("{name}: skipped ({e:#})"));
-                continue;
+                notes.push(format!("ssh -L: skipped (sshd did not start: {e:#})"));
+                return rows;
             }
         };
-        let row = measure(name, tunnel.addr, plan, payload).await;
-        tunnel.stop().await;
-        match row {
-            Ok(row) => rows.push(row),
-            Err(e) => {
-                server.stop().await;
-                return Err(e);
+        for (name, cipher) in CIPHERS {
+            if !plan.selects(name) {
+                continue;
+            }
+            match server.tunnel(cipher, service).await {
+                Ok(t) => {
+                    targets.push(Target { name, addr: t.addr });
+                    rows.tunnels.push(t);
+                }
+                Err(e) => notes.push(format!("{name}: skipped ({e:#})")),
             }
         }
+        rows
     }
-    server.stop().await;
-    Ok(rows)
+
+    async fn stop(self) {
+        for t in self.tunnels {
+            t.stop().await;
+        }
+        if let Some(s) = self.server {
+            s.stop().await;
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -804,41 +842,54 @@ async fn connect_nodes(a: &Running, b: &Running, quic: bool) -> Result<(SocketAd
     Ok((SocketAddr::from(([127, 0, 0, 1], port)), connections))
 }
 
-async fn bench_mcc(
-    name: &'static str,
-    quic: bool,
-    service: SocketAddr,
-    plan: &Plan,
-    payload: &[u8],
-) -> Result<Row> {
-    let listen: Multiaddr = if quic {
-        "/ip4/127.0.0.1/udp/0/quic-v1"
-    } else {
-        "/ip4/127.0.0.1/tcp/0"
-    }
-    .parse()?;
-    let a = Running::start(listen.clone()).await?;
-    let b = match Running::start(listen).await {
-        Ok(b) => b,
-        Err(e) => {
-            let _ = a.shutdown().await;
-            return Err(e);
+/// Two nodes, A providing the service and B running a listener for it.
+struct McPair {
+    a: Running,
+    b: Running,
+    /// B's listener.
+    addr: SocketAddr,
+}
+
+impl McPair {
+    async fn start(name: &str, quic: bool, service: SocketAddr) -> Result<Self> {
+        let listen: Multiaddr = if quic {
+            "/ip4/127.0.0.1/udp/0/quic-v1"
+        } else {
+            "/ip4/127.0.0.1/tcp/0"
         }
-    };
-    let outcome = async {
-        a.node
-            .add_service(SERVICE, &format!("tcp://{service}"))
-            .await?;
-        let (addr, connections) = connect_nodes(&a, &b, quic).await?;
-        println!("{name}: B → A over {connections}");
-        measure(name, addr, plan, payload).await
+        .parse()?;
+        let a = Running::start(listen.clone()).await?;
+        let b = match Running::start(listen).await {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = a.shutdown().await;
+                return Err(e);
+            }
+        };
+        let setup = async {
+            a.node
+                .add_service(SERVICE, &format!("tcp://{service}"))
+                .await?;
+            connect_nodes(&a, &b, quic).await
+        };
+        match setup.await {
+            Ok((addr, connections)) => {
+                println!("{name}: B → A over {connections}");
+                Ok(Self { a, b, addr })
+            }
+            Err(e) => {
+                let _ = a.shutdown().await;
+                let _ = b.shutdown().await;
+                Err(e.context(format!("{name}: setup")))
+            }
+        }
     }
-    .await;
-    let stopped = (a.shutdown().await, b.shutdown().await);
-    let row = outcome?;
-    stopped.0.context("stopping node A")?;
-    stopped.1.context("stopping node B")?;
-    Ok(row)
+
+    async fn shutdown(self) -> Result<()> {
+        let stopped = (self.a.shutdown().await, self.b.shutdown().await);
+        stopped.0.context("stopping node A")?;
+        stopped.1.context("stopping node B")
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -952,12 +1003,24 @@ fn print_report(rows: &[Row], notes: &[String], plan: &Plan) {
     }
 }
 
+/// The 1-minute load average, where the system tells it.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 async fn run(plan: Plan) -> Result<()> {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let load = load_average();
     println!(
-        "forwarded-port throughput and setup on 127.0.0.1: {} tokio worker threads, {} CPUs, {} \
-         build{}",
+        "forwarded-port throughput and setup on 127.0.0.1: {} tokio worker threads, {cpus} CPUs, \
+         load average {}, {} build{}",
         plan.threads,
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load.map_or("?".to_string(), |l| format!("{l:.2}")),
         if cfg!(debug_assertions) {
             "debug"
         } else {
@@ -965,18 +1028,47 @@ async fn run(plan: Plan) -> Result<()> {
         },
         if plan.quick { ", QUICK smoke run" } else { "" },
     );
+    let mut notes = Vec::new();
+    if let Some(l) = load
+        && l > cpus as f64 * 0.5
+    {
+        notes.push(format!(
+            "the machine was busy before the start (load average {l:.2} on {cpus} CPUs): \
+             expect noisy numbers"
+        ));
+    }
     let payload = pattern(CHUNK);
     let service = start_service(payload.clone()).await?;
-    let mut rows = Vec::new();
-    let mut notes = Vec::new();
-
-    rows.push(measure("direct TCP", service, &plan, &payload).await?);
-    rows.extend(bench_ssh(service, &plan, &payload, &mut notes).await?);
-    for (name, quic) in [("mcc/TCP", false), ("mcc/QUIC", true)] {
-        if plan.selects(name) {
-            rows.push(bench_mcc(name, quic, service, &plan, &payload).await?);
+    let mut targets = vec![Target {
+        name: "direct TCP",
+        addr: service,
+    }];
+    let ssh = SshRows::start(service, &plan, &mut targets, &mut notes).await;
+    let mut pairs = Vec::new();
+    let outcome = async {
+        for (name, quic) in [("mcc/TCP", false), ("mcc/QUIC", true)] {
+            if plan.selects(name) {
+                let pair = McPair::start(name, quic, service).await?;
+                targets.push(Target {
+                    name,
+                    addr: pair.addr,
+                });
+                pairs.push(pair);
+            }
+        }
+        measure_all(&targets, &plan, &payload).await
+    }
+    .await;
+    ssh.stop().await;
+    let mut stopped = Ok(());
+    for pair in pairs {
+        let r = pair.shutdown().await;
+        if stopped.is_ok() {
+            stopped = r;
         }
     }
+    let rows = outcome?;
+    stopped?;
     print_report(&rows, &notes, &plan);
     Ok(())
 }

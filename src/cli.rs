@@ -108,6 +108,9 @@ pub struct DaemonArgs {
     /// Largest DHT record value in bytes [default: 65536].
     #[arg(long, env = "MCC_MAX_RECORD_SIZE")]
     pub max_record_size: Option<usize>,
+    /// Seed blobs fetched from other nodes: true or false [default: true].
+    #[arg(long, env = "MCC_KEEP_BLOBS")]
+    pub keep_blobs: Option<bool>,
     /// Most providers kept per DHT key [default: 20].
     #[arg(long, env = "MCC_MAX_PROVIDERS_PER_KEY")]
     pub max_providers_per_key: Option<usize>,
@@ -149,6 +152,27 @@ pub enum Command {
     /// Local listeners forwarding to services in the mesh: add, ls, rm.
     #[command(subcommand)]
     Listen(ListenCommand),
+    /// Content-addressed files (IPFS CIDs): add, get, ls, rm, providers.
+    #[command(subcommand)]
+    Blob(BlobCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BlobCommand {
+    /// Add a file; prints its CID.
+    Add { file: PathBuf },
+    /// Fetch a blob (from every seeder at once) and write it to a file or stdout.
+    Get {
+        cid: String,
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// List the blobs stored on the node.
+    Ls,
+    /// Delete a blob from the node.
+    Rm { cid: String },
+    /// List the seeders of a blob.
+    Providers { cid: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -360,6 +384,9 @@ impl DaemonArgs {
             .map(|s| (s.name.clone(), s.address.clone()))
             .collect();
         config.listeners = file.listener_entries();
+        if let Some(k) = self.keep_blobs.or(file.keep_blobs) {
+            config.keep_blobs = k;
+        }
         let limits = &mut config.records.limits;
         if let Some(n) = self.max_records.or(file.max_records) {
             limits.max_records = n;
@@ -541,6 +568,7 @@ pub async fn run_command(cmd: Command, common: &CommonArgs) -> Result<(), Error>
         Command::Dht(cmd) => run_dht(cmd, &client, json).await?,
         Command::Service(cmd) => run_service(cmd, &client, json).await?,
         Command::Listen(cmd) => run_listen(cmd, &client, json).await?,
+        Command::Blob(cmd) => run_blob(cmd, &client, json).await?,
         Command::Did(cmd) => run_did(cmd, &client, json).await?,
     }
     Ok(())
@@ -714,6 +742,168 @@ async fn run_listen(cmd: ListenCommand, client: &Client, json: bool) -> Result<(
                 return print_json(&l);
             }
             println!("stopped listener {} on {}", l.id, l.address);
+        }
+    }
+    Ok(())
+}
+
+/// A progress bar on stderr with bytes, rate and ETA (hidden when stderr is not a terminal
+/// or with --json).
+fn bar(len: Option<u64>, json: bool, what: &str) -> indicatif::ProgressBar {
+    if json {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::with_draw_target(len, indicatif::ProgressDrawTarget::stderr());
+    let style = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    pb.set_style(style);
+    pb.set_message(what.to_string());
+    pb
+}
+
+async fn run_blob(cmd: BlobCommand, client: &Client, json: bool) -> Result<(), Error> {
+    match cmd {
+        BlobCommand::Add { file } => {
+            let len = std::fs::metadata(&file)
+                .map_err(|source| Error::File {
+                    path: file.clone(),
+                    source,
+                })?
+                .len();
+            let pb = bar(Some(len), json, "adding");
+            let p = pb.clone();
+            let info = client.add_blob(&file, move |n| p.set_position(n)).await;
+            pb.finish_and_clear();
+            let info = info?;
+            if json {
+                return print_json(&info);
+            }
+            println!("{}", info.cid);
+            eprintln!(
+                "added {} ({} bytes, {} blocks)",
+                file.display(),
+                info.size,
+                info.blocks
+            );
+        }
+        BlobCommand::Get { cid, output } => {
+            let pb = bar(None, json, "fetching");
+            let p = pb.clone();
+            let summary = client
+                .fetch_blob(&cid, move |v| {
+                    if let Some(t) = v.get("total_bytes").and_then(Value::as_u64) {
+                        p.set_length(t);
+                    }
+                    if let Some(n) = v.get("bytes_done").and_then(Value::as_u64) {
+                        p.set_position(n);
+                    }
+                })
+                .await;
+            pb.finish_and_clear();
+            let summary = summary?;
+            let written = match &output {
+                Some(path) => {
+                    // Written next to the target, then renamed: no half file under its name.
+                    let dir = path
+                        .parent()
+                        .filter(|d| !d.as_os_str().is_empty())
+                        .unwrap_or(Path::new("."));
+                    let tmp =
+                        tempfile::NamedTempFile::new_in(dir).map_err(|source| Error::File {
+                            path: dir.to_path_buf(),
+                            source,
+                        })?;
+                    let mut out =
+                        tokio::fs::File::from_std(tmp.reopen().map_err(|source| Error::File {
+                            path: path.clone(),
+                            source,
+                        })?);
+                    let pb = bar(Some(summary.size), json, "saving");
+                    let p = pb.clone();
+                    let n = client
+                        .download_blob(&cid, &mut out, move |n, _| p.set_position(n))
+                        .await;
+                    pb.finish_and_clear();
+                    let n = n?;
+                    tmp.persist(path).map_err(|e| Error::File {
+                        path: path.clone(),
+                        source: e.error,
+                    })?;
+                    n
+                }
+                None => {
+                    let mut out = tokio::io::stdout();
+                    client.download_blob(&cid, &mut out, |_, _| {}).await?
+                }
+            };
+            if json {
+                return print_json(&summary);
+            }
+            if let Some(path) = &output {
+                let used = summary.seeders.iter().filter(|s| s.blocks > 0).count();
+                eprintln!(
+                    "saved {} ({written} bytes{})",
+                    path.display(),
+                    if summary.local {
+                        ", already on the node".to_string()
+                    } else {
+                        format!(" from {used} seeder(s)")
+                    }
+                );
+            }
+        }
+        BlobCommand::Ls => {
+            let list = client.blobs().await?;
+            if json {
+                return print_json(&list);
+            }
+            if list.is_empty() {
+                println!("no blobs");
+                return Ok(());
+            }
+            let rows = list
+                .into_iter()
+                .map(|b| vec![b.cid, b.size.to_string(), b.blocks.to_string()])
+                .collect();
+            print_table(&["CID", "SIZE", "BLOCKS"], rows);
+        }
+        BlobCommand::Rm { cid } => {
+            client.delete_blob(&cid).await?;
+            if json {
+                return print_json(&serde_json::json!({ "deleted": cid }));
+            }
+            println!("deleted {cid}");
+        }
+        BlobCommand::Providers { cid } => {
+            let list = client.blob_providers(&cid).await?;
+            if json {
+                return print_json(&list);
+            }
+            if list.is_empty() {
+                println!("no seeder of {cid} found");
+                return Ok(());
+            }
+            let rows = list
+                .into_iter()
+                .map(|p| {
+                    vec![
+                        p.peer_id.to_string(),
+                        p.label.unwrap_or_else(|| "-".into()),
+                        if p.local {
+                            "local"
+                        } else if p.connected {
+                            "connected"
+                        } else {
+                            "-"
+                        }
+                        .into(),
+                    ]
+                })
+                .collect();
+            print_table(&["PEER ID", "LABEL", "STATE"], rows);
         }
     }
     Ok(())

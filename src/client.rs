@@ -252,6 +252,165 @@ impl Client {
         self.send(self.http.delete(&url), url).await
     }
 
+    /// Uploads a file as a blob; `progress` gets the bytes sent so far.
+    pub async fn add_blob(
+        &self,
+        path: &std::path::Path,
+        progress: impl Fn(u64) + Send + Sync + 'static,
+    ) -> Result<BlobInfo, Error> {
+        use futures::StreamExt;
+        let url = format!("{}/api/v1/blobs", self.base);
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| Error::Decode {
+                url: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        let mut sent = 0u64;
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20).map(move |chunk| {
+            if let Ok(c) = &chunk {
+                sent += c.len() as u64;
+                progress(sent);
+            }
+            chunk
+        });
+        let req = self
+            .http
+            .post(&url)
+            .header("content-type", "application/octet-stream")
+            .timeout(Duration::from_secs(24 * 3600))
+            .body(reqwest::Body::wrap_stream(stream));
+        self.send(req, url).await
+    }
+
+    /// Fetches a blob onto the node from its seeders; `progress` gets each progress line.
+    pub async fn fetch_blob(
+        &self,
+        cid: &str,
+        mut progress: impl FnMut(&Value),
+    ) -> Result<FetchSummary, Error> {
+        use futures::StreamExt;
+        let url = format!("{}/api/v1/blobs/{}/fetch", self.base, urlencode(cid));
+        let resp = self
+            .start(
+                self.http.post(&url).timeout(Duration::from_secs(24 * 3600)),
+                &url,
+            )
+            .await?;
+        let mut lines = Vec::new();
+        let mut body = resp.bytes_stream();
+        let mut last = None;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|source| Error::Http {
+                url: url.clone(),
+                source,
+            })?;
+            lines.extend_from_slice(&chunk);
+            while let Some(i) = lines.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = lines.drain(..=i).collect();
+                if let Ok(v) = serde_json::from_slice::<Value>(&line) {
+                    progress(&v);
+                    last = Some(v);
+                }
+            }
+        }
+        let last = last.ok_or_else(|| Error::Decode {
+            url: url.clone(),
+            reason: "no answer".into(),
+        })?;
+        if let Some(e) = last.get("error").and_then(Value::as_str) {
+            return Err(Error::Api {
+                status: 502,
+                message: e.to_string(),
+            });
+        }
+        serde_json::from_value(last).map_err(|e| Error::Decode {
+            url,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Downloads a blob into `out`; `progress` gets (bytes so far, total).
+    pub async fn download_blob<W: tokio::io::AsyncWrite + Unpin>(
+        &self,
+        cid: &str,
+        out: &mut W,
+        mut progress: impl FnMut(u64, Option<u64>),
+    ) -> Result<u64, Error> {
+        use futures::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let url = format!("{}/api/v1/blobs/{}", self.base, urlencode(cid));
+        let resp = self
+            .start(
+                self.http.get(&url).timeout(Duration::from_secs(24 * 3600)),
+                &url,
+            )
+            .await?;
+        let total = resp.content_length();
+        let mut n = 0u64;
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|source| Error::Http {
+                url: url.clone(),
+                source,
+            })?;
+            out.write_all(&chunk).await.map_err(|e| Error::Decode {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+            n += chunk.len() as u64;
+            progress(n, total);
+        }
+        out.flush().await.map_err(|e| Error::Decode {
+            url,
+            reason: e.to_string(),
+        })?;
+        Ok(n)
+    }
+
+    pub async fn blobs(&self) -> Result<Vec<BlobInfo>, Error> {
+        self.get("/api/v1/blobs").await
+    }
+
+    pub async fn delete_blob(&self, cid: &str) -> Result<(), Error> {
+        let url = format!("{}/api/v1/blobs/{}", self.base, urlencode(cid));
+        self.send_raw(self.http.delete(&url), url).await.map(drop)
+    }
+
+    pub async fn blob_providers(&self, cid: &str) -> Result<Vec<Provider>, Error> {
+        self.get(&format!("/api/v1/blobs/{}/providers", urlencode(cid)))
+            .await
+    }
+
+    /// Sends a request and checks the status, leaving the body to stream.
+    async fn start(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<reqwest::Response, Error> {
+        let resp = req.send().await.map_err(|source| {
+            if source.is_connect() {
+                Error::NotRunning {
+                    url: self.base.clone(),
+                }
+            } else {
+                Error::Http {
+                    url: url.to_string(),
+                    source,
+                }
+            }
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap_or_default();
+        let message = serde_json::from_slice::<ErrorBody>(&bytes)
+            .map(|b| b.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+        Err(Error::Api { status, message })
+    }
+
     pub async fn rpc(
         &self,
         method: &str,

@@ -93,6 +93,7 @@ pub struct FileConfig {
     pub max_records: Option<usize>,
     pub max_record_size: Option<usize>,
     pub max_providers_per_key: Option<usize>,
+    pub keep_blobs: Option<bool>,
     #[serde(default)]
     pub services: Vec<ServiceEntry>,
 }

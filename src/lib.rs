@@ -10,6 +10,7 @@
 //! owner of the `Swarm`) → behaviours → network.
 
 pub mod api;
+pub mod blobs;
 pub mod cli;
 pub mod client;
 pub mod config;

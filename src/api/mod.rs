@@ -1,6 +1,7 @@
 //! The REST API: axum handlers over a [`Node`] handle, described by an OpenAPI document
 //! (utoipa) and browsable with Swagger UI at `/docs`.
 
+mod blobs;
 pub mod types;
 
 use std::future::Future;
@@ -37,7 +38,7 @@ pub struct ApiConfig {
 }
 
 #[derive(Clone)]
-struct AppState {
+pub(crate) struct AppState {
     node: Node,
 }
 
@@ -99,7 +100,8 @@ impl From<node::Error> for ApiError {
             node::Error::NoProvider(_) => StatusCode::NOT_FOUND,
             node::Error::Tunnel(_) => StatusCode::BAD_GATEWAY,
             node::Error::ListenerBind { .. } => StatusCode::CONFLICT,
-            node::Error::InvalidPeer(_) => StatusCode::BAD_REQUEST,
+            node::Error::InvalidPeer(_) | node::Error::InvalidCid(_) => StatusCode::BAD_REQUEST,
+            node::Error::Blob(_) => StatusCode::BAD_GATEWAY,
             node::Error::Addr(_) => StatusCode::BAD_REQUEST,
             node::Error::Dial { .. } | node::Error::Call(_) => StatusCode::BAD_GATEWAY,
             node::Error::Stopped => StatusCode::SERVICE_UNAVAILABLE,
@@ -130,6 +132,7 @@ fn parse_peer(s: &str) -> Result<PeerId, ApiError> {
         (name = "rpc", description = "Echo and RPC to peers"),
         (name = "records", description = "Validated DHT records and DID documents"),
         (name = "services", description = "Services, listeners and HTTP forwarding"),
+        (name = "blobs", description = "Content-addressed files with IPFS CIDs"),
     ),
     // Routed with wildcards (keys and paths contain slashes), so listed here by hand.
     paths(put_record, get_record, forward_doc),
@@ -153,6 +156,10 @@ pub fn router(node: Node, config: &ApiConfig) -> Router {
         .routes(routes!(get_providers))
         .routes(routes!(get_listeners, post_listeners))
         .routes(routes!(delete_listener))
+        .routes(routes!(blobs::post_blob, blobs::list_blobs))
+        .routes(routes!(blobs::get_blob, blobs::delete_blob))
+        .routes(routes!(blobs::fetch_blob))
+        .routes(routes!(blobs::blob_providers))
         .route("/forward/{service}", axum::routing::any(forward))
         .route("/forward/{service}/{*path}", axum::routing::any(forward));
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())

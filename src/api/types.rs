@@ -125,3 +125,5 @@ pub struct ListenerRequest {
 }
 
 pub use crate::services::{Listener, Provider, Service};
+
+pub use crate::blobs::{BlobInfo, FetchSummary, SeederSummary};

@@ -102,6 +102,8 @@ pub struct Config {
     pub services: Vec<(String, String)>,
     /// Listeners from the config file: (service, local address, pinned peer).
     pub listeners: Vec<(String, String, Option<String>)>,
+    /// Seed blobs this node fetched from others (added ones are always seeded).
+    pub keep_blobs: bool,
 }
 
 /// DHT records: store limits and lookup behaviour.
@@ -144,6 +146,7 @@ impl Default for Config {
             records: RecordsConfig::default(),
             services: Vec::new(),
             listeners: Vec::new(),
+            keep_blobs: true,
         }
     }
 }
@@ -190,6 +193,10 @@ pub enum Error {
     ListenerBind { address: String, reason: String },
     #[error("invalid peer id: {0}")]
     InvalidPeer(String),
+    #[error("invalid CID {0}")]
+    InvalidCid(String),
+    #[error("{0}")]
+    Blob(String),
 }
 
 /// Who opened a connection.
@@ -357,6 +364,15 @@ impl Builder {
             None
         };
         let (store, store_tmp) = open_record_store(&config, peer_id)?;
+        let state_dir = match (&config.data_dir, &store_tmp) {
+            (Some(d), _) => d.clone(),
+            (None, Some(t)) => t.path().to_path_buf(),
+            (None, None) => std::env::temp_dir(),
+        };
+        let blobs = Arc::new(
+            crate::storage::blobs::BlobStore::open(&state_dir.join("blobs"))
+                .map_err(|e| Error::Store(e.to_string()))?,
+        );
         let forward_stats = mcc_forward::Stats::default();
         let stream = libp2p_stream::Behaviour::new();
         let control = stream.new_control();
@@ -443,7 +459,7 @@ impl Builder {
             let (resolver, stats, stopped) =
                 (services.resolver(), services.stats.clone(), stopped.clone());
             let server = mcc_forward::serve(
-                control,
+                control.clone(),
                 resolver,
                 mcc_forward::ServerConfig::default(),
                 stats,
@@ -453,6 +469,22 @@ impl Builder {
                     _ = stopped.cancelled() => {}
                     r = server => if let Err(e) = r {
                         tracing::error!("forwarding server: {e}");
+                    }
+                }
+            });
+        }
+        {
+            let server = mcc_blobs::transfer::serve(
+                control.clone(),
+                Arc::clone(&blobs) as Arc<dyn mcc_blobs::BlockStore>,
+                mcc_blobs::transfer::ServeStats::default(),
+            );
+            let stopped = stopped.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = stopped.cancelled() => {}
+                    r = server => if let Err(e) = r {
+                        tracing::error!("blob server: {e}");
                     }
                 }
             });
@@ -468,6 +500,8 @@ impl Builder {
                 registry: Arc::new(registry),
                 call_guard: config.rpc.request_timeout() + Duration::from_secs(5),
                 services,
+                blobs,
+                keep_blobs: config.keep_blobs,
             }),
         };
         node.start_services(&config).await?;
@@ -572,6 +606,8 @@ fn resolve_label(config: &Config) -> Result<String, Error> {
 
 pub(crate) struct Inner {
     pub(crate) services: Arc<Services>,
+    pub(crate) blobs: Arc<crate::storage::blobs::BlobStore>,
+    pub(crate) keep_blobs: bool,
     tx: mpsc::Sender<Command>,
     peer_id: PeerId,
     did: String,
@@ -627,6 +663,15 @@ impl Node {
                 key: crate::services::service_key(&s.name),
             })
             .await?;
+        }
+        // Seed the blobs stored here.
+        for b in self.blobs() {
+            if let Ok(cid) = crate::blobs::parse_cid(&b.cid) {
+                self.send(Command::Provide {
+                    key: crate::blobs::provider_key(&cid),
+                })
+                .await?;
+            }
         }
         let mut listeners = self.listeners();
         for (service, address, peer) in &config.listeners {

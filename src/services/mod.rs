@@ -192,13 +192,26 @@ impl Node {
     /// by round-trip time, then the others.
     pub async fn providers(&self, name: &str) -> Result<Vec<Provider>, Error> {
         registry::validate_name(name)?;
-        let ids = self
-            .request(|reply| crate::node::Command::GetProviders {
-                key: service_key(name),
-                reply,
-            })
-            .await?;
+        let local = self.services().registry.service(name).is_some();
+        let out = self.providers_of(service_key(name), local).await?;
+        let ids: Vec<PeerId> = out.iter().filter(|p| !p.local).map(|p| p.peer_id).collect();
         self.cache_providers(name, &ids);
+        Ok(out)
+    }
+
+    /// The providers of a DHT key, this node included when `local`, best first.
+    pub(crate) async fn providers_of(
+        &self,
+        key: libp2p::kad::RecordKey,
+        local: bool,
+    ) -> Result<Vec<Provider>, Error> {
+        let me = self.peer_id();
+        let ids: Vec<PeerId> = self
+            .request(|reply| crate::node::Command::GetProviders { key, reply })
+            .await?
+            .into_iter()
+            .filter(|p| *p != me)
+            .collect();
         let peers = self.peers().await?;
         let mut out: Vec<Provider> = ids
             .into_iter()
@@ -214,7 +227,7 @@ impl Node {
                 }
             })
             .collect();
-        if self.services().registry.service(name).is_some() {
+        if local {
             out.push(Provider {
                 peer_id: self.peer_id(),
                 label: Some(self.label().to_string()),

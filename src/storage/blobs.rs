@@ -77,7 +77,9 @@
 //!
 //! [`BlockStore::get`] verifies every block against its CID and answers "absent" (logged at
 //! `warn`) for a file whose content does not match, so a block damaged on disk is never
-//! served. [`BlockStore::has`] only checks that the file exists.
+//! served. [`BlockStore::has`] only checks that the file exists. [`BlockStore::put`] always
+//! (re)writes the file, so storing a block again repairs a damaged copy;
+//! [`AddSession::put`] skips blocks already stored with the right size.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -309,12 +311,10 @@ impl BlockStore for BlobStore {
         self.inner.read_block(cid)
     }
 
-    /// Writes the block atomically (not fsynced: [`BlobStore::commit`] does that) unless it
-    /// is already stored.
+    /// Writes the block atomically (not fsynced: [`BlobStore::commit`] does that). An
+    /// existing file is replaced, so storing a block again repairs a damaged copy (fetchers
+    /// only store the blocks they miss).
     fn put(&self, cid: &Cid, data: &[u8]) -> io::Result<()> {
-        if self.inner.has(cid) {
-            return Ok(());
-        }
         self.inner.write_block(cid, data)
     }
 }
@@ -338,8 +338,9 @@ impl fmt::Debug for AddSession {
 }
 
 impl AddSession {
-    /// Stores a block of the file (atomically, not fsynced), unless it is already stored.
-    /// The caller computed `cid` from `data`.
+    /// Stores a block of the file (atomically, not fsynced), unless a file of the same size is
+    /// already stored under `cid` (re-adding content writes nothing). The caller computed
+    /// `cid` from `data`.
     pub fn put(&mut self, cid: &Cid, data: &[u8]) -> Result<(), StorageError> {
         if self.blocks.contains(cid) {
             return Ok(());
@@ -348,8 +349,10 @@ impl AddSession {
         // copy between the check and the commit.
         self.store.pin(std::iter::once(*cid));
         self.blocks.insert(*cid);
-        if !self.store.has(cid) {
-            let path = self.store.block_path(cid);
+        let path = self.store.block_path(cid);
+        let stored =
+            fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == to_u64(data.len()));
+        if !stored {
             self.store
                 .write_block(cid, data)
                 .map_err(|e| io_error(&path, e))?;
@@ -713,7 +716,7 @@ impl Inner {
             }
         };
         rows.retain(|(_, row)| row.state == State::Complete);
-        rows.sort_by(|(_, a), (_, b)| b.seq.cmp(&a.seq));
+        rows.sort_by_key(|(_, row)| std::cmp::Reverse(row.seq));
         rows.iter().map(|(cid, row)| blob_info(cid, row)).collect()
     }
 
@@ -917,7 +920,7 @@ fn unlink_blocks(
 ) -> Result<Vec<Vec<u8>>, redb::Error> {
     let mut linked = Vec::new();
     for entry in blob_blocks.range((root, &[][..])..)? {
-        let (k, ()) = entry?;
+        let (k, _) = entry?;
         let (r, block) = k.value();
         if r != root {
             break;
@@ -1318,6 +1321,61 @@ mod tests {
         }
     }
 
+    const CRASH_DIR_ENV: &str = "MCC_BLOBS_TEST_CRASH_DIR";
+
+    /// The child of `process_death_mid_add`: commits a blob, starts an add and a fetch, then
+    /// exits without running any destructor (as if killed).
+    #[test]
+    #[ignore = "run by process_death_mid_add in a child process"]
+    fn crash_child() {
+        let Some(dir) = std::env::var_os(CRASH_DIR_ENV) else {
+            return;
+        };
+        let store = open(Path::new(&dir));
+        let (kept_root, kept) = dag(&[raw(b"kept")]);
+        add(&store, &kept, &kept_root);
+        let (_, blocks) = dag(&[raw(b"a"), raw(b"b")]);
+        let mut session = store.begin_add().expect("begin");
+        for (cid, data) in &blocks {
+            session.put(cid, data).expect("put");
+        }
+        let (fetch_root, fetch_blocks) = dag(&[raw(b"f1"), raw(b"f2")]);
+        store.begin_fetch(&fetch_root).expect("begin fetch");
+        for (cid, data) in &fetch_blocks[..2] {
+            store.put(cid, data).expect("put");
+        }
+        std::process::exit(42);
+    }
+
+    #[test]
+    fn process_death_mid_add() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let status = std::process::Command::new(std::env::current_exe().expect("exe"))
+            .args(["--exact", "storage::blobs::tests::crash_child", "--ignored"])
+            .env(CRASH_DIR_ENV, dir.path())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("spawn");
+        assert_eq!(status.code(), Some(42));
+
+        let store = open(dir.path());
+        let (kept_root, kept) = dag(&[raw(b"kept")]);
+        let (add_root, added) = dag(&[raw(b"a"), raw(b"b")]);
+        let (fetch_root, fetched) = dag(&[raw(b"f1"), raw(b"f2")]);
+        assert_eq!(
+            store.list().into_iter().map(|i| i.cid).collect::<Vec<_>>(),
+            vec![kept_root.to_string()]
+        );
+        assert!(store.info(&add_root).is_none());
+        assert_eq!(store.partial_fetches(), vec![fetch_root]);
+        for (cid, _) in &added {
+            assert!(!store.has(cid));
+        }
+        let mut want: Vec<Cid> = kept.iter().map(|(c, _)| *c).collect();
+        want.extend(fetched[..2].iter().map(|(c, _)| *c));
+        assert_eq!(files(dir.path()), names(&want));
+    }
+
     #[test]
     fn fetch_resumes_after_restart() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1451,6 +1509,13 @@ mod tests {
         assert_eq!(shared.get(&leaf.0).expect("get"), None);
         // The other block is fine.
         assert_eq!(store.get(&root).expect("get"), Some(blocks[0].1.clone()));
+        // Storing the block again (a fetcher that found it missing) repairs it.
+        shared.put(&leaf.0, &leaf.1).expect("put");
+        assert_eq!(store.get(&leaf.0).expect("get"), Some(leaf.1.clone()));
+        // An add of the same content rewrites a truncated copy.
+        fs::write(store.block_path(&leaf.0), b"PREC").expect("truncate");
+        add(&store, &blocks, &root);
+        assert_eq!(store.get(&leaf.0).expect("get"), Some(leaf.1));
     }
 
     #[test]

@@ -124,9 +124,13 @@ struct Pending {
 /// It holds at most one partial chunk plus the links of the open parent nodes (fewer than
 /// [`MAX_LINKS`] per level). Blocks come out in an order where every child precedes its parent;
 /// a file with repeated content yields the same block (same CID) more than once.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Builder {
-    /// The chunk being filled (less than [`CHUNK_SIZE`] bytes between calls).
+    /// Leaf size: [`CHUNK_SIZE`] (smaller in unit tests, to check deep trees cheaply).
+    chunk_size: usize,
+    /// Links per node: [`MAX_LINKS`] (smaller in unit tests).
+    width: usize,
+    /// The chunk being filled (less than `chunk_size` bytes between calls).
     chunk: Vec<u8>,
     /// `levels[k]`: children at height k (0 = leaves) waiting for their parent.
     levels: Vec<Vec<Pending>>,
@@ -136,10 +140,28 @@ pub struct Builder {
     leaf_count: u64,
 }
 
+impl Default for Builder {
+    fn default() -> Self {
+        Self::with_layout(CHUNK_SIZE, MAX_LINKS)
+    }
+}
+
 impl Builder {
     /// An empty builder.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn with_layout(chunk_size: usize, width: usize) -> Self {
+        assert!(chunk_size > 0 && width > 1, "degenerate layout");
+        Self {
+            chunk_size,
+            width,
+            chunk: Vec::new(),
+            levels: Vec::new(),
+            total: 0,
+            leaf_count: 0,
+        }
     }
 
     /// Adds bytes; returns blocks completed by this call (full 1 MiB leaves and any parent nodes
@@ -148,21 +170,21 @@ impl Builder {
         let mut out = Vec::new();
         self.total += data.len() as u64;
         while !data.is_empty() {
-            if self.chunk.is_empty() && data.len() >= CHUNK_SIZE {
+            if self.chunk.is_empty() && data.len() >= self.chunk_size {
                 // A whole chunk straight from the input: one copy, no buffering.
-                let (chunk, rest) = data.split_at(CHUNK_SIZE);
+                let (chunk, rest) = data.split_at(self.chunk_size);
                 self.emit_leaf(chunk.to_vec(), &mut out);
                 data = rest;
                 continue;
             }
-            if self.chunk.capacity() < CHUNK_SIZE {
-                self.chunk.reserve_exact(CHUNK_SIZE - self.chunk.len());
+            if self.chunk.capacity() < self.chunk_size {
+                self.chunk.reserve_exact(self.chunk_size - self.chunk.len());
             }
-            let take = (CHUNK_SIZE - self.chunk.len()).min(data.len());
+            let take = (self.chunk_size - self.chunk.len()).min(data.len());
             let (head, rest) = data.split_at(take);
             self.chunk.extend_from_slice(head);
             data = rest;
-            if self.chunk.len() == CHUNK_SIZE {
+            if self.chunk.len() == self.chunk_size {
                 let chunk = std::mem::take(&mut self.chunk);
                 self.emit_leaf(chunk, &mut out);
             }
@@ -216,7 +238,7 @@ impl Builder {
         );
     }
 
-    /// Queues `child` at height `level`, closing every parent that reaches [`MAX_LINKS`] links.
+    /// Queues `child` at height `level`, closing every parent that reaches `width` links.
     fn add(&mut self, mut level: usize, mut child: Pending, out: &mut Vec<Block>) {
         loop {
             if self.levels.len() <= level + 1 {
@@ -224,7 +246,7 @@ impl Builder {
             }
             let pending = &mut self.levels[level];
             pending.push(child);
-            if pending.len() < MAX_LINKS {
+            if pending.len() < self.width {
                 return;
             }
             let links = std::mem::take(pending);
@@ -239,8 +261,12 @@ impl Builder {
 /// Builds the dag-pb node over `children`.
 fn parent(children: &[Pending]) -> (Block, Pending) {
     let blocksizes: Vec<u64> = children.iter().map(|c| c.filesize).collect();
-    let data = encode_parts(children.iter().map(|c| (&c.cid, c.tsize)), &blocksizes);
     let filesize = blocksizes.iter().sum();
+    let data = encode_parts(
+        children.iter().map(|c| (&c.cid, c.tsize)),
+        filesize,
+        &blocksizes,
+    );
     let tsize = data.len() as u64 + children.iter().map(|c| c.tsize).sum::<u64>();
     let cid = cid_of(DAG_PB, &data);
     (
@@ -296,7 +322,11 @@ fn put_bytes(out: &mut Vec<u8>, field: u8, bytes: &[u8]) {
 }
 
 /// Canonical dag-pb bytes of a UnixFS file node: links first, then the UnixFS data.
-fn encode_parts<'a>(links: impl Iterator<Item = (&'a Cid, u64)>, blocksizes: &[u64]) -> Vec<u8> {
+fn encode_parts<'a>(
+    links: impl Iterator<Item = (&'a Cid, u64)>,
+    filesize: u64,
+    blocksizes: &[u64],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(blocksizes.len() * 48 + 32);
     let mut link = Vec::with_capacity(64);
     for (cid, tsize) in links {
@@ -307,7 +337,6 @@ fn encode_parts<'a>(links: impl Iterator<Item = (&'a Cid, u64)>, blocksizes: &[u
         put_varint(&mut link, tsize);
         put_bytes(&mut out, 2, &link);
     }
-    let filesize: u64 = blocksizes.iter().sum();
     let mut data = Vec::with_capacity(2 + varint_len(filesize) + 1 + blocksizes.len() * 5);
     put_key(&mut data, 1, WT_VARINT);
     put_varint(&mut data, UNIXFS_FILE);
@@ -321,11 +350,13 @@ fn encode_parts<'a>(links: impl Iterator<Item = (&'a Cid, u64)>, blocksizes: &[u
     out
 }
 
-/// The canonical dag-pb bytes of `node` (as [`Builder`] writes them: empty link names,
-/// `filesize` = the sum of `node.blocksizes`, which must have one entry per link).
+/// The canonical dag-pb bytes of `node`, as [`Builder`] writes them (empty link names). It
+/// writes what it is given: [`decode`] accepts the result only if `node.blocksizes` has one
+/// entry per link and sums to `node.filesize`.
 pub fn encode(node: &Node) -> Vec<u8> {
     encode_parts(
         node.links.iter().map(|l| (&l.cid, l.tsize)),
+        node.filesize,
         &node.blocksizes,
     )
 }
@@ -722,68 +753,158 @@ mod tests {
         assert_eq!(encode(&node), blocks[2].data);
     }
 
-    /// A second DAG level: 176 chunks of zeros plus a 4-byte tail. The zero chunks repeat, which
-    /// also checks that a repeated block is emitted every time.
-    #[test]
-    fn two_levels_tsize_and_order() {
-        let chunks = MAX_LINKS + 2;
-        let mut data = vec![0u8; chunks * CHUNK_SIZE];
-        data.extend_from_slice(b"tail");
-        let (blocks, root, size) = build(&data);
-        assert_eq!(size, data.len() as u64);
-        let zero = cid_of(RAW, &vec![0u8; CHUNK_SIZE]);
-        let tail = cid_of(RAW, b"tail");
-        // Leaves, the full first node right after its 174th leaf, then the rest.
-        assert!(blocks[..MAX_LINKS].iter().all(|b| b.cid == zero));
-        let first = &blocks[MAX_LINKS];
-        assert_eq!(first.cid.codec(), DAG_PB);
-        let n1 = decode(&first.data).unwrap();
-        assert_eq!(n1.links.len(), MAX_LINKS);
-        assert_eq!(n1.filesize, (MAX_LINKS * CHUNK_SIZE) as u64);
-        assert_eq!(blocks.len(), chunks + 1 + 1 + 2);
-        let root_block = blocks.last().unwrap();
-        assert_eq!(root_block.cid, root);
-        let r = decode(&root_block.data).unwrap();
-        assert_eq!(r.links.len(), 2);
-        assert_eq!(r.filesize, data.len() as u64);
-        assert_eq!(
-            r.blocksizes,
-            vec![(MAX_LINKS * CHUNK_SIZE) as u64, (2 * CHUNK_SIZE + 4) as u64]
-        );
-        assert_eq!(r.links[0].cid, first.cid);
-        assert_eq!(
-            r.links[0].tsize,
-            first.data.len() as u64 + (MAX_LINKS * CHUNK_SIZE) as u64
-        );
-        let second = blocks.iter().find(|b| b.cid == r.links[1].cid).unwrap();
-        let n2 = decode(&second.data).unwrap();
-        assert_eq!(
-            n2.links.iter().map(|l| l.cid).collect::<Vec<_>>(),
-            vec![zero, zero, tail]
-        );
-        assert_eq!(
-            r.links[1].tsize,
-            second.data.len() as u64 + (2 * CHUNK_SIZE + 4) as u64
-        );
-        // Every child before its parent.
-        let position = |cid: &Cid| blocks.iter().position(|b| b.cid == *cid).unwrap();
-        for (i, b) in blocks.iter().enumerate() {
-            if b.cid.codec() == DAG_PB {
-                for l in decode(&b.data).unwrap().links {
-                    assert!(position(&l.cid) < i);
+    /// What the js importer's balanced layout does, written the plain way: all leaves, then
+    /// whole levels of `width`-sized batches until one node is left.
+    fn reference(data: &[u8], chunk_size: usize, width: usize) -> (Vec<Block>, Cid) {
+        let mut blocks = Vec::new();
+        let mut level: Vec<Pending> = data
+            .chunks(chunk_size)
+            .map(<[u8]>::to_vec)
+            .chain(data.is_empty().then(Vec::new))
+            .map(|chunk| {
+                let cid = cid_of(RAW, &chunk);
+                let len = chunk.len() as u64;
+                blocks.push(Block { cid, data: chunk });
+                Pending {
+                    cid,
+                    tsize: len,
+                    filesize: len,
+                }
+            })
+            .collect();
+        if level.len() > 1 {
+            loop {
+                level = level
+                    .chunks(width)
+                    .map(|children| {
+                        let (block, node) = parent(children);
+                        blocks.push(block);
+                        node
+                    })
+                    .collect();
+                if level.len() == 1 {
+                    break;
                 }
             }
         }
+        (blocks, level[0].cid)
+    }
+
+    fn build_with(data: &[u8], chunk_size: usize, width: usize, piece: usize) -> BuildOut {
+        let mut builder = Builder::with_layout(chunk_size, width);
+        let mut blocks = Vec::new();
+        for p in data.chunks(piece.max(1)) {
+            blocks.extend(builder.push(p));
+        }
+        let (rest, root, size) = builder.finish();
+        blocks.extend(rest);
+        (blocks, root, size)
+    }
+
+    type BuildOut = (Vec<Block>, Cid, u64);
+
+    /// Deep trees with tiny chunks and widths: the streaming builder makes the same blocks as
+    /// the level-by-level reference, children before parents, for every size up to 4 levels.
+    #[test]
+    fn builder_matches_level_by_level_layout() {
+        let data = bytes(200, 8);
+        for (chunk_size, width) in [(1, 2), (3, 3), (2, 4), (5, 7)] {
+            let lens = (0..=40).chain([53, 63, 64, 65, 81, 100, 127, 128, 129, 150, 200]);
+            for len in lens {
+                let data = &data[..len];
+                let (mut expected, root) = reference(data, chunk_size, width);
+                for piece in [1, 7, len] {
+                    let (mut blocks, got_root, size) = build_with(data, chunk_size, width, piece);
+                    assert_eq!(size, len as u64);
+                    assert_eq!(got_root, root, "len {len} chunk {chunk_size} width {width}");
+                    assert_eq!(blocks.last().map(|b| b.cid), Some(root));
+                    // Children before parents.
+                    let mut seen = std::collections::HashSet::new();
+                    for b in &blocks {
+                        if b.cid.codec() == DAG_PB {
+                            for l in decode(&b.data).unwrap().links {
+                                assert!(seen.contains(&l.cid));
+                            }
+                        }
+                        seen.insert(b.cid);
+                    }
+                    blocks.sort_by_key(|b| b.cid);
+                    expected.sort_by_key(|b| b.cid);
+                    assert_eq!(blocks, expected);
+                }
+            }
+        }
+    }
+
+    /// Two levels (width 3, 4-byte chunks): sizes, Tsizes and the walk back to the leaves.
+    #[test]
+    fn two_levels_tsize_and_order() {
+        // 4 chunks: [c0 c1 c2] [c3 tail] under the root; zero chunks repeat, which also checks
+        // that a repeated block is emitted every time.
+        let mut data = vec![0u8; 4 * 4];
+        data.extend_from_slice(b"tl");
+        let (blocks, root, size) = build_with(&data, 4, 3, 5);
+        assert_eq!(size, 18);
+        let zero = cid_of(RAW, &[0; 4]);
+        let tail = cid_of(RAW, b"tl");
+        // Three leaves, their node, the fourth leaf and the tail, their node, the root.
+        assert_eq!(blocks.len(), 8);
+        assert!(blocks[..3].iter().all(|b| b.cid == zero));
+        let first = &blocks[3];
+        let n1 = decode(&first.data).unwrap();
+        assert_eq!(
+            n1.links,
+            vec![
+                Link {
+                    cid: zero,
+                    tsize: 4
+                };
+                3
+            ]
+        );
+        assert_eq!((n1.filesize, n1.blocksizes.clone()), (12, vec![4, 4, 4]));
+        assert_eq!(blocks[4].cid, zero);
+        assert_eq!(blocks[5].cid, tail);
+        let second = &blocks[6];
+        let n2 = decode(&second.data).unwrap();
+        assert_eq!(
+            n2.links,
+            vec![
+                Link {
+                    cid: zero,
+                    tsize: 4
+                },
+                Link {
+                    cid: tail,
+                    tsize: 2
+                }
+            ]
+        );
+        assert_eq!(blocks[7].cid, root);
+        let r = decode(&blocks[7].data).unwrap();
+        assert_eq!(r.filesize, 18);
+        assert_eq!(r.blocksizes, vec![12, 6]);
+        assert_eq!(
+            r.links,
+            vec![
+                Link {
+                    cid: first.cid,
+                    tsize: first.data.len() as u64 + 12
+                },
+                Link {
+                    cid: second.cid,
+                    tsize: second.data.len() as u64 + 6
+                },
+            ]
+        );
+        assert_eq!(child_ranges(&r), vec![0..12, 12..18]);
         // leaves() gives the file back in order.
         let store = mem_store(&blocks);
         let found = leaves(&root, |c| store.get(c).cloned()).unwrap();
-        assert_eq!(found.len(), chunks + 1);
-        assert!(
-            found[..chunks]
-                .iter()
-                .all(|l| *l == (zero, CHUNK_SIZE as u64))
+        assert_eq!(
+            found,
+            vec![(zero, 4), (zero, 4), (zero, 4), (zero, 4), (tail, 2)]
         );
-        assert_eq!(found[chunks], (tail, 4));
     }
 
     #[test]

@@ -134,6 +134,7 @@ pub async fn fetch_with(
     if peers.is_empty() {
         return Err(FetchError::NoSeeders);
     }
+    ctx.update(|state| state.started = true);
     tracing::debug!(%root, seeders = peers.len(), "fetching");
 
     let mut workers = JoinSet::new();
@@ -238,6 +239,9 @@ struct State {
     total_bytes: Option<u64>,
     /// The last reason a seeder was dropped.
     last_error: Option<String>,
+    /// Whether the walk from the root has started the fetch (before, the DAG may look complete
+    /// while the root's links are still being walked).
+    started: bool,
     /// Set once the fetch is over.
     outcome: Option<Result<(), FetchError>>,
 }
@@ -282,7 +286,7 @@ impl State {
     /// Ends the fetch when every block is stored, or when blocks are missing, nothing is in
     /// progress and no seeder left may be asked for any queued block.
     fn check_end(&mut self) {
-        if self.outcome.is_some() {
+        if self.outcome.is_some() || !self.started {
             return;
         }
         if self.pending.is_empty() {
@@ -365,6 +369,7 @@ impl Ctx {
                 bytes_done: 0,
                 total_bytes: None,
                 last_error: None,
+                started: false,
                 outcome: None,
             }),
             changes: watch::Sender::new(()),

@@ -113,8 +113,9 @@ pub fn serve(
 /// being written (pipelined requests are answered in order). `allow` is asked once per stream;
 /// the requests of a peer it refuses are answered "refused".
 ///
-/// A malformed request drops its stream; so do a stream idle for [`IDLE_TIMEOUT`](super::IDLE_TIMEOUT)
-/// and a peer that takes longer than a minute to take an answer. A block the store cannot read
+/// A malformed request ends its stream once the requests before it are answered; so does a
+/// stream idle for [`IDLE_TIMEOUT`](super::IDLE_TIMEOUT). A peer that takes longer than a minute
+/// to take an answer loses its stream at once. A block the store cannot read
 /// (or one larger than [`MAX_BLOCK_SIZE`]) is answered "not found".
 ///
 /// The protocol is registered when `serve_with` is *called*, so streams opened right after
@@ -297,10 +298,12 @@ async fn serve_stream(
 
     tokio::pin!(write_answers);
     let outcome = tokio::select! {
-        read = read_requests => match read {
-            Ok(()) => write_answers.await,
-            Err(why) => Err(why),
-        },
+        // Whatever ends the requests (the peer's end of stream, a malformed request, idling),
+        // the requests before are still answered.
+        read = read_requests => {
+            let written = write_answers.await;
+            read.and(written)
+        }
         written = &mut write_answers => written,
     };
     match outcome {

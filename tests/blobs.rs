@@ -1,0 +1,253 @@
+//! Blobs through the real binary: add, fetch across the mesh from several seeders, seed on,
+//! survive restarts, and never show a half-added blob.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use common::{Daemon, cli, wait_until};
+use sha2::{Digest, Sha256};
+
+/// Deterministic pseudo-random bytes.
+fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn add_with_cli(d: &Daemon, path: &std::path::Path) -> Result<String> {
+    let dir = d.dir.to_string_lossy().into_owned();
+    let (ok, out, err) = cli(&[
+        "blob",
+        "add",
+        &path.to_string_lossy(),
+        "--data-folder",
+        &dir,
+    ])?;
+    ensure!(ok, "blob add failed: {err}");
+    Ok(out.trim().to_string())
+}
+
+fn get_with_cli(d: &Daemon, cid: &str, out: &std::path::Path) -> Result<Vec<u8>> {
+    let dir = d.dir.to_string_lossy().into_owned();
+    let (ok, _, err) = cli(&[
+        "blob",
+        "get",
+        cid,
+        "-o",
+        &out.to_string_lossy(),
+        "--data-folder",
+        &dir,
+    ])?;
+    ensure!(ok, "blob get failed: {err}");
+    Ok(std::fs::read(out)?)
+}
+
+async fn wait_for_seeder(d: &Daemon, cid: &str, seeder: &str) -> Result<()> {
+    wait_until(30, "seeder found", || async {
+        Ok(d.api
+            .blob_providers(cid)
+            .await?
+            .iter()
+            .any(|p| p.peer_id.to_string() == seeder))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blob_crosses_the_mesh_and_is_seeded_on() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let file = tmp.path().join("random.bin");
+    let content = data(50 << 20, 42);
+    std::fs::write(&file, &content)?;
+
+    let mut a = Daemon::start(&[]).await?;
+    let b = Daemon::start(&["--boot", &a.tcp_host_port().await?]).await?;
+    let boot_b = b.tcp_host_port().await?;
+    let c = Daemon::start(&["--boot", &boot_b]).await?;
+
+    let cid = add_with_cli(&a, &file)?;
+    assert!(
+        cid.starts_with("bafy"),
+        "a multi-block file has a dag-pb root: {cid}"
+    );
+    wait_for_seeder(&c, &cid, &a.peer_id().await?).await?;
+    let got = get_with_cli(&c, &cid, &tmp.path().join("c.bin"))?;
+    assert_eq!(Sha256::digest(&got), Sha256::digest(&content));
+
+    // With --keep-blobs (the default) C seeds it: D gets it from C after A is gone.
+    a.kill();
+    let d = Daemon::start(&["--boot", &boot_b]).await?;
+    wait_for_seeder(&d, &cid, &c.peer_id().await?).await?;
+    let got = get_with_cli(&d, &cid, &tmp.path().join("d.bin"))?;
+    assert_eq!(Sha256::digest(&got), Sha256::digest(&content));
+    assert!(
+        d.api
+            .blobs()
+            .await?
+            .iter()
+            .any(|x| x.cid == cid && x.size == content.len() as u64)
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_seeders_share_a_download_and_keep_blobs_false_does_not_seed() -> Result<()> {
+    let content = data(24 << 20, 3);
+    let seeders = [
+        Daemon::start(&[]).await?,
+        Daemon::start(&[]).await?,
+        Daemon::start(&[]).await?,
+    ];
+    let boot = seeders[0].tcp_host_port().await?;
+    for s in &seeders[1..] {
+        s.api.dial(&boot).await?;
+    }
+    let mut cid = String::new();
+    for s in &seeders {
+        let info = reqwest::Client::new()
+            .post(format!("{}/api/v1/blobs", s.api.base_url()))
+            .body(content.clone())
+            .send()
+            .await?
+            .json::<serde_json::Value>()
+            .await?;
+        cid = info["cid"].as_str().context("cid")?.to_string();
+    }
+    let d = Daemon::start(&["--boot", &boot, "--keep-blobs", "false"]).await?;
+    for s in &seeders {
+        wait_for_seeder(&d, &cid, &s.peer_id().await?).await?;
+    }
+    let summary = d.api.fetch_blob(&cid, |_| {}).await?;
+    assert_eq!(summary.size, content.len() as u64);
+    ensure!(summary.seeders.len() == 3, "{summary:?}");
+    for s in &summary.seeders {
+        ensure!(s.blocks > 0, "a seeder served nothing: {summary:?}");
+    }
+    let mut got = Vec::new();
+    d.api.download_blob(&cid, &mut got, |_, _| {}).await?;
+    assert_eq!(got, content);
+    // D does not announce what it fetched.
+    let d_id = d.peer_id().await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let seen = seeders[0].api.blob_providers(&cid).await?;
+    assert!(
+        !seen.iter().any(|p| p.peer_id.to_string() == d_id),
+        "{seen:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn blobs_survive_restart_and_a_killed_add_leaves_nothing() -> Result<()> {
+    let mut a = Daemon::start(&["--rendezvous", "off"]).await?;
+    let content = data(5 << 20, 8);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()?;
+    let info: serde_json::Value = http
+        .post(format!("{}/api/v1/blobs", a.api.base_url()))
+        .body(content.clone())
+        .send()
+        .await?
+        .json()
+        .await?;
+    let cid = info["cid"].as_str().context("cid")?.to_string();
+
+    // Ranges.
+    let r = http
+        .get(format!("{}/api/v1/blobs/{cid}", a.api.base_url()))
+        .header("range", "bytes=1048570-1048589")
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 206);
+    assert_eq!(r.bytes().await?.as_ref(), &content[1048570..1048590]);
+    let r = http
+        .get(format!("{}/api/v1/blobs/{cid}", a.api.base_url()))
+        .header("range", "bytes=-10")
+        .send()
+        .await?;
+    assert_eq!(r.bytes().await?.as_ref(), &content[content.len() - 10..]);
+    let r = http
+        .get(format!("{}/api/v1/blobs/{cid}", a.api.base_url()))
+        .header("range", "bytes=99999999-")
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 416);
+
+    // Bad input.
+    for (path, want) in [
+        ("not-a-cid", 400),
+        (
+            "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku",
+            404,
+        ),
+    ] {
+        let r = http
+            .get(format!("{}/api/v1/blobs/{path}", a.api.base_url()))
+            .send()
+            .await?;
+        assert_eq!(r.status().as_u16(), want, "{path}");
+        let v: serde_json::Value = r.json().await?;
+        assert!(v["error"].is_string());
+    }
+
+    // kill -9 in the middle of an add: the first 3 MiB arrive, then the node dies.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let url = format!("{}/api/v1/blobs", a.api.base_url());
+    let upload = tokio::spawn(async move {
+        let body =
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+        reqwest::Client::new()
+            .post(url)
+            .body(reqwest::Body::wrap_stream(body))
+            .send()
+            .await
+    });
+    for i in 0..3 {
+        tx.send(Ok(data(1 << 20, 100 + i))).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    a.kill();
+    let _ = upload.await;
+    let blocks_before_restart = count_files(&a.dir.join("blobs").join("blocks"));
+    a.restart().await?;
+    let list = a.api.blobs().await?;
+    assert_eq!(list.len(), 1, "only the complete blob is there: {list:?}");
+    assert_eq!(list[0].cid, cid);
+    let blocks = count_files(&a.dir.join("blobs").join("blocks"));
+    assert_eq!(
+        blocks, list[0].blocks as usize,
+        "orphans of the killed add were removed (had {blocks_before_restart})"
+    );
+    let mut got = Vec::new();
+    a.api.download_blob(&cid, &mut got, |_, _| {}).await?;
+    assert_eq!(got, content);
+
+    // Delete removes it and its blocks.
+    let dir = a.dir.to_string_lossy().into_owned();
+    let (ok, _, err) = cli(&["blob", "rm", &cid, "--data-folder", &dir])?;
+    assert!(ok, "{err}");
+    assert!(a.api.blobs().await?.is_empty());
+    assert_eq!(count_files(&a.dir.join("blobs").join("blocks")), 0);
+    Ok(())
+}
+
+fn count_files(dir: &std::path::Path) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() { count_files(&p) } else { 1 }
+        })
+        .sum()
+}
