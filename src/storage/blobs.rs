@@ -981,9 +981,9 @@ fn sync_dir(path: &Path) -> io::Result<()> {
 
 /// An I/O error on a file of the store, reported as a storage error of that file.
 fn io_error(path: &Path, source: io::Error) -> StorageError {
-    StorageError::Redb {
+    StorageError::Io {
         path: path.to_path_buf(),
-        source: redb::Error::Io(source),
+        source,
     }
 }
 

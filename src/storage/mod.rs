@@ -32,6 +32,12 @@ pub enum StorageError {
     /// The file is a redb database but its content is not what this program wrote.
     #[error("database {path} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    /// Reading or writing a file of the store failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The file was written by a newer (or unknown) version of this program.
     #[error("database {path} has schema version {found}; this build supports {supported}")]
     UnsupportedVersion {
