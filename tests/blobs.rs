@@ -251,3 +251,157 @@ fn count_files(dir: &std::path::Path) -> usize {
         })
         .sum()
 }
+
+/// A foreign peer that announces itself as a seeder of a blob and serves tampered blocks.
+mod attacker {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use anyhow::{Result, bail};
+    use futures::StreamExt;
+    use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+    use libp2p::{Multiaddr, PeerId, kad, noise, tcp, yamux};
+    use mcc_blobs::{BlockStore, Cid};
+
+    #[derive(NetworkBehaviour)]
+    pub struct Behaviour {
+        kad: kad::Behaviour<kad::store::MemoryStore>,
+        stream: libp2p_stream::Behaviour,
+    }
+
+    /// Every block it has, with one byte flipped.
+    struct Tampered(HashMap<Cid, Vec<u8>>);
+
+    impl BlockStore for Tampered {
+        fn has(&self, cid: &Cid) -> bool {
+            self.0.contains_key(cid)
+        }
+        fn get(&self, cid: &Cid) -> std::io::Result<Option<Vec<u8>>> {
+            Ok(self.0.get(cid).map(|b| {
+                let mut b = b.clone();
+                if let Some(x) = b.last_mut() {
+                    *x ^= 0xff;
+                }
+                b
+            }))
+        }
+        fn put(&self, _: &Cid, _: &[u8]) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Connects to `nodes`, announces `root` and serves tampered blocks until dropped.
+    pub async fn run(
+        content: &[u8],
+        nodes: Vec<(PeerId, Multiaddr)>,
+    ) -> Result<(PeerId, tokio::task::JoinHandle<()>)> {
+        let (blocks, root, _) = mcc_blobs::unixfs::build(content);
+        let store: Arc<dyn BlockStore> = Arc::new(Tampered(
+            blocks.into_iter().map(|b| (b.cid, b.data)).collect(),
+        ));
+        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )?
+            .with_behaviour(|key| {
+                let id = key.public().to_peer_id();
+                let mut k = kad::Behaviour::with_config(
+                    id,
+                    kad::store::MemoryStore::new(id),
+                    kad::Config::new(kad::PROTOCOL_NAME),
+                );
+                k.set_mode(Some(kad::Mode::Server));
+                Behaviour {
+                    kad: k,
+                    stream: libp2p_stream::Behaviour::new(),
+                }
+            })?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+            .build();
+        let me = *swarm.local_peer_id();
+        swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
+        loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                swarm.add_external_address(address);
+                break;
+            }
+        }
+        let server = mcc_blobs::transfer::serve(
+            swarm.behaviour().stream.new_control(),
+            store,
+            mcc_blobs::transfer::ServeStats::default(),
+        );
+        tokio::spawn(server);
+        for (peer, addr) in &nodes {
+            swarm.behaviour_mut().kad.add_address(peer, addr.clone());
+            swarm.dial(addr.clone())?;
+        }
+        let key = kad::RecordKey::new(&root.hash().to_bytes());
+        let q = swarm.behaviour_mut().kad.start_providing(key)?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let ev = tokio::time::timeout_at(deadline, swarm.select_next_some()).await?;
+            if let SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id,
+                result: kad::QueryResult::StartProviding(r),
+                ..
+            })) = ev
+                && id == q
+            {
+                if r.is_err() {
+                    bail!("announce failed: {r:?}");
+                }
+                break;
+            }
+        }
+        let task = tokio::spawn(async move {
+            loop {
+                swarm.select_next_some().await;
+            }
+        });
+        Ok((me, task))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_seeder_serving_tampered_blocks_is_dropped() -> Result<()> {
+    let content = data(12 << 20, 77);
+    let a = Daemon::start(&[]).await?;
+    let c = Daemon::start(&["--boot", &a.tcp_host_port().await?]).await?;
+    let info: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/api/v1/blobs", a.api.base_url()))
+        .body(content.clone())
+        .send()
+        .await?
+        .json()
+        .await?;
+    let cid = info["cid"].as_str().context("cid")?.to_string();
+    let mut nodes = Vec::new();
+    for d in [&a, &c] {
+        let addr = format!(
+            "/ip4/127.0.0.1/tcp/{}",
+            d.tcp_host_port().await?.rsplit(':').next().unwrap_or("0")
+        );
+        nodes.push((d.peer_id().await?.parse()?, addr.parse()?));
+    }
+    let (evil, task) = attacker::run(&content, nodes).await?;
+    wait_for_seeder(&c, &cid, &evil.to_string()).await?;
+    wait_for_seeder(&c, &cid, &a.peer_id().await?).await?;
+
+    let summary = c.api.fetch_blob(&cid, |_| {}).await?;
+    let mut got = Vec::new();
+    c.api.download_blob(&cid, &mut got, |_, _| {}).await?;
+    assert!(got == content, "the result is intact");
+    let entry = summary
+        .seeders
+        .iter()
+        .find(|s| s.peer_id == evil.to_string())
+        .context(format!("the tampering seeder was not used: {summary:?}"))?;
+    assert!(entry.dropped.is_some(), "it was dropped: {summary:?}");
+    task.abort();
+    Ok(())
+}
