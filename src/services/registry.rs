@@ -90,25 +90,15 @@ impl Address {
 }
 
 /// Checks a service name: 1 to 128 bytes of lowercase letters, digits, `.`, `_`, `-`,
-/// starting with a letter or digit.
+/// starting with a letter or digit (the rule of the forwarding protocol).
 pub fn validate_name(name: &str) -> Result<(), Error> {
-    let bad = |reason: &str| Error::InvalidName {
+    mcc_forward::validate_name(name).map_err(|e| Error::InvalidName {
         name: name.to_string(),
-        reason: reason.to_string(),
-    };
-    if name.is_empty() || name.len() > 128 {
-        return Err(bad("must be 1 to 128 bytes"));
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-    {
-        return Err(bad("only lowercase letters, digits, '.', '_' and '-'"));
-    }
-    if !name.as_bytes()[0].is_ascii_alphanumeric() {
-        return Err(bad("must start with a letter or digit"));
-    }
-    Ok(())
+        reason: match e {
+            mcc_forward::OpenError::InvalidName(why) => why,
+            other => other.to_string(),
+        },
+    })
 }
 
 /// A local service offered to the mesh.
