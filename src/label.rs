@@ -2,37 +2,16 @@
 //!
 //! A label is lowercase, keeps only letters and digits (Unicode-aware), and is at most
 //! [`MAX_LEN`] bytes long (cut on a character boundary). A node without a usable label gets a
-//! random one.
-
-use rand::Rng;
+//! random one. The rules live in `mcc-admission`, which signs labels into certificates.
 
 /// Longest label in bytes.
-pub const MAX_LEN: usize = 30;
+pub use mcc_admission::MAX_LABEL_LEN as MAX_LEN;
 
 /// Normalizes a label; `None` when nothing usable remains.
-pub fn normalize(raw: &str) -> Option<String> {
-    let mut out = String::new();
-    for c in raw.chars().flat_map(char::to_lowercase) {
-        if !c.is_alphanumeric() {
-            continue;
-        }
-        if out.len() + c.len_utf8() > MAX_LEN {
-            break;
-        }
-        out.push(c);
-    }
-    (!out.is_empty()).then_some(out)
-}
+pub use mcc_admission::normalize_label as normalize;
 
-/// A random label such as `node7f3k2q`.
-pub fn random() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::thread_rng();
-    let tail: String = (0..6)
-        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
-        .collect();
-    format!("node{tail}")
-}
+/// A random label.
+pub use mcc_admission::random_label as random;
 
 #[cfg(test)]
 mod tests {
