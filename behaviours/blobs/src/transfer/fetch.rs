@@ -32,6 +32,8 @@ use crate::{BlockStore, Cid, DAG_PB, RAW, SHA2_256, unixfs, verify};
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 /// How many received blocks of one seeder may wait for verification and storage at once.
 const MAX_PROCESSING: usize = 4;
+/// How long the workers of a completed fetch may take to close their streams.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Tuning of [`fetch_with`].
 #[derive(Debug, Clone)]
@@ -128,7 +130,8 @@ pub async fn fetch_with(
         Err(_) => return Err(FetchError::Cancelled),
     }
     if ctx.lock().pending.is_empty() {
-        progress(&ctx.lock().progress());
+        let done = ctx.lock().progress();
+        progress(&done);
         return Ok(ctx.reports());
     }
     if peers.is_empty() {
@@ -177,6 +180,11 @@ pub async fn fetch_with(
                 }
             }
         }
+    }
+    if matches!(ctx.lock().outcome, Some(Ok(()))) {
+        // The workers are idle: let them close their streams cleanly.
+        let closed = async { while workers.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, closed).await;
     }
     workers.abort_all();
 
@@ -441,6 +449,15 @@ impl Ctx {
         taken
     }
 
+    /// Whether a queued block may be asked of seeder `index`.
+    fn has_work_for(&self, index: usize) -> bool {
+        let state = self.lock();
+        state
+            .queue
+            .iter()
+            .any(|cid| !state.pending[cid].excluded.contains(&index))
+    }
+
     /// Seeder `index` answered with a block: it leaves its in-flight list for processing.
     /// `false` when the seeder was dropped meanwhile (its blocks are back in the queue).
     fn answered(&self, index: usize, cid: &Cid) -> bool {
@@ -566,6 +583,12 @@ impl Ctx {
 
 /// Checks that the fetch can verify and follow `cid`.
 fn check_supported(cid: &Cid) -> Result<(), FetchError> {
+    if cid.version() != cid::Version::V1 {
+        // `verify` compares with the CIDv1 of the bytes: a CIDv0 would never match.
+        return Err(FetchError::Decode(format!(
+            "{cid} is a CIDv0, only CIDv1 is supported"
+        )));
+    }
     if cid.hash().code() != SHA2_256 {
         return Err(FetchError::Decode(format!(
             "{cid} uses hash {:#x}, only sha2-256 is supported",
@@ -739,23 +762,42 @@ async fn worker(
     loop {
         changes.borrow_and_update();
         if ctx.is_over_for(index) {
+            if let Some(mut s) = stream {
+                // Tell the seeder we are done (it answered everything we asked, or we give up
+                // on it anyway).
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, s.shutdown()).await;
+            }
             return;
         }
+        if requested.is_empty() {
+            // Open the stream before taking work, so that no block waits on a slow dial.
+            if !ctx.has_work_for(index) {
+                let _ = changes.changed().await;
+                continue;
+            }
+            if stream.is_none() {
+                match open(&mut control, peer, config.open_timeout).await {
+                    Ok(opened) => stream = Some(opened),
+                    Err(failure) => {
+                        if failed(&ctx, index, peer, &config, &mut failures, failure).await {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
+        }
+        let Some(s) = stream.as_mut() else {
+            unreachable!("a stream is open while requests are outstanding")
+        };
         let new = ctx.take(index, window - requested.len());
         if requested.is_empty() && new.is_empty() {
-            // Nothing to ask: wait for the queue (or the end).
-            let _ = changes.changed().await;
+            // Another worker was faster.
             continue;
         }
         requested.extend(new.iter().copied());
 
         let step = async {
-            if stream.is_none() {
-                stream = Some(open(&mut control, peer, config.open_timeout).await?);
-            }
-            let Some(s) = stream.as_mut() else {
-                unreachable!("opened above")
-            };
             if !new.is_empty() {
                 requests.clear();
                 for cid in &new {
@@ -825,24 +867,40 @@ async fn worker(
         // The stream is of no more use: what it had in flight goes back to the queue.
         stream = None;
         requested.clear();
-        match failure {
-            Failure::Fatal(why) => {
-                ctx.drop_seeder(index, why);
-                return;
+        if failed(&ctx, index, peer, &config, &mut failures, failure).await {
+            return;
+        }
+    }
+}
+
+/// Handles a failed stream of seeder `index` (whose outstanding requests are forgotten): drops
+/// the seeder (`true`), or puts its blocks back in the queue and pauses before the next try.
+async fn failed(
+    ctx: &Ctx,
+    index: usize,
+    peer: PeerId,
+    config: &FetchConfig,
+    failures: &mut u32,
+    failure: Failure,
+) -> bool {
+    match failure {
+        Failure::Fatal(why) => {
+            ctx.drop_seeder(index, why);
+            true
+        }
+        Failure::Retry(why) => {
+            *failures += 1;
+            if *failures >= config.max_attempts {
+                ctx.drop_seeder(
+                    index,
+                    format!("failed {failures} times in a row, last: {why}"),
+                );
+                return true;
             }
-            Failure::Retry(why) => {
-                failures += 1;
-                if failures >= config.max_attempts {
-                    ctx.drop_seeder(
-                        index,
-                        format!("failed {failures} times in a row, last: {why}"),
-                    );
-                    return;
-                }
-                tracing::debug!(%peer, failures, why, "blob stream failed, retrying");
-                ctx.requeue(index);
-                tokio::time::sleep(backoff(failures)).await;
-            }
+            tracing::debug!(%peer, failures, why, "blob stream failed, retrying");
+            ctx.requeue(index);
+            tokio::time::sleep(backoff(*failures)).await;
+            false
         }
     }
 }
