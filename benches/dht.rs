@@ -4,6 +4,7 @@
 //! cargo bench --bench dht                      # 50- and 100-node networks (1-2 minutes)
 //! cargo bench --bench dht -- --sizes 20,200    # other network sizes
 //! cargo bench --bench dht -- --quorum 1        # lookups stop at the first valid version
+//! cargo bench --bench dht -- --no-did-publish  # nodes do not publish their DID documents
 //! cargo test  --bench dht -- --quick           # smoke test: 10 nodes, a few operations
 //! ```
 //!
@@ -85,6 +86,8 @@ struct Plan {
     fresh: usize,
     /// Lookup quorum of the nodes; `None` keeps the node's default.
     quorum: Option<NonZeroUsize>,
+    /// Whether the nodes publish their DID documents (the DID rows need it).
+    publish_did: bool,
     seed: u64,
     threads: usize,
     /// Cap on the wait for the routing tables.
@@ -101,7 +104,7 @@ impl Plan {
         let mut quick = std::env::var("MCC_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
         let (mut sizes, mut records, mut gets, mut dids, mut fresh) =
             (None, None, None, None, None);
-        let (mut quorum, mut seed) = (None, 1u64);
+        let (mut quorum, mut seed, mut publish_did) = (None, 1u64, true);
         while let Some(arg) = args.next() {
             let (flag, inline) = match arg.split_once('=') {
                 Some((f, v)) => (f.to_string(), Some(v.to_string())),
@@ -129,11 +132,12 @@ impl Plan {
                 "--fresh" => fresh = Some(value()?.parse::<usize>().context("--fresh")?),
                 "--quorum" => quorum = Some(value()?.parse::<NonZeroUsize>().context("--quorum")?),
                 "--seed" => seed = value()?.parse::<u64>().context("--seed")?,
+                "--no-did-publish" => publish_did = false,
                 // Passed by `cargo bench` / `cargo test`.
                 "--bench" | "--test" | "--nocapture" => {}
                 other => bail!(
                     "unknown argument {other:?} (known: --quick, --sizes 50,100, --records N, \
-                     --gets N, --dids N, --fresh N, --quorum N, --seed N)"
+                     --gets N, --dids N, --fresh N, --quorum N, --seed N, --no-did-publish)"
                 ),
             }
         }
@@ -156,9 +160,14 @@ impl Plan {
             sizes,
             records: records.unwrap_or(if quick { 10 } else { 50 }),
             gets: gets.unwrap_or(if quick { 40 } else { 500 }),
-            dids: dids.unwrap_or(if quick { 5 } else { 50 }),
+            dids: if publish_did {
+                dids.unwrap_or(if quick { 5 } else { 50 })
+            } else {
+                0
+            },
             fresh: fresh.unwrap_or(if quick { 2 } else { 10 }),
             quorum,
+            publish_did,
             seed,
             threads,
             routing_cap: Duration::from_secs(if quick { 20 } else { 45 }),
@@ -202,10 +211,10 @@ impl Network {
     }
 
     fn config(plan: &Plan, index: usize, boot: Vec<Multiaddr>) -> Result<Config> {
-        let mut records = RecordsConfig::default();
-        if std::env::var_os("NODID").is_some() {
-            records.publish_did = false;
-        }
+        let mut records = RecordsConfig {
+            publish_did: plan.publish_did,
+            ..RecordsConfig::default()
+        };
         if let Some(q) = plan.quorum {
             records.get_quorum = q;
         }
@@ -582,11 +591,6 @@ impl Run<'_> {
             let node = &self.nodes[publisher];
             let (latency, result) =
                 timed(async { Ok(node.put_record(key.clone(), value.clone(), None).await?) }).await;
-            eprintln!(
-                "put {i} from {publisher} took {:.1}ms cpu {:.0}%",
-                ms(latency),
-                cpu_pct()
-            );
             samples.push(match &result {
                 Ok(o) if o.replicated => Sample {
                     latency,
@@ -829,21 +833,6 @@ async fn bench_size(plan: &Plan, n: usize) -> Result<SizeReport> {
 // ---------------------------------------------------------------------------------------------
 // Report
 
-fn cpu_pct() -> f64 {
-    use std::sync::Mutex;
-    static LAST: Mutex<Option<(Instant, f64)>> = Mutex::new(None);
-    let st = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let f: Vec<&str> = st.rsplit_once(')').unwrap().1.split_whitespace().collect();
-    let t = (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0;
-    let mut l = LAST.lock().unwrap();
-    let out = match *l {
-        Some((at, t0)) => (t - t0) / at.elapsed().as_secs_f64() * 100.0,
-        None => 0.0,
-    };
-    *l = Some((Instant::now(), t));
-    out
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -968,7 +957,7 @@ async fn run(plan: Plan) -> Result<()> {
     println!(
         "DHT lookups among in-process mcc nodes on 127.0.0.1 (TCP only): sizes {:?}, {} records \
          of {VALUE_LEN} B, {} gets, {}+{} DID lookups, {} gets from just-joined nodes, lookup \
-         quorum {}, {} tokio worker threads, {} CPUs, {} build{}",
+         quorum {}{}, {} tokio worker threads, {} CPUs, {} build{}",
         plan.sizes,
         plan.records,
         plan.gets,
@@ -976,6 +965,11 @@ async fn run(plan: Plan) -> Result<()> {
         plan.dids,
         plan.fresh,
         plan.quorum.unwrap_or(RecordsConfig::default().get_quorum),
+        if plan.publish_did {
+            ""
+        } else {
+            ", DID publication off"
+        },
         plan.threads,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         if cfg!(debug_assertions) {

@@ -298,7 +298,9 @@ impl EventLoop {
         self.metrics.update_tunnels(&self.info.forward_stats);
         let due = match self.announced {
             None => true,
-            Some((at, n)) => size > n || at.elapsed() >= REANNOUNCE,
+            // Again when the routing table has doubled (1, 2, 4, 8... peers): a forming
+            // network learns about us quickly without a storm of re-announcements.
+            Some((at, n)) => size >= (2 * n).max(1) || at.elapsed() >= REANNOUNCE,
         };
         if due {
             self.announced = Some((Instant::now(), size));
