@@ -664,33 +664,7 @@ async fn run_service(cmd: ServiceCommand, client: &Client, json: bool) -> Result
         }
         ServiceCommand::Find { name } => {
             let list = client.providers(&name).await?;
-            if json {
-                return print_json(&list);
-            }
-            if list.is_empty() {
-                println!("no provider of {name} found");
-                return Ok(());
-            }
-            let rows = list
-                .into_iter()
-                .map(|p| {
-                    vec![
-                        p.peer_id.to_string(),
-                        p.label.unwrap_or_else(|| "-".into()),
-                        if p.local {
-                            "local".into()
-                        } else if p.connected {
-                            "connected".into()
-                        } else {
-                            "-".into()
-                        },
-                        p.rtt_ms
-                            .map(|r| format!("{r:.2} ms"))
-                            .unwrap_or_else(|| "-".into()),
-                    ]
-                })
-                .collect();
-            print_table(&["PEER ID", "LABEL", "STATE", "RTT"], rows);
+            print_providers(&list, json, &format!("no provider of {name} found"))?;
         }
     }
     Ok(())
@@ -879,31 +853,7 @@ async fn run_blob(cmd: BlobCommand, client: &Client, json: bool) -> Result<(), E
         }
         BlobCommand::Providers { cid } => {
             let list = client.blob_providers(&cid).await?;
-            if json {
-                return print_json(&list);
-            }
-            if list.is_empty() {
-                println!("no seeder of {cid} found");
-                return Ok(());
-            }
-            let rows = list
-                .into_iter()
-                .map(|p| {
-                    vec![
-                        p.peer_id.to_string(),
-                        p.label.unwrap_or_else(|| "-".into()),
-                        if p.local {
-                            "local"
-                        } else if p.connected {
-                            "connected"
-                        } else {
-                            "-"
-                        }
-                        .into(),
-                    ]
-                })
-                .collect();
-            print_table(&["PEER ID", "LABEL", "STATE"], rows);
+            print_providers(&list, json, &format!("no seeder of {cid} found"))?;
         }
     }
     Ok(())
@@ -1007,6 +957,43 @@ async fn run_did(cmd: DidCommand, client: &Client, json: bool) -> Result<(), Err
             println!("published {did} (sequence {seq})");
         }
     }
+    Ok(())
+}
+
+/// Providers of a service or a blob, best first.
+fn print_providers(
+    list: &[crate::services::Provider],
+    json: bool,
+    none: &str,
+) -> Result<(), Error> {
+    if json {
+        return print_json(&list);
+    }
+    if list.is_empty() {
+        println!("{none}");
+        return Ok(());
+    }
+    let rows = list
+        .iter()
+        .map(|p| {
+            let state = if p.local {
+                "local"
+            } else if p.connected {
+                "connected"
+            } else {
+                "-"
+            };
+            vec![
+                p.peer_id.to_string(),
+                p.label.clone().unwrap_or_else(|| "-".into()),
+                state.to_string(),
+                p.rtt_ms
+                    .map(|r| format!("{r:.2} ms"))
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    print_table(&["PEER ID", "LABEL", "STATE", "RTT"], rows);
     Ok(())
 }
 
