@@ -56,6 +56,8 @@
 //! `MCC_BENCH_THREADS` sets the tokio worker threads (default: all CPUs); `RUST_LOG` turns on
 //! the nodes' logs.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
@@ -116,22 +118,11 @@ struct Plan {
 
 impl Plan {
     fn from_args() -> Result<Self> {
-        let mut args = std::env::args().skip(1);
-        let mut quick = std::env::var("MCC_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        let mut quick = common::quick_from_env();
         let (mut size_mib, mut dir, mut quic, mut diag) = (None, None, false, true);
         let mut window = None;
-        while let Some(arg) = args.next() {
-            let (flag, inline) = match arg.split_once('=') {
-                Some((f, v)) => (f.to_string(), Some(v.to_string())),
-                None => (arg.clone(), None),
-            };
-            let mut value = || {
-                inline
-                    .clone()
-                    .or_else(|| args.next())
-                    .ok_or_else(|| anyhow!("{flag} needs a value"))
-            };
-            match flag.as_str() {
+        common::for_each_arg(|flag, value| {
+            match flag {
                 "--quick" => quick = true,
                 "--size" => {
                     let mib = value()?
@@ -152,20 +143,14 @@ impl Plan {
                         .context("--window takes a number of requests (1 to 1024)")?;
                     window = Some(n);
                 }
-                // Passed by `cargo bench` / `cargo test`.
-                "--bench" | "--test" | "--nocapture" => {}
                 other => bail!(
                     "unknown argument {other:?} (known: --quick, --size MIB, --quic, --no-diag, \
                      --window N, --dir PATH)"
                 ),
             }
-        }
-        let threads = match std::env::var("MCC_BENCH_THREADS") {
-            Ok(v) => v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                anyhow!("MCC_BENCH_THREADS must be a positive integer, not {v:?}")
-            })?,
-            Err(_) => std::thread::available_parallelism().map_or(2, |n| n.get()),
-        };
+            Ok(())
+        })?;
+        let threads = common::threads(common::cores())?;
         let size_mib = size_mib.unwrap_or(if quick { QUICK_MIB } else { FULL_MIB });
         Ok(Self {
             quick,

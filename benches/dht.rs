@@ -37,6 +37,8 @@
 //! worker threads (default: all CPUs); `MCC_BENCH_QUICK=1` is the same as `--quick`; `RUST_LOG`
 //! turns on the nodes' logs.
 
+mod common;
+
 use std::collections::{BTreeMap, HashSet};
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
@@ -100,23 +102,12 @@ struct Plan {
 
 impl Plan {
     fn from_args() -> Result<Self> {
-        let mut args = std::env::args().skip(1);
-        let mut quick = std::env::var("MCC_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        let mut quick = common::quick_from_env();
         let (mut sizes, mut records, mut gets, mut dids, mut fresh) =
             (None, None, None, None, None);
         let (mut quorum, mut seed, mut publish_did) = (None, 1u64, true);
-        while let Some(arg) = args.next() {
-            let (flag, inline) = match arg.split_once('=') {
-                Some((f, v)) => (f.to_string(), Some(v.to_string())),
-                None => (arg.clone(), None),
-            };
-            let mut value = || {
-                inline
-                    .clone()
-                    .or_else(|| args.next())
-                    .ok_or_else(|| anyhow!("{flag} needs a value"))
-            };
-            match flag.as_str() {
+        common::for_each_arg(|flag, value| {
+            match flag {
                 "--quick" => quick = true,
                 "--sizes" => {
                     let list = value()?
@@ -126,27 +117,21 @@ impl Plan {
                         .context("--sizes takes a comma-separated list of node counts")?;
                     sizes = Some(list);
                 }
-                "--records" => records = Some(parse_count(&flag, &value()?)?),
-                "--gets" => gets = Some(parse_count(&flag, &value()?)?),
+                "--records" => records = Some(parse_count(flag, &value()?)?),
+                "--gets" => gets = Some(parse_count(flag, &value()?)?),
                 "--dids" => dids = Some(value()?.parse::<usize>().context("--dids")?),
                 "--fresh" => fresh = Some(value()?.parse::<usize>().context("--fresh")?),
                 "--quorum" => quorum = Some(value()?.parse::<NonZeroUsize>().context("--quorum")?),
                 "--seed" => seed = value()?.parse::<u64>().context("--seed")?,
                 "--no-did-publish" => publish_did = false,
-                // Passed by `cargo bench` / `cargo test`.
-                "--bench" | "--test" | "--nocapture" => {}
                 other => bail!(
                     "unknown argument {other:?} (known: --quick, --sizes 50,100, --records N, \
                      --gets N, --dids N, --fresh N, --quorum N, --seed N, --no-did-publish)"
                 ),
             }
-        }
-        let threads = match std::env::var("MCC_BENCH_THREADS") {
-            Ok(v) => v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                anyhow!("MCC_BENCH_THREADS must be a positive integer, not {v:?}")
-            })?,
-            Err(_) => std::thread::available_parallelism().map_or(2, |n| n.get()),
-        };
+            Ok(())
+        })?;
+        let threads = common::threads(common::cores())?;
         let sizes = sizes.unwrap_or_else(|| if quick { vec![10] } else { vec![50, 100] });
         ensure!(!sizes.is_empty(), "--sizes is empty");
         for &n in &sizes {

@@ -41,6 +41,8 @@
 //! `MCC_BENCH_THREADS` sets the tokio worker threads (default: all CPUs; the ssh processes run
 //! outside the runtime, on the same CPUs). `RUST_LOG` turns on the nodes' logs.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -101,41 +103,24 @@ struct Plan {
 
 impl Plan {
     fn from_args() -> Result<Self> {
-        let mut args = std::env::args().skip(1);
-        let mut quick = std::env::var("MCC_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        let mut quick = common::quick_from_env();
         let (mut mib, mut runs, mut conns) = (None, None, None);
         let mut filters = Vec::new();
-        while let Some(arg) = args.next() {
-            let (flag, inline) = match arg.split_once('=') {
-                Some((f, v)) => (f.to_string(), Some(v.to_string())),
-                None => (arg.clone(), None),
-            };
-            let mut value = || {
-                inline
-                    .clone()
-                    .or_else(|| args.next())
-                    .ok_or_else(|| anyhow!("{flag} needs a value"))
-            };
-            match flag.as_str() {
+        common::for_each_arg(|flag, value| {
+            match flag {
                 "--quick" => quick = true,
-                "--mib" => mib = Some(positive(&flag, &value()?)?),
-                "--runs" => runs = Some(positive(&flag, &value()?)?),
-                "--conns" => conns = Some(positive(&flag, &value()?)?),
-                // Passed by `cargo bench` / `cargo test`.
-                "--bench" | "--test" | "--nocapture" => {}
+                "--mib" => mib = Some(positive(flag, &value()?)?),
+                "--runs" => runs = Some(positive(flag, &value()?)?),
+                "--conns" => conns = Some(positive(flag, &value()?)?),
                 other if other.starts_with('-') => bail!(
                     "unknown argument {other:?} (known: --quick, --mib N, --runs N, --conns N, \
                      and words selecting rows: ssh, chacha, aes, mcc, tcp, quic)"
                 ),
-                _ => filters.push(arg.to_lowercase()),
+                _ => filters.push(flag.to_lowercase()),
             }
-        }
-        let threads = match std::env::var("MCC_BENCH_THREADS") {
-            Ok(v) => v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                anyhow!("MCC_BENCH_THREADS must be a positive integer, not {v:?}")
-            })?,
-            Err(_) => std::thread::available_parallelism().map_or(2, |n| n.get()),
-        };
+            Ok(())
+        })?;
+        let threads = common::threads(common::cores())?;
         let mib = mib.unwrap_or(if quick { 16 } else { 1024 });
         Ok(Self {
             quick,

@@ -23,10 +23,12 @@
 //! and by a time cap. `MCC_BENCH_THREADS` sets the tokio worker threads (default 2: the target is
 //! stated for 2 cores). The raw TCP baseline always runs, so that the ratios exist.
 
+mod common;
+
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use anyhow::{Context as _, Result, bail, ensure};
 use futures::{StreamExt, future, stream};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
@@ -69,14 +71,8 @@ struct Plan {
 impl Plan {
     fn from_env() -> Result<Self> {
         let args: Vec<String> = std::env::args().skip(1).collect();
-        let quick = args.iter().any(|a| a == "--quick")
-            || std::env::var("MCC_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
-        let threads = match std::env::var("MCC_BENCH_THREADS") {
-            Ok(v) => v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                anyhow!("MCC_BENCH_THREADS must be a positive integer, not {v:?}")
-            })?,
-            Err(_) => 2,
-        };
+        let quick = args.iter().any(|a| a == "--quick") || common::quick_from_env();
+        let threads = common::threads(2)?;
         // `cargo bench` passes `--bench`; other words are row filters, as for libtest benches.
         let filters = args
             .into_iter()

@@ -1,0 +1,52 @@
+//! What the benches share: their command line and environment.
+#![allow(dead_code)]
+
+use anyhow::{Result, anyhow};
+
+/// `MCC_BENCH_QUICK=1` asks for the quick (smoke) run, like `--quick`.
+pub fn quick_from_env() -> bool {
+    std::env::var("MCC_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The cores of this machine (2 when unknown).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Tokio worker threads: `MCC_BENCH_THREADS`, else `default`.
+pub fn threads(default: usize) -> Result<usize> {
+    match std::env::var("MCC_BENCH_THREADS") {
+        Ok(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| anyhow!("MCC_BENCH_THREADS must be a positive integer, not {v:?}")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// Walks the command line: `on_arg(arg, value)` for each argument, where `value()` takes the
+/// argument's value (`--flag=v` or the next argument). The flags `cargo bench` and
+/// `cargo test` pass (`--bench`, `--test`, `--nocapture`) are skipped.
+pub fn for_each_arg(
+    mut on_arg: impl FnMut(&str, &mut dyn FnMut() -> Result<String>) -> Result<()>,
+) -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) => (f.to_string(), Some(v.to_string())),
+            None => (arg.clone(), None),
+        };
+        if matches!(flag.as_str(), "--bench" | "--test" | "--nocapture") {
+            continue;
+        }
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| anyhow!("{flag} needs a value"))
+        };
+        on_arg(&flag, &mut value)?;
+    }
+    Ok(())
+}
