@@ -158,6 +158,12 @@ impl RevocationList {
         if &self.issuer != ca.issuer() {
             return Err(CertError::RevocationListWrongIssuer);
         }
+        self.verify_issuer_signature()
+    }
+
+    /// Checks only that the signature verifies with the list's own [`issuer`](Self::issuer)
+    /// key, not that this key is a trusted CA (for that, see [`verify`](Self::verify)).
+    pub fn verify_issuer_signature(&self) -> Result<(), CertError> {
         let tbs = &self.encoded[..self.encoded.len() - SIGNATURE_LEN];
         if self.issuer.verify(tbs, &self.signature) {
             Ok(())
@@ -226,5 +232,71 @@ fn truncated(r: &Reader<'_>, field: &'static str) -> DecodeError {
     DecodeError::Truncated {
         kind: r.kind(),
         field,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys;
+    use crate::wire::HEADER_LEN;
+
+    fn ca_key() -> ed25519::Keypair {
+        keys::to_ed25519(&keys::generate()).unwrap()
+    }
+
+    #[test]
+    fn verify_issuer_signature_checks_the_embedded_key() {
+        let key = ca_key();
+        let list = RevocationList::sign(
+            &key,
+            RevocationFields {
+                sequence: 1,
+                issued_at: 1_000,
+                serials: [Serial([7; 16])].into(),
+                peers: BTreeSet::new(),
+            },
+        )
+        .unwrap();
+        assert_eq!(list.verify_issuer_signature(), Ok(()));
+        let decoded = RevocationList::from_bytes(list.as_bytes()).unwrap();
+        assert_eq!(decoded.verify_issuer_signature(), Ok(()));
+
+        // Content altered after signing (sequence 1 -> 3).
+        let sequence_at = HEADER_LEN + 32;
+        let mut bytes = list.to_bytes();
+        bytes[sequence_at + 7] = 3;
+        let altered = RevocationList::from_bytes(&bytes).unwrap();
+        assert_eq!(altered.sequence(), 3);
+        assert_eq!(
+            altered.verify_issuer_signature(),
+            Err(CertError::RevocationListBadSignature)
+        );
+
+        // Another key named as issuer.
+        let mut bytes = list.to_bytes();
+        bytes[HEADER_LEN..sequence_at].copy_from_slice(&ca_key().public().to_bytes());
+        let reissued = RevocationList::from_bytes(&bytes).unwrap();
+        assert_eq!(
+            reissued.verify_issuer_signature(),
+            Err(CertError::RevocationListBadSignature)
+        );
+
+        // Signature altered.
+        let mut bytes = list.to_bytes();
+        *bytes.last_mut().unwrap() ^= 1;
+        let altered = RevocationList::from_bytes(&bytes).unwrap();
+        assert_eq!(
+            altered.verify_issuer_signature(),
+            Err(CertError::RevocationListBadSignature)
+        );
+
+        // verify() reuses it: the right CA, a bad signature.
+        let ca = Certificate::new_ca(&key, "CA", 0, 2_000_000_000).unwrap();
+        assert_eq!(list.verify(&ca), Ok(()));
+        assert_eq!(
+            altered.verify(&ca),
+            Err(CertError::RevocationListBadSignature)
+        );
     }
 }

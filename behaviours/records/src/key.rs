@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use libp2p::kad::RecordKey;
+use libp2p::{PeerId, kad::RecordKey};
 
 use crate::did;
 
@@ -10,13 +10,17 @@ use crate::did;
 pub const MCC_NAMESPACE: &str = "mcc";
 /// Namespace of DID documents.
 pub const DID_NAMESPACE: &str = "did";
+/// Start of the rest of a `/mcc/` key that holds a CA's revocation list:
+/// `/mcc/revocations/<CA peer id>`. Every `/mcc/` key starting so is validated as one.
+pub const REVOCATIONS_PREFIX: &str = "revocations/";
 /// Maximum length of a record key, in bytes.
 pub const MAX_KEY_LEN: usize = 512;
 
 /// The namespaces mcc accepts records for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Namespace {
-    /// `/mcc/<key>`: free key-value records.
+    /// `/mcc/<key>`: free key-value records, except `/mcc/revocations/<CA peer id>`: a
+    /// revocation list signed by that CA.
     Mcc,
     /// `/did/<did>`: signed DID documents.
     Did,
@@ -70,11 +74,32 @@ pub enum KeyError {
     /// A `/did/` key whose rest is not a valid `did:key`.
     #[error("the key's DID is not a valid ed25519 did:key: {0}")]
     InvalidDid(String),
+    /// A `/mcc/revocations/` key that does not end in an ed25519 peer id (base58).
+    #[error("the key's CA is not an ed25519 peer id: {0}")]
+    InvalidCa(String),
+}
+
+/// What a valid key holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A free `/mcc/` record.
+    Free,
+    /// A `/did/` document.
+    Did,
+    /// A `/mcc/revocations/<ca>` list, with the CA's peer id.
+    Revocations(PeerId),
 }
 
 /// Parses a record key: UTF-8, `/<ns>/<rest>`, rest non-empty, at most [`MAX_KEY_LEN`] bytes,
-/// no control characters. For [`Namespace::Did`], rest must also be a valid ed25519 `did:key`.
+/// no control characters. For [`Namespace::Did`], rest must also be a valid ed25519 `did:key`;
+/// for [`Namespace::Mcc`], a rest starting with [`REVOCATIONS_PREFIX`] must continue with an
+/// ed25519 peer id and nothing else.
 pub fn parse_key(key: &[u8]) -> Result<(Namespace, &str), KeyError> {
+    classify(key).map(|(namespace, rest, _)| (namespace, rest))
+}
+
+/// [`parse_key`], also saying what the key holds.
+pub(crate) fn classify(key: &[u8]) -> Result<(Namespace, &str, Kind), KeyError> {
     if key.is_empty() {
         return Err(KeyError::Empty);
     }
@@ -103,10 +128,35 @@ pub fn parse_key(key: &[u8]) -> Result<(Namespace, &str), KeyError> {
     if rest.is_empty() {
         return Err(KeyError::MissingRest);
     }
-    if namespace == Namespace::Did {
-        did::public_from_did(rest).map_err(|e| KeyError::InvalidDid(e.to_string()))?;
+    let kind = match namespace {
+        Namespace::Did => {
+            did::public_from_did(rest).map_err(|e| KeyError::InvalidDid(e.to_string()))?;
+            Kind::Did
+        }
+        Namespace::Mcc => match rest.strip_prefix(REVOCATIONS_PREFIX) {
+            Some(ca) => Kind::Revocations(parse_ca(ca)?),
+            None => Kind::Free,
+        },
+    };
+    Ok((namespace, rest, kind))
+}
+
+/// The CA of a revocations key: a canonical base58 peer id embedding an ed25519 key.
+fn parse_ca(text: &str) -> Result<PeerId, KeyError> {
+    let ca: PeerId = text
+        .parse()
+        .map_err(|e| KeyError::InvalidCa(format!("{text:?}: {e}")))?;
+    if mcc_admission::keys::ed25519_of_peer_id(&ca).is_none() {
+        return Err(KeyError::InvalidCa(format!(
+            "{ca} does not embed an ed25519 key"
+        )));
     }
-    Ok((namespace, rest))
+    if ca.to_string() != text {
+        return Err(KeyError::InvalidCa(format!(
+            "{text:?} is not written as {ca}"
+        )));
+    }
+    Ok(ca)
 }
 
 /// The record key `/mcc/<rest>`.
@@ -117,6 +167,12 @@ pub fn mcc_key(rest: &str) -> RecordKey {
 /// The record key `/did/<did>`.
 pub fn did_key(did: &str) -> RecordKey {
     RecordKey::new(&format!("/{DID_NAMESPACE}/{did}"))
+}
+
+/// The record key `/mcc/revocations/<ca>` of the revocation list of the CA whose ed25519 key
+/// has the peer id `ca` (only such peer ids make valid keys).
+pub fn revocations_key(ca: &PeerId) -> String {
+    format!("/{MCC_NAMESPACE}/{REVOCATIONS_PREFIX}{ca}")
 }
 
 /// A short, printable rendering of a (possibly hostile) key for logs.
@@ -212,6 +268,57 @@ mod tests {
             assert!(
                 matches!(parse_key(bad.as_bytes()), Err(KeyError::InvalidDid(_))),
                 "{bad} was not refused as an invalid DID"
+            );
+        }
+    }
+
+    #[test]
+    fn parses_revocations_keys() {
+        let ca = mcc_admission::keys::generate().public().to_peer_id();
+        let key = revocations_key(&ca);
+        assert_eq!(key, format!("/mcc/revocations/{ca}"));
+        let rest = format!("revocations/{ca}");
+        assert_eq!(
+            parse_key(key.as_bytes()),
+            Ok((Namespace::Mcc, rest.as_str()))
+        );
+        assert_eq!(
+            classify(key.as_bytes()),
+            Ok((Namespace::Mcc, rest.as_str(), Kind::Revocations(ca)))
+        );
+        // Other /mcc/ keys stay free, including look-alikes.
+        for free in [
+            "/mcc/revocations",
+            "/mcc/revocationsX",
+            &format!("/mcc/revocationsX/{ca}"),
+            &format!("/mcc/other/revocations/{ca}"),
+            "/mcc/other",
+        ] {
+            assert_eq!(
+                classify(free.as_bytes()).map(|(_, _, kind)| kind),
+                Ok(Kind::Free),
+                "{free}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_invalid_revocations_cas() {
+        let ca = mcc_admission::keys::generate().public().to_peer_id();
+        // A peer id whose key is not embedded (sha256 multihash, as for RSA keys).
+        let hashed = PeerId::from_bytes(&[&[0x12, 0x20][..], &[7; 32]].concat()).unwrap();
+        for bad in [
+            "/mcc/revocations/".to_owned(),
+            "/mcc/revocations/hello".to_owned(),
+            format!("/mcc/revocations/{ca}/x"),
+            format!("/mcc/revocations/{ca} "),
+            format!("/mcc/revocations/1{ca}"),
+            format!("/mcc/revocations/{hashed}"),
+        ] {
+            assert!(
+                matches!(parse_key(bad.as_bytes()), Err(KeyError::InvalidCa(_))),
+                "{bad} was not refused as an invalid CA: {:?}",
+                parse_key(bad.as_bytes())
             );
         }
     }

@@ -3,6 +3,9 @@
 //! Record keys are namespaced like IPFS keys (`/<namespace>/<rest>`):
 //!
 //! - `/mcc/<key>`: free key-value records, any value up to the size limit;
+//! - `/mcc/revocations/<CA peer id>`: the exception under `/mcc/`: a CA's revocation list
+//!   ([`mcc_admission::RevocationList`], binary), issued and signed by the ed25519 key the peer
+//!   id names, with a sequence number that must grow on every update;
 //! - `/did/<did>`: DID documents ([`did::SignedDocument`]) signed by the DID's own ed25519 key,
 //!   with a sequence number that must grow on every update;
 //! - any other namespace is refused.
@@ -16,7 +19,10 @@ mod store;
 mod validate;
 
 pub use key::{
-    DID_NAMESPACE, KeyError, MAX_KEY_LEN, MCC_NAMESPACE, Namespace, did_key, mcc_key, parse_key,
+    DID_NAMESPACE, KeyError, MAX_KEY_LEN, MCC_NAMESPACE, Namespace, REVOCATIONS_PREFIX, did_key,
+    mcc_key, parse_key, revocations_key,
 };
 pub use store::{Limits, Stats, ValidatingStore};
-pub use validate::{Validated, ValidationError, check_replace, select_best, validate};
+pub use validate::{
+    RevocationListError, Validated, ValidationError, check_replace, select_best, validate,
+};

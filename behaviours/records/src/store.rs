@@ -38,9 +38,10 @@ impl Default for Limits {
 pub struct Stats {
     /// Records that passed validation and were stored by the inner store.
     pub accepted: u64,
-    /// Records refused as invalid (bad key, namespace, document or signature).
+    /// Records refused as invalid (bad key, namespace, document, revocation list or signature).
     pub refused_invalid: u64,
-    /// DID documents refused because they are not newer than the stored one.
+    /// DID documents and revocation lists refused because they are not newer than the stored
+    /// one.
     pub refused_stale: u64,
     /// Records refused for a value over the size limit.
     pub refused_too_large: u64,
@@ -118,7 +119,8 @@ impl<S: RecordStore> ValidatingStore<S> {
             ValidationError::Stale { .. } => &mut self.stats.refused_stale,
             ValidationError::Key(_)
             | ValidationError::Did(_)
-            | ValidationError::DidMismatch { .. } => &mut self.stats.refused_invalid,
+            | ValidationError::DidMismatch { .. }
+            | ValidationError::RevocationList(_) => &mut self.stats.refused_invalid,
         };
         *counter = counter.saturating_add(1);
     }
@@ -192,11 +194,13 @@ impl<S: RecordStore> RecordStore for ValidatingStore<S> {
 #[cfg(test)]
 mod tests {
     use libp2p::{identity::ed25519, kad::store::MemoryStore};
+    use mcc_admission::{RevocationFields, RevocationList, keys};
 
     use super::*;
     use crate::{
         did::{SignedDocument, default_document, did_from_public},
-        key::{KeyError, did_key, mcc_key},
+        key::{KeyError, did_key, mcc_key, revocations_key},
+        validate::RevocationListError,
     };
 
     fn store() -> ValidatingStore<MemoryStore> {
@@ -214,6 +218,23 @@ mod tests {
             .unwrap()
             .to_bytes();
         Record::new(did_key(&did), value)
+    }
+
+    fn revocations_record(ca: &ed25519::Keypair, sequence: u64) -> Record {
+        let list = RevocationList::sign(
+            ca,
+            RevocationFields {
+                sequence,
+                issued_at: 1_000,
+                peers: [PeerId::random()].into(),
+                ..RevocationFields::default()
+            },
+        )
+        .unwrap();
+        Record::new(
+            RecordKey::new(&revocations_key(&keys::peer_id_of(&ca.public()))),
+            list.to_bytes(),
+        )
     }
 
     #[test]
@@ -280,6 +301,80 @@ mod tests {
                 refused_invalid: 1,
                 refused_stale: 1,
                 refused_too_large: 1,
+            }
+        );
+    }
+
+    #[test]
+    fn revocation_lists_are_validated_and_fresh() {
+        let mut s = store();
+        let ca = keys::to_ed25519(&keys::generate()).unwrap();
+        let other_ca = keys::to_ed25519(&keys::generate()).unwrap();
+        let v1 = revocations_record(&ca, 1);
+        let v2 = revocations_record(&ca, 2);
+        let v3 = revocations_record(&ca, 3);
+
+        s.put(v1.clone()).unwrap();
+        // A newer list replaces it.
+        s.put(v2.clone()).unwrap();
+        assert_eq!(
+            s.get(&v2.key).map(|r| r.value.clone()),
+            Some(v2.value.clone())
+        );
+        // Republish of identical bytes: accepted.
+        s.put(v2.clone()).unwrap();
+        // Replay of an older list: refused, the newer one stays.
+        assert!(matches!(
+            s.put(v1.clone()),
+            Err(store::Error::ValueTooLarge)
+        ));
+        assert_eq!(
+            s.check(v1.key.as_ref(), &v1.value),
+            Err(ValidationError::Stale { new: 1, current: 2 })
+        );
+        // Another list with the same sequence: refused as stale too.
+        let v2_other = revocations_record(&ca, 2);
+        assert_ne!(v2_other.value, v2.value);
+        assert!(matches!(s.put(v2_other), Err(store::Error::ValueTooLarge)));
+        assert_eq!(
+            s.get(&v2.key).map(|r| r.value.clone()),
+            Some(v2.value.clone())
+        );
+
+        // Another CA's list under this CA's key: refused.
+        let mut stolen = revocations_record(&other_ca, 9);
+        stolen.key = v1.key.clone();
+        assert!(matches!(
+            s.put(stolen.clone()),
+            Err(store::Error::ValueTooLarge)
+        ));
+        assert!(matches!(
+            s.check(stolen.key.as_ref(), &stolen.value),
+            Err(ValidationError::RevocationList(e))
+                if matches!(*e, RevocationListError::IssuerMismatch { .. })
+        ));
+        // Garbage: refused.
+        assert!(matches!(
+            s.put(Record::new(v1.key.clone(), b"garbage".to_vec())),
+            Err(store::Error::ValueTooLarge)
+        ));
+
+        s.put(v3.clone()).unwrap();
+        assert_eq!(
+            s.get(&v3.key).map(|r| r.value.clone()),
+            Some(v3.value.clone())
+        );
+        // A free key that only looks similar takes anything.
+        s.put(Record::new(mcc_key("revocationsX"), b"free".to_vec()))
+            .unwrap();
+
+        assert_eq!(
+            s.stats(),
+            Stats {
+                accepted: 5,
+                refused_invalid: 2,
+                refused_stale: 2,
+                refused_too_large: 0,
             }
         );
     }
