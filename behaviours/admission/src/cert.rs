@@ -357,6 +357,9 @@ impl Certificate {
             return Err(CertError::UnexpectedCa);
         }
         if self.issuer != trusted_ca.issuer {
+            if peer_id_of(&self.issuer) == self.peer_id {
+                return Err(CertError::SelfSigned);
+            }
             return Err(CertError::WrongIssuer {
                 issuer: peer_id_of(&self.issuer),
             });

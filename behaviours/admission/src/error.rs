@@ -125,6 +125,12 @@ pub enum CertError {
         /// The time checked, unix seconds.
         now: u64,
     },
+    /// The certificate is signed by the node's own key (open mode), not by the trusted CA.
+    #[error(
+        "certificate is self-signed, not issued by the trusted CA: start the node with --cert \
+         and --privkey from the network's CA (mcc --newcert, then mcc ca sign)"
+    )]
+    SelfSigned,
     /// The certificate names another issuer key than the trusted CA's.
     #[error("certificate was issued by a different CA (key {issuer}), not by the trusted CA")]
     WrongIssuer {

@@ -68,8 +68,11 @@
 //! assert_eq!(cert.label(), "kitchenpi");
 //! ```
 
+mod behaviour;
 mod cert;
+pub mod codec;
 mod error;
+mod gate;
 pub mod keys;
 mod label;
 mod permission;
@@ -78,11 +81,13 @@ mod revocation;
 mod time;
 mod wire;
 
+pub use behaviour::{AdmissionError, Banned, Behaviour, Config, Event, PROTOCOL_NAME};
 pub use cert::{
     Certificate, CertificateFields, EXPIRY_WARNING, MAX_CERTIFICATE_LEN, MAX_PEER_ID_LEN, Serial,
     SerialParseError,
 };
 pub use error::{CertError, DecodeError, KeyError, PermissionError, SignError};
+pub use gate::{GateError, Gated, GatedHandler, GatedUpgrade, Gates};
 pub use label::{MAX_LABEL_LEN, normalize_label, normalize_label_or_random, random_label};
 pub use permission::{MAX_PERMISSION_LEN, MAX_PERMISSIONS, Permission, Permissions};
 pub use request::{CertificateRequest, MAX_REQUEST_LEN};

@@ -1,0 +1,535 @@
+//! The admission [`Behaviour`]: certificate exchange on [`PROTOCOL_NAME`], bans, re-checks.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use futures_timer::Delay;
+use libp2p::core::transport::PortUse;
+use libp2p::core::{Endpoint, Multiaddr};
+use libp2p::request_response::{self as rr, OutboundFailure, ProtocolSupport};
+use libp2p::swarm::{
+    CloseConnection, ConnectionClosed, ConnectionDenied, ConnectionId, DialFailure, FromSwarm,
+    ListenFailure, NetworkBehaviour, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
+    behaviour::ConnectionEstablished,
+};
+use libp2p::{PeerId, StreamProtocol};
+
+use crate::codec::{Codec, Request, Response};
+use crate::{CertError, Certificate, DecodeError, Gates, RevocationList, now_unix};
+
+/// The certificate exchange protocol.
+pub const PROTOCOL_NAME: StreamProtocol = StreamProtocol::new("/mcc/cert/1.0.0");
+
+/// Settings of the admission [`Behaviour`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The root CA whose certificates are admitted; `None` is an open network (no checks,
+    /// every peer served, certificates still answered so closed nodes can check ours).
+    pub trusted_ca: Option<Certificate>,
+    /// Revocations known at start (see also [`Behaviour::set_revocations`]).
+    pub revocations: Option<RevocationList>,
+    /// How long a new peer has to present a valid certificate.
+    pub timeout: Duration,
+    /// How long a refused peer is kept out (its dials and connections are denied).
+    pub ban_duration: Duration,
+    /// How often admitted peers' certificates are checked again (expiry, revocation).
+    pub recheck_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            trusted_ca: None,
+            revocations: None,
+            timeout: Duration::from_secs(10),
+            ban_duration: Duration::from_secs(300),
+            recheck_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a peer was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdmissionError {
+    /// Its certificate does not verify (wrong CA, expired, revoked, not its own...).
+    #[error(transparent)]
+    Certificate(#[from] CertError),
+    /// What it sent is not a certificate.
+    #[error("invalid certificate: {0}")]
+    Decode(#[from] DecodeError),
+    /// It presented no certificate in time.
+    #[error("no certificate presented within {0:?}")]
+    Timeout(Duration),
+    /// It does not speak the exchange protocol at all.
+    #[error("the peer does not speak {PROTOCOL_NAME}: it has no mcc certificate")]
+    Unsupported,
+    /// The exchange failed.
+    #[error("certificate exchange failed: {0}")]
+    Exchange(String),
+}
+
+/// Events of the admission [`Behaviour`].
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The peer's certificate verified: it is served from now on.
+    Admitted {
+        /// The peer.
+        peer: PeerId,
+        /// Its verified certificate.
+        certificate: Box<Certificate>,
+    },
+    /// The peer was refused: disconnected and banned for [`Config::ban_duration`].
+    Refused {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        error: AdmissionError,
+    },
+    /// The peer refused our certificate, with the reason it gave.
+    RefusedBy {
+        /// The peer.
+        peer: PeerId,
+        /// Its reason (peer-supplied text, at most 512 bytes).
+        reason: String,
+    },
+}
+
+/// Refused peers that the behaviour may not dial or accept.
+#[derive(Debug, thiserror::Error)]
+#[error("peer {0} is temporarily banned: its certificate was refused")]
+pub struct Banned(pub PeerId);
+
+/// Certificate exchange and admission on every new connection (see the crate documentation).
+///
+/// With a trusted CA, each side sends its certificate as soon as a connection is up, checks
+/// the other's (signature, issuer, peer id, validity window, revocation) and admits or refuses
+/// the peer. [`Gated`](crate::Gated) behaviours sharing [`Behaviour::gates`] serve the peer
+/// only once it is admitted. Refused peers, and peers that present nothing within
+/// [`Config::timeout`], are disconnected and banned; admitted ones are checked again every
+/// [`Config::recheck_interval`], so expiry and new revocations cut them off.
+pub struct Behaviour {
+    rr: rr::Behaviour<Codec>,
+    own: Certificate,
+    config: Config,
+    gates: Gates,
+    /// Peers we wait for, and until when.
+    pending: HashMap<PeerId, Instant>,
+    /// Refused peers, until when.
+    banned: HashMap<PeerId, Instant>,
+    /// Refused peers we answered: closed once the answer is out (or at the deadline).
+    closing: HashMap<PeerId, Instant>,
+    events: VecDeque<ToSwarm<Event, THandlerInEvent<rr::Behaviour<Codec>>>>,
+    tick: Delay,
+    last_recheck: Instant,
+}
+
+/// How often timeouts and bans are looked at.
+const TICK: Duration = Duration::from_millis(500);
+
+impl Behaviour {
+    /// A behaviour presenting `own` (this node's certificate).
+    pub fn new(own: Certificate, config: Config) -> Behaviour {
+        let rr = rr::Behaviour::with_codec(
+            Codec,
+            [(PROTOCOL_NAME, ProtocolSupport::Full)],
+            rr::Config::default().with_request_timeout(config.timeout),
+        );
+        Behaviour {
+            rr,
+            own,
+            gates: Gates::new(config.trusted_ca.is_some()),
+            config,
+            pending: HashMap::new(),
+            banned: HashMap::new(),
+            closing: HashMap::new(),
+            events: VecDeque::new(),
+            tick: Delay::new(TICK),
+            last_recheck: Instant::now(),
+        }
+    }
+
+    /// The shared admission state, for [`Gated`](crate::Gated) behaviours and permission checks.
+    pub fn gates(&self) -> Gates {
+        self.gates.clone()
+    }
+
+    /// This node's certificate.
+    pub fn own_certificate(&self) -> &Certificate {
+        &self.own
+    }
+
+    /// The trusted CA, if the network is closed.
+    pub fn trusted_ca(&self) -> Option<&Certificate> {
+        self.config.trusted_ca.as_ref()
+    }
+
+    /// The revocation list in force.
+    pub fn revocations(&self) -> Option<&RevocationList> {
+        self.config.revocations.as_ref()
+    }
+
+    /// Peers currently banned.
+    pub fn banned(&self) -> Vec<PeerId> {
+        let now = Instant::now();
+        self.banned
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// Installs a newer revocation list (signed by the trusted CA) and cuts off the admitted
+    /// peers it names. Returns `Ok(false)` if the list is not newer than the one in force.
+    pub fn set_revocations(&mut self, list: RevocationList) -> Result<bool, CertError> {
+        let Some(ca) = &self.config.trusted_ca else {
+            return Err(CertError::RevocationListWrongIssuer);
+        };
+        list.verify(ca)?;
+        if let Some(current) = &self.config.revocations
+            && !list.newer_than(current)
+        {
+            return Ok(false);
+        }
+        self.config.revocations = Some(list);
+        self.recheck();
+        Ok(true)
+    }
+
+    /// Checks a certificate the way peers' certificates are checked.
+    pub fn verify(&self, peer: &PeerId, cert: &Certificate) -> Result<(), CertError> {
+        match &self.config.trusted_ca {
+            Some(ca) => {
+                cert.verify_for_peer(peer, ca, now_unix(), self.config.revocations.as_ref())
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn is_banned(&mut self, peer: &PeerId) -> bool {
+        match self.banned.get(peer) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                self.banned.remove(peer);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Verifies what `peer` sent; admits it (once) or returns why not.
+    fn check(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), AdmissionError> {
+        let cert = Certificate::from_bytes(bytes)?;
+        self.verify(&peer, &cert)?;
+        self.pending.remove(&peer);
+        if self.gates.certificate(&peer).as_ref() != Some(&cert) {
+            self.gates.admit(peer, cert.clone());
+            tracing::debug!(%peer, label = cert.label(), "peer admitted");
+            self.events
+                .push_back(ToSwarm::GenerateEvent(Event::Admitted {
+                    peer,
+                    certificate: Box::new(cert),
+                }));
+        }
+        Ok(())
+    }
+
+    /// Refuses `peer`: gates closed, banned, disconnected (after our answer, if `answered`).
+    fn refuse(&mut self, peer: PeerId, error: AdmissionError, answered: bool) {
+        // Both directions of the exchange can fail for the same peer (its request and its
+        // answer to ours): it is refused, reported and closed once, and a later failure must
+        // not close at once over the answer carrying the reason.
+        if self.is_banned(&peer) {
+            return;
+        }
+        tracing::info!(%peer, "peer refused: {error}");
+        self.gates.refuse(&peer);
+        self.pending.remove(&peer);
+        let now = Instant::now();
+        self.banned.insert(peer, now + self.config.ban_duration);
+        if answered {
+            self.closing.insert(peer, now + Duration::from_secs(2));
+        } else {
+            self.close(peer);
+        }
+        self.events
+            .push_back(ToSwarm::GenerateEvent(Event::Refused { peer, error }));
+    }
+
+    fn close(&mut self, peer: PeerId) {
+        self.closing.remove(&peer);
+        self.events.push_back(ToSwarm::CloseConnection {
+            peer_id: peer,
+            connection: CloseConnection::All,
+        });
+    }
+
+    /// Checks every admitted peer again (expiry, revocation, CA expiry).
+    fn recheck(&mut self) {
+        self.last_recheck = Instant::now();
+        for (peer, cert) in self.gates.admitted() {
+            if let Err(e) = self.verify(&peer, &cert) {
+                self.refuse(peer, e.into(), false);
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        let timed_out: Vec<PeerId> = self
+            .pending
+            .iter()
+            .filter(|(_, d)| **d <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in timed_out {
+            self.refuse(peer, AdmissionError::Timeout(self.config.timeout), false);
+        }
+        let due: Vec<PeerId> = self
+            .closing
+            .iter()
+            .filter(|(_, d)| **d <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            self.close(peer);
+        }
+        self.banned.retain(|_, until| *until > now);
+        if now.duration_since(self.last_recheck) >= self.config.recheck_interval {
+            self.recheck();
+        }
+    }
+
+    fn on_rr_event(&mut self, event: rr::Event<Request, Response>) {
+        let enforcing = self.config.trusted_ca.is_some();
+        match event {
+            rr::Event::Message {
+                peer,
+                message:
+                    rr::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let verdict = if enforcing {
+                    self.check(peer, &request.0)
+                } else {
+                    Ok(())
+                };
+                match verdict {
+                    Ok(()) => {
+                        let _ = self
+                            .rr
+                            .send_response(channel, Response::Certificate(self.own.to_bytes()));
+                    }
+                    Err(error) => {
+                        let _ = self
+                            .rr
+                            .send_response(channel, Response::Refused(error.to_string()));
+                        self.refuse(peer, error, true);
+                    }
+                }
+            }
+            rr::Event::Message {
+                peer,
+                message: rr::Message::Response { response, .. },
+                ..
+            } => match response {
+                Response::Certificate(bytes) => {
+                    if enforcing && let Err(error) = self.check(peer, &bytes) {
+                        self.refuse(peer, error, false);
+                    }
+                }
+                Response::Refused(reason) => {
+                    tracing::debug!(%peer, "peer refused our certificate: {reason}");
+                    self.events
+                        .push_back(ToSwarm::GenerateEvent(Event::RefusedBy { peer, reason }));
+                }
+            },
+            rr::Event::OutboundFailure { peer, error, .. } => {
+                if !self.pending.contains_key(&peer) {
+                    return;
+                }
+                match error {
+                    OutboundFailure::UnsupportedProtocols => {
+                        self.refuse(peer, AdmissionError::Unsupported, false)
+                    }
+                    OutboundFailure::ConnectionClosed | OutboundFailure::DialFailure => {}
+                    e => self.refuse(peer, AdmissionError::Exchange(e.to_string()), false),
+                }
+            }
+            rr::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "certificate request not answered: {error}");
+                if self.closing.contains_key(&peer) {
+                    self.close(peer);
+                }
+            }
+            rr::Event::ResponseSent { peer, .. } => {
+                if self.closing.contains_key(&peer) {
+                    self.close(peer);
+                }
+            }
+        }
+    }
+}
+
+impl NetworkBehaviour for Behaviour {
+    type ConnectionHandler = THandler<rr::Behaviour<Codec>>;
+    type ToSwarm = Event;
+
+    fn handle_pending_inbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        local_addr: &Multiaddr,
+        remote_addr: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        self.rr
+            .handle_pending_inbound_connection(connection_id, local_addr, remote_addr)
+    }
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        peer: PeerId,
+        local_addr: &Multiaddr,
+        remote_addr: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        if self.is_banned(&peer) {
+            return Err(ConnectionDenied::new(Banned(peer)));
+        }
+        self.rr
+            .handle_established_inbound_connection(connection_id, peer, local_addr, remote_addr)
+    }
+
+    fn handle_pending_outbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        maybe_peer: Option<PeerId>,
+        addresses: &[Multiaddr],
+        effective_role: Endpoint,
+    ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
+        if let Some(peer) = maybe_peer
+            && self.is_banned(&peer)
+        {
+            return Err(ConnectionDenied::new(Banned(peer)));
+        }
+        self.rr.handle_pending_outbound_connection(
+            connection_id,
+            maybe_peer,
+            addresses,
+            effective_role,
+        )
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        peer: PeerId,
+        addr: &Multiaddr,
+        role_override: Endpoint,
+        port_use: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        if self.is_banned(&peer) {
+            return Err(ConnectionDenied::new(Banned(peer)));
+        }
+        self.rr.handle_established_outbound_connection(
+            connection_id,
+            peer,
+            addr,
+            role_override,
+            port_use,
+        )
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm) {
+        match &event {
+            FromSwarm::ConnectionEstablished(ConnectionEstablished {
+                peer_id,
+                other_established,
+                ..
+            }) => {
+                if self.config.trusted_ca.is_some() {
+                    if !self.gates.is_admitted(peer_id) && !self.pending.contains_key(peer_id) {
+                        self.pending
+                            .insert(*peer_id, Instant::now() + self.config.timeout);
+                        self.rr.send_request(peer_id, Request(self.own.to_bytes()));
+                    }
+                } else if *other_established == 0 {
+                    // An open node checks nothing, but presents its certificate too: a closed
+                    // node that refuses it says why, and the operator sees it in the log.
+                    self.rr.send_request(peer_id, Request(self.own.to_bytes()));
+                }
+            }
+            FromSwarm::ConnectionClosed(ConnectionClosed {
+                peer_id,
+                connection_id,
+                remaining_established,
+                ..
+            }) => {
+                self.gates.remove_connection(connection_id);
+                if *remaining_established == 0 {
+                    self.pending.remove(peer_id);
+                    self.closing.remove(peer_id);
+                }
+            }
+            FromSwarm::DialFailure(DialFailure { connection_id, .. })
+            | FromSwarm::ListenFailure(ListenFailure { connection_id, .. }) => {
+                self.gates.remove_connection(connection_id);
+            }
+            _ => {}
+        }
+        self.rr.on_swarm_event(event);
+    }
+
+    fn on_connection_handler_event(
+        &mut self,
+        peer_id: PeerId,
+        connection_id: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        self.rr
+            .on_connection_handler_event(peer_id, connection_id, event)
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+        loop {
+            if let Some(e) = self.events.pop_front() {
+                return Poll::Ready(e);
+            }
+            if self.tick.poll_unpin(cx).is_ready() {
+                self.tick.reset(TICK);
+                if self.config.trusted_ca.is_some() {
+                    self.on_tick();
+                }
+                continue;
+            }
+            match self.rr.poll(cx) {
+                Poll::Ready(ToSwarm::GenerateEvent(e)) => self.on_rr_event(e),
+                Poll::Ready(other) => {
+                    return Poll::Ready(other.map_out(|_| unreachable_event()));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+/// `map_out` needs a function for `GenerateEvent`, which was matched before.
+fn unreachable_event() -> Event {
+    Event::RefusedBy {
+        peer: PeerId::random(),
+        reason: String::new(),
+    }
+}
+
+/// Peers currently waiting for admission (for tests and diagnostics).
+impl Behaviour {
+    /// Peers whose certificate has not arrived yet.
+    pub fn pending(&self) -> HashSet<PeerId> {
+        self.pending.keys().copied().collect()
+    }
+}

@@ -1,0 +1,217 @@
+//! Wire format of `/mcc/cert/1.0.0`: one request and one response per stream.
+//!
+//! * Request: the sender's certificate, as `u16` big-endian length + certificate bytes.
+//! * Response: a status byte, then `u16` length + bytes: status 0 carries the responder's
+//!   certificate, status 1 a UTF-8 reason why the requester was refused (at most
+//!   [`MAX_REASON_LEN`] bytes).
+//!
+//! Anything longer than [`MAX_CERTIFICATE_LEN`], an unknown status or bytes after the message
+//! make the read fail, which drops the stream.
+
+use std::io;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::StreamProtocol;
+use libp2p::request_response;
+
+use crate::MAX_CERTIFICATE_LEN;
+
+/// Longest refusal reason sent or accepted.
+pub const MAX_REASON_LEN: usize = 512;
+
+/// A certificate as sent (decoded and verified by the behaviour, not the codec).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request(pub Vec<u8>);
+
+/// The answer to a [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// The responder's certificate.
+    Certificate(Vec<u8>),
+    /// The requester's certificate was refused, and why.
+    Refused(String),
+}
+
+/// The [`request_response::Codec`] of the exchange.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Codec;
+
+async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 2];
+    io.read_exact(&mut len).await?;
+    let len = usize::from(u16::from_be_bytes(len));
+    if len > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("message of {len} bytes is over the limit of {max}"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    io.read_exact(&mut buf).await?;
+    // Exactly one message per stream: anything after it is a protocol violation.
+    let mut extra = [0u8; 1];
+    if io.read(&mut extra).await? != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "bytes after the message",
+        ));
+    }
+    Ok(buf)
+}
+
+async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> io::Result<()> {
+    let len = u16::try_from(bytes.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "message too long"))?;
+    io.write_all(&len.to_be_bytes()).await?;
+    io.write_all(bytes).await?;
+    io.close().await
+}
+
+impl request_response::Codec for Codec {
+    type Protocol = StreamProtocol;
+    type Request = Request;
+    type Response = Response;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Request>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        Ok(Request(read_frame(io, MAX_CERTIFICATE_LEN).await?))
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let mut status = [0u8; 1];
+        io.read_exact(&mut status).await?;
+        match status[0] {
+            0 => Ok(Response::Certificate(
+                read_frame(io, MAX_CERTIFICATE_LEN).await?,
+            )),
+            1 => {
+                let bytes = read_frame(io, MAX_REASON_LEN).await?;
+                Ok(Response::Refused(
+                    String::from_utf8_lossy(&bytes).into_owned(),
+                ))
+            }
+            s => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unknown response status {s}"),
+            )),
+        }
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Request,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &req.0).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Response,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        match res {
+            Response::Certificate(bytes) => {
+                io.write_all(&[0]).await?;
+                write_frame(io, &bytes).await
+            }
+            Response::Refused(reason) => {
+                let mut end = reason.len().min(MAX_REASON_LEN);
+                while !reason.is_char_boundary(end) {
+                    end -= 1;
+                }
+                io.write_all(&[1]).await?;
+                write_frame(io, &reason.as_bytes()[..end]).await
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::io::Cursor;
+    use request_response::Codec as _;
+
+    const P: StreamProtocol = StreamProtocol::new("/mcc/cert/1.0.0");
+
+    fn roundtrip_response(r: Response) -> io::Result<Response> {
+        futures::executor::block_on(async {
+            let mut buf = Cursor::new(Vec::new());
+            Codec.write_response(&P, &mut buf, r).await?;
+            let mut read = Cursor::new(buf.into_inner());
+            Codec.read_response(&P, &mut read).await
+        })
+    }
+
+    #[test]
+    fn request_and_responses_roundtrip() {
+        futures::executor::block_on(async {
+            let mut buf = Cursor::new(Vec::new());
+            Codec
+                .write_request(&P, &mut buf, Request(vec![1, 2, 3]))
+                .await
+                .unwrap();
+            let mut read = Cursor::new(buf.into_inner());
+            assert_eq!(
+                Codec.read_request(&P, &mut read).await.unwrap(),
+                Request(vec![1, 2, 3])
+            );
+        });
+        let cert = Response::Certificate(vec![9; 100]);
+        assert_eq!(roundtrip_response(cert.clone()).unwrap(), cert);
+        let refused = Response::Refused("certificate expired".into());
+        assert_eq!(roundtrip_response(refused.clone()).unwrap(), refused);
+    }
+
+    #[test]
+    fn long_reason_is_cut_on_a_char_boundary() {
+        let r = roundtrip_response(Response::Refused("é".repeat(400))).unwrap();
+        let Response::Refused(text) = r else {
+            panic!("not a refusal")
+        };
+        assert!(text.len() <= MAX_REASON_LEN && text.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn oversized_unknown_and_trailing_bytes_are_refused() {
+        futures::executor::block_on(async {
+            let mut big = (u16::try_from(MAX_CERTIFICATE_LEN + 1).unwrap())
+                .to_be_bytes()
+                .to_vec();
+            big.resize(2 + MAX_CERTIFICATE_LEN + 1, 0);
+            assert!(Codec.read_request(&P, &mut Cursor::new(big)).await.is_err());
+            assert!(
+                Codec
+                    .read_response(&P, &mut Cursor::new(vec![7, 0, 0]))
+                    .await
+                    .is_err()
+            );
+            assert!(
+                Codec
+                    .read_request(&P, &mut Cursor::new(vec![0, 1, 5, 6]))
+                    .await
+                    .is_err()
+            );
+            assert!(
+                Codec
+                    .read_request(&P, &mut Cursor::new(vec![0, 4, 5]))
+                    .await
+                    .is_err()
+            );
+        });
+    }
+}
