@@ -114,6 +114,27 @@ pub struct DaemonArgs {
     /// Most providers kept per DHT key [default: 20].
     #[arg(long, env = "MCC_MAX_PROVIDERS_PER_KEY")]
     pub max_providers_per_key: Option<usize>,
+    /// Node certificate file, or "random" for a self-signed one with every permission (default).
+    #[arg(long, env = "MCC_CERT")]
+    pub cert: Option<String>,
+    /// Private key file matching --cert (default: the identity in the data folder).
+    #[arg(long, env = "MCC_PRIVKEY")]
+    pub privkey: Option<PathBuf>,
+    /// Create a new node key, a self-signed certificate and a certificate request for a CA
+    /// (at --cert and --privkey, default <data-folder>/node.crt and node.key; the request
+    /// next to the certificate as .csr), print their paths and exit.
+    #[arg(long)]
+    pub newcert: bool,
+    /// Root CA certificate: only nodes with a certificate it signed may join (closed
+    /// network). Without it the network is open.
+    #[arg(long, env = "MCC_TRUST_CA")]
+    pub trust_ca: Option<PathBuf>,
+    /// Revocation list file from `mcc ca revoke` (newer lists are also fetched from the DHT).
+    #[arg(long, env = "MCC_REVOCATIONS")]
+    pub revocations: Option<PathBuf>,
+    /// Seconds between lookups of the CA's revocation list in the DHT [default: 300].
+    #[arg(long, env = "MCC_REVOCATION_REFRESH")]
+    pub revocation_refresh: Option<f64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -155,6 +176,65 @@ pub enum Command {
     /// Content-addressed files (IPFS CIDs): add, get, ls, rm, providers.
     #[command(subcommand)]
     Blob(BlobCommand),
+    /// Certificate authority: init, sign, revoke (works on files; no node needed).
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Certificate files: show.
+    #[command(subcommand)]
+    Cert(CertCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Create a CA: DIR/ca.key (secret) and the self-signed DIR/ca.crt that nodes trust.
+    Init {
+        /// The CA folder (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Name of the CA (its label).
+        #[arg(long, default_value = crate::certs::DEFAULT_CA_NAME)]
+        name: String,
+        /// Validity in days (fractions allowed).
+        #[arg(long, default_value_t = crate::certs::DEFAULT_CA_DAYS, allow_negative_numbers = true)]
+        days: f64,
+    },
+    /// Sign a certificate request (from `mcc --newcert`) into a node certificate.
+    Sign {
+        /// The request file (.csr).
+        request: PathBuf,
+        /// The CA folder (from `mcc ca init`).
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// Permissions to grant, comma separated (services:provide, services:consume,
+        /// records:write, blobs:seed, rpc:call, all) [default: those requested].
+        #[arg(long)]
+        permissions: Option<String>,
+        /// Validity in days (fractions allowed).
+        #[arg(long, default_value_t = crate::certs::DEFAULT_CERT_DAYS, allow_negative_numbers = true)]
+        days: f64,
+        /// Where to write the certificate [default: the request with extension .crt].
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Revoke certificates (by serial or file) or peers (by peer id): updates
+    /// DIR/revocations.crl.
+    Revoke {
+        /// Certificate serials (32 hex digits), peer ids or certificate files.
+        #[arg(required = true)]
+        targets: Vec<String>,
+        /// The CA folder (from `mcc ca init`).
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// Also hand the new list to the running node, which spreads it through the mesh.
+        #[arg(long)]
+        publish: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Describe a certificate, CA certificate, request, revocation list or private key file.
+    Show { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -259,6 +339,8 @@ pub enum Error {
     Daemon(#[from] daemon::Error),
     #[error(transparent)]
     Identity(#[from] crate::identity::Error),
+    #[error(transparent)]
+    Certs(#[from] crate::certs::Error),
     #[error("{path}: {source}")]
     File {
         path: PathBuf,
@@ -403,6 +485,37 @@ impl DaemonArgs {
             limits.max_providers_per_key = n;
         }
 
+        let cert = self.cert.or(file.cert.clone());
+        let privkey = self.privkey.or(file.privkey.clone());
+        let admission = &mut config.admission;
+        admission.certificate = match cert.as_deref() {
+            None | Some("random") | Some("") => None,
+            Some(path) => Some(crate::certs::load_certificate(Path::new(path))?),
+        };
+        if let Some(p) = self.trust_ca.or(file.trust_ca.clone()) {
+            let ca = crate::certs::load_certificate(&p)?;
+            if !ca.is_ca() {
+                return Err(usage(format!(
+                    "--trust-ca {}: not a CA certificate (give the ca.crt of `mcc ca init`)",
+                    p.display()
+                )));
+            }
+            admission.trusted_ca = Some(ca);
+        }
+        if let Some(p) = self.revocations.or(file.revocations.clone()) {
+            admission.revocations = Some(crate::certs::load_revocations(&p)?);
+        }
+        if let Some(s) = self.revocation_refresh.or(file.revocation_refresh) {
+            admission.revocation_refresh = secs("revocation-refresh", s)?;
+        }
+        let keypair = match &privkey {
+            Some(p) => Some(crate::certs::load_private_key(p)?),
+            None => None,
+        };
+        if keypair.is_some() && config.seed.is_some() {
+            return Err(usage("--privkey and --seed cannot be used together"));
+        }
+
         let cors = if !self.enable_cors.is_empty() {
             self.enable_cors
         } else {
@@ -414,6 +527,7 @@ impl DaemonArgs {
         Ok(Resolved {
             daemon: daemon::Config {
                 node: config,
+                keypair,
                 http,
                 api: ApiConfig {
                     cors_origins: cors,
@@ -423,6 +537,39 @@ impl DaemonArgs {
             loglevel: self.loglevel.or(file.loglevel).unwrap_or(4),
         })
     }
+}
+
+/// `mcc --newcert`: writes a new node key, a self-signed certificate and a certificate
+/// request, and prints their paths. Paths: --cert and --privkey, else `node.crt` and `node.key`
+/// in the data folder; the request goes next to the certificate with extension `csr`.
+pub fn newcert(args: &DaemonArgs, common: &CommonArgs) -> Result<(), Error> {
+    let file = match &args.config {
+        Some(p) => FileConfig::load(p)?,
+        None => FileConfig::default(),
+    };
+    let data_dir = common
+        .data_folder
+        .clone()
+        .or(file.data_folder.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_FOLDER));
+    let cert = match args.cert.as_deref().map(str::trim) {
+        None | Some("") | Some("random") => data_dir.join("node.crt"),
+        Some(p) => PathBuf::from(p),
+    };
+    let key = args
+        .privkey
+        .clone()
+        .unwrap_or_else(|| data_dir.join("node.key"));
+    let request = cert.with_extension("csr");
+    let label = args.label.clone().or(file.label.clone());
+    let w = crate::certs::newcert(
+        &cert,
+        &key,
+        &request,
+        label.as_deref(),
+        crate::certs::DEFAULT_CERT_DAYS,
+    )?;
+    print_written(&w, common.json)
 }
 
 fn parse_socket(s: &str) -> Result<SocketAddr, String> {
@@ -570,6 +717,106 @@ pub async fn run_command(cmd: Command, common: &CommonArgs) -> Result<(), Error>
         Command::Listen(cmd) => run_listen(cmd, &client, json).await?,
         Command::Blob(cmd) => run_blob(cmd, &client, json).await?,
         Command::Did(cmd) => run_did(cmd, &client, json).await?,
+        Command::Ca(cmd) => run_ca(cmd, &client, json).await?,
+        Command::Cert(cmd) => run_cert(cmd, json)?,
+    }
+    Ok(())
+}
+
+/// Prints the files a command wrote: `name: path` lines, or one JSON object.
+fn print_written(w: &crate::certs::Written, json: bool) -> Result<(), Error> {
+    if json {
+        return print_json(w);
+    }
+    for line in w.lines() {
+        println!("{line}");
+    }
+    for warning in &w.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(())
+}
+
+async fn run_ca(cmd: CaCommand, client: &Client, json: bool) -> Result<(), Error> {
+    use crate::certs;
+    match cmd {
+        CaCommand::Init { dir, name, days } => {
+            let w = certs::ca_init(&dir, &name, days)?;
+            print_written(&w, json)?;
+        }
+        CaCommand::Sign {
+            request,
+            ca_dir,
+            permissions,
+            days,
+            output,
+        } => {
+            let permissions = permissions
+                .map(|p| {
+                    p.parse::<mcc_admission::Permissions>()
+                        .map_err(|e| usage(format!("--permissions: {e}")))
+                })
+                .transpose()?;
+            let (w, _) = certs::ca_sign(&request, &ca_dir, permissions, days, output.as_deref())?;
+            print_written(&w, json)?;
+        }
+        CaCommand::Revoke {
+            targets,
+            ca_dir,
+            publish,
+        } => {
+            let (w, list) = certs::ca_revoke(&ca_dir, &targets)?;
+            let published = if publish {
+                Some(client.publish_revocations(&list.to_base64()).await)
+            } else {
+                None
+            };
+            let ok = matches!(published, Some(Ok(_)));
+            if json {
+                let mut out = serde_json::json!({
+                    "revocations": w.revocations,
+                    "sequence": list.sequence(),
+                    "published": ok,
+                });
+                match &published {
+                    Some(Ok(answer)) => out["node"] = answer.clone(),
+                    Some(Err(e)) => out["publish_error"] = Value::String(e.to_string()),
+                    None => {}
+                }
+                print_json(&out)?;
+            } else {
+                for line in w.lines() {
+                    println!("{line}");
+                }
+                println!("sequence: {}", list.sequence());
+                if publish {
+                    println!("published: {}", if ok { "yes" } else { "no" });
+                }
+            }
+            // The list is written either way; a failed publish still fails the command.
+            if let Some(Err(e)) = published {
+                return Err(usage(format!(
+                    "{} was written but not published: {e}",
+                    w.revocations
+                        .as_deref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn run_cert(cmd: CertCommand, json: bool) -> Result<(), Error> {
+    match cmd {
+        CertCommand::Show { file } => {
+            let shown = crate::certs::show(&file, mcc_admission::now_unix())?;
+            if json {
+                return print_json(&shown);
+            }
+            println!("{}", shown.human());
+        }
     }
     Ok(())
 }

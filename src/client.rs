@@ -201,6 +201,18 @@ impl Client {
         self.send(self.http.put(&url).json(doc), url).await
     }
 
+    /// Hands a CA-signed revocation list (its base64 text) to the node, which checks it and
+    /// spreads it through the mesh.
+    pub async fn publish_revocations(&self, list_base64: &str) -> Result<Value, Error> {
+        let url = format!("{}/api/v1/admission/revocations", self.base);
+        let req = self
+            .http
+            .put(&url)
+            .header("content-type", "text/plain")
+            .body(list_base64.trim().to_string());
+        self.send(req, url).await
+    }
+
     pub async fn services(&self) -> Result<Vec<Service>, Error> {
         self.get("/api/v1/services").await
     }

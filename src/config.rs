@@ -94,6 +94,11 @@ pub struct FileConfig {
     pub max_record_size: Option<usize>,
     pub max_providers_per_key: Option<usize>,
     pub keep_blobs: Option<bool>,
+    pub cert: Option<String>,
+    pub privkey: Option<PathBuf>,
+    pub trust_ca: Option<PathBuf>,
+    pub revocations: Option<PathBuf>,
+    pub revocation_refresh: Option<f64>,
     #[serde(default)]
     pub services: Vec<ServiceEntry>,
 }

@@ -16,6 +16,8 @@ pub const API_FILE: &str = "api";
 #[derive(Debug, Clone)]
 pub struct Config {
     pub node: node::Config,
+    /// The node key (`--privkey`); `None` uses the data folder's identity.
+    pub keypair: Option<libp2p::identity::Keypair>,
     /// Where the REST API listens; `None` runs without it.
     pub http: Option<SocketAddr>,
     pub api: ApiConfig,
@@ -65,7 +67,11 @@ pub async fn run(
     });
 
     let data_dir = config.node.data_dir.clone();
-    let (node, task) = Node::builder(config.node).spawn(stopped()).await?;
+    let mut builder = Node::builder(config.node);
+    if let Some(k) = config.keypair {
+        builder = builder.keypair(k);
+    }
+    let (node, task) = builder.spawn(stopped()).await?;
 
     let mut api_file = None;
     let server = match config.http {

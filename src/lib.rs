@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod blobs;
+pub mod certs;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -32,6 +32,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         return Ok(mcc::cli::run_command(cmd, &cli.common).await?);
     }
+    if cli.daemon.newcert {
+        return Ok(mcc::cli::newcert(&cli.daemon, &cli.common)?);
+    }
     let resolved = cli.daemon.resolve(cli.common.data_folder)?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_filter(resolved.loglevel)));
