@@ -4,6 +4,7 @@
 //! Block bytes move between the disk store and libp2p streams (`/mcc/blobs/1.0.0`, crate
 //! `mcc-blobs`) in their own tasks, never through the node's event loop.
 
+use mcc_admission::Permission;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -206,6 +207,7 @@ impl Node {
         }
         store.begin_fetch(cid).map_err(store_err)?;
         let me = self.peer_id();
+        let gates = &self.inner.gates;
         let seeders: Vec<_> = self
             .request(|reply| Command::GetProviders {
                 key: provider_key(cid),
@@ -214,6 +216,8 @@ impl Node {
             .await?
             .into_iter()
             .filter(|p| *p != me)
+            // With --trust-ca: not from peers whose certificate lacks blobs:seed.
+            .filter(|p| !gates.is_admitted(p) || gates.allows(p, Permission::BlobsSeed))
             .collect();
         if seeders.is_empty() {
             return Err(Error::NoProvider(cid.to_string()));
@@ -239,7 +243,7 @@ impl Node {
             .await
             .map_err(store_err)??
         };
-        if self.inner.keep_blobs {
+        if self.inner.keep_blobs && self.may(Permission::BlobsSeed).is_ok() {
             self.send(Command::Provide {
                 key: provider_key(cid),
             })

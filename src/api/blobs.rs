@@ -20,6 +20,7 @@ pub(super) async fn post_blob(
     State(s): State<AppState>,
     body: Body,
 ) -> Result<(StatusCode, Json<BlobInfo>), ApiError> {
+    s.node.may(mcc_admission::Permission::BlobsSeed)?;
     let stream = body
         .into_data_stream()
         .map(|r| r.map_err(std::io::Error::other));

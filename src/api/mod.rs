@@ -1,6 +1,7 @@
 //! The REST API: axum handlers over a [`Node`] handle, described by an OpenAPI document
 //! (utoipa) and browsable with Swagger UI at `/docs`.
 
+mod admission;
 mod blobs;
 pub mod types;
 
@@ -12,6 +13,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router, routing::get};
 use libp2p::PeerId;
+use mcc_admission::Permission;
 use serde_json::Value;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use utoipa::OpenApi;
@@ -105,6 +107,8 @@ impl From<node::Error> for ApiError {
             node::Error::Addr(_) => StatusCode::BAD_REQUEST,
             node::Error::Dial { .. } | node::Error::Call(_) => StatusCode::BAD_GATEWAY,
             node::Error::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            node::Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            node::Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, e.to_string())
@@ -133,6 +137,7 @@ fn parse_peer(s: &str) -> Result<PeerId, ApiError> {
         (name = "records", description = "Validated DHT records and DID documents"),
         (name = "services", description = "Services, listeners and HTTP forwarding"),
         (name = "blobs", description = "Content-addressed files with IPFS CIDs"),
+        (name = "admission", description = "Certificates, trusted CA and revocations"),
     ),
     // Routed with wildcards (keys and paths contain slashes), so listed here by hand.
     paths(put_record, get_record, forward_doc),
@@ -160,7 +165,10 @@ pub fn router(node: Node, config: &ApiConfig) -> Router {
         .routes(routes!(blobs::get_blob, blobs::delete_blob))
         .routes(routes!(blobs::fetch_blob))
         .routes(routes!(blobs::blob_providers))
+        .routes(routes!(admission::get_admission))
+        .routes(routes!(admission::put_revocations))
         .route("/forward/{service}", axum::routing::any(forward))
+        .route("/forward/{service}/", axum::routing::any(forward))
         .route("/forward/{service}/{*path}", axum::routing::any(forward));
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
@@ -380,6 +388,7 @@ async fn put_record(
     let query = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let body = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     let ttl = query.0.ttl.map(std::time::Duration::from_secs);
+    s.node.may(Permission::RecordsWrite)?;
     Ok(Json(s.node.put_record(key, body.to_vec(), ttl).await?))
 }
 
@@ -475,6 +484,7 @@ async fn put_did(
     ApiJson(doc): ApiJson<mcc_records::did::SignedDocument>,
 ) -> Result<Json<PutOutcome>, ApiError> {
     parse_did(&did)?;
+    s.node.may(Permission::RecordsWrite)?;
     if doc.did() != Some(did.as_str()) {
         return Err(ApiError::bad_request(format!(
             "the document's id ({}) is not {did}",
@@ -542,6 +552,7 @@ async fn post_listeners(
     ApiJson(req): ApiJson<ListenerRequest>,
 ) -> Result<(StatusCode, Json<Listener>), ApiError> {
     let peer = req.peer.as_deref().map(parse_peer).transpose()?;
+    s.node.may(Permission::ServicesConsume)?;
     let l = s
         .node
         .add_listener(&req.service, &req.address, peer)
@@ -582,6 +593,7 @@ async fn forward(
         .unwrap_or_default();
     crate::services::registry::validate_name(&service)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    s.node.may(Permission::ServicesConsume)?;
     // The rest of the raw (still percent-encoded) path after /forward/<service>.
     let marker = format!("/forward/{service}");
     let full = original.path();

@@ -5,6 +5,7 @@ use std::time::Duration;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{identify, identity::Keypair, kad, mdns, ping};
+use mcc_admission::{Gated, Gates};
 
 use super::{Config, Error, RecordStore};
 
@@ -12,21 +13,28 @@ use super::{Config, Error, RecordStore};
 pub const IDENTIFY_PROTOCOL: &str = "/mcc/id/1.0.0";
 
 /// Every behaviour of an mcc node.
+///
+/// Admission comes first: it refuses banned peers before the others set up a connection.
+/// kad, rpc and the raw streams are [`Gated`]: with `--trust-ca` they serve a peer only once
+/// its certificate verified.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    pub admission: mcc_admission::Behaviour,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
-    pub kad: kad::Behaviour<RecordStore>,
+    pub kad: Gated<kad::Behaviour<RecordStore>>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
-    pub rpc: mcc_rpc::Behaviour,
-    /// Raw streams for tunnels (`/mcc/forward/1.0.0`): bytes bypass the event loop.
-    pub stream: libp2p_stream::Behaviour,
+    pub rpc: Gated<mcc_rpc::Behaviour>,
+    /// Raw streams for tunnels (`/mcc/forward/1.0.0`) and blobs: bytes bypass the event loop.
+    pub stream: Gated<libp2p_stream::Behaviour>,
 }
 
 impl Behaviour {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         key: &Keypair,
         config: &Config,
+        admission: mcc_admission::Behaviour,
         store: RecordStore,
         stream: libp2p_stream::Behaviour,
         agent_version: String,
@@ -73,13 +81,30 @@ impl Behaviour {
             None
         };
 
+        let gates: Gates = admission.gates();
+        let mut rpc = mcc_rpc::Behaviour::new(config.rpc.clone(), methods);
+        {
+            let gates = gates.clone();
+            rpc.set_authorizer(std::sync::Arc::new(move |peer, _method| {
+                if gates.allows(peer, mcc_admission::Permission::RpcCall) {
+                    Ok(())
+                } else {
+                    Err(mcc_rpc::RpcError::new(
+                        mcc_rpc::ErrorCode::Forbidden,
+                        "the caller's certificate lacks the rpc:call permission",
+                    ))
+                }
+            }));
+        }
         Ok(Self {
+            admission,
             identify,
             ping,
-            kad,
+            // The store learns which peer writes a record (records:write) from the gate.
+            kad: Gated::new(kad, gates.clone()).tracking_source(),
             mdns: mdns.into(),
-            rpc: mcc_rpc::Behaviour::new(config.rpc.clone(), methods),
-            stream,
+            rpc: Gated::new(rpc, gates.clone()),
+            stream: Gated::new(stream, gates),
         })
     }
 }

@@ -75,6 +75,13 @@ pub(crate) enum Command {
         key: Vec<u8>,
         reply: oneshot::Sender<Option<libp2p::kad::Record>>,
     },
+    /// Admission state.
+    Admission(oneshot::Sender<super::AdmissionInfo>),
+    /// Install a newer revocation list: `Ok(true)` if applied.
+    SetRevocations {
+        list: Box<mcc_admission::RevocationList>,
+        reply: oneshot::Sender<Result<bool, mcc_admission::CertError>>,
+    },
 }
 
 /// Static facts about the node the loop reports.
@@ -335,11 +342,14 @@ impl EventLoop {
             }
             Command::RpcPeers(reply) => {
                 let rpc = &self.rpc_protocol;
+                let gates = self.swarm.behaviour().admission.gates();
                 let peers = self
                     .peers
                     .iter()
                     // Not yet identified peers are tried too: they may well speak it.
                     .filter(|(_, s)| s.protocols.is_empty() || s.protocols.contains(rpc))
+                    // With --trust-ca, only admitted peers.
+                    .filter(|(p, _)| gates.is_admitted(p))
                     .map(|(p, _)| *p)
                     .collect();
                 let _ = reply.send(peers);
@@ -415,6 +425,71 @@ impl EventLoop {
                     .filter(|r| !r.is_expired(Instant::now()));
                 let _ = reply.send(record);
             }
+            Command::Admission(reply) => {
+                let _ = reply.send(self.admission_info());
+            }
+            Command::SetRevocations { list, reply } => {
+                let _ = reply.send(self.swarm.behaviour_mut().admission.set_revocations(*list));
+            }
+        }
+    }
+
+    fn admission_info(&self) -> super::AdmissionInfo {
+        let admission = &self.swarm.behaviour().admission;
+        let list = admission.revocations();
+        super::AdmissionInfo {
+            mode: if admission.trusted_ca().is_some() {
+                "closed"
+            } else {
+                "open"
+            }
+            .to_string(),
+            trusted_ca: admission
+                .trusted_ca()
+                .map(|c| mcc_admission::keys::peer_id_of(c.issuer()).to_string()),
+            trusted_ca_expires: admission
+                .trusted_ca()
+                .map(|c| mcc_admission::format_unix(c.not_after())),
+            revocations_sequence: list.map(|l| l.sequence()),
+            revoked_serials: list
+                .map(|l| l.serials().iter().map(|s| s.to_string()).collect())
+                .unwrap_or_default(),
+            revoked_peers: list
+                .map(|l| l.peers().iter().map(|p| p.to_string()).collect())
+                .unwrap_or_default(),
+            banned: admission.banned().iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    fn on_admission(&mut self, event: mcc_admission::Event) {
+        match event {
+            mcc_admission::Event::Admitted { peer, certificate } => {
+                self.metrics
+                    .admission
+                    .get_or_create(&vec![("outcome", "admitted")])
+                    .inc();
+                tracing::info!(%peer, label = certificate.label(), permissions = %certificate.permissions(), "peer admitted");
+                // Identify may have come first: the peer can enter the routing table now.
+                if let Some(s) = self.peers.get(&peer) {
+                    let (protocols, addrs) = (s.protocols.clone(), s.listen_addrs.clone());
+                    self.add_to_routing_table(peer, &protocols, &addrs);
+                }
+            }
+            mcc_admission::Event::Refused { peer, error } => {
+                self.metrics
+                    .admission
+                    .get_or_create(&vec![("outcome", "refused")])
+                    .inc();
+                tracing::warn!(%peer, "peer refused: {error}");
+                self.swarm.behaviour_mut().kad.remove_peer(&peer);
+            }
+            mcc_admission::Event::RefusedBy { peer, reason } => {
+                self.metrics
+                    .admission
+                    .get_or_create(&vec![("outcome", "refused_by_peer")])
+                    .inc();
+                tracing::warn!(%peer, "this node's certificate was refused by the peer: {reason}");
+            }
         }
     }
 
@@ -435,6 +510,10 @@ impl EventLoop {
             connected_peers: self.peers.len(),
             routing_table_size,
             uptime_secs: self.started.elapsed().as_secs(),
+            certificate: super::CertificateInfo::of(
+                self.swarm.behaviour().admission.own_certificate(),
+            ),
+            admission: self.admission_info(),
         }
     }
 
@@ -446,6 +525,7 @@ impl EventLoop {
             .kbuckets()
             .flat_map(|b| b.iter().map(|e| *e.node.key.preimage()).collect::<Vec<_>>())
             .collect();
+        let gates = self.swarm.behaviour().admission.gates();
         let mut out: Vec<PeerInfo> = self
             .peers
             .iter()
@@ -462,9 +542,15 @@ impl EventLoop {
                         addrs.push(a.clone());
                     }
                 }
+                let certificate = gates.certificate(peer_id);
                 PeerInfo {
                     peer_id: *peer_id,
-                    label: s.agent_version.as_deref().and_then(label_of),
+                    label: certificate
+                        .as_ref()
+                        .map(|c| c.label().to_string())
+                        .or_else(|| s.agent_version.as_deref().and_then(label_of)),
+                    admitted: gates.is_admitted(peer_id),
+                    certificate: certificate.as_ref().map(super::CertificateInfo::of),
                     addrs,
                     rtt_ms: s.rtt.map(|d| d.as_secs_f64() * 1000.0),
                     direction: oldest.map(|(_, d, _)| *d).unwrap_or(Direction::Outbound),
@@ -584,6 +670,7 @@ impl EventLoop {
             BehaviourEvent::Mdns(e) => self.on_mdns(e),
             BehaviourEvent::Rpc(e) => self.on_rpc(e),
             BehaviourEvent::Stream(()) => {}
+            BehaviourEvent::Admission(e) => self.on_admission(e),
         }
     }
 
@@ -591,22 +678,34 @@ impl EventLoop {
         let identify::Event::Received { peer_id, info, .. } = event else {
             return;
         };
-        let speaks_kad = info.protocols.contains(&self.kad_protocol);
         if let Some(s) = self.peers.get_mut(&peer_id) {
             s.agent_version = Some(info.agent_version.clone());
             s.protocols = info.protocols.clone();
             s.listen_addrs = info.listen_addrs.clone();
         }
-        if !speaks_kad {
+        self.add_to_routing_table(peer_id, &info.protocols, &info.listen_addrs);
+    }
+
+    /// Puts a peer that speaks our kad protocol into the routing table, once it is admitted.
+    fn add_to_routing_table(
+        &mut self,
+        peer_id: PeerId,
+        protocols: &[StreamProtocol],
+        listen_addrs: &[Multiaddr],
+    ) {
+        if !protocols.contains(&self.kad_protocol)
+            || !self
+                .swarm
+                .behaviour()
+                .admission
+                .gates()
+                .is_admitted(&peer_id)
+        {
             return;
         }
         let was_empty = self.routing_table_size() == 0;
         let kad = &mut self.swarm.behaviour_mut().kad;
-        for a in info
-            .listen_addrs
-            .iter()
-            .filter(|a| !addr::is_unspecified(a))
-        {
+        for a in listen_addrs.iter().filter(|a| !addr::is_unspecified(a)) {
             kad.add_address(&peer_id, a.clone());
         }
         if was_empty && self.routing_table_size() > 0 {

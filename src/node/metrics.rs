@@ -24,6 +24,24 @@ pub(crate) struct NodeMetrics {
     pub tunnels_active: Gauge,
     pub tunnel_bytes: Family<Labels, Counter>,
     last_tunnels: [u64; 4],
+    /// Peers admitted / refused by certificate, and refusals of our certificate by peers.
+    pub admission: Family<Labels, Counter>,
+    pub certificate: CertMetrics,
+}
+
+/// This node's certificate: seconds to expiry and the 30-day warning.
+#[derive(Clone, Default)]
+pub(crate) struct CertMetrics {
+    pub expiry_seconds: Gauge,
+    pub expiring_soon: Gauge,
+}
+
+impl CertMetrics {
+    pub fn update(&self, expires_in_secs: u64, expiring_soon: bool) {
+        self.expiry_seconds
+            .set(i64::try_from(expires_in_secs).unwrap_or(i64::MAX));
+        self.expiring_soon.set(i64::from(expiring_soon));
+    }
 }
 
 impl NodeMetrics {
@@ -43,6 +61,8 @@ impl NodeMetrics {
             tunnels_active: Gauge::default(),
             tunnel_bytes: Family::default(),
             last_tunnels: [0; 4],
+            admission: Family::default(),
+            certificate: CertMetrics::default(),
         };
         let r = registry.sub_registry_with_prefix("mcc");
         r.register(
@@ -100,6 +120,21 @@ impl NodeMetrics {
             "tunnel_bytes",
             "Bytes through inbound tunnels (in: to local services, out: from them)",
             m.tunnel_bytes.clone(),
+        );
+        r.register(
+            "admission",
+            "Certificate checks: peers admitted or refused, and refusals of ours by peers",
+            m.admission.clone(),
+        );
+        r.register(
+            "certificate_expiry_seconds",
+            "Seconds until this node's certificate expires (0: expired)",
+            m.certificate.expiry_seconds.clone(),
+        );
+        r.register(
+            "certificate_expiring_soon",
+            "1 when this node's certificate expires within 30 days (or has expired)",
+            m.certificate.expiring_soon.clone(),
         );
         m
     }

@@ -23,6 +23,7 @@
 //! ```
 
 pub mod addr;
+mod admission;
 mod behaviour;
 mod event_loop;
 mod metrics;
@@ -45,6 +46,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use self::addr::AddrError;
+pub use self::admission::{
+    AdmissionConfig, AdmissionInfo, CertificateError, CertificateInfo, GuardedStore,
+    REVOCATIONS_FILE, RevocationOutcome,
+};
 pub use self::behaviour::{Behaviour, BehaviourEvent};
 use self::event_loop::EventLoop;
 pub(crate) use self::event_loop::{Command, provider_key};
@@ -104,6 +109,8 @@ pub struct Config {
     pub listeners: Vec<(String, String, Option<String>)>,
     /// Seed blobs this node fetched from others (added ones are always seeded).
     pub keep_blobs: bool,
+    /// Certificates: this node's own, the trusted CA, revocations.
+    pub admission: AdmissionConfig,
 }
 
 /// DHT records: store limits and lookup behaviour.
@@ -147,6 +154,7 @@ impl Default for Config {
             services: Vec::new(),
             listeners: Vec::new(),
             keep_blobs: true,
+            admission: AdmissionConfig::default(),
         }
     }
 }
@@ -197,6 +205,19 @@ pub enum Error {
     InvalidCid(String),
     #[error("{0}")]
     Blob(String),
+    #[error(transparent)]
+    Certificate(Box<CertificateError>),
+    /// This node (or the peer asked) may not do this: a permission is missing.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+impl From<CertificateError> for Error {
+    fn from(e: CertificateError) -> Self {
+        Error::Certificate(Box::new(e))
+    }
 }
 
 /// Who opened a connection.
@@ -228,6 +249,9 @@ pub struct NodeInfo {
     pub connected_peers: usize,
     pub routing_table_size: usize,
     pub uptime_secs: u64,
+    /// This node's certificate (label, permissions, expiry).
+    pub certificate: CertificateInfo,
+    pub admission: AdmissionInfo,
 }
 
 /// A connected peer.
@@ -235,8 +259,12 @@ pub struct NodeInfo {
 pub struct PeerInfo {
     #[schema(value_type = String)]
     pub peer_id: PeerId,
-    /// Label from the peer's identify agent version, when it is an mcc node.
+    /// Label from the peer's verified certificate, else from its identify agent version.
     pub label: Option<String>,
+    /// Served by this node's protocols (always true in an open network).
+    pub admitted: bool,
+    /// The peer's verified certificate (with `--trust-ca` only).
+    pub certificate: Option<CertificateInfo>,
     /// Remote addresses of the open connections, then the listen addresses it announced.
     #[schema(value_type = Vec<String>)]
     pub addrs: Vec<Multiaddr>,
@@ -343,14 +371,30 @@ impl Builder {
             (None, None, Some(dir)) => crate::identity::load_or_create(dir)?,
             (None, None, None) => Keypair::generate_ed25519(),
         };
-        let label = resolve_label(&config)?;
         let peer_id = keypair.public().to_peer_id();
         let ed25519 = keypair
             .clone()
             .try_into_ed25519()
             .map_err(|_| Error::NotEd25519)?;
+        // A certificate's label wins over --label.
+        let label = match &config.admission.certificate {
+            Some(c) => c.label().to_string(),
+            None => resolve_label(&config)?,
+        };
+        let mut admission_config = config.admission.clone();
+        admission_config.revocations =
+            admission::newest_revocations(&admission_config, config.data_dir.as_deref());
+        let certificate = admission::own_certificate(&admission_config, &ed25519, peer_id, &label)?;
+        let may_write_records = certificate
+            .permissions()
+            .allows(mcc_admission::Permission::RecordsWrite);
+        if !may_write_records {
+            tracing::info!(
+                "this node's certificate lacks records:write: its DID document is not published"
+            );
+        }
         let did = mcc_records::did::did_from_public(&ed25519.public());
-        let own_did_doc = if config.records.publish_did {
+        let own_did_doc = if config.records.publish_did && may_write_records {
             let doc = mcc_records::did::default_document(&did);
             let seq = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -385,9 +429,23 @@ impl Builder {
         };
 
         let node_metrics = metrics::NodeMetrics::new(&mut registry);
+        let cert_metrics = node_metrics.certificate.clone();
+        let admission = mcc_admission::Behaviour::new(
+            certificate.clone(),
+            mcc_admission::Config {
+                trusted_ca: admission_config.trusted_ca.clone(),
+                revocations: admission_config.revocations.clone(),
+                timeout: admission_config.timeout,
+                ban_duration: admission_config.ban_duration,
+                recheck_interval: admission_config.recheck_interval,
+            },
+        );
+        let gates = admission.gates();
+        let store = GuardedStore::new(store, gates.clone());
         let behaviour = Behaviour::new(
             &keypair,
             &config,
+            admission,
             store,
             stream,
             agent_version.clone(),
@@ -447,6 +505,7 @@ impl Builder {
             control.clone(),
             forward_stats,
             stopped.clone(),
+            gates.clone(),
         ));
         let task = {
             let stopped = stopped.clone();
@@ -473,6 +532,9 @@ impl Builder {
                 }
             });
         }
+        if certificate
+            .permissions()
+            .allows(mcc_admission::Permission::BlobsSeed)
         {
             let server = mcc_blobs::transfer::serve(
                 control.clone(),
@@ -502,9 +564,19 @@ impl Builder {
                 services,
                 blobs,
                 keep_blobs: config.keep_blobs,
+                certificate,
+                trusted_ca: admission_config.trusted_ca.clone(),
+                data_dir: config.data_dir.clone(),
+                cert_metrics,
+                gates,
             }),
         };
         node.start_services(&config).await?;
+        tokio::spawn(admission::admission_task(
+            Arc::downgrade(&node.inner),
+            stopped.clone(),
+            admission_config.revocation_refresh,
+        ));
         Ok((node, task))
     }
 }
@@ -514,7 +586,13 @@ impl Builder {
 fn open_record_store(
     config: &Config,
     peer_id: PeerId,
-) -> Result<(RecordStore, Option<tempfile::TempDir>), Error> {
+) -> Result<
+    (
+        mcc_records::ValidatingStore<crate::storage::records::RedbStore>,
+        Option<tempfile::TempDir>,
+    ),
+    Error,
+> {
     let (dir, tmp) = match &config.data_dir {
         Some(d) => (d.clone(), None),
         None => {
@@ -542,8 +620,9 @@ fn open_record_store(
     Ok((store, tmp))
 }
 
-/// The record store kad uses: validation in front of redb.
-pub type RecordStore = mcc_records::ValidatingStore<crate::storage::records::RedbStore>;
+/// The record store kad uses: `records:write` checked, then validation, in front of redb.
+pub type RecordStore =
+    GuardedStore<mcc_records::ValidatingStore<crate::storage::records::RedbStore>>;
 
 /// libp2p-tcp listens with SO_REUSEPORT, so a second node could silently share a TCP port
 /// with the first. A plain bind first turns that into a clear error.
@@ -616,6 +695,12 @@ pub(crate) struct Inner {
     registry: Arc<Registry>,
     /// Last-resort bound on a call, above the RPC request timeout.
     call_guard: Duration,
+    certificate: mcc_admission::Certificate,
+    trusted_ca: Option<mcc_admission::Certificate>,
+    data_dir: Option<PathBuf>,
+    cert_metrics: metrics::CertMetrics,
+    /// Who is admitted, with which permissions.
+    pub(crate) gates: mcc_admission::Gates,
 }
 
 /// A cloneable handle to a running node.
@@ -665,7 +750,8 @@ impl Node {
             .await?;
         }
         // Seed the blobs stored here.
-        for b in self.blobs() {
+        let seeding = self.may(mcc_admission::Permission::BlobsSeed).is_ok();
+        for b in self.blobs().into_iter().filter(|_| seeding) {
             if let Ok(cid) = crate::blobs::parse_cid(&b.cid) {
                 self.send(Command::Provide {
                     key: crate::blobs::provider_key(&cid),

@@ -55,6 +55,8 @@ pub(crate) struct Services {
     listeners: Mutex<HashMap<String, CancellationToken>>,
     /// Cancelled when the node stops.
     pub stopped: CancellationToken,
+    /// Admitted peers and their permissions.
+    gates: mcc_admission::Gates,
 }
 
 impl Services {
@@ -63,8 +65,10 @@ impl Services {
         control: libp2p_stream::Control,
         stats: mcc_forward::Stats,
         stopped: CancellationToken,
+        gates: mcc_admission::Gates,
     ) -> Self {
         Self {
+            gates,
             registry,
             control,
             stats,
@@ -77,7 +81,13 @@ impl Services {
     /// Resolves a service name for the forwarding server.
     pub fn resolver(self: &Arc<Self>) -> Arc<dyn mcc_forward::Resolver> {
         let this = Arc::clone(self);
-        Arc::new(move |_peer: &PeerId, name: &str| {
+        Arc::new(move |peer: &PeerId, name: &str| {
+            if !this
+                .gates
+                .allows(peer, mcc_admission::Permission::ServicesConsume)
+            {
+                return Err(mcc_forward::Refusal::Forbidden);
+            }
             this.registry
                 .service(name)
                 .and_then(|s| Address::parse(&s.address).ok())
@@ -165,6 +175,7 @@ impl Node {
         address: &str,
         from_config: bool,
     ) -> Result<Service, Error> {
+        self.may(mcc_admission::Permission::ServicesProvide)?;
         let service = Service {
             name: name.to_string(),
             address: address.to_string(),
@@ -349,10 +360,20 @@ impl Node {
             }
             Some(p) => {
                 let mut control = self.services().control.clone();
-                mcc_forward::open(&mut control, p, service, OPEN_TIMEOUT)
+                let tunnel = mcc_forward::open(&mut control, p, service, OPEN_TIMEOUT)
                     .await
-                    .map(Tunnel::Remote)
-                    .map_err(|e| Error::Tunnel(e.to_string()))
+                    .map_err(|e| Error::Tunnel(e.to_string()))?;
+                // The stream only opens once the peer is admitted, so its certificate is known.
+                if !self
+                    .inner
+                    .gates
+                    .allows(&p, mcc_admission::Permission::ServicesProvide)
+                {
+                    return Err(Error::Forbidden(format!(
+                        "provider {p} lacks the services:provide permission"
+                    )));
+                }
+                Ok(Tunnel::Remote(tunnel))
             }
         }
     }

@@ -253,7 +253,9 @@ async fn serve_stream(
         Err(refusal) => {
             let message = match refusal {
                 Refusal::UnknownService => format!("no service named {service:?}"),
-                Refusal::Forbidden => format!("access to {service:?} is not allowed"),
+                Refusal::Forbidden => format!(
+                    "access to {service:?} is not allowed (the services:consume permission is required)"
+                ),
                 other => format!("{other}"),
             };
             refuse(peer, stream, refusal, &message, &config, &stats).await;

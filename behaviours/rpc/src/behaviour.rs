@@ -2,6 +2,7 @@
 
 use std::{
     collections::{HashMap, VecDeque},
+    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -115,9 +116,19 @@ pub struct Behaviour {
     /// Inbound requests handed to us by request-response and not yet finished.
     inbound: HashMap<InboundRequestId, InboundEntry>,
     pending_events: VecDeque<Event>,
+    authorizer: Option<Authorizer>,
 }
 
+/// Decides whether a peer may call a method, before any handler runs: `Err` is sent back as
+/// the answer (usually [`ErrorCode::Forbidden`]).
+pub type Authorizer = Arc<dyn Fn(&PeerId, &str) -> Result<(), RpcError> + Send + Sync>;
+
 impl Behaviour {
+    /// Checks every inbound request with `authorizer` first.
+    pub fn set_authorizer(&mut self, authorizer: Authorizer) {
+        self.authorizer = Some(authorizer);
+    }
+
     /// A behaviour answering with `methods` and calling out under `config`.
     pub fn new(config: Config, methods: Methods) -> Self {
         let codec = Codec::new(config.max_request_size(), config.max_response_size());
@@ -136,6 +147,7 @@ impl Behaviour {
             in_flight: FuturesUnordered::new(),
             inbound: HashMap::new(),
             pending_events: VecDeque::new(),
+            authorizer: None,
         }
     }
 
@@ -260,6 +272,14 @@ impl Behaviour {
         request: Request,
         channel: ResponseChannel<Response>,
     ) {
+        if let Some(authorize) = &self.authorizer
+            && let Err(error) = authorize(&peer, &request.method)
+        {
+            tracing::debug!(%peer, method = %truncated(&request.method), "RPC call refused: {error}");
+            let method = truncated(&request.method).to_owned();
+            self.respond(request_id, method, channel, Err(error));
+            return;
+        }
         let Some(handler) = self.methods.lookup(&request.method) else {
             tracing::debug!(%peer, method = %truncated(&request.method), "unknown RPC method");
             let error = method_not_found(&request.method);

@@ -60,7 +60,7 @@ mod config;
 mod error;
 mod methods;
 
-pub use behaviour::{Behaviour, Event};
+pub use behaviour::{Authorizer, Behaviour, Event};
 pub use config::Config;
 pub use error::{CallError, ErrorCode, RpcError};
 pub use libp2p::request_response::OutboundRequestId;

@@ -1,0 +1,460 @@
+//! Certificates and admission on the node: this node's own certificate, the record store that
+//! enforces `records:write`, the revocation list (file, data folder, DHT) and what the API
+//! shows about them.
+
+use std::borrow::Cow;
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use libp2p::PeerId;
+use libp2p::identity::ed25519;
+use libp2p::kad::store::{self, RecordStore};
+use libp2p::kad::{ProviderRecord, Record, RecordKey};
+use mcc_admission::{
+    CertError, Certificate, CertificateFields, Gates, Permission, Permissions, RevocationList,
+    format_unix, keys, now_unix,
+};
+use serde::{Deserialize, Serialize};
+
+use std::sync::Weak;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Command, Error, Inner, Node};
+
+/// File in the data folder with the newest revocation list this node has seen.
+pub const REVOCATIONS_FILE: &str = "revocations.crl";
+
+/// How long a self-signed certificate (open mode) is valid; it is made anew at every start.
+const SELF_SIGNED_VALIDITY: u64 = 365 * 24 * 3600;
+
+/// Certificates and admission.
+#[derive(Debug, Clone)]
+pub struct AdmissionConfig {
+    /// This node's certificate (`--cert`); `None` makes a self-signed one with every
+    /// permission at start (open mode).
+    pub certificate: Option<Certificate>,
+    /// The root CA whose certificates are admitted (`--trust-ca`); `None` is an open network.
+    pub trusted_ca: Option<Certificate>,
+    /// A revocation list to start with (`--revocations`); the newest of this, the one saved in
+    /// the data folder and the one in the DHT is used.
+    pub revocations: Option<RevocationList>,
+    /// How often the CA's revocation list is looked up in the DHT.
+    pub revocation_refresh: Duration,
+    /// How long a new peer has to present a valid certificate.
+    pub timeout: Duration,
+    /// How long a refused peer is kept out.
+    pub ban_duration: Duration,
+    /// How often admitted peers' certificates are checked again (expiry, revocation).
+    pub recheck_interval: Duration,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        let d = mcc_admission::Config::default();
+        AdmissionConfig {
+            certificate: None,
+            trusted_ca: None,
+            revocations: None,
+            revocation_refresh: Duration::from_secs(300),
+            timeout: d.timeout,
+            ban_duration: d.ban_duration,
+            recheck_interval: d.recheck_interval,
+        }
+    }
+}
+
+/// Why this node cannot start with its certificate settings.
+#[derive(Debug, thiserror::Error)]
+pub enum CertificateError {
+    #[error(
+        "the certificate is for peer {cert}, but this node's key is {node}: start with \
+         --privkey set to the key made together with the certificate"
+    )]
+    WrongKey { cert: String, node: String },
+    #[error("this node's certificate cannot be used: {0}")]
+    Invalid(CertError),
+    #[error("the trusted CA certificate cannot be used: {0}")]
+    BadCa(CertError),
+    #[error("this node's certificate is not accepted by the trusted CA: {0}")]
+    NotTrusted(CertError),
+    #[error("the revocation list is not from the trusted CA: {0}")]
+    BadRevocations(CertError),
+    #[error("cannot create the self-signed certificate: {0}")]
+    SelfSigned(String),
+}
+
+/// This node's certificate: the configured one, checked, or a fresh self-signed one.
+pub(crate) fn own_certificate(
+    config: &AdmissionConfig,
+    key: &ed25519::Keypair,
+    peer_id: PeerId,
+    label: &str,
+) -> Result<Certificate, CertificateError> {
+    let now = now_unix();
+    if let Some(ca) = &config.trusted_ca {
+        ca.verify_ca(now).map_err(CertificateError::BadCa)?;
+    }
+    let cert = match &config.certificate {
+        Some(cert) => {
+            if cert.peer_id() != peer_id {
+                return Err(CertificateError::WrongKey {
+                    cert: cert.peer_id().to_string(),
+                    node: peer_id.to_string(),
+                });
+            }
+            cert.check_validity(now)
+                .map_err(CertificateError::Invalid)?;
+            cert.clone()
+        }
+        None => Certificate::sign(
+            key,
+            CertificateFields::new(
+                peer_id,
+                label,
+                Permissions::all(),
+                now.saturating_sub(60),
+                now + SELF_SIGNED_VALIDITY,
+            ),
+        )
+        .map_err(|e| CertificateError::SelfSigned(e.to_string()))?,
+    };
+    if let Some(ca) = &config.trusted_ca {
+        if let Some(list) = &config.revocations {
+            list.verify(ca).map_err(CertificateError::BadRevocations)?;
+        }
+        cert.verify_for_peer(&peer_id, ca, now, config.revocations.as_ref())
+            .map_err(CertificateError::NotTrusted)?;
+    }
+    Ok(cert)
+}
+
+/// The newest of the configured list and the one saved in the data folder (lists from another
+/// CA, or that do not verify, are ignored with a warning).
+pub(crate) fn newest_revocations(
+    config: &AdmissionConfig,
+    data_dir: Option<&Path>,
+) -> Option<RevocationList> {
+    let saved = data_dir.and_then(|d| {
+        let path = d.join(REVOCATIONS_FILE);
+        let text = std::fs::read_to_string(&path).ok()?;
+        match RevocationList::from_base64(&text) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::warn!("{}: ignored: {e}", path.display());
+                None
+            }
+        }
+    });
+    let valid = |l: &RevocationList| match &config.trusted_ca {
+        Some(ca) => l.verify(ca).is_ok(),
+        None => l.verify_issuer_signature().is_ok(),
+    };
+    [config.revocations.clone(), saved]
+        .into_iter()
+        .flatten()
+        .filter(valid)
+        .max_by_key(|l| l.sequence())
+}
+
+/// The kad record store with `records:write` enforced: a record pushed by a peer whose
+/// certificate lacks it is refused (kad then resets the peer's stream). Records this node
+/// writes itself are checked by the API before they get here.
+pub struct GuardedStore<S> {
+    store: S,
+    gates: Gates,
+}
+
+impl<S> GuardedStore<S> {
+    pub(crate) fn new(store: S, gates: Gates) -> Self {
+        GuardedStore { store, gates }
+    }
+}
+
+impl<S> Deref for GuardedStore<S> {
+    type Target = S;
+    fn deref(&self) -> &S {
+        &self.store
+    }
+}
+
+impl<S> DerefMut for GuardedStore<S> {
+    fn deref_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+}
+
+impl<S: RecordStore> RecordStore for GuardedStore<S> {
+    type RecordsIter<'a>
+        = S::RecordsIter<'a>
+    where
+        S: 'a;
+    type ProvidedIter<'a>
+        = S::ProvidedIter<'a>
+    where
+        S: 'a;
+
+    fn get(&self, k: &RecordKey) -> Option<Cow<'_, Record>> {
+        self.store.get(k)
+    }
+
+    fn put(&mut self, r: Record) -> store::Result<()> {
+        if let Some(peer) = self.gates.current_source()
+            && !self.gates.allows(&peer, Permission::RecordsWrite)
+        {
+            tracing::info!(%peer, "record refused: the peer's certificate lacks records:write");
+            // kad has no error for this; any error makes it reset the peer's stream.
+            return Err(store::Error::ValueTooLarge);
+        }
+        self.store.put(r)
+    }
+
+    fn remove(&mut self, k: &RecordKey) {
+        self.store.remove(k)
+    }
+
+    fn records(&self) -> Self::RecordsIter<'_> {
+        self.store.records()
+    }
+
+    fn add_provider(&mut self, record: ProviderRecord) -> store::Result<()> {
+        self.store.add_provider(record)
+    }
+
+    fn providers(&self, key: &RecordKey) -> Vec<ProviderRecord> {
+        self.store.providers(key)
+    }
+
+    fn provided(&self) -> Self::ProvidedIter<'_> {
+        self.store.provided()
+    }
+
+    fn remove_provider(&mut self, k: &RecordKey, p: &PeerId) {
+        self.store.remove_provider(k, p)
+    }
+}
+
+/// A certificate as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CertificateInfo {
+    pub label: String,
+    pub permissions: Vec<String>,
+    pub serial: String,
+    /// Peer id form of the issuing key.
+    pub issuer: String,
+    /// Issued by this node's own key (open mode), not by a CA.
+    pub self_signed: bool,
+    pub not_before: u64,
+    pub not_after: u64,
+    /// `not_after` as UTC text.
+    pub expires: String,
+    /// Seconds left; 0 once expired.
+    pub expires_in_secs: u64,
+    /// Within 30 days of expiry (or expired).
+    pub expiring_soon: bool,
+}
+
+impl CertificateInfo {
+    pub fn of(cert: &Certificate) -> Self {
+        let now = now_unix();
+        CertificateInfo {
+            label: cert.label().to_string(),
+            permissions: cert.permissions().names().map(str::to_string).collect(),
+            serial: cert.serial().to_string(),
+            issuer: keys::peer_id_of(cert.issuer()).to_string(),
+            self_signed: keys::peer_id_of(cert.issuer()) == cert.peer_id(),
+            not_before: cert.not_before(),
+            not_after: cert.not_after(),
+            expires: format_unix(cert.not_after()),
+            expires_in_secs: cert.expires_in(now).map(|d| d.as_secs()).unwrap_or(0),
+            expiring_soon: cert.expires_within(now, mcc_admission::EXPIRY_WARNING),
+        }
+    }
+}
+
+/// How admission stands on this node.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AdmissionInfo {
+    /// `open` (any peer) or `closed` (only certificates from the trusted CA).
+    pub mode: String,
+    /// Peer id form of the trusted CA key.
+    pub trusted_ca: Option<String>,
+    pub trusted_ca_expires: Option<String>,
+    /// Sequence number of the revocation list in force.
+    pub revocations_sequence: Option<u64>,
+    pub revoked_serials: Vec<String>,
+    pub revoked_peers: Vec<String>,
+    /// Peers refused recently and still kept out.
+    pub banned: Vec<String>,
+}
+
+/// What publishing a revocation list did.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RevocationOutcome {
+    pub sequence: u64,
+    /// This node now enforces it (false: it already had this one or a newer one, or it trusts
+    /// no CA).
+    pub applied: bool,
+    /// Stored in the DHT (at `/mcc/revocations/<ca>`).
+    pub published: bool,
+}
+
+impl Node {
+    /// This node's certificate.
+    pub fn certificate(&self) -> &Certificate {
+        &self.inner.certificate
+    }
+
+    /// Whether this node's own certificate grants `permission`: the check made before it acts.
+    pub fn may(&self, permission: Permission) -> Result<(), Error> {
+        if self.inner.certificate.permissions().allows(permission) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(format!(
+                "this node's certificate lacks the {permission} permission"
+            )))
+        }
+    }
+
+    /// Admission state: mode, trusted CA, revocations, bans.
+    pub async fn admission(&self) -> Result<AdmissionInfo, Error> {
+        self.request(Command::Admission).await
+    }
+
+    /// Installs a revocation list (if this node trusts its CA and it is newer), saves it in the
+    /// data folder and publishes it in the DHT.
+    pub async fn publish_revocations(
+        &self,
+        list: RevocationList,
+    ) -> Result<RevocationOutcome, Error> {
+        list.verify_issuer_signature()
+            .map_err(|e| Error::BadRequest(format!("revocation list: {e}")))?;
+        let applied = self.apply_revocations(list.clone()).await?;
+        let issuer = keys::peer_id_of(list.issuer());
+        let key = mcc_records::revocations_key(&issuer).into_bytes();
+        let published = match self.put_record(key, list.to_bytes(), None).await {
+            Ok(o) => o.stored_locally || o.replicated,
+            Err(Error::Invalid(mcc_records::ValidationError::Stale { .. })) => false,
+            Err(e) => return Err(e),
+        };
+        Ok(RevocationOutcome {
+            sequence: list.sequence(),
+            applied,
+            published,
+        })
+    }
+
+    /// Hands a list to the admission behaviour; saves it when it was newer and applied.
+    async fn apply_revocations(&self, list: RevocationList) -> Result<bool, Error> {
+        let applied = self
+            .request(|reply| Command::SetRevocations {
+                list: Box::new(list.clone()),
+                reply,
+            })
+            .await?
+            .map_err(|e| Error::BadRequest(format!("revocation list: {e}")))?;
+        if applied && let Some(path) = self.revocations_path() {
+            let text = format!("{}\n", list.to_base64());
+            let path2 = path.clone();
+            tokio::task::spawn_blocking(move || {
+                crate::fsutil::write_atomic(&path2, text.as_bytes(), 0o644)
+            })
+            .await
+            .map_err(|e| Error::Store(e.to_string()))?
+            .map_err(|source| Error::DataDir { path, source })?;
+        }
+        Ok(applied)
+    }
+
+    fn revocations_path(&self) -> Option<PathBuf> {
+        self.inner
+            .data_dir
+            .as_ref()
+            .map(|d| d.join(REVOCATIONS_FILE))
+    }
+
+    /// Looks the trusted CA's revocation list up in the DHT and applies it if newer.
+    pub(crate) async fn refresh_revocations(&self, ca: &PeerId) -> Result<bool, Error> {
+        let key = mcc_records::revocations_key(ca).into_bytes();
+        let found = match self.get_record(key).await {
+            Ok(f) => f,
+            Err(Error::NotFound(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let list = RevocationList::from_bytes(&found.value)
+            .map_err(|e| Error::Store(format!("revocation list in the DHT: {e}")))?;
+        self.apply_revocations(list).await
+    }
+
+    /// Updates the expiry metrics and warns from 30 days before expiry.
+    fn check_expiry(&self) {
+        let cert = &self.inner.certificate;
+        let info = CertificateInfo::of(cert);
+        self.inner
+            .cert_metrics
+            .update(info.expires_in_secs, info.expiring_soon);
+        if info.self_signed {
+            return;
+        }
+        if info.expires_in_secs == 0 {
+            tracing::error!(
+                "this node's certificate EXPIRED at {}: peers refuse it; ask the CA for a new one",
+                info.expires
+            );
+        } else if info.expiring_soon {
+            tracing::warn!(
+                "this node's certificate expires in {} days (at {}): ask the CA for a new one",
+                info.expires_in_secs / 86_400,
+                info.expires
+            );
+        }
+        if let Some(ca) = &self.inner.trusted_ca
+            && ca.expires_within(now_unix(), mcc_admission::EXPIRY_WARNING)
+        {
+            tracing::warn!(
+                "the trusted CA certificate expires at {}: every certificate it signed stops \
+                 working then",
+                format_unix(ca.not_after())
+            );
+        }
+    }
+}
+
+/// Background work of a node: warns before its certificate expires and keeps the revocation
+/// list fresh from the DHT. Holds the node weakly (dropping every handle still stops it) and
+/// ends when the node stops.
+pub(crate) async fn admission_task(
+    node: Weak<Inner>,
+    stopped: CancellationToken,
+    refresh: Duration,
+) {
+    let ca = match node.upgrade() {
+        Some(inner) => inner
+            .trusted_ca
+            .as_ref()
+            .map(|c| keys::peer_id_of(c.issuer())),
+        None => return,
+    };
+    let mut refresh_tick = tokio::time::interval(refresh);
+    refresh_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut expiry_tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = stopped.cancelled() => break,
+            _ = expiry_tick.tick() => {
+                let Some(inner) = node.upgrade() else { break };
+                Node { inner }.check_expiry();
+            }
+            _ = refresh_tick.tick(), if ca.is_some() => {
+                let (Some(ca), Some(inner)) = (&ca, node.upgrade()) else { break };
+                match (Node { inner }).refresh_revocations(ca).await {
+                    Ok(true) => tracing::info!("newer revocation list from the DHT applied"),
+                    Ok(false) => {}
+                    Err(Error::Stopped) => break,
+                    Err(e) => tracing::debug!("revocation list lookup: {e}"),
+                }
+            }
+        }
+    }
+}
