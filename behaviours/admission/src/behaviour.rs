@@ -118,15 +118,18 @@ pub struct Behaviour {
     pending: HashMap<PeerId, Instant>,
     /// Refused peers, until when.
     banned: HashMap<PeerId, Instant>,
-    /// Refused peers we answered: closed once the answer is out (or at the deadline).
-    closing: HashMap<PeerId, Instant>,
+    /// Refused peers, and why: closed once our refusal reached them, or at the deadline.
+    closing: HashMap<PeerId, (Instant, String)>,
     events: VecDeque<ToSwarm<Event, THandlerInEvent<rr::Behaviour<Codec>>>>,
     tick: Delay,
     last_recheck: Instant,
 }
 
 /// How often timeouts and bans are looked at.
-const TICK: Duration = Duration::from_millis(500);
+const TICK: Duration = Duration::from_millis(250);
+/// How long a refused peer stays connected at most, waiting to hear why (its gates are
+/// closed meanwhile).
+const LINGER: Duration = Duration::from_secs(1);
 
 impl Behaviour {
     /// A behaviour presenting `own` (this node's certificate).
@@ -236,10 +239,9 @@ impl Behaviour {
     }
 
     /// Refuses `peer`: gates closed, banned, disconnected (after our answer, if `answered`).
-    fn refuse(&mut self, peer: PeerId, error: AdmissionError, answered: bool) {
+    fn refuse(&mut self, peer: PeerId, error: AdmissionError) {
         // Both directions of the exchange can fail for the same peer (its request and its
-        // answer to ours): it is refused, reported and closed once, and a later failure must
-        // not close at once over the answer carrying the reason.
+        // answer to ours): it is refused and reported once.
         if self.is_banned(&peer) {
             return;
         }
@@ -248,10 +250,14 @@ impl Behaviour {
         self.pending.remove(&peer);
         let now = Instant::now();
         self.banned.insert(peer, now + self.config.ban_duration);
-        if answered {
-            self.closing.insert(peer, now + Duration::from_secs(2));
-        } else {
-            self.close(peer);
+        match error {
+            // It does not talk to us: nothing to wait for.
+            AdmissionError::Timeout(_) | AdmissionError::Unsupported => self.close(peer),
+            // Stay connected (gates closed) until our reason reached it as the answer to its
+            // own request, or at most LINGER.
+            _ => {
+                self.closing.insert(peer, (now + LINGER, error.to_string()));
+            }
         }
         self.events
             .push_back(ToSwarm::GenerateEvent(Event::Refused { peer, error }));
@@ -270,7 +276,7 @@ impl Behaviour {
         self.last_recheck = Instant::now();
         for (peer, cert) in self.gates.admitted() {
             if let Err(e) = self.verify(&peer, &cert) {
-                self.refuse(peer, e.into(), false);
+                self.refuse(peer, e.into());
             }
         }
     }
@@ -284,12 +290,12 @@ impl Behaviour {
             .map(|(p, _)| *p)
             .collect();
         for peer in timed_out {
-            self.refuse(peer, AdmissionError::Timeout(self.config.timeout), false);
+            self.refuse(peer, AdmissionError::Timeout(self.config.timeout));
         }
         let due: Vec<PeerId> = self
             .closing
             .iter()
-            .filter(|(_, d)| **d <= now)
+            .filter(|(_, (d, _))| *d <= now)
             .map(|(p, _)| *p)
             .collect();
         for peer in due {
@@ -312,6 +318,13 @@ impl Behaviour {
                     },
                 ..
             } => {
+                if let Some((_, reason)) = self.closing.get(&peer) {
+                    // Already refused: tell it why; the connection closes once that is sent.
+                    let _ = self
+                        .rr
+                        .send_response(channel, Response::Refused(reason.clone()));
+                    return;
+                }
                 let verdict = if enforcing {
                     self.check(peer, &request.0)
                 } else {
@@ -327,7 +340,7 @@ impl Behaviour {
                         let _ = self
                             .rr
                             .send_response(channel, Response::Refused(error.to_string()));
-                        self.refuse(peer, error, true);
+                        self.refuse(peer, error);
                     }
                 }
             }
@@ -337,8 +350,11 @@ impl Behaviour {
                 ..
             } => match response {
                 Response::Certificate(bytes) => {
-                    if enforcing && let Err(error) = self.check(peer, &bytes) {
-                        self.refuse(peer, error, false);
+                    if enforcing
+                        && !self.closing.contains_key(&peer)
+                        && let Err(error) = self.check(peer, &bytes)
+                    {
+                        self.refuse(peer, error);
                     }
                 }
                 Response::Refused(reason) => {
@@ -353,10 +369,10 @@ impl Behaviour {
                 }
                 match error {
                     OutboundFailure::UnsupportedProtocols => {
-                        self.refuse(peer, AdmissionError::Unsupported, false)
+                        self.refuse(peer, AdmissionError::Unsupported)
                     }
                     OutboundFailure::ConnectionClosed | OutboundFailure::DialFailure => {}
-                    e => self.refuse(peer, AdmissionError::Exchange(e.to_string()), false),
+                    e => self.refuse(peer, AdmissionError::Exchange(e.to_string())),
                 }
             }
             rr::Event::InboundFailure { peer, error, .. } => {
