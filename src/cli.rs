@@ -355,6 +355,50 @@ fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
     })
 }
 
+fn admission_line(a: &node::AdmissionInfo) -> String {
+    match &a.trusted_ca {
+        None => "open (any peer; no --trust-ca)".to_string(),
+        Some(ca) => {
+            let mut line = format!("closed: only certificates of CA {ca}");
+            if let Some(seq) = a.revocations_sequence {
+                line.push_str(&format!(
+                    "; revocation list #{seq} ({} serials, {} peers)",
+                    a.revoked_serials.len(),
+                    a.revoked_peers.len()
+                ));
+            }
+            if !a.banned.is_empty() {
+                line.push_str(&format!("; {} peers banned", a.banned.len()));
+            }
+            line
+        }
+    }
+}
+
+fn certificate_line(c: &node::CertificateInfo) -> String {
+    let issuer = if c.self_signed {
+        "self-signed".to_string()
+    } else {
+        format!("issued by {}", c.issuer)
+    };
+    let expiry = if c.expires_in_secs == 0 {
+        format!("EXPIRED at {}", c.expires)
+    } else if c.expiring_soon {
+        format!(
+            "EXPIRES SOON: in {} days, at {}",
+            c.expires_in_secs / 86_400,
+            c.expires
+        )
+    } else {
+        format!(
+            "expires in {} days, at {}",
+            c.expires_in_secs / 86_400,
+            c.expires
+        )
+    };
+    format!("{issuer}; {expiry}")
+}
+
 /// `hello` → `/mcc/hello`; namespaced keys stay as they are.
 fn dht_key(key: &str) -> String {
     if key.starts_with('/') {
@@ -621,6 +665,9 @@ pub async fn run_command(cmd: Command, common: &CommonArgs) -> Result<(), Error>
                 ("routing table", n.routing_table_size.to_string()),
                 ("rpc methods", n.rpc_methods.join(", ")),
                 ("uptime", format!("{}s", n.uptime_secs)),
+                ("admission", admission_line(&n.admission)),
+                ("certificate", certificate_line(&n.certificate)),
+                ("permissions", n.certificate.permissions.join(", ")),
             ];
             for (k, v) in rows {
                 println!("{k:<14} {v}");

@@ -378,7 +378,15 @@ impl Builder {
             .map_err(|_| Error::NotEd25519)?;
         // A certificate's label wins over --label.
         let label = match &config.admission.certificate {
-            Some(c) => c.label().to_string(),
+            Some(c) => {
+                if config.label.is_some() {
+                    tracing::info!(
+                        "--label is ignored: the certificate's label {:?} is used",
+                        c.label()
+                    );
+                }
+                c.label().to_string()
+            }
             None => resolve_label(&config)?,
         };
         let mut admission_config = config.admission.clone();
