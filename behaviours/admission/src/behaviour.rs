@@ -118,7 +118,7 @@ pub struct Behaviour {
     pending: HashMap<PeerId, Instant>,
     /// Refused peers, until when.
     banned: HashMap<PeerId, Instant>,
-    /// Refused peers, and why: closed once our refusal reached them, or at the deadline.
+    /// Refused peers, and why: closed at the deadline.
     closing: HashMap<PeerId, (Instant, String)>,
     events: VecDeque<ToSwarm<Event, THandlerInEvent<rr::Behaviour<Codec>>>>,
     tick: Delay,
@@ -127,8 +127,8 @@ pub struct Behaviour {
 
 /// How often timeouts and bans are looked at.
 const TICK: Duration = Duration::from_millis(250);
-/// How long a refused peer stays connected at most, waiting to hear why (its gates are
-/// closed meanwhile).
+/// How long a refused peer stays connected (its gates closed) so that both sides' reasons
+/// reach the other before the connection closes.
 const LINGER: Duration = Duration::from_secs(1);
 
 impl Behaviour {
@@ -223,6 +223,10 @@ impl Behaviour {
 
     /// Verifies what `peer` sent; admits it (once) or returns why not.
     fn check(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), AdmissionError> {
+        if self.is_banned(&peer) {
+            // Refused a moment ago (a timeout races with a late answer): stays refused.
+            return Err(AdmissionError::Exchange("the peer is banned".into()));
+        }
         let cert = Certificate::from_bytes(bytes)?;
         self.verify(&peer, &cert)?;
         self.pending.remove(&peer);
@@ -238,7 +242,8 @@ impl Behaviour {
         Ok(())
     }
 
-    /// Refuses `peer`: gates closed, banned, disconnected (after our answer, if `answered`).
+    /// Refuses `peer`: gates closed at once, banned, and disconnected after [`LINGER`] (at once
+    /// if it does not talk the exchange).
     fn refuse(&mut self, peer: PeerId, error: AdmissionError) {
         // Both directions of the exchange can fail for the same peer (its request and its
         // answer to ours): it is refused and reported once.
@@ -253,8 +258,8 @@ impl Behaviour {
         match error {
             // It does not talk to us: nothing to wait for.
             AdmissionError::Timeout(_) | AdmissionError::Unsupported => self.close(peer),
-            // Stay connected (gates closed) until our reason reached it as the answer to its
-            // own request, or at most LINGER.
+            // Stay connected (gates closed) for LINGER, so our reason reaches it as the answer
+            // to its own request, and its answer to ours reaches us.
             _ => {
                 self.closing.insert(peer, (now + LINGER, error.to_string()));
             }
@@ -319,7 +324,7 @@ impl Behaviour {
                 ..
             } => {
                 if let Some((_, reason)) = self.closing.get(&peer) {
-                    // Already refused: tell it why; the connection closes once that is sent.
+                    // Already refused: tell it why (the connection closes at the deadline).
                     let _ = self
                         .rr
                         .send_response(channel, Response::Refused(reason.clone()));
@@ -372,20 +377,19 @@ impl Behaviour {
                         self.refuse(peer, AdmissionError::Unsupported)
                     }
                     OutboundFailure::ConnectionClosed | OutboundFailure::DialFailure => {}
+                    OutboundFailure::Timeout => {
+                        self.refuse(peer, AdmissionError::Timeout(self.config.timeout))
+                    }
                     e => self.refuse(peer, AdmissionError::Exchange(e.to_string())),
                 }
             }
             rr::Event::InboundFailure { peer, error, .. } => {
                 tracing::debug!(%peer, "certificate request not answered: {error}");
-                if self.closing.contains_key(&peer) {
-                    self.close(peer);
-                }
             }
-            rr::Event::ResponseSent { peer, .. } => {
-                if self.closing.contains_key(&peer) {
-                    self.close(peer);
-                }
-            }
+            // A refused peer is closed at its deadline, not as soon as our answer is out: the
+            // peer's answer to our own request may still be on its way, and closing would
+            // lose it (and with it the reason it refused us).
+            rr::Event::ResponseSent { .. } => {}
         }
     }
 }
@@ -459,6 +463,9 @@ impl NetworkBehaviour for Behaviour {
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
+        // request-response first: it must know the new connection before we send on it, or it
+        // dials the peer again and the request waits for that second connection.
+        self.rr.on_swarm_event(event);
         match &event {
             FromSwarm::ConnectionEstablished(ConnectionEstablished {
                 peer_id,
@@ -495,7 +502,6 @@ impl NetworkBehaviour for Behaviour {
             }
             _ => {}
         }
-        self.rr.on_swarm_event(event);
     }
 
     fn on_connection_handler_event(

@@ -5,7 +5,7 @@
 //!   certificate, status 1 a UTF-8 reason why the requester was refused (at most
 //!   [`MAX_REASON_LEN`] bytes).
 //!
-//! Anything longer than [`MAX_CERTIFICATE_LEN`], an unknown status or bytes after the message
+//! Anything longer than [`MAX_CERTIFICATE_LEN`], an unknown status or bytes after a request
 //! make the read fail, which drops the stream.
 
 use std::io;
@@ -36,7 +36,12 @@ pub enum Response {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Codec;
 
-async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
+/// Reads one frame of at most `max` bytes. With `to_end`, the stream must end right after it.
+async fn read_frame<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    max: usize,
+    to_end: bool,
+) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 2];
     io.read_exact(&mut len).await?;
     let len = usize::from(u16::from_be_bytes(len));
@@ -50,7 +55,7 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::
     io.read_exact(&mut buf).await?;
     // Exactly one message per stream: anything after it is a protocol violation.
     let mut extra = [0u8; 1];
-    if io.read(&mut extra).await? != 0 {
+    if to_end && io.read(&mut extra).await? != 0 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "bytes after the message",
@@ -76,7 +81,7 @@ impl request_response::Codec for Codec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        Ok(Request(read_frame(io, MAX_CERTIFICATE_LEN).await?))
+        Ok(Request(read_frame(io, MAX_CERTIFICATE_LEN, true).await?))
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>
@@ -87,10 +92,12 @@ impl request_response::Codec for Codec {
         io.read_exact(&mut status).await?;
         match status[0] {
             0 => Ok(Response::Certificate(
-                read_frame(io, MAX_CERTIFICATE_LEN).await?,
+                // Not waiting for the end of the stream: a refusing peer closes the connection
+                // right after its answer, and its reason must still be read.
+                read_frame(io, MAX_CERTIFICATE_LEN, false).await?,
             )),
             1 => {
-                let bytes = read_frame(io, MAX_REASON_LEN).await?;
+                let bytes = read_frame(io, MAX_REASON_LEN, false).await?;
                 Ok(Response::Refused(
                     String::from_utf8_lossy(&bytes).into_owned(),
                 ))
