@@ -198,7 +198,14 @@ async fn closed_network_admits_only_its_ca() -> Result<()> {
             && d.log().contains("issued by a different CA"))
     })
     .await
-    .with_context(|| format!("C's log:\n{}\nD's log:\n{}", c.log(), d.log()))?;
+    .with_context(|| {
+        format!(
+            "C's log:\n{}\nD's log:\n{}\nA's log:\n{}",
+            c.log(),
+            d.log(),
+            a.log()
+        )
+    })?;
     // Give them time to try again (boot retries every 5 s): they stay out.
     tokio::time::sleep(Duration::from_secs(6)).await;
     for (n, name) in [(&a, "A"), (&b, "B")] {
@@ -420,6 +427,58 @@ async fn expired_and_revoked_certificates_are_refused() -> Result<()> {
         Err(err) => {
             let text = format!("{err:#}");
             ensure!(text.contains("expired"), "{text}");
+        }
+    }
+    Ok(())
+}
+
+/// `--newcert` output starts a node as is (`--cert` + `--privkey`): same peer id and label; a
+/// certificate without its key is refused with a message that says what to do.
+#[tokio::test(flavor = "multi_thread")]
+async fn newcert_round_trips_through_cert_and_privkey() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let keys = root.path().join("keys");
+    let (cert, key) = (keys.join("kitchen.crt"), keys.join("kitchen.key"));
+    let (ok, out, err) = cli(&[
+        "--newcert",
+        "--label",
+        "Kitchen Pi!",
+        "--cert",
+        s(&cert),
+        "--privkey",
+        s(&key),
+        "--json",
+    ])?;
+    ensure!(ok, "newcert failed: {err}");
+    let written: Value = serde_json::from_str(&out)?;
+    assert_eq!(written["cert"].as_str(), Some(s(&cert)));
+    assert_eq!(written["key"].as_str(), Some(s(&key)));
+    assert!(Path::new(written["request"].as_str().unwrap_or_default()).exists());
+    let (ok, out, _) = cli(&["cert", "show", s(&cert), "--json"])?;
+    ensure!(ok);
+    let shown: Value = serde_json::from_str(&out)?;
+
+    let mut args = base_args();
+    args.extend(["--cert", s(&cert), "--privkey", s(&key)].map(String::from));
+    let node = Daemon::spawn_in(&root.path().join("node"), args).await?;
+    let info = node.api.node().await?;
+    assert_eq!(
+        Some(info.peer_id.to_string().as_str()),
+        shown["peer_id"].as_str()
+    );
+    assert_eq!(info.label, "kitchenpi");
+    assert!(info.certificate.self_signed);
+    assert_eq!(info.certificate.permissions, vec!["all".to_string()]);
+    assert_eq!(info.admission.mode, "open");
+
+    // The certificate with another key (the data folder's identity) is refused.
+    let mut args = base_args();
+    args.extend(["--cert", s(&cert)].map(String::from));
+    match Daemon::spawn_in(&root.path().join("other"), args).await {
+        Ok(_) => bail!("a node started with somebody else's certificate"),
+        Err(e) => {
+            let text = format!("{e:#}");
+            ensure!(text.contains("--privkey"), "{text}");
         }
     }
     Ok(())
