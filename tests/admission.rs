@@ -130,7 +130,7 @@ async fn closed_network_admits_only_its_ca() -> Result<()> {
     let a_dir = signed_node(root.path(), "alpha", &ca, "all", "30")?;
     let b_dir = signed_node(root.path(), "beta", &ca, "all", "30")?;
 
-    let a = start_closed(&a_dir, &ca, &[]).await?;
+    let a = start_closed(&a_dir, &ca, &["--enable-monitoring"]).await?;
     let boot = a.tcp_host_port().await?;
     let b = start_closed(&b_dir, &ca, &["--boot", &boot]).await?;
     let (a_id, b_id) = (a.peer_id().await?, b.peer_id().await?);
@@ -224,6 +224,32 @@ async fn closed_network_admits_only_its_ca() -> Result<()> {
             );
         }
     }
+
+    // Metrics: the refusals, and A's 30-day certificate is within the expiry warning (also
+    // in its log).
+    let metrics = reqwest::get(format!("{}/metrics", a.api.base_url()))
+        .await?
+        .text()
+        .await?;
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1.0)
+    };
+    assert_eq!(value("mcc_certificate_expiring_soon "), 1.0, "{metrics}");
+    assert!(value("mcc_certificate_expiry_seconds ") > 29.0 * 86_400.0);
+    assert!(
+        value("mcc_admission_total{outcome=\"refused\"}") >= 2.0,
+        "{metrics}"
+    );
+    assert!(
+        value("mcc_admission_total{outcome=\"admitted\"}") >= 1.0,
+        "{metrics}"
+    );
+    assert!(a.log().contains("this node's certificate expires in"));
 
     // C cannot store records on them, echo them, or forward through them.
     let put = c

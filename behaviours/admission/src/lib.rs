@@ -12,6 +12,19 @@
 //! * [`keys`]: ed25519 key generation and the base64 `--privkey` file format.
 //! * [`normalize_label`]: MCC's label rules.
 //!
+//! On the network:
+//!
+//! * [`Behaviour`]: the `/mcc/cert/1.0.0` exchange ([`PROTOCOL_NAME`], wire format in
+//!   [`codec`]). With a trusted CA ([`Config::trusted_ca`]) both sides send their certificate
+//!   when a connection is established and check the other's; a peer that fails, or presents
+//!   nothing within [`Config::timeout`], is told why, disconnected and banned for
+//!   [`Config::ban_duration`]. Admitted peers are checked again every
+//!   [`Config::recheck_interval`] (expiry, new revocation lists via
+//!   [`Behaviour::set_revocations`]). Without a trusted CA it only presents its own.
+//! * [`Gated`]: wraps any other behaviour so that it serves a peer only once admitted; its
+//!   inbound streams wait after negotiation, its handler is not polled (so it opens nothing).
+//!   [`Gates`] is the shared state, also used for permission checks ([`Gates::allows`]).
+//!
 //! There are no intermediate CAs: every node certificate is signed directly by the root.
 //! Expiry is never silent: [`CertError::Expired`] and [`CertError::CaExpired`] say so and when,
 //! and [`Certificate::expires_within`] with [`EXPIRY_WARNING`] supports warning 30 days ahead.
