@@ -35,14 +35,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
 use libp2p::identity::Keypair;
-use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use mcc::node::addr::parse_listen;
 use mcc::node::{AdmissionConfig, Config, MdnsMode, Node};
 use mcc_admission::{Certificate, CertificateFields, Permissions, keys, now_unix};
 use serde_json::json;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+
+use common::node::Running;
 
 /// Connections per row in a full and in a `--quick` run.
 const FULL_ITERS: usize = 40;
@@ -160,76 +159,35 @@ impl Mode {
     }
 }
 
-/// A running node and what it takes to stop it.
-struct Running {
-    node: Node,
-    task: JoinHandle<()>,
-    stop: oneshot::Sender<()>,
-}
-
-impl Running {
-    async fn start(mode: Mode, ca: &Ca, label: &str) -> Result<Self> {
-        let (keypair, admission) = match mode {
-            Mode::Open => (keys::generate(), AdmissionConfig::default()),
-            Mode::Closed => {
-                let (keypair, cert) = ca.issue(label)?;
-                let admission = AdmissionConfig {
-                    certificate: Some(cert),
-                    trusted_ca: Some(ca.cert.clone()),
-                    ..Default::default()
-                };
-                (keypair, admission)
-            }
-        };
-        let config = Config {
-            listen: parse_listen("127.0.0.1:0")?,
-            data_dir: None,
-            rendezvous: None,
-            mdns: MdnsMode::Off,
-            label: Some(label.to_string()),
-            admission,
-            ..Config::default()
-        };
-        let (stop, stopped) = oneshot::channel::<()>();
-        let (node, task) = tokio::time::timeout(
-            SETUP_LIMIT,
-            Node::builder(config).keypair(keypair).spawn(async move {
-                let _ = stopped.await;
-            }),
-        )
-        .await
-        .context("node did not start")??;
-        Ok(Self { node, task, stop })
-    }
-
-    async fn shutdown(self) -> Result<()> {
-        let Self { node, task, stop } = self;
-        drop(node);
-        let _ = stop.send(());
-        tokio::time::timeout(SETUP_LIMIT, task)
-            .await
-            .context("node did not stop")??;
-        Ok(())
-    }
-
-    /// The first listen address of the wanted transport, once the node reports it.
-    async fn listen_addr(&self, quic: bool) -> Result<Multiaddr> {
-        let deadline = Instant::now() + SETUP_LIMIT;
-        loop {
-            let found = self.node.info().await?.listen_addrs.into_iter().find(|a| {
-                a.iter().any(|p| match p {
-                    Protocol::QuicV1 => quic,
-                    Protocol::Tcp(_) => !quic,
-                    _ => false,
-                })
-            });
-            if let Some(addr) = found {
-                return Ok(addr);
-            }
-            ensure!(Instant::now() < deadline, "no listen address reported");
-            tokio::time::sleep(Duration::from_millis(5)).await;
+/// A node of the mode: its key, certificate and admission settings, listening on 127.0.0.1.
+async fn start_node(mode: Mode, ca: &Ca, label: &str) -> Result<Running> {
+    let (keypair, admission) = match mode {
+        Mode::Open => (keys::generate(), AdmissionConfig::default()),
+        Mode::Closed => {
+            let (keypair, cert) = ca.issue(label)?;
+            let admission = AdmissionConfig {
+                certificate: Some(cert),
+                trusted_ca: Some(ca.cert.clone()),
+                ..Default::default()
+            };
+            (keypair, admission)
         }
-    }
+    };
+    let config = Config {
+        listen: parse_listen("127.0.0.1:0")?,
+        data_dir: None,
+        rendezvous: None,
+        mdns: MdnsMode::Off,
+        label: Some(label.to_string()),
+        admission,
+        ..Config::default()
+    };
+    tokio::time::timeout(
+        SETUP_LIMIT,
+        Running::spawn(Node::builder(config).keypair(keypair), SETUP_LIMIT),
+    )
+    .await
+    .context("node did not start")?
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -248,7 +206,7 @@ struct Case {
 
 /// One connection of a fresh dialer to the case's listener; returns (connect, first echo).
 async fn connect_once(case: &Case, ca: &Ca, listener: &Node) -> Result<(Duration, Duration)> {
-    let dialer = Running::start(case.mode, ca, "benchdialer").await?;
+    let dialer = start_node(case.mode, ca, "benchdialer").await?;
     let outcome = async {
         // The dialer is up and listening (as a real node would be) before the clock starts.
         dialer.listen_addr(case.quic).await?;
@@ -337,8 +295,8 @@ async fn run(plan: Plan) -> Result<()> {
     println!();
 
     let ca = Ca::new()?;
-    let open = Running::start(Mode::Open, &ca, "benchopen").await?;
-    let closed = Running::start(Mode::Closed, &ca, "benchclosed").await?;
+    let open = start_node(Mode::Open, &ca, "benchopen").await?;
+    let closed = start_node(Mode::Closed, &ca, "benchclosed").await?;
     let outcome = measure_all(&plan, &ca, &open, &closed).await;
     let stopped = (open.shutdown().await, closed.shutdown().await);
     let cases = outcome?;
@@ -435,20 +393,7 @@ fn print_report(cases: &[Case]) {
 }
 
 fn main() -> Result<()> {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .try_init();
-    }
+    common::init_logs();
     let plan = Plan::from_args()?;
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(plan.threads)
-        .enable_all()
-        .build()?
-        .block_on(async {
-            tokio::select! {
-                r = run(plan) => r,
-                _ = tokio::signal::ctrl_c() => bail!("interrupted"),
-            }
-        })
+    common::run_benchmark(plan.threads, common::CtrlC::Stop, run(plan))
 }

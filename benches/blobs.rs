@@ -1388,14 +1388,6 @@ async fn run(plan: Plan) -> Result<()> {
 
 fn main() -> Result<()> {
     let plan = Plan::from_args()?;
-    if std::env::var_os("RUST_LOG").is_some() {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .init();
-    }
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(plan.threads)
-        .enable_all()
-        .build()?
-        .block_on(run(plan))
+    common::init_logs();
+    common::run_benchmark(plan.threads, common::CtrlC::Kill, run(plan))
 }

@@ -1075,21 +1075,8 @@ async fn run(plan: Plan) -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .try_init();
-    }
+    common::init_logs();
     let plan = Plan::from_args()?;
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(plan.threads)
-        .enable_all()
-        .build()?
-        .block_on(async {
-            // Returning drops `run`, and with it the ssh processes (`kill_on_drop`).
-            tokio::select! {
-                r = run(plan) => r,
-                _ = tokio::signal::ctrl_c() => bail!("interrupted"),
-            }
-        })
+    // Ctrl-C drops `run`, and with it the ssh processes (`kill_on_drop`).
+    common::run_benchmark(plan.threads, common::CtrlC::Stop, run(plan))
 }

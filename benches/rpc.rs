@@ -30,9 +30,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
 use futures::{StreamExt, future, stream};
-use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, noise, tcp, yamux};
+use libp2p::{PeerId, Swarm, noise, tcp, yamux};
 use mcc::node::MdnsMode;
 use mcc::node::addr::parse_listen;
 use mcc::{Config, Node};
@@ -41,7 +40,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+
+use common::node::Running;
 
 /// The echoed payload: 32 bytes, as raw bytes for TCP and as a JSON string for the RPC.
 const PAYLOAD: &str = "0123456789abcdef0123456789abcdef";
@@ -287,59 +287,18 @@ async fn bench_raw_tcp(plan: &Plan) -> Result<Row> {
 // ---------------------------------------------------------------------------------------------
 // mcc nodes
 
-/// A running node and what it takes to stop it.
-struct Running {
-    node: Node,
-    task: JoinHandle<()>,
-    stop: oneshot::Sender<()>,
-}
+/// Cap on stopping a node and on waiting for its listen address.
+const NODE_LIMIT: Duration = Duration::from_secs(10);
 
-impl Running {
-    async fn start() -> Result<Self> {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let config = Config {
-            listen: parse_listen("127.0.0.1:0")?,
-            rendezvous: None,
-            mdns: MdnsMode::Off,
-            data_dir: None,
-            ..Config::default()
-        };
-        let (node, task) = Node::builder(config)
-            .spawn(async move {
-                let _ = stopped.await;
-            })
-            .await?;
-        Ok(Self { node, task, stop })
-    }
-
-    async fn shutdown(self) -> Result<()> {
-        let Self { node, task, stop } = self;
-        drop(node);
-        let _ = stop.send(());
-        tokio::time::timeout(Duration::from_secs(10), task)
-            .await
-            .context("node did not stop")??;
-        Ok(())
-    }
-
-    /// The first listen address of the wanted transport, once the node reports it.
-    async fn listen_addr(&self, quic: bool) -> Result<Multiaddr> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let found = self.node.info().await?.listen_addrs.into_iter().find(|a| {
-                a.iter().any(|p| match p {
-                    Protocol::QuicV1 => quic,
-                    Protocol::Tcp(_) => !quic,
-                    _ => false,
-                })
-            });
-            if let Some(addr) = found {
-                return Ok(addr);
-            }
-            ensure!(Instant::now() < deadline, "no listen address reported");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
+async fn start_node() -> Result<Running> {
+    let config = Config {
+        listen: parse_listen("127.0.0.1:0")?,
+        rendezvous: None,
+        mdns: MdnsMode::Off,
+        data_dir: None,
+        ..Config::default()
+    };
+    Running::spawn(Node::builder(config), NODE_LIMIT).await
 }
 
 struct NodeClient {
@@ -382,8 +341,8 @@ impl Echo for NodeClient {
 }
 
 async fn bench_node(name: &'static str, quic: bool, plan: &Plan) -> Result<Row> {
-    let a = Running::start().await?;
-    let b = Running::start().await?;
+    let a = start_node().await?;
+    let b = start_node().await?;
     let outcome = async {
         let addr = a.listen_addr(quic).await?;
         let peer = b.node.dial(addr.clone()).await?;
@@ -657,9 +616,5 @@ async fn run(plan: Plan) -> Result<()> {
 
 fn main() -> Result<()> {
     let plan = Plan::from_env()?;
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(plan.threads)
-        .enable_all()
-        .build()?
-        .block_on(run(plan))
+    common::run_benchmark(plan.threads, common::CtrlC::Kill, run(plan))
 }

@@ -1,7 +1,10 @@
-//! What the benches share: their command line and environment.
+//! What the benches share: their command line and environment, their runtime, and (in
+//! [`node`]) a node run in the bench's process.
 #![allow(dead_code)]
 
-use anyhow::{Result, anyhow};
+pub mod node;
+
+use anyhow::{Result, anyhow, bail};
 
 /// `MCC_BENCH_QUICK=1` asks for the quick (smoke) run, like `--quick`.
 pub fn quick_from_env() -> bool {
@@ -49,4 +52,45 @@ pub fn for_each_arg(
         on_arg(&flag, &mut value)?;
     }
     Ok(())
+}
+
+/// With `RUST_LOG` set, logs what it selects (the nodes' logs among others) to stdout, as
+/// `tracing_subscriber::fmt` does by default.
+pub fn init_logs() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .try_init();
+    }
+}
+
+/// What Ctrl-C does while a bench runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CtrlC {
+    /// Nothing special: the process ends at once.
+    Kill,
+    /// The bench's future is dropped (and with it what it owns, such as child processes
+    /// spawned with `kill_on_drop`) and an "interrupted" error is returned.
+    Stop,
+}
+
+/// Runs `bench` to completion on a multi-thread tokio runtime with `threads` worker threads.
+pub fn run_benchmark<T>(
+    threads: usize,
+    ctrl_c: CtrlC,
+    bench: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()?;
+    match ctrl_c {
+        CtrlC::Kill => runtime.block_on(bench),
+        CtrlC::Stop => runtime.block_on(async {
+            tokio::select! {
+                r = bench => r,
+                _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+            }
+        }),
+    }
 }
