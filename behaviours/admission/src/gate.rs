@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::future::{Future, poll_fn};
 use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -46,6 +47,8 @@ enum Status {
 /// The gate of one connection, shared by the handlers of every gated behaviour on it.
 #[derive(Debug)]
 struct Gate {
+    /// Set once the gate is open: handlers poll this without taking the lock.
+    open: AtomicBool,
     state: Mutex<GateState>,
 }
 
@@ -58,6 +61,7 @@ struct GateState {
 impl Gate {
     fn new(status: Status) -> Arc<Gate> {
         Arc::new(Gate {
+            open: AtomicBool::new(status == Status::Open),
             state: Mutex::new(GateState {
                 status,
                 wakers: Vec::new(),
@@ -78,6 +82,7 @@ impl Gate {
                 return;
             }
             state.status = status;
+            self.open.store(status == Status::Open, Ordering::Release);
             std::mem::take(&mut state.wakers)
         };
         for w in wakers {
@@ -87,6 +92,10 @@ impl Gate {
 
     /// The status; when pending, `cx` is woken once it changes.
     fn poll_status(&self, cx: &mut Context<'_>) -> Status {
+        // The common case, on every poll of every gated handler of an admitted peer.
+        if self.open.load(Ordering::Acquire) {
+            return Status::Open;
+        }
         let mut state = self.lock();
         if state.status == Status::Pending && !state.wakers.iter().any(|w| w.will_wake(cx.waker()))
         {
