@@ -139,6 +139,18 @@ fn node(config: Config, cert: impl FnOnce(&Keypair) -> Certificate) -> Swarm<Nod
     })
 }
 
+/// An enforcing node of `ca` presenting a certificate of it.
+fn member(ca: &Ca, label: &str, permissions: &[Permission]) -> Swarm<Node> {
+    node(config(Some(ca)), |k| {
+        ca.cert_for(peer_of(k), label, permissions)
+    })
+}
+
+/// The enforcing node most tests meet: "alpha", every permission.
+fn alpha(ca: &Ca) -> Swarm<Node> {
+    member(ca, "alpha", &[Permission::All])
+}
+
 fn own_cert(swarm: &Swarm<Node>) -> Certificate {
     swarm.behaviour().admission.own_certificate().clone()
 }
@@ -160,10 +172,6 @@ fn silent() -> Swarm<Silent> {
         ),
         ping: ping_behaviour(),
     })
-}
-
-async fn listen(swarm: &mut Swarm<impl Recorded>) -> Multiaddr {
-    swarm.listen().with_memory_addr_external().await.0
 }
 
 fn dial(
@@ -305,51 +313,88 @@ impl Recorded for Silent {
     }
 }
 
-/// Drives both swarms until `done` holds; false if it did not within `limit`.
-async fn drive<A: Recorded, B: Recorded>(
-    a: &mut Swarm<A>,
-    sa: &mut Side,
-    b: &mut Swarm<B>,
-    sb: &mut Side,
-    limit: Duration,
-    done: impl Fn(&Side, &Side) -> bool,
-) -> bool {
-    let run = async {
-        while !done(sa, sb) {
-            tokio::select! {
-                e = a.select_next_some() => sa.observe::<A>(e),
-                e = b.select_next_some() => sb.observe::<B>(e),
-            }
+/// Swarm `a`, an admission node listening at `addr`, and swarm `b`, which dials it, with what
+/// each reported.
+struct Pair<B: Recorded> {
+    a: Swarm<Node>,
+    sa: Side,
+    b: Swarm<B>,
+    sb: Side,
+    addr: Multiaddr,
+}
+
+impl<B: Recorded> Pair<B> {
+    /// `a` listening, nobody connected yet.
+    async fn listening(mut a: Swarm<Node>, b: Swarm<B>) -> Self {
+        let addr = a.listen().with_memory_addr_external().await.0;
+        Pair {
+            a,
+            sa: Side::default(),
+            b,
+            sb: Side::default(),
+            addr,
         }
-    };
-    tokio::time::timeout(limit, run).await.is_ok()
+    }
+
+    /// The peer ids of `a` and `b`.
+    fn ids(&self) -> (PeerId, PeerId) {
+        (*self.a.local_peer_id(), *self.b.local_peer_id())
+    }
+
+    /// `b` dials `a`.
+    fn dial(&mut self) {
+        let a_id = *self.a.local_peer_id();
+        dial(&mut self.b, a_id, &self.addr).unwrap();
+    }
+
+    /// Drives both swarms until `done` holds; false if it did not within `limit`.
+    async fn drive(&mut self, limit: Duration, done: impl Fn(&Side, &Side) -> bool) -> bool {
+        let Pair { a, sa, b, sb, .. } = self;
+        let run = async {
+            while !done(sa, sb) {
+                tokio::select! {
+                    e = a.select_next_some() => sa.observe::<Node>(e),
+                    e = b.select_next_some() => sb.observe::<B>(e),
+                }
+            }
+        };
+        tokio::time::timeout(limit, run).await.is_ok()
+    }
+
+    /// Drives both swarms until `done` holds, failing the test after `limit`.
+    async fn until(&mut self, limit: Duration, what: &str, done: impl Fn(&Side, &Side) -> bool) {
+        assert!(
+            self.drive(limit, done).await,
+            "not reached within {limit:?}: {what}"
+        );
+    }
+
+    /// Drives both swarms for `time`, recording what happens.
+    async fn settle(&mut self, time: Duration) {
+        self.drive(time, |_, _| false).await;
+    }
+
+    /// Drives both swarms until `a` refused `b`, `b` heard why, and both are disconnected.
+    async fn until_refused_and_told(&mut self) {
+        let b_id = *self.b.local_peer_id();
+        self.until(SOON, "refusal, reason and disconnection", |sa, sb| {
+            sa.was_refused(b_id)
+                && !sb.refused_by.is_empty()
+                && sa.disconnected()
+                && sb.disconnected()
+        })
+        .await;
+    }
 }
 
-/// Drives both swarms until `done` holds, failing the test after `limit`.
-async fn until<A: Recorded, B: Recorded>(
-    a: &mut Swarm<A>,
-    sa: &mut Side,
-    b: &mut Swarm<B>,
-    sb: &mut Side,
-    limit: Duration,
-    what: &str,
-    done: impl Fn(&Side, &Side) -> bool,
-) {
-    assert!(
-        drive(a, sa, b, sb, limit, done).await,
-        "not reached within {limit:?}: {what}"
-    );
+/// Both sides pinged the other successfully.
+fn pinged_both_ways(a_id: PeerId, b_id: PeerId) -> impl Fn(&Side, &Side) -> bool {
+    move |sa, sb| sa.ping_ok.contains(&b_id) && sb.ping_ok.contains(&a_id)
 }
 
-/// Drives both swarms for `time`, recording what happens.
-async fn settle<A: Recorded, B: Recorded>(
-    a: &mut Swarm<A>,
-    sa: &mut Side,
-    b: &mut Swarm<B>,
-    sb: &mut Side,
-    time: Duration,
-) {
-    drive(a, sa, b, sb, time, |_, _| false).await;
+/// `a` refused `peer` and both sides saw the connection close.
+fn cut_off(peer: PeerId) -> impl Fn(&Side, &Side) -> bool {
+    move |sa, sb| sa.was_refused(peer) && sa.disconnected() && sb.disconnected()
 }
 
 /// Checks that `a` has banned `peer`: listed, not admitted, its dials refused right away.
@@ -370,29 +415,17 @@ fn assert_banned(a: &mut Swarm<Node>, peer: PeerId) {
 }
 
 /// Two enforcing nodes of `ca`; `b` dials `a`. Returns them once both admitted the other.
-async fn admitted_pair(
-    ca: &Ca,
-    b_cert: impl FnOnce(&Keypair) -> Certificate,
-) -> (Swarm<Node>, Side, Swarm<Node>, Side) {
-    let mut a = node(config(Some(ca)), |k| {
-        ca.cert_for(peer_of(k), "alpha", &[Permission::All])
-    });
-    let mut b = node(config(Some(ca)), b_cert);
-    let (a_id, b_id) = (*a.local_peer_id(), *b.local_peer_id());
-    let addr = listen(&mut a).await;
-    dial(&mut b, a_id, &addr).unwrap();
-    let (mut sa, mut sb) = (Side::default(), Side::default());
-    until(
-        &mut a,
-        &mut sa,
-        &mut b,
-        &mut sb,
-        SOON,
-        "mutual admission",
-        |sa, sb| sa.was_admitted(b_id) && sb.was_admitted(a_id),
-    )
+async fn admitted_pair(ca: &Ca, b_cert: impl FnOnce(&Keypair) -> Certificate) -> Pair<Node> {
+    let a = alpha(ca);
+    let b = node(config(Some(ca)), b_cert);
+    let mut pair = Pair::listening(a, b).await;
+    let (a_id, b_id) = pair.ids();
+    pair.dial();
+    pair.until(SOON, "mutual admission", |sa, sb| {
+        sa.was_admitted(b_id) && sb.was_admitted(a_id)
+    })
     .await;
-    (a, sa, b, sb)
+    pair
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -402,36 +435,24 @@ async fn admitted_pair(
 #[tokio::test]
 async fn peers_of_the_trusted_ca_admit_each_other_and_serve_gated_protocols() {
     let ca = Ca::new("Test CA");
-    let mut a = node(config(Some(&ca)), |k| {
-        ca.cert_for(peer_of(k), "Alpha-1", &[Permission::RpcCall])
-    });
-    let mut b = node(config(Some(&ca)), |k| {
-        ca.cert_for(
-            peer_of(k),
-            "Beta 2",
-            &[Permission::RpcCall, Permission::BlobsSeed],
-        )
-    });
-    let (a_id, b_id) = (*a.local_peer_id(), *b.local_peer_id());
+    let a = member(&ca, "Alpha-1", &[Permission::RpcCall]);
+    let b = member(&ca, "Beta 2", &[Permission::RpcCall, Permission::BlobsSeed]);
     let (a_cert, b_cert) = (own_cert(&a), own_cert(&b));
     assert!(a.behaviour().admission.gates().is_enforcing());
 
-    let addr = listen(&mut a).await;
-    dial(&mut b, a_id, &addr).unwrap();
-    let (mut sa, mut sb) = (Side::default(), Side::default());
-    until(
-        &mut a,
-        &mut sa,
-        &mut b,
-        &mut sb,
+    let mut pair = Pair::listening(a, b).await;
+    let (a_id, b_id) = pair.ids();
+    pair.dial();
+    pair.until(
         SOON,
         "admission and gated pings both ways",
-        |sa, sb| sa.ping_ok.contains(&b_id) && sb.ping_ok.contains(&a_id),
+        pinged_both_ways(a_id, b_id),
     )
     .await;
     // A few more pings: nothing else happens, one admission each.
-    settle(&mut a, &mut sa, &mut b, &mut sb, 2 * PING_INTERVAL).await;
+    pair.settle(2 * PING_INTERVAL).await;
 
+    let Pair { a, sa, b, sb, .. } = &pair;
     assert_eq!(sa.admitted, vec![(b_id, b_cert.clone())]);
     assert_eq!(sb.admitted, vec![(a_id, a_cert.clone())]);
     assert_eq!(sa.admitted[0].1.label(), "beta2");
@@ -469,32 +490,14 @@ async fn peers_of_the_trusted_ca_admit_each_other_and_serve_gated_protocols() {
 #[tokio::test]
 async fn self_signed_certificate_is_refused_and_the_peer_banned() {
     let ca = Ca::new("Test CA");
-    let mut a = node(config(Some(&ca)), |k| {
-        ca.cert_for(peer_of(k), "alpha", &[Permission::All])
-    });
-    let mut s = node(config(Some(&ca)), self_signed);
-    let (a_id, s_id) = (*a.local_peer_id(), *s.local_peer_id());
-    let addr = listen(&mut a).await;
-    dial(&mut s, a_id, &addr).unwrap();
+    let s = node(config(Some(&ca)), self_signed);
+    let mut pair = Pair::listening(alpha(&ca), s).await;
+    let (a_id, s_id) = pair.ids();
+    pair.dial();
+    pair.until_refused_and_told().await;
+    pair.settle(3 * PING_INTERVAL).await;
 
-    let (mut sa, mut ss) = (Side::default(), Side::default());
-    until(
-        &mut a,
-        &mut sa,
-        &mut s,
-        &mut ss,
-        SOON,
-        "refusal, reason and disconnection",
-        |sa, ss| {
-            sa.was_refused(s_id)
-                && !ss.refused_by.is_empty()
-                && sa.disconnected()
-                && ss.disconnected()
-        },
-    )
-    .await;
-    settle(&mut a, &mut sa, &mut s, &mut ss, 3 * PING_INTERVAL).await;
-
+    let Pair { a, sa, sb: ss, .. } = &mut pair;
     let error = sa.refusal_of(s_id).clone();
     assert_eq!(error, AdmissionError::Certificate(CertError::SelfSigned));
     let (by, reason) = &ss.refused_by[0];
@@ -507,22 +510,23 @@ async fn self_signed_certificate_is_refused_and_the_peer_banned() {
     assert!(ss.ping_ok.is_empty());
     assert!(!sa.connected() && !ss.connected());
     sa.assert_refused_once(s_id);
-    assert_banned(&mut a, s_id);
+    assert_banned(a, s_id);
 
     // The refused peer dials again: the enforcing side denies the connection.
     let established = sa.established;
-    dial(&mut s, a_id, &addr).unwrap();
-    until(
-        &mut a,
-        &mut sa,
-        &mut s,
-        &mut ss,
-        SOON,
-        "second connection denied",
-        |sa, _| sa.denied.contains(&s_id),
-    )
+    pair.dial();
+    pair.until(SOON, "second connection denied", |sa, _| {
+        sa.denied.contains(&s_id)
+    })
     .await;
-    settle(&mut a, &mut sa, &mut s, &mut ss, Duration::from_millis(500)).await;
+    pair.settle(Duration::from_millis(500)).await;
+    let Pair {
+        a,
+        sa,
+        b: s,
+        sb: ss,
+        ..
+    } = &pair;
     assert_eq!(
         sa.established, established,
         "a banned peer got a connection"
@@ -537,32 +541,14 @@ async fn self_signed_certificate_is_refused_and_the_peer_banned() {
 #[tokio::test]
 async fn self_signed_open_node_is_refused_and_banned() {
     let ca = Ca::new("Test CA");
-    let mut a = node(config(Some(&ca)), |k| {
-        ca.cert_for(peer_of(k), "alpha", &[Permission::All])
-    });
-    let mut o = node(config(None), self_signed);
-    let (a_id, o_id) = (*a.local_peer_id(), *o.local_peer_id());
-    let addr = listen(&mut a).await;
-    dial(&mut o, a_id, &addr).unwrap();
+    let o = node(config(None), self_signed);
+    let mut pair = Pair::listening(alpha(&ca), o).await;
+    let (a_id, o_id) = pair.ids();
+    pair.dial();
+    pair.until_refused_and_told().await;
+    pair.settle(3 * PING_INTERVAL).await;
 
-    let (mut sa, mut so) = (Side::default(), Side::default());
-    until(
-        &mut a,
-        &mut sa,
-        &mut o,
-        &mut so,
-        SOON,
-        "refusal, reason and disconnection",
-        |sa, so| {
-            sa.was_refused(o_id)
-                && !so.refused_by.is_empty()
-                && sa.disconnected()
-                && so.disconnected()
-        },
-    )
-    .await;
-    settle(&mut a, &mut sa, &mut o, &mut so, 3 * PING_INTERVAL).await;
-
+    let Pair { a, sa, sb: so, .. } = &mut pair;
     assert_eq!(
         sa.refusal_of(o_id),
         &AdmissionError::Certificate(CertError::SelfSigned)
@@ -580,20 +566,14 @@ async fn self_signed_open_node_is_refused_and_banned() {
     assert_eq!(sa.ping_events, 0);
     // The open node pings at once, but the enforcing node never answered it.
     assert!(so.ping_ok.is_empty());
-    assert_banned(&mut a, o_id);
+    assert_banned(a, o_id);
 
-    dial(&mut o, a_id, &addr).unwrap();
-    until(
-        &mut a,
-        &mut sa,
-        &mut o,
-        &mut so,
-        SOON,
-        "second connection denied",
-        |sa, _| sa.denied.contains(&o_id),
-    )
+    pair.dial();
+    pair.until(SOON, "second connection denied", |sa, _| {
+        sa.denied.contains(&o_id)
+    })
     .await;
-    assert!(!a.is_connected(&o_id));
+    assert!(!pair.a.is_connected(&o_id));
 }
 
 /// Case 3: two closed networks meet. Each refuses the other's certificate (another CA).
@@ -601,31 +581,18 @@ async fn self_signed_open_node_is_refused_and_banned() {
 async fn certificate_of_another_ca_is_refused_with_wrong_issuer() {
     let ca1 = Ca::new("First CA");
     let ca2 = Ca::new("Second CA");
-    let mut a = node(config(Some(&ca1)), |k| {
-        ca1.cert_for(peer_of(k), "alpha", &[Permission::All])
-    });
-    let mut b = node(config(Some(&ca2)), |k| {
-        ca2.cert_for(peer_of(k), "beta", &[Permission::All])
-    });
-    let (a_id, b_id) = (*a.local_peer_id(), *b.local_peer_id());
-    let addr = listen(&mut a).await;
-    dial(&mut b, a_id, &addr).unwrap();
-
-    let (mut sa, mut sb) = (Side::default(), Side::default());
-    until(
-        &mut a,
-        &mut sa,
-        &mut b,
-        &mut sb,
-        SOON,
-        "mutual refusal and disconnection",
-        |sa, sb| {
-            sa.was_refused(b_id) && sb.was_refused(a_id) && sa.disconnected() && sb.disconnected()
-        },
-    )
+    let a = alpha(&ca1);
+    let b = member(&ca2, "beta", &[Permission::All]);
+    let mut pair = Pair::listening(a, b).await;
+    let (a_id, b_id) = pair.ids();
+    pair.dial();
+    pair.until(SOON, "mutual refusal and disconnection", |sa, sb| {
+        sa.was_refused(b_id) && sb.was_refused(a_id) && sa.disconnected() && sb.disconnected()
+    })
     .await;
-    settle(&mut a, &mut sa, &mut b, &mut sb, 3 * PING_INTERVAL).await;
+    pair.settle(3 * PING_INTERVAL).await;
 
+    let Pair { a, sa, b, sb, .. } = &mut pair;
     assert_eq!(
         sa.refusal_of(b_id),
         &AdmissionError::Certificate(CertError::WrongIssuer {
@@ -642,19 +609,17 @@ async fn certificate_of_another_ca_is_refused_with_wrong_issuer() {
     sb.assert_refused_once(a_id);
     assert!(sa.admitted.is_empty() && sb.admitted.is_empty());
     assert_eq!(sa.ping_events + sb.ping_events, 0);
-    assert_banned(&mut a, b_id);
-    assert_banned(&mut b, a_id);
+    assert_banned(a, b_id);
+    assert_banned(b, a_id);
 }
 
 /// Case 4: an expired certificate.
 #[tokio::test]
 async fn expired_certificate_is_refused_and_told_so() {
     let ca = Ca::new("Test CA");
-    let mut a = node(config(Some(&ca)), |k| {
-        ca.cert_for(peer_of(k), "alpha", &[Permission::All])
-    });
+    let a = alpha(&ca);
     let now = now_unix();
-    let mut e = node(config(Some(&ca)), |k| {
+    let e = node(config(Some(&ca)), |k| {
         ca.issue(
             peer_of(k),
             "old",
@@ -663,29 +628,14 @@ async fn expired_certificate_is_refused_and_told_so() {
             now - 60,
         )
     });
-    let (a_id, e_id) = (*a.local_peer_id(), *e.local_peer_id());
     let e_cert = own_cert(&e);
-    let addr = listen(&mut a).await;
-    dial(&mut e, a_id, &addr).unwrap();
+    let mut pair = Pair::listening(a, e).await;
+    let (a_id, e_id) = pair.ids();
+    pair.dial();
+    pair.until_refused_and_told().await;
+    pair.settle(3 * PING_INTERVAL).await;
 
-    let (mut sa, mut se) = (Side::default(), Side::default());
-    until(
-        &mut a,
-        &mut sa,
-        &mut e,
-        &mut se,
-        SOON,
-        "refusal, reason and disconnection",
-        |sa, se| {
-            sa.was_refused(e_id)
-                && !se.refused_by.is_empty()
-                && sa.disconnected()
-                && se.disconnected()
-        },
-    )
-    .await;
-    settle(&mut a, &mut sa, &mut e, &mut se, 3 * PING_INTERVAL).await;
-
+    let Pair { a, sa, sb: se, .. } = &mut pair;
     sa.assert_refused_once(e_id);
     match sa.refusal_of(e_id) {
         AdmissionError::Certificate(CertError::Expired { not_after, now: at }) => {
@@ -700,41 +650,24 @@ async fn expired_certificate_is_refused_and_told_so() {
     assert!(sa.admitted.is_empty());
     assert_eq!(sa.ping_events, 0);
     assert!(se.ping_ok.is_empty());
-    assert_banned(&mut a, e_id);
+    assert_banned(a, e_id);
 }
 
 /// Case 5: a valid certificate of the trusted CA, presented by a key it was not issued for.
 #[tokio::test]
 async fn certificate_of_another_peer_is_refused_with_peer_mismatch() {
     let ca = Ca::new("Test CA");
-    let mut a = node(config(Some(&ca)), |k| {
-        ca.cert_for(peer_of(k), "alpha", &[Permission::All])
-    });
+    let a = alpha(&ca);
     let owner = PeerId::from(keys::generate().public());
     let stolen = ca.cert_for(owner, "victim", &[Permission::All]);
-    let mut w = node(config(Some(&ca)), |_| stolen.clone());
-    let (a_id, w_id) = (*a.local_peer_id(), *w.local_peer_id());
-    let addr = listen(&mut a).await;
-    dial(&mut w, a_id, &addr).unwrap();
+    let w = node(config(Some(&ca)), |_| stolen.clone());
+    let mut pair = Pair::listening(a, w).await;
+    let w_id = pair.ids().1;
+    pair.dial();
+    pair.until_refused_and_told().await;
+    pair.settle(3 * PING_INTERVAL).await;
 
-    let (mut sa, mut sw) = (Side::default(), Side::default());
-    until(
-        &mut a,
-        &mut sa,
-        &mut w,
-        &mut sw,
-        SOON,
-        "refusal, reason and disconnection",
-        |sa, sw| {
-            sa.was_refused(w_id)
-                && !sw.refused_by.is_empty()
-                && sa.disconnected()
-                && sw.disconnected()
-        },
-    )
-    .await;
-    settle(&mut a, &mut sa, &mut w, &mut sw, 3 * PING_INTERVAL).await;
-
+    let Pair { a, sa, sb: sw, .. } = &mut pair;
     sa.assert_refused_once(w_id);
     assert_eq!(
         sa.refusal_of(w_id),
@@ -751,70 +684,58 @@ async fn certificate_of_another_peer_is_refused_with_peer_mismatch() {
     assert!(!a.behaviour().admission.gates().is_admitted(&owner));
     assert_eq!(sa.ping_events, 0);
     assert!(sw.ping_ok.is_empty());
-    assert_banned(&mut a, w_id);
+    assert_banned(a, w_id);
 }
 
 /// Case 6: a revocation list installed while the revoked peer is connected and admitted.
 #[tokio::test]
 async fn revocation_cuts_off_a_connected_peer() {
     let ca = Ca::new("Test CA");
-    let (mut a, mut sa, mut b, mut sb) =
+    let mut pair =
         admitted_pair(&ca, |k| ca.cert_for(peer_of(k), "beta", &[Permission::All])).await;
-    let (a_id, b_id) = (*a.local_peer_id(), *b.local_peer_id());
-    let b_cert = own_cert(&b);
-    until(
-        &mut a,
-        &mut sa,
-        &mut b,
-        &mut sb,
-        SOON,
-        "gated pings both ways",
-        |sa, sb| sa.ping_ok.contains(&b_id) && sb.ping_ok.contains(&a_id),
-    )
-    .await;
+    let (a_id, b_id) = pair.ids();
+    let b_cert = own_cert(&pair.b);
+    pair.until(SOON, "gated pings both ways", pinged_both_ways(a_id, b_id))
+        .await;
 
     // A list naming b but signed by another key: refused, nothing changes.
     let impostor = Ca::new("Impostor");
     assert_eq!(
-        a.behaviour_mut()
+        pair.a
+            .behaviour_mut()
             .admission
             .set_revocations(impostor.revocations(9, &b_cert)),
         Err(CertError::RevocationListWrongIssuer)
     );
-    settle(&mut a, &mut sa, &mut b, &mut sb, 2 * RECHECK).await;
-    assert!(sa.refused.is_empty());
-    assert!(a.behaviour().admission.revocations().is_none());
-    assert!(a.behaviour().admission.gates().is_admitted(&b_id));
-    assert!(a.is_connected(&b_id));
+    pair.settle(2 * RECHECK).await;
+    assert!(pair.sa.refused.is_empty());
+    assert!(pair.a.behaviour().admission.revocations().is_none());
+    assert!(pair.a.behaviour().admission.gates().is_admitted(&b_id));
+    assert!(pair.a.is_connected(&b_id));
 
     // The CA's list.
     let list = ca.revocations(5, &b_cert);
     assert_eq!(
-        a.behaviour_mut().admission.set_revocations(list.clone()),
+        pair.a
+            .behaviour_mut()
+            .admission
+            .set_revocations(list.clone()),
         Ok(true)
     );
-    assert!(!a.behaviour().admission.gates().is_admitted(&b_id));
-    until(
-        &mut a,
-        &mut sa,
-        &mut b,
-        &mut sb,
-        SOON,
-        "revoked peer refused and disconnected",
-        |sa, sb| sa.was_refused(b_id) && sa.disconnected() && sb.disconnected(),
-    )
-    .await;
+    assert!(!pair.a.behaviour().admission.gates().is_admitted(&b_id));
+    pair.until(SOON, "revoked peer refused and disconnected", cut_off(b_id))
+        .await;
     assert_eq!(
-        sa.refusal_of(b_id),
+        pair.sa.refusal_of(b_id),
         &AdmissionError::Certificate(CertError::Revoked {
             serial: b_cert.serial()
         })
     );
-    sa.assert_refused_once(b_id);
-    assert_banned(&mut a, b_id);
+    pair.sa.assert_refused_once(b_id);
+    assert_banned(&mut pair.a, b_id);
 
     // The same list again, an equal sequence and an older one: not newer, nothing to do.
-    let admission = &mut a.behaviour_mut().admission;
+    let admission = &mut pair.a.behaviour_mut().admission;
     assert_eq!(admission.set_revocations(list.clone()), Ok(false));
     let other_b = ca.cert_for(PeerId::random(), "other", &[]);
     assert_eq!(
@@ -838,7 +759,7 @@ async fn revocation_cuts_off_a_connected_peer() {
 async fn expiry_while_connected_cuts_off_the_peer() {
     let ca = Ca::new("Test CA");
     let issued = now_unix();
-    let (mut a, mut sa, mut b, mut sb) = admitted_pair(&ca, |k| {
+    let mut pair = admitted_pair(&ca, |k| {
         ca.issue(
             peer_of(k),
             "shortlived",
@@ -848,19 +769,15 @@ async fn expiry_while_connected_cuts_off_the_peer() {
         )
     })
     .await;
-    let b_id = *b.local_peer_id();
-    let b_cert = own_cert(&b);
-    assert!(sa.refused.is_empty());
+    let b_id = pair.ids().1;
+    let b_cert = own_cert(&pair.b);
+    assert!(pair.sa.refused.is_empty());
     let admitted_at = Instant::now();
 
-    until(
-        &mut a,
-        &mut sa,
-        &mut b,
-        &mut sb,
+    pair.until(
         Duration::from_secs(8),
         "expired peer refused and disconnected",
-        |sa, sb| sa.was_refused(b_id) && sa.disconnected() && sb.disconnected(),
+        cut_off(b_id),
     )
     .await;
     assert!(
@@ -868,42 +785,31 @@ async fn expiry_while_connected_cuts_off_the_peer() {
         "refused before the certificate expired"
     );
     assert!(admitted_at.elapsed() > Duration::from_secs(1));
-    match sa.refusal_of(b_id) {
+    match pair.sa.refusal_of(b_id) {
         AdmissionError::Certificate(CertError::Expired { not_after, .. }) => {
             assert_eq!(*not_after, b_cert.not_after())
         }
         other => panic!("refused for another reason: {other:?}"),
     }
-    settle(&mut a, &mut sa, &mut b, &mut sb, 2 * RECHECK).await;
-    sa.assert_refused_once(b_id);
-    assert!(sa.ping_ok.contains(&b_id), "b was served while valid");
-    assert_banned(&mut a, b_id);
+    pair.settle(2 * RECHECK).await;
+    pair.sa.assert_refused_once(b_id);
+    assert!(pair.sa.ping_ok.contains(&b_id), "b was served while valid");
+    assert_banned(&mut pair.a, b_id);
 }
 
 /// Case 8: a peer that does not speak the certificate protocol at all.
 #[tokio::test]
 async fn peer_without_the_protocol_is_refused_as_unsupported() {
     let ca = Ca::new("Test CA");
-    let mut a = node(config(Some(&ca)), |k| {
-        ca.cert_for(peer_of(k), "alpha", &[Permission::All])
-    });
-    let mut p = Swarm::new_ephemeral_tokio(|_| ping_behaviour());
-    let (a_id, p_id) = (*a.local_peer_id(), *p.local_peer_id());
-    let addr = listen(&mut a).await;
-    dial(&mut p, a_id, &addr).unwrap();
+    let p = Swarm::new_ephemeral_tokio(|_| ping_behaviour());
+    let mut pair = Pair::listening(alpha(&ca), p).await;
+    let p_id = pair.ids().1;
+    pair.dial();
+    pair.until(SOON, "refusal and disconnection", cut_off(p_id))
+        .await;
+    pair.settle(3 * PING_INTERVAL).await;
 
-    let (mut sa, mut sp) = (Side::default(), Side::default());
-    until(
-        &mut a,
-        &mut sa,
-        &mut p,
-        &mut sp,
-        SOON,
-        "refusal and disconnection",
-        |sa, sp| sa.was_refused(p_id) && sa.disconnected() && sp.disconnected(),
-    )
-    .await;
-    settle(&mut a, &mut sa, &mut p, &mut sp, 3 * PING_INTERVAL).await;
+    let Pair { a, sa, sb: sp, .. } = &mut pair;
     assert_eq!(sa.refusal_of(p_id), &AdmissionError::Unsupported);
     sa.assert_refused_once(p_id);
     assert!(sa.admitted.is_empty());
@@ -912,7 +818,7 @@ async fn peer_without_the_protocol_is_refused_as_unsupported() {
         sp.ping_ok.is_empty(),
         "the gated ping served a refused peer"
     );
-    assert_banned(&mut a, p_id);
+    assert_banned(a, p_id);
 }
 
 /// A peer that speaks the protocol but never presents a certificate: the gated protocol is
@@ -920,39 +826,24 @@ async fn peer_without_the_protocol_is_refused_as_unsupported() {
 #[tokio::test]
 async fn peer_presenting_nothing_is_refused_after_the_timeout() {
     let ca = Ca::new("Test CA");
-    let mut a = node(config(Some(&ca)), |k| {
-        ca.cert_for(peer_of(k), "alpha", &[Permission::All])
-    });
-    let mut q = silent();
-    let (a_id, q_id) = (*a.local_peer_id(), *q.local_peer_id());
-    let addr = listen(&mut a).await;
+    let mut pair = Pair::listening(alpha(&ca), silent()).await;
+    let q_id = pair.ids().1;
     let start = Instant::now();
-    dial(&mut q, a_id, &addr).unwrap();
+    pair.dial();
 
-    let (mut sa, mut sq) = (Side::default(), Side::default());
-    until(
-        &mut a,
-        &mut sa,
-        &mut q,
-        &mut sq,
-        SOON,
-        "request received",
-        |_, sq| !sq.held.is_empty(),
-    )
-    .await;
-    assert!(a.behaviour().admission.pending().contains(&q_id));
-    until(
-        &mut a,
-        &mut sa,
-        &mut q,
-        &mut sq,
+    pair.until(SOON, "request received", |_, sq| !sq.held.is_empty())
+        .await;
+    assert!(pair.a.behaviour().admission.pending().contains(&q_id));
+    pair.until(
         EXCHANGE_TIMEOUT + SOON,
         "refusal and disconnection",
-        |sa, sq| sa.was_refused(q_id) && sa.disconnected() && sq.disconnected(),
+        cut_off(q_id),
     )
     .await;
     assert!(start.elapsed() >= EXCHANGE_TIMEOUT - Duration::from_millis(100));
-    settle(&mut a, &mut sa, &mut q, &mut sq, 3 * PING_INTERVAL).await;
+    pair.settle(3 * PING_INTERVAL).await;
+
+    let Pair { a, sa, sb: sq, .. } = &mut pair;
     sa.assert_refused_once(q_id);
     match sa.refusal_of(q_id) {
         // The behaviour's own deadline, or the request timeout of the exchange (same length).
@@ -968,39 +859,39 @@ async fn peer_presenting_nothing_is_refused_after_the_timeout() {
         sq.ping_ok.is_empty(),
         "the gated ping served a pending peer"
     );
-    assert_banned(&mut a, q_id);
+    assert_banned(a, q_id);
 }
 
 /// Case 9: an open node (no trusted CA) with a certificate of the CA meets an enforcing node.
 #[tokio::test]
 async fn open_node_is_admitted_by_an_enforcing_node_and_serves_it() {
     let ca = Ca::new("Test CA");
-    let mut a = node(config(Some(&ca)), |k| {
-        ca.cert_for(peer_of(k), "alpha", &[Permission::All])
-    });
-    let mut o = node(config(None), |k| {
+    let a = alpha(&ca);
+    let o = node(config(None), |k| {
         ca.cert_for(peer_of(k), "Open", &[Permission::RpcCall])
     });
-    let (a_id, o_id) = (*a.local_peer_id(), *o.local_peer_id());
     let o_cert = own_cert(&o);
     let go = o.behaviour().admission.gates();
     assert!(!go.is_enforcing());
 
-    let addr = listen(&mut a).await;
-    dial(&mut o, a_id, &addr).unwrap();
-    let (mut sa, mut so) = (Side::default(), Side::default());
-    until(
-        &mut a,
-        &mut sa,
-        &mut o,
-        &mut so,
+    let mut pair = Pair::listening(a, o).await;
+    let (a_id, o_id) = pair.ids();
+    pair.dial();
+    pair.until(
         SOON,
         "admission and pings both ways",
-        |sa, so| sa.ping_ok.contains(&o_id) && so.ping_ok.contains(&a_id),
+        pinged_both_ways(a_id, o_id),
     )
     .await;
-    settle(&mut a, &mut sa, &mut o, &mut so, 2 * PING_INTERVAL).await;
+    pair.settle(2 * PING_INTERVAL).await;
 
+    let Pair {
+        a,
+        sa,
+        b: o,
+        sb: so,
+        ..
+    } = &pair;
     assert_eq!(sa.admitted, vec![(o_id, o_cert)]);
     assert!(!sa.ping_before_admission);
     let ga = a.behaviour().admission.gates();
