@@ -136,17 +136,16 @@ pub(crate) fn newest_revocations(
     config: &AdmissionConfig,
     data_dir: Option<&Path>,
 ) -> Option<RevocationList> {
-    let saved = data_dir.and_then(|d| {
-        let path = d.join(REVOCATIONS_FILE);
-        let text = std::fs::read_to_string(&path).ok()?;
-        match RevocationList::from_base64(&text) {
+    let saved = data_dir
+        .map(|d| d.join(REVOCATIONS_FILE))
+        .filter(|path| path.exists())
+        .and_then(|path| match crate::certs::load_revocations(&path) {
             Ok(l) => Some(l),
             Err(e) => {
-                tracing::warn!("{}: ignored: {e}", path.display());
+                tracing::warn!("ignored: {e}");
                 None
             }
-        }
-    });
+        });
     let valid = |l: &RevocationList| match &config.trusted_ca {
         Some(ca) => l.verify(ca).is_ok(),
         None => l.verify_issuer_signature().is_ok(),
