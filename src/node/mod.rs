@@ -474,14 +474,7 @@ impl Builder {
             .with_bandwidth_metrics(&mut registry)
             .with_behaviour(|_| behaviour)
             .map_err(|e| Error::Transport(e.to_string()))?
-            .with_swarm_config(|c| {
-                c.with_idle_connection_timeout(config.idle_connection_timeout)
-                    // Optimistic protocol negotiation on new streams: the first request goes out
-                    // with the protocol proposal instead of one round trip later.
-                    .with_substream_upgrade_protocol_override(
-                        libp2p::core::upgrade::Version::V1Lazy,
-                    )
-            })
+            .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_connection_timeout))
             .build();
         let libp2p_metrics = libp2p::metrics::Metrics::new(&mut registry);
 
