@@ -156,6 +156,27 @@ fn write_text(path: &Path, text: &str, mode: u32) -> Result<(), Error> {
     fsutil::write_atomic(path, &bytes, mode).map_err(io_err(path))
 }
 
+/// Writes a secret key file: mode 0600 and never over an existing file, even one created
+/// after [`refuse_existing`] looked.
+fn write_secret(path: &Path, text: &str, what: &'static str) -> Result<(), Error> {
+    let mut bytes = Vec::with_capacity(text.len() + 1);
+    bytes.extend_from_slice(text.as_bytes());
+    bytes.push(b'\n');
+    fsutil::write_new_atomic(path, &bytes, SECRET_MODE).map_err(|error| {
+        if error.kind() == io::ErrorKind::AlreadyExists {
+            Error::Exists {
+                path: path.to_path_buf(),
+                what,
+            }
+        } else {
+            Error::Io {
+                path: path.to_path_buf(),
+                error,
+            }
+        }
+    })
+}
+
 fn refuse_existing(path: &Path, what: &'static str) -> Result<(), Error> {
     // symlink_metadata: a dangling symlink counts as existing too.
     if std::fs::symlink_metadata(path).is_ok() {
@@ -296,7 +317,11 @@ pub fn ca_init(dir: &Path, name: &str, days: f64) -> Result<Written, Error> {
     let key_text = private_key_text(&key, &key_path)?;
 
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    write_text(&key_path, &key_text, SECRET_MODE)?;
+    write_secret(
+        &key_path,
+        &key_text,
+        "the CA key (remove the CA folder to start over)",
+    )?;
     write_text(&cert_path, &cert.to_base64(), PUBLIC_MODE)?;
     Ok(Written {
         cert: Some(cert_path),
@@ -486,7 +511,7 @@ pub fn newcert(
     let request = CertificateRequest::sign(&ed, &label, Permissions::all(), now)?;
     let key_text = private_key_text(&key, key_out)?;
 
-    write_text(key_out, &key_text, SECRET_MODE)?;
+    write_secret(key_out, &key_text, "a private key")?;
     write_text(cert_out, &cert.to_base64(), PUBLIC_MODE)?;
     write_text(request_out, &request.to_base64(), PUBLIC_MODE)?;
     Ok(Written {

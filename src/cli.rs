@@ -14,7 +14,7 @@ use crate::api::ApiConfig;
 use crate::client::{self, Client};
 use crate::config::FileConfig;
 use crate::node::{self, MdnsMode, addr};
-use crate::{daemon, label};
+use crate::{daemon, label, term};
 
 /// Default data folder.
 pub const DEFAULT_DATA_FOLDER: &str = "./.mcc";
@@ -642,6 +642,9 @@ fn read_api_file(dir: &Path) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
 
+/// Largest blob `mcc blob get` shows on a terminal (escaped); bigger ones need `-o` or a pipe.
+const MAX_TERMINAL_BLOB: u64 = 16 * 1024 * 1024;
+
 /// Runs a client subcommand and prints its result.
 pub async fn run_command(cmd: Command, common: &CommonArgs) -> Result<(), Error> {
     let client = Client::new(api_url(common));
@@ -670,7 +673,7 @@ pub async fn run_command(cmd: Command, common: &CommonArgs) -> Result<(), Error>
                 ("permissions", n.certificate.permissions.join(", ")),
             ];
             for (k, v) in rows {
-                println!("{k:<14} {v}");
+                println!("{k:<14} {}", term::escape(&v));
             }
         }
         Command::Peers => {
@@ -776,7 +779,7 @@ fn print_written(w: &crate::certs::Written, json: bool) -> Result<(), Error> {
         return print_json(w);
     }
     for line in w.lines() {
-        println!("{line}");
+        println!("{}", term::escape_text(&line));
     }
     for warning in &w.warnings {
         eprintln!("warning: {warning}");
@@ -862,7 +865,7 @@ fn run_cert(cmd: CertCommand, json: bool) -> Result<(), Error> {
             if json {
                 return print_json(&shown);
             }
-            println!("{}", shown.human());
+            println!("{}", term::escape_text(&shown.human()));
         }
     }
     Ok(())
@@ -911,9 +914,15 @@ async fn run_dht(cmd: DhtCommand, client: &Client, json: bool) -> Result<(), Err
                 None => {
                     use std::io::Write;
                     let mut out = std::io::stdout().lock();
-                    let _ = out.write_all(&value);
-                    if std::io::IsTerminal::is_terminal(&out) && !value.ends_with(b"\n") {
-                        let _ = out.write_all(b"\n");
+                    if std::io::IsTerminal::is_terminal(&out) {
+                        // Any writer controls /mcc/ values: no raw control sequences on a
+                        // terminal. Pipes and files get the exact bytes.
+                        let _ = out.write_all(&term::escape_bytes(&value));
+                        if !value.ends_with(b"\n") {
+                            let _ = out.write_all(b"\n");
+                        }
+                    } else {
+                        let _ = out.write_all(&value);
                     }
                 }
             }
@@ -1100,6 +1109,22 @@ async fn run_blob(cmd: BlobCommand, client: &Client, json: bool) -> Result<(), E
                         path: path.clone(),
                         source: e.error,
                     })?;
+                    n
+                }
+                None if std::io::IsTerminal::is_terminal(&std::io::stdout()) => {
+                    // Anyone can publish a blob: no raw control sequences on a terminal.
+                    if summary.size > MAX_TERMINAL_BLOB {
+                        return Err(usage(format!(
+                            "the blob is {} bytes; save it with -o FILE or pipe it",
+                            summary.size
+                        )));
+                    }
+                    let mut buf = Vec::new();
+                    let n = client.download_blob(&cid, &mut buf, |_, _| {}).await?;
+                    use std::io::Write;
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(&term::escape_bytes(&buf));
+                    let _ = out.flush();
                     n
                 }
                 None => {
@@ -1297,12 +1322,22 @@ fn join<T: ToString>(v: &[T]) -> String {
 
 fn print_json<T: Serialize>(v: &T) -> Result<(), Error> {
     let s = serde_json::to_string_pretty(v).map_err(|e| usage(e.to_string()))?;
-    println!("{s}");
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        println!("{}", term::escape_json(&s));
+    } else {
+        println!("{s}");
+    }
     Ok(())
 }
 
 /// Prints rows under headers, columns padded to their widest cell.
+/// Cells are escaped ([`term::escape`]): labels, agent strings, replies and errors come from
+/// peers.
 fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|r| r.iter().map(|c| term::escape(c).into_owned()).collect())
+        .collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -1310,7 +1345,7 @@ fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
         }
     }
     let line = |cells: Vec<&str>| {
-        let mut out = String::new();
+        let mut out = String::with_capacity(80);
         for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
             if i + 1 == cells.len() {
                 out.push_str(c);

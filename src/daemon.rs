@@ -86,7 +86,7 @@ pub async fn run(
             tracing::info!("REST API on {url} (Swagger UI at {url}/docs)");
             if let Some(dir) = &data_dir {
                 let path = dir.join(API_FILE);
-                crate::fsutil::write_atomic(&path, url.as_bytes(), 0o644).map_err(|source| {
+                crate::fsutil::write_atomic(&path, url.as_bytes(), 0o600).map_err(|source| {
                     Error::ApiFile {
                         path: path.clone(),
                         source,

@@ -37,15 +37,29 @@ pub fn load_or_create(dir: &Path) -> Result<Keypair, Error> {
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
-            fsutil::write_atomic(&path, &bytes, 0o600).map_err(|source| Error::Io {
-                path: path.clone(),
-                source,
-            })?;
-            tracing::info!(path = %path.display(), "created new node identity");
-            Ok(keypair)
+            // Never replaces a key: if another process created one meanwhile, use that one.
+            match fsutil::write_new_atomic(&path, &bytes, 0o600) {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "created new node identity");
+                    Ok(keypair)
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => read_identity(&path),
+                Err(source) => Err(Error::Io { path, source }),
+            }
         }
         Err(source) => Err(Error::Io { path, source }),
     }
+}
+
+fn read_identity(path: &Path) -> Result<Keypair, Error> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Keypair::from_protobuf_encoding(&bytes).map_err(|e| Error::Corrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 /// A DID key file (`mcc did keygen`): JSON `{"did": "did:key:z6Mk...", "secret_key": "z..."}`
@@ -77,7 +91,8 @@ pub fn write_did_key(path: &Path) -> Result<(ed25519::Keypair, String), Error> {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    fsutil::write_atomic(path, &bytes, 0o600).map_err(|source| Error::Io {
+    // No-clobber: a file created since the check above is never overwritten.
+    fsutil::write_new_atomic(path, &bytes, 0o600).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
     })?;

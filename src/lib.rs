@@ -22,6 +22,7 @@ pub mod label;
 pub mod node;
 pub mod services;
 pub mod storage;
+pub mod term;
 
 pub use mcc_rpc as rpc;
 pub use node::{Config, Node};

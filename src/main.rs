@@ -15,7 +15,8 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Errors can carry peers' words (refusal reasons, RPC errors).
+            eprintln!("error: {}", mcc::term::escape_text(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -34,6 +35,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     if cli.daemon.newcert {
         return Ok(mcc::cli::newcert(&cli.daemon, &cli.common)?);
+    }
+    // Everything the daemon creates (stores, key, service list) is for this user only.
+    #[cfg(unix)]
+    // SAFETY: umask only changes this process's file-creation mask.
+    unsafe {
+        libc::umask(0o077);
     }
     let resolved = cli.daemon.resolve(cli.common.data_folder)?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

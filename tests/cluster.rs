@@ -476,3 +476,103 @@ async fn config_file_and_bad_flags() -> Result<()> {
     assert!(!ok && err.contains("loglevel"), "{err}");
     Ok(())
 }
+
+/// Runs the CLI with stdout on a pseudo-terminal (util-linux `script`); returns its output.
+fn cli_on_tty(args: &[&str]) -> Result<String> {
+    let line = std::iter::once(common::BIN)
+        .chain(args.iter().copied())
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &line, "/dev/null"])
+        .env_remove("MCC_API")
+        .env_remove("MCC_DATA_FOLDER")
+        .output()
+        .context("running util-linux script")?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Review L9 and L10: bytes that peers control never reach a terminal as control sequences
+/// (pipes still get exact bytes), and a node's data folder and files are private to its user.
+#[tokio::test(flavor = "multi_thread")]
+async fn peer_bytes_are_escaped_and_data_files_are_private() -> Result<()> {
+    let a = Daemon::start(&["--rendezvous", "off"]).await?;
+    let b = Daemon::start(&["--rendezvous", "off", "--boot", &a.tcp_host_port().await?]).await?;
+    let b_id = b.peer_id().await?;
+    wait_until(20, "b connected to a", || async {
+        Ok(a.peers()
+            .await?
+            .iter()
+            .any(|p| p.peer_id.to_string() == b_id))
+    })
+    .await?;
+    let api = a.api.base_url().to_string();
+    let hostile = "\x1b]0;owned\x07\x1b[2Jcleared";
+
+    // The echo reply comes back from the peer: escaped in the table, to a pipe too.
+    let (ok, out, err) = cli(&["echo", hostile, "--peer", &b_id, "--api", &api])?;
+    assert!(ok, "{err}");
+    assert!(!out.contains('\x1b') && !out.contains('\x07'), "{out:?}");
+    assert!(out.contains(r"\x1b]0;owned\x07\x1b[2Jcleared"), "{out:?}");
+
+    // A record value: exact bytes to a pipe, escaped on a terminal.
+    let (ok, _, err) = cli(&["dht", "put", "l9", hostile, "--api", &api])?;
+    assert!(ok, "{err}");
+    let (ok, out, err) = cli(&["dht", "get", "l9", "--api", &api])?;
+    assert!(ok, "{err}");
+    assert_eq!(out, hostile, "a pipe gets the exact value");
+    let shown = cli_on_tty(&["dht", "get", "l9", "--api", &api])?;
+    assert!(
+        !shown.contains('\x1b') && !shown.contains('\x07'),
+        "{shown:?}"
+    );
+    assert!(shown.contains("cleared"), "{shown:?}");
+    // JSON on a terminal: still valid JSON, no raw C1 control.
+    let (ok, _, err) = cli(&["dht", "put", "c1", "a\u{9b}2Jb", "--api", &api])?;
+    assert!(ok, "{err}");
+    let shown = cli_on_tty(&["dht", "get", "c1", "--json", "--api", &api])?;
+    assert!(!shown.contains('\u{9b}'), "{shown:?}");
+
+    // L10: the data folder is 0700 and nothing in it is readable by others.
+    let (ok, _, err) = cli(&["service", "add", "web", "http://127.0.0.1:9", "--api", &api])?;
+    assert!(ok, "{err}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| -> Result<u32> {
+        Ok(std::fs::symlink_metadata(p)?.permissions().mode() & 0o777)
+    };
+    assert_eq!(mode(&a.dir)?, 0o700);
+    let mut stack = vec![a.dir.clone()];
+    let mut files = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.file_name().is_some_and(|n| n == "node.log") {
+                continue; // written by the test harness, not by the node
+            }
+            let m = mode(&path)?;
+            assert_eq!(m & 0o077, 0, "{} has mode {m:o}", path.display());
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files += 1;
+            }
+        }
+    }
+    for name in [
+        "identity.key",
+        "records.redb",
+        "services.json",
+        "api",
+        "label",
+    ] {
+        ensure!(a.dir.join(name).exists(), "{name} missing");
+    }
+    assert!(files >= 5, "{files} files checked");
+    Ok(())
+}

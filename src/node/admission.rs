@@ -361,7 +361,7 @@ impl Node {
             let text = format!("{}\n", list.to_base64());
             let path2 = path.clone();
             tokio::task::spawn_blocking(move || {
-                crate::fsutil::write_atomic(&path2, text.as_bytes(), 0o644)
+                crate::fsutil::write_atomic(&path2, text.as_bytes(), 0o600)
             })
             .await
             .map_err(|e| Error::Store(e.to_string()))?

@@ -360,7 +360,7 @@ impl Builder {
         } = self;
 
         if let Some(dir) = &config.data_dir {
-            std::fs::create_dir_all(dir).map_err(|source| Error::DataDir {
+            crate::fsutil::private_dir(dir).map_err(|source| Error::DataDir {
                 path: dir.clone(),
                 source,
             })?;
@@ -686,7 +686,7 @@ fn resolve_label(config: &Config) -> Result<String, Error> {
         return Ok(l);
     }
     let l = crate::label::random();
-    crate::fsutil::write_atomic(&path, l.as_bytes(), 0o644)
+    crate::fsutil::write_atomic(&path, l.as_bytes(), 0o600)
         .map_err(|source| Error::DataDir { path, source })?;
     Ok(l)
 }

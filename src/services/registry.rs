@@ -200,7 +200,7 @@ impl Registry {
             path: path.clone(),
             source: std::io::Error::other(e),
         })?;
-        fsutil::write_atomic(path, &bytes, 0o644).map_err(|source| Error::Save {
+        fsutil::write_atomic(path, &bytes, 0o600).map_err(|source| Error::Save {
             path: path.clone(),
             source,
         })
