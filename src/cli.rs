@@ -102,6 +102,16 @@ pub struct DaemonArgs {
     /// Seconds before an RPC call to a peer fails [default: 10].
     #[arg(long, env = "MCC_RPC_TIMEOUT")]
     pub rpc_timeout: Option<f64>,
+    /// Most tunnels this node serves at once, all peers together [default: 1024].
+    #[arg(long, env = "MCC_MAX_TUNNELS")]
+    pub max_tunnels: Option<usize>,
+    /// Most tunnels this node serves at once to one peer [default: 128].
+    #[arg(long, env = "MCC_MAX_TUNNELS_PER_PEER")]
+    pub max_tunnels_per_peer: Option<usize>,
+    /// Seconds without a byte in either direction after which a tunnel is closed; 0 keeps idle
+    /// tunnels open [default: 600].
+    #[arg(long, env = "MCC_TUNNEL_IDLE_TIMEOUT")]
+    pub tunnel_idle_timeout: Option<f64>,
     /// Most DHT records this node stores [default: 65536].
     #[arg(long, env = "MCC_MAX_RECORDS")]
     pub max_records: Option<usize>,
@@ -502,6 +512,27 @@ impl DaemonArgs {
                 .rpc
                 .clone()
                 .with_request_timeout(secs("rpc-timeout", s)?);
+        }
+
+        let forward = &mut config.forward;
+        if let Some(n) = self.max_tunnels.or(file.max_tunnels) {
+            if n == 0 {
+                return Err(usage("--max-tunnels must be at least 1"));
+            }
+            forward.max_concurrent = n;
+        }
+        if let Some(n) = self.max_tunnels_per_peer.or(file.max_tunnels_per_peer) {
+            if n == 0 {
+                return Err(usage("--max-tunnels-per-peer must be at least 1"));
+            }
+            forward.max_per_peer = n;
+        }
+        if let Some(s) = self.tunnel_idle_timeout.or(file.tunnel_idle_timeout) {
+            forward.idle_timeout = if s == 0.0 {
+                None
+            } else {
+                Some(secs("tunnel-idle-timeout", s)?)
+            };
         }
 
         config.services = file

@@ -90,6 +90,9 @@ pub struct FileConfig {
     pub rendezvous_interval: Option<f64>,
     pub mdns: Option<MdnsMode>,
     pub rpc_timeout: Option<f64>,
+    pub max_tunnels: Option<usize>,
+    pub max_tunnels_per_peer: Option<usize>,
+    pub tunnel_idle_timeout: Option<f64>,
     pub max_records: Option<usize>,
     pub max_record_size: Option<usize>,
     pub max_providers_per_key: Option<usize>,
@@ -203,6 +206,18 @@ services:
         assert!(FileConfig::parse("dht-alpha: 0").is_err());
         assert!(FileConfig::parse("mdns: sometimes").is_err());
         assert!(FileConfig::parse("listen: 5").is_err());
+    }
+
+    #[test]
+    fn tunnel_limits() {
+        let c = FileConfig::parse(
+            "max-tunnels: 300\nmax-tunnels-per-peer: 7\ntunnel-idle-timeout: 90.5\n",
+        )
+        .unwrap();
+        assert_eq!(c.max_tunnels, Some(300));
+        assert_eq!(c.max_tunnels_per_peer, Some(7));
+        assert_eq!(c.tunnel_idle_timeout, Some(90.5));
+        assert!(FileConfig::parse("max-tunnels-per-peer: -1").is_err());
     }
 
     #[test]

@@ -111,6 +111,9 @@ pub struct Config {
     pub keep_blobs: bool,
     /// Certificates: this node's own, the trusted CA, revocations.
     pub admission: AdmissionConfig,
+    /// Limits of the tunnels this node serves (tunnels in all and per peer, idle timeout); the
+    /// idle timeout also applies to the tunnels of this node's own listeners.
+    pub forward: mcc_forward::ServerConfig,
 }
 
 /// DHT records: store limits and lookup behaviour.
@@ -155,6 +158,7 @@ impl Default for Config {
             listeners: Vec::new(),
             keep_blobs: true,
             admission: AdmissionConfig::default(),
+            forward: mcc_forward::ServerConfig::default(),
         }
     }
 }
@@ -508,13 +512,16 @@ impl Builder {
         );
         event_loop.wait_listening(listeners).await?;
         let stopped = tokio_util::sync::CancellationToken::new();
-        let services = Arc::new(Services::new(
-            service_registry,
-            control.clone(),
-            forward_stats,
-            stopped.clone(),
-            gates.clone(),
-        ));
+        let services = Arc::new(
+            Services::new(
+                service_registry,
+                control.clone(),
+                forward_stats,
+                stopped.clone(),
+                gates.clone(),
+            )
+            .with_tunnel_idle_timeout(config.forward.idle_timeout),
+        );
         let task = {
             let stopped = stopped.clone();
             tokio::spawn(async move {
@@ -525,12 +532,8 @@ impl Builder {
         {
             let (resolver, stats, stopped) =
                 (services.resolver(), services.stats.clone(), stopped.clone());
-            let server = mcc_forward::serve(
-                control.clone(),
-                resolver,
-                mcc_forward::ServerConfig::default(),
-                stats,
-            );
+            let server =
+                mcc_forward::serve(control.clone(), resolver, config.forward.clone(), stats);
             tokio::spawn(async move {
                 tokio::select! {
                     _ = stopped.cancelled() => {}

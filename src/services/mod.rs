@@ -57,6 +57,9 @@ pub(crate) struct Services {
     pub stopped: CancellationToken,
     /// Admitted peers and their permissions.
     gates: mcc_admission::Gates,
+    /// Listener connections through which nothing passed for this long are closed (both the
+    /// local connection and the tunnel); `None`: never.
+    tunnel_idle_timeout: Option<Duration>,
 }
 
 impl Services {
@@ -75,7 +78,14 @@ impl Services {
             providers: Mutex::new(HashMap::new()),
             listeners: Mutex::new(HashMap::new()),
             stopped,
+            tunnel_idle_timeout: None,
         }
+    }
+
+    /// Closes listener connections idle (no byte in either direction) for `timeout`.
+    pub fn with_tunnel_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.tunnel_idle_timeout = timeout;
+        self
     }
 
     /// Resolves a service name for the forwarding server.
@@ -474,6 +484,7 @@ impl Node {
                 let node = node.clone();
                 let service = service.clone();
                 let token = token.clone();
+                let idle = node.services().tunnel_idle_timeout;
                 tokio::spawn(async move {
                     let tunnel = match node.open_tunnel(&service, peer).await {
                         Ok(t) => t,
@@ -484,7 +495,7 @@ impl Node {
                     };
                     tokio::select! {
                         _ = token.cancelled() => {}
-                        r = mcc_forward::pipe(tcp, tunnel) => {
+                        r = mcc_forward::pipe_with_idle_timeout(tcp, tunnel, idle) => {
                             if let Err(e) = r {
                                 tracing::debug!(%from, %service, "tunnel ended: {e}");
                             }

@@ -2,6 +2,10 @@
 //!
 //! Entries from the config file are registered at every start and are not written to the file;
 //! entries added through the API or CLI are, atomically, on every change.
+//!
+//! Every change is all or nothing: it is applied to a copy, the copy is saved, and only then
+//! does it replace the registry's state. When saving fails, the registry is left exactly as it
+//! was (memory keeps matching disk) and the error is returned.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -136,7 +140,7 @@ struct Saved {
     listeners: Vec<Listener>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct State {
     services: BTreeMap<String, Service>,
     listeners: BTreeMap<String, Listener>,
@@ -206,31 +210,31 @@ impl Registry {
         })
     }
 
-    /// Adds or replaces a service; returns the previous one.
+    /// Applies `change` to a copy of the state, saves the copy and only then makes it the
+    /// state: on any error (from `change` or from saving) nothing changes.
+    fn update<T>(&self, change: impl FnOnce(&mut State) -> Result<T, Error>) -> Result<T, Error> {
+        let mut st = self.lock();
+        let mut next = st.clone();
+        let out = change(&mut next)?;
+        self.save(&next)?;
+        *st = next;
+        Ok(out)
+    }
+
+    /// Adds or replaces a service; returns the previous one. Nothing changes when saving fails.
     pub fn add_service(&self, service: Service) -> Result<Option<Service>, Error> {
         validate_name(&service.name)?;
         Address::parse(&service.address)?;
-        let mut st = self.lock();
-        let old = st.services.insert(service.name.clone(), service);
-        if let Err(e) = self.save(&st) {
-            // Keep memory and disk in step.
-            match &old {
-                Some(o) => st.services.insert(o.name.clone(), o.clone()),
-                None => None,
-            };
-            return Err(e);
-        }
-        Ok(old)
+        self.update(|st| Ok(st.services.insert(service.name.clone(), service)))
     }
 
+    /// Removes a service; returns it. Nothing changes when saving fails.
     pub fn remove_service(&self, name: &str) -> Result<Service, Error> {
-        let mut st = self.lock();
-        let old = st
-            .services
-            .remove(name)
-            .ok_or_else(|| Error::UnknownService(name.to_string()))?;
-        self.save(&st)?;
-        Ok(old)
+        self.update(|st| {
+            st.services
+                .remove(name)
+                .ok_or_else(|| Error::UnknownService(name.to_string()))
+        })
     }
 
     pub fn service(&self, name: &str) -> Option<Service> {
@@ -241,25 +245,25 @@ impl Registry {
         self.lock().services.values().cloned().collect()
     }
 
-    /// Adds a listener (its address must be new).
+    /// Adds a listener (its address must be new). Nothing changes when saving fails.
     pub fn add_listener(&self, listener: Listener) -> Result<(), Error> {
         validate_name(&listener.service)?;
-        let mut st = self.lock();
-        if st.listeners.values().any(|l| l.address == listener.address) {
-            return Err(Error::DuplicateListener(listener.address));
-        }
-        st.listeners.insert(listener.id.clone(), listener);
-        self.save(&st)
+        self.update(|st| {
+            if st.listeners.values().any(|l| l.address == listener.address) {
+                return Err(Error::DuplicateListener(listener.address));
+            }
+            st.listeners.insert(listener.id.clone(), listener);
+            Ok(())
+        })
     }
 
+    /// Removes a listener; returns it. Nothing changes when saving fails.
     pub fn remove_listener(&self, id: &str) -> Result<Listener, Error> {
-        let mut st = self.lock();
-        let old = st
-            .listeners
-            .remove(id)
-            .ok_or_else(|| Error::UnknownListener(id.to_string()))?;
-        self.save(&st)?;
-        Ok(old)
+        self.update(|st| {
+            st.listeners
+                .remove(id)
+                .ok_or_else(|| Error::UnknownListener(id.to_string()))
+        })
     }
 
     pub fn listeners(&self) -> Vec<Listener> {
@@ -336,6 +340,86 @@ mod tests {
                 .services()
                 .is_empty()
         );
+    }
+
+    /// Makes every later save in `dir` fail: a non-empty directory where the file goes cannot
+    /// be replaced by a rename (even by root). Returns a guard that undoes it.
+    fn break_saving(dir: &std::path::Path) -> impl Drop {
+        struct Fixed(PathBuf);
+        impl Drop for Fixed {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let path = dir.join(FILE);
+        let _ = std::fs::remove_file(&path);
+        std::fs::create_dir_all(path.join("blocker")).unwrap();
+        Fixed(path)
+    }
+
+    #[test]
+    fn failed_saves_change_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Registry::load(Some(dir.path().to_path_buf())).unwrap();
+        let svc = |name: &str, port: u16| Service {
+            name: name.into(),
+            address: format!("tcp://localhost:{port}"),
+            from_config: false,
+        };
+        let listener = |id: &str, port: u16| Listener {
+            id: id.into(),
+            service: "db".into(),
+            address: format!("tcp://127.0.0.1:{port}"),
+            peer: None,
+            from_config: false,
+        };
+        r.add_service(svc("db", 1)).unwrap();
+        r.add_listener(listener("l1", 5000)).unwrap();
+        let services = r.services();
+        let listeners = r.listeners();
+
+        {
+            let _broken = break_saving(dir.path());
+            // A new service: not registered (the forward resolver must not serve it).
+            assert!(matches!(
+                r.add_service(svc("new", 2)),
+                Err(Error::Save { .. })
+            ));
+            assert_eq!(r.service("new"), None);
+            // A replaced service: the old address stays.
+            assert!(matches!(
+                r.add_service(svc("db", 3)),
+                Err(Error::Save { .. })
+            ));
+            assert_eq!(r.service("db"), Some(svc("db", 1)));
+            // A removed service: still there (and so still announced).
+            assert!(matches!(r.remove_service("db"), Err(Error::Save { .. })));
+            assert_eq!(r.service("db"), Some(svc("db", 1)));
+            // A new listener: not kept.
+            assert!(matches!(
+                r.add_listener(listener("l2", 5001)),
+                Err(Error::Save { .. })
+            ));
+            // A removed listener: still there.
+            assert!(matches!(r.remove_listener("l1"), Err(Error::Save { .. })));
+            assert_eq!(r.services(), services);
+            assert_eq!(r.listeners(), listeners);
+        }
+
+        // Saving works again: memory and disk agree, without the failed changes.
+        r.add_service(svc("later", 4)).unwrap();
+        let again = Registry::load(Some(dir.path().to_path_buf())).unwrap();
+        assert_eq!(again.services(), r.services());
+        assert_eq!(again.listeners(), r.listeners());
+        assert_eq!(
+            again
+                .services()
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>(),
+            ["db", "later"]
+        );
+        assert_eq!(again.listeners(), listeners);
     }
 
     #[test]

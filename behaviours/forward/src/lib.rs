@@ -38,6 +38,14 @@
 //! reads the request under a timeout ([`ServerConfig::handshake_timeout`]); a peer that is too
 //! slow or closes early gets no answer.
 //!
+//! # Limits
+//!
+//! A provider keeps at most [`ServerConfig::max_concurrent`] tunnels of all peers together and
+//! at most [`ServerConfig::max_per_peer`] of any one peer, so that one consumer holding many
+//! idle tunnels cannot lock the others out: a stream beyond either limit is answered
+//! [`Refusal::Busy`], with a message saying which limit was hit. A tunnel through which nothing
+//! passed for [`ServerConfig::idle_timeout`] is closed at both ends.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -77,8 +85,11 @@ mod wire;
 
 pub use client::{Tunnel, open};
 pub use error::{OpenError, Refusal, ServeError};
-pub use pipe::{PIPE_BUFFER_SIZE, pipe};
-pub use server::{Resolver, ServerConfig, Stats, serve};
+pub use pipe::{PIPE_BUFFER_SIZE, pipe, pipe_with_idle_timeout};
+pub use server::{
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_PER_PEER, Resolver, ServerConfig,
+    Stats, serve,
+};
 pub use wire::{MAX_MESSAGE_LEN, VERSION, validate_name};
 
 use libp2p::StreamProtocol;

@@ -1,10 +1,11 @@
 //! The providing side: [`serve`], [`Resolver`], [`ServerConfig`] and [`Stats`].
 
 use std::{
+    collections::HashMap,
     fmt, io,
     sync::{
-        Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -16,13 +17,26 @@ use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt as _};
 
 use crate::{
     PROTOCOL_NAME, Refusal, ServeError,
-    pipe::{Counted, pipe},
+    pipe::{Counted, pipe_with_idle_timeout},
     wire::{self, RequestError},
 };
 
-/// How many streams beyond [`ServerConfig::max_concurrent`] may wait for their
-/// [`Refusal::Busy`] answer at the same time; further streams are dropped without an answer.
+/// How many streams beyond the limits may wait for their [`Refusal::Busy`] answer at the same
+/// time; further streams are dropped without an answer.
 const MAX_BUSY_RESPONDERS: usize = 64;
+
+/// How many of the [`MAX_BUSY_RESPONDERS`] one peer may hold, so that a peer flooding the
+/// provider with streams cannot keep the others from hearing why they are refused.
+const MAX_BUSY_RESPONDERS_PER_PEER: usize = 8;
+
+/// Default of [`ServerConfig::max_concurrent`].
+pub const DEFAULT_MAX_CONCURRENT: usize = 1024;
+
+/// Default of [`ServerConfig::max_per_peer`].
+pub const DEFAULT_MAX_PER_PEER: usize = 128;
+
+/// Default of [`ServerConfig::idle_timeout`]: 10 minutes.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Maps a requested service name to the local address that provides it.
 pub trait Resolver: Send + Sync + 'static {
@@ -42,6 +56,17 @@ where
 }
 
 /// Limits of [`serve`].
+///
+/// The fields are public; the `with_*` methods set them in a builder style:
+///
+/// ```
+/// use std::time::Duration;
+/// let config = mcc_forward::ServerConfig::default()
+///     .with_max_concurrent(256)
+///     .with_max_per_peer(16)
+///     .with_idle_timeout(Some(Duration::from_secs(60)));
+/// assert_eq!(config.max_per_peer, 16);
+/// ```
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// How long a peer may take to send its request, and to take the answer (default 10 s).
@@ -49,9 +74,17 @@ pub struct ServerConfig {
     /// How long connecting to the local service may take (default 10 s); beyond, the peer gets
     /// [`Refusal::Unreachable`].
     pub connect_timeout: Duration,
-    /// How many tunnels (in handshake or open) may exist at once (default 1024); further
-    /// streams get [`Refusal::Busy`].
+    /// How many tunnels (in handshake or open) may exist at once, all peers together (default
+    /// [`DEFAULT_MAX_CONCURRENT`]); further streams get [`Refusal::Busy`].
     pub max_concurrent: usize,
+    /// How many tunnels (in handshake or open) one peer may have at once (default
+    /// [`DEFAULT_MAX_PER_PEER`]); its further streams get [`Refusal::Busy`] even while the
+    /// global limit is not reached, so one peer cannot take every place.
+    pub max_per_peer: usize,
+    /// An open tunnel through which no byte passed, in either direction, for this long is
+    /// closed at both ends: the stream to the peer and the connection to the local service
+    /// (default [`DEFAULT_IDLE_TIMEOUT`]; `None` keeps idle tunnels open).
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -59,8 +92,42 @@ impl Default for ServerConfig {
         Self {
             handshake_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
-            max_concurrent: 1024,
+            max_concurrent: DEFAULT_MAX_CONCURRENT,
+            max_per_peer: DEFAULT_MAX_PER_PEER,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
         }
+    }
+}
+
+impl ServerConfig {
+    /// Sets [`ServerConfig::handshake_timeout`].
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ServerConfig::connect_timeout`].
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ServerConfig::max_concurrent`], the limit of tunnels of all peers together.
+    pub fn with_max_concurrent(mut self, n: usize) -> Self {
+        self.max_concurrent = n;
+        self
+    }
+
+    /// Sets [`ServerConfig::max_per_peer`], the limit of tunnels of one peer.
+    pub fn with_max_per_peer(mut self, n: usize) -> Self {
+        self.max_per_peer = n;
+        self
+    }
+
+    /// Sets [`ServerConfig::idle_timeout`] (`None`: idle tunnels stay open).
+    pub fn with_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
     }
 }
 
@@ -119,19 +186,77 @@ impl fmt::Debug for Stats {
     }
 }
 
-/// Holds one place in a counter of tasks for as long as it lives.
-struct Slot(Arc<AtomicUsize>);
+/// Places for tasks, limited in total and per peer.
+struct Quota {
+    max_total: usize,
+    max_per_peer: usize,
+    state: Mutex<Taken>,
+}
 
-impl Slot {
-    fn take(counter: &Arc<AtomicUsize>) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Slot(counter.clone())
+#[derive(Default)]
+struct Taken {
+    total: usize,
+    per_peer: HashMap<PeerId, usize>,
+}
+
+/// Why [`Quota::take`] gave no place.
+enum Full {
+    /// The peer holds its `max_per_peer` places already.
+    Peer { held: usize },
+    /// All peers together hold `max_total` places.
+    Total { held: usize },
+}
+
+impl Quota {
+    fn new(max_total: usize, max_per_peer: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max_total,
+            max_per_peer,
+            state: Mutex::new(Taken::default()),
+        })
     }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Taken> {
+        // The counters stay consistent even if a holder panicked (no code panics inside).
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes a place for `peer`: refused when the peer holds its share already, or when all
+    /// places are taken.
+    fn take(self: &Arc<Self>, peer: PeerId) -> Result<Slot, Full> {
+        let mut taken = self.lock();
+        let held = taken.per_peer.get(&peer).copied().unwrap_or(0);
+        if held >= self.max_per_peer {
+            return Err(Full::Peer { held });
+        }
+        if taken.total >= self.max_total {
+            return Err(Full::Total { held: taken.total });
+        }
+        taken.total += 1;
+        taken.per_peer.insert(peer, held + 1);
+        Ok(Slot {
+            quota: Arc::clone(self),
+            peer,
+        })
+    }
+}
+
+/// Holds one place of a [`Quota`] for as long as it lives.
+struct Slot {
+    quota: Arc<Quota>,
+    peer: PeerId,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        let mut taken = self.quota.lock();
+        taken.total = taken.total.saturating_sub(1);
+        if let Some(held) = taken.per_peer.get_mut(&self.peer) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                taken.per_peer.remove(&self.peer);
+            }
+        }
     }
 }
 
@@ -157,7 +282,12 @@ impl Drop for Active<'_> {
 ///
 /// Each task reads the request (under [`ServerConfig::handshake_timeout`]), asks `resolver`,
 /// connects to the local address (under [`ServerConfig::connect_timeout`], with `TCP_NODELAY`),
-/// answers ok or a [`Refusal`] and then pipes bytes both ways until both directions are closed.
+/// answers ok or a [`Refusal`] and then pipes bytes both ways until both directions are closed,
+/// or until nothing passed for [`ServerConfig::idle_timeout`].
+///
+/// A stream beyond [`ServerConfig::max_per_peer`] tunnels of its peer, or beyond
+/// [`ServerConfig::max_concurrent`] tunnels in all, is answered [`Refusal::Busy`] with a message
+/// naming the limit.
 ///
 /// The protocol is registered when `serve` is *called*, not when the returned future is first
 /// polled, so streams opened right after `tokio::spawn(serve(..))` are not refused as
@@ -190,8 +320,8 @@ async fn accept_loop(
     config: ServerConfig,
     stats: Stats,
 ) {
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let busy = Arc::new(AtomicUsize::new(0));
+    let tunnels = Quota::new(config.max_concurrent, config.max_per_peer);
+    let busy = Quota::new(MAX_BUSY_RESPONDERS, MAX_BUSY_RESPONDERS_PER_PEER);
     let mut tasks = JoinSet::new();
     loop {
         tokio::select! {
@@ -200,22 +330,45 @@ async fn accept_loop(
             next = incoming.next() => {
                 let Some((peer, stream)) = next else { break };
                 let stream = stream.compat();
-                if in_flight.load(Ordering::Relaxed) < config.max_concurrent {
-                    let slot = Slot::take(&in_flight);
-                    tasks.spawn(serve_stream(
-                        peer,
-                        stream,
-                        resolver.clone(),
-                        config.clone(),
-                        stats.clone(),
-                        slot,
-                    ));
-                } else if busy.load(Ordering::Relaxed) < MAX_BUSY_RESPONDERS {
-                    let slot = Slot::take(&busy);
-                    tasks.spawn(refuse_busy(peer, stream, config.clone(), stats.clone(), slot));
-                } else {
-                    tracing::debug!(%peer, "too many forward streams, dropping one");
-                    stats.inner.refused.fetch_add(1, Ordering::Relaxed);
+                let full = match tunnels.take(peer) {
+                    Ok(slot) => {
+                        tasks.spawn(serve_stream(
+                            peer,
+                            stream,
+                            resolver.clone(),
+                            config.clone(),
+                            stats.clone(),
+                            slot,
+                        ));
+                        continue;
+                    }
+                    Err(full) => full,
+                };
+                let message = match full {
+                    Full::Peer { held } => format!(
+                        "this peer already has {held} tunnels open (at most {} per peer)",
+                        config.max_per_peer
+                    ),
+                    Full::Total { held } => format!(
+                        "too many tunnels ({held} open, at most {}), try again later",
+                        config.max_concurrent
+                    ),
+                };
+                match busy.take(peer) {
+                    Ok(slot) => {
+                        tasks.spawn(refuse_busy(
+                            peer,
+                            stream,
+                            message,
+                            config.clone(),
+                            stats.clone(),
+                            slot,
+                        ));
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, message, "too many forward streams, dropping one");
+                        stats.inner.refused.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
             Some(result) = tasks.join_next(), if !tasks.is_empty() => {
@@ -319,9 +472,12 @@ async fn serve_stream(
         read: &stats.inner.bytes_in,
         written: &stats.inner.bytes_out,
     };
-    match pipe(counted, tcp).await {
+    match pipe_with_idle_timeout(counted, tcp, config.idle_timeout).await {
         Ok((received, sent)) => {
             tracing::debug!(%peer, service, received, sent, "forward tunnel closed");
+        }
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+            tracing::debug!(%peer, service, error = %e, "idle forward tunnel closed");
         }
         Err(e) => {
             tracing::debug!(%peer, service, error = %e, "forward tunnel failed");
@@ -329,11 +485,12 @@ async fn serve_stream(
     }
 }
 
-/// Answers [`Refusal::Busy`] to a stream over the concurrency limit (after reading its request,
+/// Answers [`Refusal::Busy`] with `message` to a stream over a limit (after reading its request,
 /// so that the peer reads a clean answer).
 async fn refuse_busy(
     peer: PeerId,
     mut stream: PeerStream,
+    message: String,
     config: ServerConfig,
     stats: Stats,
     _slot: Slot,
@@ -342,8 +499,7 @@ async fn refuse_busy(
         .await
         .is_some()
     {
-        let message = "too many tunnels, try again later";
-        refuse(peer, stream, Refusal::Busy, message, &config, &stats).await;
+        refuse(peer, stream, Refusal::Busy, &message, &config, &stats).await;
     }
 }
 

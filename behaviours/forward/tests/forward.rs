@@ -810,3 +810,192 @@ async fn retries_are_bounded() {
     let result = mcc_forward::open(&mut net.client, net.server_peer, "echo", TIMEOUT).await;
     assert!(matches!(result, Err(OpenError::Handshake(_))), "{result:?}");
 }
+
+/// A provider and two openers (distinct peers), all connected to the provider.
+struct Net3 {
+    first: Control,
+    second: Control,
+    server: Control,
+    server_peer: PeerId,
+}
+
+async fn net3() -> Net3 {
+    init_logging();
+    let mut first = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
+    let mut second = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
+    let mut server = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
+    server.listen().with_memory_addr_external().await;
+    first.connect(&mut server).await;
+    second.connect(&mut server).await;
+    let net = Net3 {
+        first: first.behaviour().new_control(),
+        second: second.behaviour().new_control(),
+        server: server.behaviour().new_control(),
+        server_peer: *server.local_peer_id(),
+    };
+    tokio::spawn(first.loop_on_next());
+    tokio::spawn(second.loop_on_next());
+    tokio::spawn(server.loop_on_next());
+    net
+}
+
+fn busy_message(result: Result<Tunnel, OpenError>) -> String {
+    match result {
+        Err(OpenError::Refused {
+            code: Refusal::Busy,
+            message,
+        }) => message,
+        other => panic!("expected a busy refusal, got {other:?}"),
+    }
+}
+
+/// Writes `bytes` and reads them back from an echoing tunnel.
+async fn echo_once(tunnel: &mut Tunnel, bytes: &[u8]) {
+    tunnel.write_all(bytes).await.unwrap();
+    let mut back = vec![0u8; bytes.len()];
+    within(10, tunnel.read_exact(&mut back)).await.unwrap();
+    assert_eq!(back, bytes);
+}
+
+/// One peer holding its quota of idle tunnels is refused busy, with the limit in the message;
+/// another peer still gets tunnels; the global limit still applies to all together.
+#[tokio::test]
+async fn per_peer_quota_leaves_room_for_others() {
+    let mut net = net3().await;
+    let echo = echo_server().await;
+    let config = ServerConfig::default()
+        .with_max_per_peer(3)
+        .with_max_concurrent(5);
+    let stats = {
+        let stats = Stats::default();
+        tokio::spawn(mcc_forward::serve(
+            net.server.clone(),
+            table(&[("echo", echo.to_string())]),
+            config,
+            stats.clone(),
+        ));
+        stats
+    };
+
+    // The first peer opens its quota of tunnels and keeps them idle.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(
+            mcc_forward::open(&mut net.first, net.server_peer, "echo", TIMEOUT)
+                .await
+                .unwrap(),
+        );
+    }
+    let message =
+        busy_message(mcc_forward::open(&mut net.first, net.server_peer, "echo", TIMEOUT).await);
+    assert!(
+        message.contains("this peer already has 3 tunnels open") && message.contains("3 per peer"),
+        "{message}"
+    );
+
+    // The second peer still gets through, twice (5 in all).
+    let mut second = Vec::new();
+    for i in 0..2u8 {
+        let mut tunnel = mcc_forward::open(&mut net.second, net.server_peer, "echo", TIMEOUT)
+            .await
+            .unwrap();
+        echo_once(&mut tunnel, &[b'b', i]).await;
+        second.push(tunnel);
+    }
+    assert_eq!(stats.active(), 5);
+
+    // Now the global limit is reached: the second peer is refused too, naming that limit.
+    let message =
+        busy_message(mcc_forward::open(&mut net.second, net.server_peer, "echo", TIMEOUT).await);
+    assert!(message.contains("too many tunnels"), "{message}");
+    assert!(message.contains("at most 5"), "{message}");
+
+    // The first peer's held tunnels still work.
+    for (i, tunnel) in held.iter_mut().enumerate() {
+        echo_once(tunnel, &[b'a', i as u8]).await;
+    }
+
+    // A closed tunnel frees its place for its own peer.
+    drop(held.pop());
+    let mut again = None;
+    for _ in 0..100 {
+        match mcc_forward::open(&mut net.first, net.server_peer, "echo", TIMEOUT).await {
+            Ok(tunnel) => {
+                again = Some(tunnel);
+                break;
+            }
+            Err(OpenError::Refused {
+                code: Refusal::Busy,
+                ..
+            }) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    let mut again = again.expect("the place of the closed tunnel was never freed");
+    echo_once(&mut again, b"again").await;
+}
+
+/// An echo server that reports each connection's end (EOF or error from the provider side).
+async fn reporting_echo_server() -> (SocketAddr, mpsc::UnboundedReceiver<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (report, reports) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let report = report.clone();
+            tokio::spawn(async move {
+                let (mut reader, mut writer) = socket.into_split();
+                let _ = tokio::io::copy(&mut reader, &mut writer).await;
+                let _ = writer.shutdown().await;
+                let _ = report.send(());
+            });
+        }
+    });
+    (addr, reports)
+}
+
+/// A tunnel through which nothing passes is closed at both ends after the idle timeout; a
+/// tunnel in use stays open well past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_tunnels_are_closed() {
+    let mut net = net().await;
+    let (echo, mut ends) = reporting_echo_server().await;
+    let idle = Duration::from_millis(600);
+    let stats = start(
+        &net,
+        table(&[("echo", echo.to_string())]),
+        ServerConfig::default().with_idle_timeout(Some(idle)),
+    );
+
+    let mut quiet = mcc_forward::open(&mut net.client, net.server_peer, "echo", TIMEOUT)
+        .await
+        .unwrap();
+    let mut busy = mcc_forward::open(&mut net.client, net.server_peer, "echo", TIMEOUT)
+        .await
+        .unwrap();
+    echo_once(&mut quiet, b"one exchange, then silence").await;
+    let opened = Instant::now();
+
+    // The busy tunnel exchanges a few bytes every 100 ms for four idle timeouts.
+    let mut i = 0u32;
+    while opened.elapsed() < idle * 4 {
+        echo_once(&mut busy, &i.to_be_bytes()).await;
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The quiet one was closed: the opener reads the end, the local service saw its
+    // connection closed, and only one tunnel is active.
+    let mut rest = Vec::new();
+    let _ = within(5, quiet.read_to_end(&mut rest)).await;
+    assert!(rest.is_empty(), "{rest:?}");
+    within(5, ends.recv()).await.unwrap();
+    assert_eq!(stats.active(), 1);
+
+    // The busy one still works.
+    echo_once(&mut busy, b"still open").await;
+    assert!(
+        ends.try_recv().is_err(),
+        "the busy tunnel's service connection was closed"
+    );
+}
