@@ -1949,4 +1949,150 @@ mod tests {
         }
         assert_eq!(ours.provided().count(), 0);
     }
+
+    fn did_record(value: &[u8]) -> Record {
+        let kp = libp2p::identity::ed25519::Keypair::generate();
+        let did = mcc_records::did::did_from_public(&kp.public());
+        Record::new(mcc_records::did_key(&did), value.to_vec())
+    }
+
+    fn mcc(k: &str) -> Record {
+        Record::new(mcc_records::mcc_key(k), b"v".to_vec())
+    }
+
+    /// M6: records stored for remote peers are capped per peer and together; room stays for
+    /// DID documents and for this node's own writes.
+    #[test]
+    fn remote_sources_are_held_to_their_quotas() {
+        use mcc_records::SourcedStore as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let limits = Limits {
+            max_records: 40,
+            ..Limits::default()
+        };
+        assert_eq!(limits.per_source_max(), 2);
+        assert_eq!(limits.remote_max(), 38);
+        assert_eq!(limits.remote_free_max(), 36);
+        let mut store = open(dir.path(), PeerId::random(), limits);
+
+        // One peer: two keys, then refused; replacing its keys is fine.
+        let a = PeerId::random();
+        store.put_from(mcc("a0"), Some(a)).expect("a0");
+        store.put_from(mcc("a1"), Some(a)).expect("a1");
+        assert!(matches!(
+            store.put_from(mcc("a2"), Some(a)),
+            Err(store::Error::MaxRecords)
+        ));
+        store.put_from(mcc("a1"), Some(a)).expect("replace");
+        assert_eq!(store.records_of(&a), 2);
+
+        // Many peers (Sybils) together: free keys stop at remote_free_max.
+        let mut n = 2;
+        let mut refused = 0;
+        for i in 0..30 {
+            let p = PeerId::random();
+            for j in 0..2 {
+                match store.put_from(mcc(&format!("s{i}-{j}")), Some(p)) {
+                    Ok(()) => n += 1,
+                    Err(store::Error::MaxRecords) => refused += 1,
+                    Err(e) => panic!("unexpected {e:?}"),
+                }
+            }
+        }
+        assert_eq!(n, 36);
+        assert_eq!(refused, 60 - 34);
+        assert_eq!(store.remote_records(), (36, 36));
+
+        // DID documents of remote peers still fit, up to remote_max.
+        store
+            .put_from(did_record(b"d1"), Some(PeerId::random()))
+            .expect("a DID fits");
+        store
+            .put_from(did_record(b"d2"), Some(PeerId::random()))
+            .expect("a second DID fits");
+        assert!(matches!(
+            store.put_from(did_record(b"d3"), Some(PeerId::random())),
+            Err(store::Error::MaxRecords)
+        ));
+        assert_eq!(store.remote_records(), (38, 36));
+
+        // This node's own writes still fit: the rest of max_records.
+        store.put(mcc("mine1")).expect("own write");
+        store.put(did_record(b"own")).expect("own DID");
+        assert_eq!(store.len(), 40);
+        assert!(matches!(
+            store.put(mcc("mine3")),
+            Err(store::Error::MaxRecords)
+        ));
+
+        // Counts survive a reopen.
+        drop(store);
+        let mut store = open(dir.path(), PeerId::random(), limits_40());
+        assert_eq!(store.records_of(&a), 2);
+        assert_eq!(store.remote_records(), (38, 36));
+
+        // Removing a peer's record gives it its share back; a local write over a remote key
+        // moves the key to this node.
+        store.remove(&mcc("a0").key);
+        assert_eq!(store.records_of(&a), 1);
+        store.put_from(mcc("a2"), Some(a)).expect("room again");
+        store.put(mcc("a2")).expect("local overwrite");
+        assert_eq!(store.records_of(&a), 1);
+        assert_eq!(store.remote_records(), (37, 35));
+    }
+
+    fn limits_40() -> Limits {
+        Limits {
+            max_records: 40,
+            ..Limits::default()
+        }
+    }
+
+    /// Expired records stored for a peer give its share back when swept.
+    #[test]
+    fn expired_remote_records_free_their_share() {
+        use mcc_records::SourcedStore as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let local = PeerId::random();
+        let mut store = open(dir.path(), local, limits_40());
+        let a = PeerId::random();
+        let mut old = mcc("old");
+        old.expires = Some(Instant::now() + Duration::from_millis(50));
+        store.put_from(old, Some(a)).expect("old");
+        store.put_from(mcc("new"), Some(a)).expect("new");
+        assert!(matches!(
+            store.put_from(mcc("more"), Some(a)),
+            Err(store::Error::MaxRecords)
+        ));
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(store.remove_expired(), 1);
+        assert_eq!(store.records_of(&a), 1);
+        store.put_from(mcc("more"), Some(a)).expect("share back");
+        // The local node as a source is no remote peer.
+        store.put_from(mcc("self"), Some(local)).expect("own");
+        assert_eq!(store.remote_records(), (2, 2));
+    }
+
+    /// The replication walk reads keys in bounded batches, in order, without values.
+    #[test]
+    fn keys_after_walks_in_batches() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = open(dir.path(), PeerId::random(), Limits::default());
+        for i in 0..10 {
+            store.put(record(&format!("k{i}"), b"v")).expect("put");
+        }
+        let mut seen = Vec::new();
+        let mut cursor: Option<RecordKey> = None;
+        loop {
+            let batch = store.keys_after(cursor.as_ref().map(|k| k.as_ref()), 3);
+            assert!(batch.len() <= 3);
+            let Some(last) = batch.last().cloned() else {
+                break;
+            };
+            seen.extend(batch);
+            cursor = Some(last);
+        }
+        let expected: Vec<RecordKey> = (0..10).map(|i| key(&format!("k{i}"))).collect();
+        assert_eq!(seen, expected);
+    }
 }

@@ -484,3 +484,97 @@ impl EventLoop {
         !self.peers.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(free: bool, versions: &[(Option<PeerId>, &[u8])]) -> RepairPlan {
+        let values: Vec<&[u8]> = versions.iter().map(|(_, v)| *v).collect();
+        let key: &[u8] = if free { b"/mcc/k" } else { b"/mcc/other" };
+        let best = mcc_records::select_best(key, &values, 1024).expect("a version");
+        repair_plan(free, versions, best)
+    }
+
+    /// M4: a value only one remote holder supplied is answered but never written back or
+    /// pushed to others.
+    #[test]
+    fn single_remote_holder_is_not_repaired_towards() {
+        let u = PeerId::random();
+        let p = plan(true, &[(Some(u), b"injected")]);
+        assert_eq!(
+            p,
+            RepairPlan {
+                best: 0,
+                write_local_from: None,
+                push: false
+            }
+        );
+        // Also not over a local value: the local one wins the tie and stays.
+        let p = plan(true, &[(Some(u), b"injected"), (None, b"mine")]);
+        assert_eq!(
+            p,
+            RepairPlan {
+                best: 1,
+                write_local_from: None,
+                push: false
+            }
+        );
+        let p = plan(true, &[(None, b"mine"), (Some(u), b"injected")]);
+        assert_eq!(p.best, 0);
+        assert_eq!(p.write_local_from, None);
+    }
+
+    /// M4: on a tie the local value is kept (and answered); two remote holders against one
+    /// local copy win.
+    #[test]
+    fn ties_keep_the_local_value_and_majorities_repair() {
+        let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
+        // 2 against 2: local side kept, and pushed to the other side (agreement of 2).
+        let p = plan(
+            true,
+            &[
+                (Some(a), b"theirs"),
+                (Some(b), b"theirs"),
+                (None, b"mine"),
+                (Some(c), b"mine"),
+            ],
+        );
+        assert_eq!(p.best, 2);
+        assert_eq!(p.write_local_from, None);
+        assert!(p.push);
+        // 2 against the local copy alone: the local copy is replaced, on behalf of a holder.
+        let p = plan(
+            true,
+            &[(None, b"mine"), (Some(a), b"theirs"), (Some(b), b"theirs")],
+        );
+        assert_eq!(p.best, 1);
+        assert_eq!(p.write_local_from, Some(a));
+        assert!(p.push);
+        // Two remote holders agree, nothing local: pushed to the others, nothing written
+        // locally (this node had no copy).
+        let p = plan(true, &[(Some(a), b"v"), (Some(b), b"v"), (Some(c), b"w")]);
+        assert_eq!(p.best, 0);
+        assert_eq!(p.write_local_from, None);
+        assert!(p.push);
+        // The local copy agreeing with one remote holder counts as two.
+        let p = plan(true, &[(None, b"v"), (Some(a), b"v"), (Some(c), b"w")]);
+        assert_eq!(p.best, 0);
+        assert!(p.push);
+    }
+
+    /// Signed records are repaired towards the newest valid version, even from one holder.
+    #[test]
+    fn signed_records_repair_from_a_single_holder() {
+        let u = PeerId::random();
+        let p = repair_plan(false, &[(None, b"old"), (Some(u), b"new")], 1);
+        assert_eq!(
+            p,
+            RepairPlan {
+                best: 1,
+                write_local_from: Some(u),
+                push: true
+            }
+        );
+    }
+}
