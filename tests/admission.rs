@@ -585,3 +585,55 @@ async fn read_repair_ignores_values_from_peers_without_records_write() -> Result
     }
     Ok(())
 }
+
+/// L8: a revocation list travels as one DHT record, so a list over `--max-record-size` is
+/// refused by `mcc ca revoke` (nothing written) and by `PUT /api/v1/admission/revocations`
+/// (413, before the node applies or saves it).
+#[tokio::test(flavor = "multi_thread")]
+async fn revocation_lists_larger_than_a_record_are_refused() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let ca = ca_init(root.path(), "ca")?;
+    let serials: Vec<String> = (0..5000u32).map(|i| format!("{i:032x}")).collect();
+    let ca_dir = s(&ca).to_string();
+    let mut args: Vec<&str> = vec!["ca", "revoke", "--ca-dir", &ca_dir];
+    args.extend(serials.iter().map(String::as_str));
+    let (ok, _, err) = cli(&args)?;
+    ensure!(!ok, "a 5000-serial list was accepted");
+    ensure!(err.contains("--max-record-size"), "{err}");
+    ensure!(!ca.join("revocations.crl").exists());
+
+    // A CA that made a big list anyway (larger limit): the node refuses to take it.
+    args.extend(["--max-record-size", "1048576"]);
+    let (ok, _, err) = cli(&args)?;
+    ensure!(ok, "{err}");
+    let list = std::fs::read_to_string(ca.join("revocations.crl"))?;
+    // A node of that CA: without the check it would apply and save the list before its DHT
+    // put failed.
+    let dir = signed_node(root.path(), "node", &ca, "all", "30")?;
+    let node = start_closed(&dir, &ca, &["--rendezvous", "off"]).await?;
+    let resp = reqwest::Client::new()
+        .put(format!(
+            "{}/api/v1/admission/revocations",
+            node.api.base_url()
+        ))
+        .header("content-type", "text/plain")
+        .body(list)
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    let body: Value = serde_json::from_str(&resp.text().await?)?;
+    ensure!(status == 413, "status {status}: {body}");
+    ensure!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("over the limit")),
+        "{body}"
+    );
+    ensure!(!node.dir.join("revocations.crl").exists());
+    let info: Value = reqwest::get(format!("{}/api/v1/admission", node.api.base_url()))
+        .await?
+        .json()
+        .await?;
+    ensure!(info["revocations_sequence"].is_null(), "{info}");
+    Ok(())
+}

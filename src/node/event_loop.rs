@@ -252,6 +252,8 @@ impl EventLoop {
             replicate_every,
         );
         replication_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut replication_pump = tokio::time::interval(Duration::from_millis(100));
+        replication_pump.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
@@ -267,6 +269,9 @@ impl EventLoop {
                     }
                 }
                 _ = replication_tick.tick() => self.start_replication(),
+                _ = replication_pump.tick(), if self.replication_running() => {
+                    self.pump_replication();
+                }
                 _ = sweep_tick.tick() => {
                     let removed = self.swarm.behaviour_mut().kad.store_mut().inner_mut().remove_expired();
                     if removed > 0 {

@@ -371,12 +371,25 @@ impl EventLoop {
         self.replication.lookups.contains_key(id)
     }
 
+    /// Whether a replication run is under way (the event loop then calls
+    /// [`pump_replication`](Self::pump_replication) on a short tick too).
+    pub(super) fn replication_running(&self) -> bool {
+        self.replication.running
+    }
+
     /// Starts work on the next records of the walk while fewer than
-    /// [`REPLICATION_IN_FLIGHT`] are in the network.
-    fn pump_replication(&mut self) {
+    /// [`REPLICATION_IN_FLIGHT`] are in the network, looking at no more than
+    /// [`REPLICATION_BATCH`] records per call so the event loop never stalls on a long run
+    /// of records that need nothing (the short tick carries on).
+    pub(super) fn pump_replication(&mut self) {
         let local = *self.swarm.local_peer_id();
         let now = Instant::now();
-        while self.replication.running && self.replication.in_flight() < REPLICATION_IN_FLIGHT {
+        let mut budget = REPLICATION_BATCH;
+        while self.replication.running
+            && self.replication.in_flight() < REPLICATION_IN_FLIGHT
+            && budget > 0
+        {
+            budget -= 1;
             let store = self.swarm.behaviour_mut().kad.store_mut();
             let Some(key) = self.replication.queue.pop_front() else {
                 let batch = store.inner().keys_after(
