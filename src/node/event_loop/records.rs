@@ -51,8 +51,8 @@ pub(crate) struct RepairPlan {
 /// Signed records (DID documents, revocation lists): the newest valid version is repaired
 /// everywhere. Free `/mcc/` keys have no order between versions, so a repair needs agreement:
 /// nothing is written back unless at least two holders (this node's copy counts) have the best
-/// value; on a tie this node's own value is answered and kept; the local value is replaced
-/// only by a value more holders have.
+/// value, or this node's copy is the only version found; on a tie this node's own value is
+/// answered and kept; the local value is replaced only by a value more holders have.
 pub(crate) fn repair_plan(
     free: bool,
     versions: &[(Option<PeerId>, &[u8])],
@@ -72,7 +72,10 @@ pub(crate) fn repair_plan(
         .iter()
         .find(|(p, v)| p.is_some() && *v == best_value)
         .and_then(|(p, _)| *p);
-    let agreed = !free || holders_of(best_value) >= 2;
+    // This node's own copy, with no other version found, is cached at peers that lack it (as
+    // a put from this node would be).
+    let only_local = versions.len() == 1 && local.is_some();
+    let agreed = !free || holders_of(best_value) >= 2 || only_local;
     let local_is_stale = local.is_some_and(|l| versions[l].1 != best_value);
     RepairPlan {
         best,
@@ -536,6 +539,11 @@ mod tests {
         let p = plan(true, &[(None, b"mine"), (Some(u), b"injected")]);
         assert_eq!(p.best, 0);
         assert_eq!(p.write_local_from, None);
+        assert!(!p.push);
+        // This node's own copy alone is still cached at peers without one.
+        let p = plan(true, &[(None, b"mine")]);
+        assert_eq!(p.write_local_from, None);
+        assert!(p.push);
     }
 
     /// M4: on a tie the local value is kept (and answered); two remote holders against one
