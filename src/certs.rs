@@ -80,6 +80,11 @@ pub enum Error {
     BadTarget(String),
     #[error("nothing to revoke: give certificate serials, peer ids or certificate files")]
     NoTargets,
+    #[error(
+        "the revocation list would be {size} bytes, over the {max} bytes a DHT record may hold \
+         (--max-record-size): it could not reach the nodes; nothing was written"
+    )]
+    ListTooLarge { size: usize, max: usize },
 }
 
 // The underlying errors are part of each message, not `source()`s: `main` prints the whole
@@ -434,7 +439,13 @@ enum Revoked {
 
 /// Adds `targets` (serials, peer ids or certificate files) to the CA's revocation list
 /// (`ca_dir/revocations.crl`, created at sequence 1, else its sequence + 1), signs and writes it.
-pub fn ca_revoke(ca_dir: &Path, targets: &[String]) -> Result<(Written, RevocationList), Error> {
+/// A list over `max_len` bytes (the nodes' `--max-record-size`: it travels as one DHT record)
+/// is refused and nothing is written.
+pub fn ca_revoke(
+    ca_dir: &Path,
+    targets: &[String],
+    max_len: usize,
+) -> Result<(Written, RevocationList), Error> {
     let (ca_key, ca_cert, _) = load_ca(ca_dir)?;
     let parsed = targets
         .iter()
@@ -466,6 +477,10 @@ pub fn ca_revoke(ca_dir: &Path, targets: &[String]) -> Result<(Written, Revocati
     fields.sequence = fields.sequence.saturating_add(1);
     fields.issued_at = now_unix();
     let list = RevocationList::sign(&ca_key, fields)?;
+    let size = list.to_bytes().len();
+    if size > max_len {
+        return Err(Error::ListTooLarge { size, max: max_len });
+    }
     write_text(&path, &list.to_base64(), PUBLIC_MODE)?;
     Ok((
         Written {
@@ -983,7 +998,8 @@ mod tests {
         let (signed, cert) = ca_sign(w.request.as_deref().unwrap(), &ca, None, 1.0, None).unwrap();
         let cert_path = signed.cert.unwrap();
 
-        let (written, list) = ca_revoke(&ca, &[cert_path.to_string_lossy().into_owned()]).unwrap();
+        let (written, list) =
+            ca_revoke(&ca, &[cert_path.to_string_lossy().into_owned()], 65536).unwrap();
         assert_eq!(list.sequence(), 1);
         assert!(list.serials().contains(&cert.serial()));
         let path = written.revocations.unwrap();
@@ -993,7 +1009,7 @@ mod tests {
 
         let serial = "00112233445566778899aabbccddeeff".to_string();
         let peer = keys::generate().public().to_peer_id();
-        let (_, list) = ca_revoke(&ca, &[serial.clone(), peer.to_string()]).unwrap();
+        let (_, list) = ca_revoke(&ca, &[serial.clone(), peer.to_string()], 65536).unwrap();
         assert_eq!(list.sequence(), 2);
         assert_eq!(list.serials().len(), 2);
         assert!(list.serials().contains(&serial.parse().unwrap()));
@@ -1001,18 +1017,47 @@ mod tests {
         assert!(cert.verify(&ca_cert, now_unix(), Some(&list)).is_err());
 
         for bad in ["nonsense", "0011"] {
-            let err = ca_revoke(&ca, &[bad.to_string()]).unwrap_err();
+            let err = ca_revoke(&ca, &[bad.to_string()], 65536).unwrap_err();
             assert!(matches!(err, Error::BadTarget(_)), "{err}");
         }
         // A certificate of another CA is refused; the list is unchanged.
         let other = d.path().join("other");
         ca_init(&other, "other", 1.0).unwrap();
-        let err = ca_revoke(&ca, &[other.join(CA_CERT_FILE).display().to_string()]).unwrap_err();
+        let err = ca_revoke(
+            &ca,
+            &[other.join(CA_CERT_FILE).display().to_string()],
+            65536,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("not by this CA"), "{err}");
-        let err = ca_revoke(&ca, &[ca.join(CA_CERT_FILE).display().to_string()]).unwrap_err();
+        let err =
+            ca_revoke(&ca, &[ca.join(CA_CERT_FILE).display().to_string()], 65536).unwrap_err();
         assert!(err.to_string().contains("CA certificate itself"), "{err}");
-        assert!(matches!(ca_revoke(&ca, &[]), Err(Error::NoTargets)));
+        assert!(matches!(ca_revoke(&ca, &[], 65536), Err(Error::NoTargets)));
         assert_eq!(load_revocations(&path).unwrap().sequence(), 2);
+    }
+
+    /// L8: a list that would not fit one DHT record (`--max-record-size`) is refused, and the
+    /// list on disk stays as it was.
+    #[test]
+    fn revoke_refuses_a_list_larger_than_a_record() {
+        let d = tmp();
+        let (ca, _) = setup(d.path(), Some("kitchen"));
+        let (written, small) =
+            ca_revoke(&ca, &["00112233445566778899aabbccddeeff".into()], 65536).unwrap();
+        let path = written.revocations.unwrap();
+        // 5000 serials of 16 bytes: over 64 KiB.
+        let many: Vec<String> = (0..5000u32).map(|i| format!("{i:032x}")).collect();
+        let err = ca_revoke(&ca, &many, 65536).unwrap_err();
+        assert!(
+            matches!(err, Error::ListTooLarge { max: 65536, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("--max-record-size"), "{err}");
+        assert_eq!(load_revocations(&path).unwrap(), small);
+        // With room for it (a node with a larger --max-record-size), it is written.
+        let (_, big) = ca_revoke(&ca, &many, 1 << 20).unwrap();
+        assert_eq!(big.serials().len(), 5001);
     }
 
     #[test]
@@ -1056,7 +1101,8 @@ mod tests {
         );
 
         let (signed, cert) = ca_sign(w.request.as_deref().unwrap(), &ca, None, 1.0, None).unwrap();
-        let (rev, _) = ca_revoke(&ca, &[signed.cert.unwrap().display().to_string()]).unwrap();
+        let (rev, _) =
+            ca_revoke(&ca, &[signed.cert.unwrap().display().to_string()], 65536).unwrap();
         let s = show(rev.revocations.as_deref().unwrap(), now).unwrap();
         assert_eq!(s.kind, "revocation_list");
         assert_eq!(s.sequence, Some(1));

@@ -238,6 +238,10 @@ pub enum CaCommand {
         /// Also hand the new list to the running node, which spreads it through the mesh.
         #[arg(long)]
         publish: bool,
+        /// Refuse a list larger than this (the nodes' --max-record-size: the list travels as
+        /// one DHT record).
+        #[arg(long, default_value_t = 65536)]
+        max_record_size: usize,
     },
 }
 
@@ -544,6 +548,26 @@ impl DaemonArgs {
         if let Some(k) = self.keep_blobs.or(file.keep_blobs) {
             config.keep_blobs = k;
         }
+        // Hidden knobs for tests: record replication and republication intervals in seconds.
+        for (var, slot) in [
+            (
+                "MCC_RECORD_REPLICATION_INTERVAL",
+                &mut config.records.replication_interval,
+            ),
+            (
+                "MCC_RECORD_PUBLICATION_INTERVAL",
+                &mut config.records.publication_interval,
+            ),
+        ] {
+            if let Ok(v) = std::env::var(var) {
+                let secs: u64 = v
+                    .parse()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| usage(format!("{var} must be a number of seconds > 0")))?;
+                *slot = std::time::Duration::from_secs(secs);
+            }
+        }
         let limits = &mut config.records.limits;
         if let Some(n) = self.max_records.or(file.max_records) {
             limits.max_records = n;
@@ -845,8 +869,9 @@ async fn run_ca(cmd: CaCommand, client: &Client, json: bool) -> Result<(), Error
             targets,
             ca_dir,
             publish,
+            max_record_size,
         } => {
-            let (w, list) = certs::ca_revoke(&ca_dir, &targets)?;
+            let (w, list) = certs::ca_revoke(&ca_dir, &targets, max_record_size)?;
             let published = if publish {
                 Some(client.publish_revocations(&list.to_base64()).await)
             } else {

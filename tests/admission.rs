@@ -509,3 +509,131 @@ async fn newcert_round_trips_through_cert_and_privkey() -> Result<()> {
     }
     Ok(())
 }
+
+/// M4 (review demo): a peer without `records:write` cannot get its value written by others
+/// through read-repair. U stored `/mcc/config` while its certificate had `all`, then runs with
+/// `rpc:call` only; P's lookup must neither take U's value nor write it to P or Q.
+#[tokio::test(flavor = "multi_thread")]
+async fn read_repair_ignores_values_from_peers_without_records_write() -> Result<()> {
+    const KEY: &str = "/mcc/config";
+    const VALUE: &[u8] = b"value-injected-by-U";
+    let root = tempfile::tempdir()?;
+    let ca = ca_init(root.path(), "ca")?;
+    let p_dir = signed_node(root.path(), "pnode", &ca, "all", "30")?;
+    let q_dir = signed_node(root.path(), "qnode", &ca, "all", "30")?;
+    let u_dir = signed_node(root.path(), "unode", &ca, "all", "30")?;
+
+    // U stores the value alone, while it may still write.
+    {
+        let mut u = start_closed(&u_dir, &ca, &["--rendezvous", "off"]).await?;
+        u.api.put_record(KEY, VALUE.to_vec(), None).await?;
+        u.stop()?;
+    }
+    // U's certificate is replaced by one with rpc:call only.
+    let limited = u_dir.join("limited.crt");
+    let (ok, _, err) = cli(&[
+        "ca",
+        "sign",
+        s(&u_dir.join("node.csr")),
+        "--ca-dir",
+        s(&ca),
+        "--permissions",
+        "rpc:call",
+        "--days",
+        "30",
+        "--output",
+        s(&limited),
+    ])?;
+    ensure!(ok, "ca sign failed: {err}");
+    std::fs::copy(&limited, u_dir.join("node.crt"))?;
+
+    let p = start_closed(&p_dir, &ca, &[]).await?;
+    let boot = p.tcp_host_port().await?;
+    let q = start_closed(&q_dir, &ca, &["--boot", &boot]).await?;
+    let u = start_closed(&u_dir, &ca, &["--boot", &boot]).await?;
+    let (p_id, q_id, u_id) = (p.peer_id().await?, q.peer_id().await?, u.peer_id().await?);
+    wait_until(30, "P, Q and U admitted", || async {
+        Ok(admitted(&p, &q_id).await?
+            && admitted(&p, &u_id).await?
+            && admitted(&q, &p_id).await?
+            && admitted(&u, &p_id).await?)
+    })
+    .await?;
+    // U still holds the value and would answer with it; its API refuses writes now.
+    ensure!(u.api.get_local_record(KEY).await? == VALUE);
+    let refused = u.api.put_record(KEY, b"x".to_vec(), None).await;
+    ensure!(
+        matches!(&refused, Err(e) if e.status() == Some(403)),
+        "{refused:?}"
+    );
+    ensure!(q.api.get_local_record(KEY).await.is_err());
+
+    // P's lookup: U's version does not count.
+    let found = p.api.get_record(KEY).await;
+    ensure!(
+        matches!(&found, Err(e) if e.status() == Some(404)),
+        "P accepted a value from a peer without records:write: {found:?}"
+    );
+    // Nothing was written back, locally or to Q (give a push time to arrive).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (name, d) in [("P", &p), ("Q", &q)] {
+        let local = d.api.get_local_record(KEY).await;
+        ensure!(
+            matches!(&local, Err(e) if e.status() == Some(404)),
+            "{name} holds U's value after P's lookup: {local:?}"
+        );
+    }
+    Ok(())
+}
+
+/// L8: a revocation list travels as one DHT record, so a list over `--max-record-size` is
+/// refused by `mcc ca revoke` (nothing written) and by `PUT /api/v1/admission/revocations`
+/// (413, before the node applies or saves it).
+#[tokio::test(flavor = "multi_thread")]
+async fn revocation_lists_larger_than_a_record_are_refused() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let ca = ca_init(root.path(), "ca")?;
+    let serials: Vec<String> = (0..5000u32).map(|i| format!("{i:032x}")).collect();
+    let ca_dir = s(&ca).to_string();
+    let mut args: Vec<&str> = vec!["ca", "revoke", "--ca-dir", &ca_dir];
+    args.extend(serials.iter().map(String::as_str));
+    let (ok, _, err) = cli(&args)?;
+    ensure!(!ok, "a 5000-serial list was accepted");
+    ensure!(err.contains("--max-record-size"), "{err}");
+    ensure!(!ca.join("revocations.crl").exists());
+
+    // A CA that made a big list anyway (larger limit): the node refuses to take it.
+    args.extend(["--max-record-size", "1048576"]);
+    let (ok, _, err) = cli(&args)?;
+    ensure!(ok, "{err}");
+    let list = std::fs::read_to_string(ca.join("revocations.crl"))?;
+    // A node of that CA: without the check it would apply and save the list before its DHT
+    // put failed.
+    let dir = signed_node(root.path(), "node", &ca, "all", "30")?;
+    let node = start_closed(&dir, &ca, &["--rendezvous", "off"]).await?;
+    let resp = reqwest::Client::new()
+        .put(format!(
+            "{}/api/v1/admission/revocations",
+            node.api.base_url()
+        ))
+        .header("content-type", "text/plain")
+        .body(list)
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    let body: Value = serde_json::from_str(&resp.text().await?)?;
+    ensure!(status == 413, "status {status}: {body}");
+    ensure!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("over the limit")),
+        "{body}"
+    );
+    ensure!(!node.dir.join("revocations.crl").exists());
+    let info: Value = reqwest::get(format!("{}/api/v1/admission", node.api.base_url()))
+        .await?
+        .json()
+        .await?;
+    ensure!(info["revocations_sequence"].is_null(), "{info}");
+    Ok(())
+}

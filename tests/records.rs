@@ -474,3 +474,113 @@ async fn bad_record_input_gets_clear_errors() -> Result<()> {
     assert!(!ok && err.contains("namespace"), "{err}");
     Ok(())
 }
+
+/// M6: a remote writer cannot fill a node's record store: with a small `--max-records`, a
+/// peer pushing many junk records gets only its share, the node's own writes still succeed,
+/// and when the node's store is truly full its API answers 507 with a JSON error.
+#[tokio::test(flavor = "multi_thread")]
+async fn junk_from_a_peer_leaves_room_for_own_records() -> Result<()> {
+    let victim = Daemon::start(&["--rendezvous", "off", "--max-records", "12"]).await?;
+    let boot = victim.tcp_host_port().await?;
+    let attacker = Daemon::start(&["--rendezvous", "off", "--boot", &boot]).await?;
+    let nodes = [victim, attacker];
+    wait_for_tables(&nodes, 2).await?;
+    let [victim, attacker] = nodes;
+
+    // The attacker puts 15 junk records (in parallel: refused pushes take a stream timeout).
+    let puts = (0..15).map(|i| {
+        let api = attacker.api.clone();
+        async move {
+            let _ = api
+                .put_record(&format!("/mcc/junk{i}"), b"junk".to_vec(), None)
+                .await;
+        }
+    });
+    futures::future::join_all(puts).await;
+    let mut held = 0;
+    for i in 0..15 {
+        if victim
+            .api
+            .get_local_record(&format!("/mcc/junk{i}"))
+            .await
+            .is_ok()
+        {
+            held += 1;
+        }
+    }
+    // 12 / 16 rounds to a share of one record per peer (its DID document may take it).
+    ensure!(held <= 1, "the victim holds {held} junk records");
+
+    // The victim's own write succeeds.
+    victim
+        .api
+        .put_record("/mcc/mine", b"hello".to_vec(), None)
+        .await
+        .context("own write after the junk flood")?;
+    ensure!(victim.api.get_local_record("/mcc/mine").await? == b"hello");
+
+    // Filling the store with its own records ends in 507 with a JSON error.
+    let base = victim.api.base_url().to_string();
+    let http = reqwest::Client::new();
+    let mut full = None;
+    for i in 0..20 {
+        let (status, body) = raw_status(
+            http.put(format!("{base}/api/v1/records/mcc/own{i}"))
+                .header("content-type", "application/octet-stream")
+                .body("v"),
+        )
+        .await?;
+        if status != 200 {
+            full = Some((status, body));
+            break;
+        }
+    }
+    let (status, body) = full.context("the store never filled up")?;
+    ensure!(status == 507, "status {status}: {body}");
+    ensure!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("record store is full")),
+        "{body}"
+    );
+    Ok(())
+}
+
+/// M6: replication runs from the event loop in batches (kad's own job is off): a record A
+/// holds for another publisher reaches a node that joins later, through the job alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn batched_replication_reaches_a_new_node() -> Result<()> {
+    let a_dir = tempfile::tempdir()?;
+    let mut args = common::base_args();
+    args.extend(["--rendezvous", "off"].map(String::from));
+    let a = Daemon::spawn_in_env(
+        a_dir.path(),
+        args,
+        &[("MCC_RECORD_REPLICATION_INTERVAL", "1")],
+    )
+    .await?;
+    let boot = a.tcp_host_port().await?;
+
+    // C publishes a record to A, then goes away: A holds it for C.
+    let mut c = Daemon::start(&["--rendezvous", "off", "--boot", &boot]).await?;
+    wait_until(20, "C in A's routing table", || async {
+        Ok(a.api.node().await?.routing_table_size >= 1)
+    })
+    .await?;
+    c.api
+        .put_record("/mcc/replicated", b"from C".to_vec(), None)
+        .await?;
+    wait_until(10, "A holds C's record", || async {
+        Ok(a.api.get_local_record("/mcc/replicated").await.ok() == Some(b"from C".to_vec()))
+    })
+    .await?;
+    c.stop()?;
+
+    // B joins A later; nothing but A's replication job puts the record there.
+    let b = Daemon::start(&["--rendezvous", "off", "--boot", &boot]).await?;
+    wait_until(30, "B holds the record through replication", || async {
+        Ok(b.api.get_local_record("/mcc/replicated").await.ok() == Some(b"from C".to_vec()))
+    })
+    .await?;
+    Ok(())
+}

@@ -22,7 +22,8 @@ pub(super) async fn get_admission(
 #[utoipa::path(put, path = "/admission/revocations", tag = "admission",
     request_body(content = String, content_type = "text/plain"),
     responses((status = 200, body = RevocationOutcome), (status = 400, body = super::types::ErrorBody),
-        (status = 403, body = super::types::ErrorBody)))]
+        (status = 403, body = super::types::ErrorBody), (status = 413, body = super::types::ErrorBody),
+        (status = 507, body = super::types::ErrorBody)))]
 pub(super) async fn put_revocations(
     State(s): State<AppState>,
     body: Result<String, axum::extract::rejection::StringRejection>,

@@ -90,6 +90,7 @@ impl From<node::Error> for ApiError {
             node::Error::Invalid(V::Stale { .. }) | node::Error::Refused => StatusCode::CONFLICT,
             node::Error::Invalid(_) => StatusCode::BAD_REQUEST,
             node::Error::NotFound(_) => StatusCode::NOT_FOUND,
+            node::Error::StoreFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             node::Error::Services(e) => {
                 use crate::services::registry::Error as R;
                 match e {
@@ -377,7 +378,8 @@ struct PutQuery {
     params(("key" = String, Path, description = "Namespaced key, e.g. `mcc/hello` (slashes allowed)"), PutQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 200, body = PutOutcome), (status = 400, body = ErrorBody),
-              (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
+              (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
+              (status = 507, body = ErrorBody, description = "The record store is full")))]
 async fn put_record(
     State(s): State<AppState>,
     Path(key): Path<String>,

@@ -169,6 +169,26 @@ impl<S> GuardedStore<S> {
     pub(crate) fn new(store: S, gates: Gates) -> Self {
         GuardedStore { store, gates }
     }
+
+    /// The admission state the store checks writers against.
+    pub(crate) fn gates(&self) -> &Gates {
+        &self.gates
+    }
+}
+
+impl<S: mcc_records::SourcedStore> mcc_records::SourcedStore for GuardedStore<S> {
+    /// Stores `r` on behalf of `source`: a remote source must hold `records:write`, as for an
+    /// inbound PUT (the local node, `None`, is checked by the API before it writes).
+    fn put_from(&mut self, r: Record, source: Option<PeerId>) -> store::Result<()> {
+        if let Some(peer) = source
+            && !self.gates.allows(&peer, Permission::RecordsWrite)
+        {
+            tracing::info!(%peer, "record refused: the peer's certificate lacks records:write");
+            // kad has no error for this; any error makes it reset the peer's stream.
+            return Err(store::Error::ValueTooLarge);
+        }
+        self.store.put_from(r, source)
+    }
 }
 
 impl<S> Deref for GuardedStore<S> {
@@ -184,7 +204,7 @@ impl<S> DerefMut for GuardedStore<S> {
     }
 }
 
-impl<S: RecordStore> RecordStore for GuardedStore<S> {
+impl<S: mcc_records::SourcedStore> RecordStore for GuardedStore<S> {
     type RecordsIter<'a>
         = S::RecordsIter<'a>
     where
@@ -199,14 +219,10 @@ impl<S: RecordStore> RecordStore for GuardedStore<S> {
     }
 
     fn put(&mut self, r: Record) -> store::Result<()> {
-        if let Some(peer) = self.gates.current_source()
-            && !self.gates.allows(&peer, Permission::RecordsWrite)
-        {
-            tracing::info!(%peer, "record refused: the peer's certificate lacks records:write");
-            // kad has no error for this; any error makes it reset the peer's stream.
-            return Err(store::Error::ValueTooLarge);
-        }
-        self.store.put(r)
+        // kad stores inbound records while it handles the peer's message: the gate knows who
+        // sent it. Anything else is this node's own write.
+        let source = self.gates.current_source();
+        mcc_records::SourcedStore::put_from(self, r, source)
     }
 
     fn remove(&mut self, k: &RecordKey) {
@@ -329,6 +345,15 @@ impl Node {
     ) -> Result<RevocationOutcome, Error> {
         list.verify_issuer_signature()
             .map_err(|e| Error::BadRequest(format!("revocation list: {e}")))?;
+        // It travels as one DHT record: a list that does not fit is refused before it is
+        // applied or saved.
+        let size = list.to_bytes().len();
+        if size > self.inner.record_max_value {
+            return Err(Error::Invalid(mcc_records::ValidationError::TooLarge {
+                size,
+                max: self.inner.record_max_value,
+            }));
+        }
         let applied = self.apply_revocations(list.clone()).await?;
         let issuer = keys::peer_id_of(list.issuer());
         let key = mcc_records::revocations_key(&issuer).into_bytes();

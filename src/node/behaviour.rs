@@ -66,7 +66,11 @@ impl Behaviour {
             // it lazily): keep that short.
             .set_substreams_timeout(Duration::from_secs(5))
             // A message carries at most one record: room for the largest value plus framing.
-            .set_max_packet_size(config.records.limits.max_value_size + 16 * 1024);
+            .set_max_packet_size(config.records.limits.max_value_size + 16 * 1024)
+            // kad's own job loads every stored record into memory at once; the event loop
+            // replicates and republishes in bounded batches instead (event_loop/records.rs).
+            .set_replication_interval(None)
+            .set_publication_interval(None);
         let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
         // kad stays a client until an external address is confirmed, which never happens on a
         // LAN or on loopback: an mcc node always serves the DHT.

@@ -150,6 +150,7 @@ pub(crate) struct EventLoop {
     provided: HashSet<RecordKey>,
     pending_providers: HashMap<QueryId, (HashSet<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
     pending_puts: HashMap<QueryId, PendingPut>,
+    replication: records::Replication,
     record_max_value: usize,
     get_quorum: usize,
     libp2p_metrics: libp2p::metrics::Metrics,
@@ -189,6 +190,10 @@ impl EventLoop {
             provided: HashSet::new(),
             pending_providers: HashMap::new(),
             pending_puts: HashMap::new(),
+            replication: records::Replication::new(
+                config.records.replication_interval,
+                config.records.publication_interval,
+            ),
             record_max_value: config.records.limits.max_value_size,
             get_quorum: config.records.get_quorum.get(),
             libp2p_metrics,
@@ -241,6 +246,14 @@ impl EventLoop {
         boot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sweep_tick =
             tokio::time::interval_at(tokio::time::Instant::now() + EXPIRY_SWEEP, EXPIRY_SWEEP);
+        let replicate_every = self.replication.interval();
+        let mut replication_tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + replicate_every,
+            replicate_every,
+        );
+        replication_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut replication_pump = tokio::time::interval(Duration::from_millis(100));
+        replication_pump.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
@@ -254,6 +267,10 @@ impl EventLoop {
                     if self.peers.is_empty() {
                         self.dial_boot();
                     }
+                }
+                _ = replication_tick.tick() => self.start_replication(),
+                _ = replication_pump.tick(), if self.replication_running() => {
+                    self.pump_replication();
                 }
                 _ = sweep_tick.tick() => {
                     let removed = self.swarm.behaviour_mut().kad.store_mut().inner_mut().remove_expired();
@@ -788,6 +805,13 @@ impl EventLoop {
                 self.metrics
                     .rendezvous_peers
                     .set(self.app_peers.len() as i64);
+            }
+            QueryResult::GetClosestPeers(r) if self.is_replication_lookup(&id) => {
+                let peers = match r {
+                    Ok(GetClosestPeersOk { peers, .. }) => peers,
+                    Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+                };
+                self.on_replication_peers(id, peers.into_iter().map(|p| p.peer_id).collect());
             }
             QueryResult::GetClosestPeers(Ok(GetClosestPeersOk { peers, .. })) => {
                 let Some(target) = self.address_lookups.remove(&id) else {

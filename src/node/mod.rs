@@ -125,6 +125,12 @@ pub struct RecordsConfig {
     pub get_quorum: NonZeroUsize,
     /// Publish this node's own DID document at start and when new peers arrive.
     pub publish_did: bool,
+    /// How often every stored record of other publishers is put again to the peers closest to
+    /// its key (1 h, as kad's default), walking the store in small batches.
+    pub replication_interval: Duration,
+    /// How often this node's own records are published again (24 h, as kad's default); they
+    /// are sent with a 36 h expiry.
+    pub publication_interval: Duration,
 }
 
 impl Default for RecordsConfig {
@@ -133,6 +139,8 @@ impl Default for RecordsConfig {
             limits: crate::storage::records::Limits::default(),
             get_quorum: NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN),
             publish_did: true,
+            replication_interval: Duration::from_secs(3600),
+            publication_interval: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -193,6 +201,9 @@ pub enum Error {
     NotFound(String),
     #[error("record store: {0}")]
     Store(String),
+    /// The record store has no room for a new record of this node (HTTP 507).
+    #[error("the record store is full ({0}): raise --max-records")]
+    StoreFull(String),
     #[error("every peer refused the record (is a newer version already published?)")]
     Refused,
     #[error(transparent)]
@@ -578,6 +589,7 @@ impl Builder {
                 certificate,
                 trusted_ca: admission_config.trusted_ca.clone(),
                 data_dir: config.data_dir.clone(),
+                record_max_value: config.records.limits.max_value_size,
                 cert_metrics,
                 gates,
             }),
@@ -709,6 +721,8 @@ pub(crate) struct Inner {
     certificate: mcc_admission::Certificate,
     trusted_ca: Option<mcc_admission::Certificate>,
     data_dir: Option<PathBuf>,
+    /// Largest record value (`--max-record-size`): a revocation list must fit one.
+    record_max_value: usize,
     cert_metrics: metrics::CertMetrics,
     /// Who is admitted, with which permissions.
     pub(crate) gates: mcc_admission::Gates,

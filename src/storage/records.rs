@@ -36,6 +36,17 @@
 //! | `providers`     | (record key, provider id) | provider row                  |
 //! | `provider_keys` | record key                | `()`: keys with any provider  |
 //! | `provided`      | record key                | `()`: keys the local node provides |
+//! | `record_sources`| record key                | `PeerId` bytes: the remote peer the record was stored for |
+//!
+//! # Quotas
+//!
+//! Records are stored on behalf of a source ([`SourcedStore::put_from`]): the local node
+//! (`None`, also what plain `put` means) or a remote peer. A new key stored for a remote peer
+//! must fit [`Limits::per_source_max`] for that peer, [`Limits::remote_max`] for all remote
+//! peers together and, for free `/mcc/` keys, [`Limits::remote_free_max`]: the rest of
+//! `max_records` stays for this node's own writes and for DID documents and revocation lists.
+//! Replacing the record of a stored key is always allowed and moves it to the new source.
+//! Records stored before the `record_sources` table existed count as the local node's.
 //!
 //! A record row is `[format=1][flags]`, then `[expires: u64 LE ms]` if flag `0x02`, then
 //! `[publisher: u32 LE length + PeerId bytes]` if flag `0x01`, then the value up to the end.
@@ -62,6 +73,7 @@ const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
 const PROVIDERS: TableDefinition<ProviderKey, &[u8]> = TableDefinition::new("providers");
 const PROVIDER_KEYS: TableDefinition<&[u8], ()> = TableDefinition::new("provider_keys");
 const PROVIDED: TableDefinition<&[u8], ()> = TableDefinition::new("provided");
+const RECORD_SOURCES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("record_sources");
 
 /// (record key, provider `PeerId` bytes).
 type ProviderKey = (&'static [u8], &'static [u8]);
@@ -96,6 +108,31 @@ pub struct Limits {
     pub max_providers_per_key: usize,
 }
 
+impl Limits {
+    /// New keys stored on behalf of one remote peer at most: 1/16 of `max_records` (at least
+    /// one).
+    pub fn per_source_max(&self) -> usize {
+        (self.max_records / 16).max(1)
+    }
+
+    /// New keys stored on behalf of remote peers together at most: `max_records` less 1/20
+    /// (at least one) kept for this node's own writes.
+    pub fn remote_max(&self) -> usize {
+        self.max_records
+            .saturating_sub((self.max_records / 20).max(1))
+    }
+
+    /// Free `/mcc/` keys stored on behalf of remote peers together at most: [`remote_max`]
+    /// less another 1/20 (at least one) kept for DID documents and revocation lists, about
+    /// 90 % of `max_records`.
+    ///
+    /// [`remote_max`]: Self::remote_max
+    pub fn remote_free_max(&self) -> usize {
+        self.remote_max()
+            .saturating_sub((self.max_records / 20).max(1))
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
@@ -117,6 +154,43 @@ pub struct RedbStore {
     limits: Limits,
     /// Rows of the `records` table (kept equal to the table length after each commit).
     record_count: usize,
+    /// Records stored on behalf of remote peers (kept equal to `record_sources`).
+    sources: SourceCounts,
+}
+
+/// How many records are stored on behalf of remote peers, in memory (rebuilt at open).
+#[derive(Debug, Default)]
+struct SourceCounts {
+    per_peer: std::collections::HashMap<Vec<u8>, usize>,
+    remote: usize,
+    remote_free: usize,
+}
+
+impl SourceCounts {
+    fn add(&mut self, peer: &[u8], key: &[u8]) {
+        *self.per_peer.entry(peer.to_vec()).or_default() += 1;
+        self.remote += 1;
+        if mcc_records::is_free_key(key) {
+            self.remote_free += 1;
+        }
+    }
+
+    fn sub(&mut self, peer: &[u8], key: &[u8]) {
+        if let Some(n) = self.per_peer.get_mut(peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_peer.remove(peer);
+            }
+        }
+        self.remote = self.remote.saturating_sub(1);
+        if mcc_records::is_free_key(key) {
+            self.remote_free = self.remote_free.saturating_sub(1);
+        }
+    }
+
+    fn of(&self, peer: &[u8]) -> usize {
+        self.per_peer.get(peer).copied().unwrap_or(0)
+    }
 }
 
 impl fmt::Debug for RedbStore {
@@ -169,7 +243,9 @@ impl RedbStore {
             local_id,
             limits,
             record_count: to_usize(record_rows),
+            sources: SourceCounts::default(),
         };
+        store.sources = store.load_sources().map_err(redb_err)?;
         let removed = store.remove_expired();
         tracing::debug!(
             path = %path.display(),
@@ -195,6 +271,54 @@ impl RedbStore {
         &self.local_id
     }
 
+    /// Number of records stored on behalf of the remote peer `peer` (see [Quotas](self#quotas)).
+    pub fn records_of(&self, peer: &PeerId) -> usize {
+        self.sources.of(&peer.to_bytes())
+    }
+
+    /// Number of records stored on behalf of remote peers: `(all, free /mcc/ keys)`.
+    pub fn remote_records(&self) -> (usize, usize) {
+        (self.sources.remote, self.sources.remote_free)
+    }
+
+    /// Up to `limit` record keys after `after` (from the first with `None`), in key order,
+    /// without reading any value into memory: for walks over the whole store in batches.
+    pub fn keys_after(&self, after: Option<&[u8]>, limit: usize) -> Vec<RecordKey> {
+        let found = self.read(|txn| {
+            let table = txn.open_table(RECORDS)?;
+            let range = match after {
+                Some(after) => table.range::<&[u8]>((
+                    std::ops::Bound::Excluded(after),
+                    std::ops::Bound::Unbounded,
+                ))?,
+                None => table.range::<&[u8]>(..)?,
+            };
+            let mut keys = Vec::new();
+            for entry in range.take(limit) {
+                let (key, _) = entry?;
+                keys.push(RecordKey::new(&key.value()));
+            }
+            Ok(keys)
+        });
+        found.unwrap_or_else(|e| {
+            self.warn_read("record keys", &e);
+            Vec::new()
+        })
+    }
+
+    /// Counts the records stored on behalf of remote peers (at open).
+    fn load_sources(&self) -> Result<SourceCounts, redb::Error> {
+        self.read(|txn| {
+            let table = txn.open_table(RECORD_SOURCES)?;
+            let mut counts = SourceCounts::default();
+            for entry in table.iter()? {
+                let (key, peer) = entry?;
+                counts.add(peer.value(), key.value());
+            }
+            Ok(counts)
+        })
+    }
+
     /// Number of stored (value) records, including expired or undecodable ones not yet
     /// removed.
     pub fn len(&self) -> usize {
@@ -213,20 +337,37 @@ impl RedbStore {
         let clock = Clock::now();
         let path = self.path.as_path();
         let local = self.local_id_bytes.as_slice();
+        // (record key, source) of removed records stored for remote peers.
+        let mut unsourced: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let result = self.write(|txn| {
             let mut records = txn.open_table(RECORDS)?;
             let before = records.len()?;
-            records.retain(|key, row| match decode_record(row) {
-                Ok(row) => !row.expires_ms.is_some_and(|ms| clock.is_expired(ms)),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), key = %hex(key), error = %e,
-                        "removing undecodable record row");
-                    false
+            let mut gone: Vec<Vec<u8>> = Vec::new();
+            records.retain(|key, row| {
+                let keep = match decode_record(row) {
+                    Ok(row) => !row.expires_ms.is_some_and(|ms| clock.is_expired(ms)),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), key = %hex(key), error = %e,
+                            "removing undecodable record row");
+                        false
+                    }
+                };
+                if !keep {
+                    gone.push(key.to_vec());
                 }
+                keep
             })?;
             let record_rows = records.len()?;
             let mut removed = before.saturating_sub(record_rows);
             drop(records);
+            let mut sources = txn.open_table(RECORD_SOURCES)?;
+            for key in gone {
+                if let Some(peer) = sources.remove(key.as_slice())? {
+                    let peer = peer.value().to_vec();
+                    unsourced.push((key, peer));
+                }
+            }
+            drop(sources);
 
             let mut providers = txn.open_table(PROVIDERS)?;
             let mut doomed: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
@@ -294,6 +435,11 @@ impl RedbStore {
         match result {
             Ok((removed, record_rows)) => {
                 self.record_count = to_usize(record_rows);
+                if removed > 0 {
+                    for (key, peer) in &unsourced {
+                        self.sources.sub(peer, key);
+                    }
+                }
                 removed
             }
             Err(e) => {
@@ -376,6 +522,7 @@ fn prepare_schema(txn: &WriteTransaction, path: &Path) -> Result<u64, SchemaErro
         }
     }
     let records = txn.open_table(RECORDS)?;
+    txn.open_table(RECORD_SOURCES)?;
     txn.open_table(PROVIDERS)?;
     txn.open_table(PROVIDER_KEYS)?;
     txn.open_table(PROVIDED)?;
@@ -409,34 +556,7 @@ impl RecordStore for RedbStore {
     }
 
     fn put(&mut self, r: Record) -> store::Result<()> {
-        if r.value.len() > self.limits.max_value_size {
-            return Err(store::Error::ValueTooLarge);
-        }
-        let row = encode_record(&r, &Clock::now()).map_err(|e| {
-            tracing::warn!(error = %e, "cannot encode record");
-            store::Error::ValueTooLarge
-        })?;
-        let max_records = to_u64(self.limits.max_records);
-        let result = self.write(|txn| {
-            let mut table = txn.open_table(RECORDS)?;
-            let exists = table.get(r.key.as_ref())?.is_some();
-            if !exists && table.len()? >= max_records {
-                return Ok(Txn::Abort(Err(store::Error::MaxRecords)));
-            }
-            table.insert(r.key.as_ref(), row.as_slice())?;
-            Ok(Txn::Commit(Ok(table.len()?)))
-        });
-        match result {
-            Ok(Ok(rows)) => {
-                self.record_count = to_usize(rows);
-                Ok(())
-            }
-            Ok(Err(e)) => Err(e),
-            Err(e) => {
-                tracing::warn!(path = %self.path.display(), error = %e, "storing a record failed");
-                Err(store::Error::MaxRecords)
-            }
-        }
+        mcc_records::SourcedStore::put_from(self, r, None)
     }
 
     fn remove(&mut self, k: &RecordKey) {
@@ -444,14 +564,21 @@ impl RecordStore for RedbStore {
             let mut table = txn.open_table(RECORDS)?;
             let removed = table.remove(k.as_ref())?.is_some();
             let rows = table.len()?;
-            Ok(if removed {
-                Txn::Commit(rows)
+            let mut sources = txn.open_table(RECORD_SOURCES)?;
+            let source = sources.remove(k.as_ref())?.map(|p| p.value().to_vec());
+            Ok(if removed || source.is_some() {
+                Txn::Commit((rows, source))
             } else {
-                Txn::Abort(rows)
+                Txn::Abort((rows, source))
             })
         });
         match result {
-            Ok(rows) => self.record_count = to_usize(rows),
+            Ok((rows, source)) => {
+                self.record_count = to_usize(rows);
+                if let Some(peer) = source {
+                    self.sources.sub(&peer, k.as_ref());
+                }
+            }
             Err(e) => {
                 tracing::warn!(path = %self.path.display(), error = %e, "removing a record failed");
             }
@@ -607,6 +734,77 @@ impl RecordStore for RedbStore {
         if let Err(e) = result {
             tracing::warn!(path = %self.path.display(), error = %e,
                 "removing a provider record failed");
+        }
+    }
+}
+
+impl mcc_records::SourcedStore for RedbStore {
+    fn put_from(&mut self, r: Record, source: Option<PeerId>) -> store::Result<()> {
+        if r.value.len() > self.limits.max_value_size {
+            return Err(store::Error::ValueTooLarge);
+        }
+        let row = encode_record(&r, &Clock::now()).map_err(|e| {
+            tracing::warn!(error = %e, "cannot encode record");
+            store::Error::ValueTooLarge
+        })?;
+        // The local node itself is no remote source.
+        let source = source.filter(|p| *p != self.local_id).map(|p| p.to_bytes());
+        let key = r.key.as_ref();
+        let max_records = to_u64(self.limits.max_records);
+        if let Some(peer) = &source {
+            // Checked before the transaction; a new key only (see below).
+            let exists = self.read(|txn| Ok(txn.open_table(RECORDS)?.get(key)?.is_some()));
+            if let Ok(false) = exists {
+                let refusal = if self.sources.of(peer) >= self.limits.per_source_max() {
+                    Some("the peer's share of the record store is used up")
+                } else if self.sources.remote >= self.limits.remote_max() {
+                    Some("the share of the record store for other peers is used up")
+                } else if mcc_records::is_free_key(key)
+                    && self.sources.remote_free >= self.limits.remote_free_max()
+                {
+                    Some("the share of the record store for other peers' /mcc/ keys is used up")
+                } else {
+                    None
+                };
+                if let Some(reason) = refusal {
+                    tracing::debug!(key = %hex(key), peer = ?PeerId::from_bytes(peer).ok(),
+                        "record refused: {reason}");
+                    return Err(store::Error::MaxRecords);
+                }
+            }
+        }
+        let result = self.write(|txn| {
+            let mut table = txn.open_table(RECORDS)?;
+            let exists = table.get(key)?.is_some();
+            if !exists && table.len()? >= max_records {
+                return Ok(Txn::Abort(Err(store::Error::MaxRecords)));
+            }
+            table.insert(key, row.as_slice())?;
+            let rows = table.len()?;
+            let mut sources = txn.open_table(RECORD_SOURCES)?;
+            let old = match &source {
+                Some(peer) => sources.insert(key, peer.as_slice())?,
+                None => sources.remove(key)?,
+            }
+            .map(|p| p.value().to_vec());
+            Ok(Txn::Commit(Ok((rows, old))))
+        });
+        match result {
+            Ok(Ok((rows, old))) => {
+                self.record_count = to_usize(rows);
+                if let Some(old) = old {
+                    self.sources.sub(&old, key);
+                }
+                if let Some(peer) = &source {
+                    self.sources.add(peer, key);
+                }
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e),
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "storing a record failed");
+                Err(store::Error::MaxRecords)
+            }
         }
     }
 }
@@ -1750,5 +1948,151 @@ mod tests {
             assert_eq!(ours.records().count(), ours.len(), "step {step}");
         }
         assert_eq!(ours.provided().count(), 0);
+    }
+
+    fn did_record(value: &[u8]) -> Record {
+        let kp = libp2p::identity::ed25519::Keypair::generate();
+        let did = mcc_records::did::did_from_public(&kp.public());
+        Record::new(mcc_records::did_key(&did), value.to_vec())
+    }
+
+    fn mcc(k: &str) -> Record {
+        Record::new(mcc_records::mcc_key(k), b"v".to_vec())
+    }
+
+    /// M6: records stored for remote peers are capped per peer and together; room stays for
+    /// DID documents and for this node's own writes.
+    #[test]
+    fn remote_sources_are_held_to_their_quotas() {
+        use mcc_records::SourcedStore as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let limits = Limits {
+            max_records: 40,
+            ..Limits::default()
+        };
+        assert_eq!(limits.per_source_max(), 2);
+        assert_eq!(limits.remote_max(), 38);
+        assert_eq!(limits.remote_free_max(), 36);
+        let mut store = open(dir.path(), PeerId::random(), limits);
+
+        // One peer: two keys, then refused; replacing its keys is fine.
+        let a = PeerId::random();
+        store.put_from(mcc("a0"), Some(a)).expect("a0");
+        store.put_from(mcc("a1"), Some(a)).expect("a1");
+        assert!(matches!(
+            store.put_from(mcc("a2"), Some(a)),
+            Err(store::Error::MaxRecords)
+        ));
+        store.put_from(mcc("a1"), Some(a)).expect("replace");
+        assert_eq!(store.records_of(&a), 2);
+
+        // Many peers (Sybils) together: free keys stop at remote_free_max.
+        let mut n = 2;
+        let mut refused = 0;
+        for i in 0..30 {
+            let p = PeerId::random();
+            for j in 0..2 {
+                match store.put_from(mcc(&format!("s{i}-{j}")), Some(p)) {
+                    Ok(()) => n += 1,
+                    Err(store::Error::MaxRecords) => refused += 1,
+                    Err(e) => panic!("unexpected {e:?}"),
+                }
+            }
+        }
+        assert_eq!(n, 36);
+        assert_eq!(refused, 60 - 34);
+        assert_eq!(store.remote_records(), (36, 36));
+
+        // DID documents of remote peers still fit, up to remote_max.
+        store
+            .put_from(did_record(b"d1"), Some(PeerId::random()))
+            .expect("a DID fits");
+        store
+            .put_from(did_record(b"d2"), Some(PeerId::random()))
+            .expect("a second DID fits");
+        assert!(matches!(
+            store.put_from(did_record(b"d3"), Some(PeerId::random())),
+            Err(store::Error::MaxRecords)
+        ));
+        assert_eq!(store.remote_records(), (38, 36));
+
+        // This node's own writes still fit: the rest of max_records.
+        store.put(mcc("mine1")).expect("own write");
+        store.put(did_record(b"own")).expect("own DID");
+        assert_eq!(store.len(), 40);
+        assert!(matches!(
+            store.put(mcc("mine3")),
+            Err(store::Error::MaxRecords)
+        ));
+
+        // Counts survive a reopen.
+        drop(store);
+        let mut store = open(dir.path(), PeerId::random(), limits_40());
+        assert_eq!(store.records_of(&a), 2);
+        assert_eq!(store.remote_records(), (38, 36));
+
+        // Removing a peer's record gives it its share back; a local write over a remote key
+        // moves the key to this node.
+        store.remove(&mcc("a0").key);
+        assert_eq!(store.records_of(&a), 1);
+        store.put_from(mcc("a2"), Some(a)).expect("room again");
+        store.put(mcc("a2")).expect("local overwrite");
+        assert_eq!(store.records_of(&a), 1);
+        assert_eq!(store.remote_records(), (37, 35));
+    }
+
+    fn limits_40() -> Limits {
+        Limits {
+            max_records: 40,
+            ..Limits::default()
+        }
+    }
+
+    /// Expired records stored for a peer give its share back when swept.
+    #[test]
+    fn expired_remote_records_free_their_share() {
+        use mcc_records::SourcedStore as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let local = PeerId::random();
+        let mut store = open(dir.path(), local, limits_40());
+        let a = PeerId::random();
+        let mut old = mcc("old");
+        old.expires = Some(Instant::now() + Duration::from_millis(50));
+        store.put_from(old, Some(a)).expect("old");
+        store.put_from(mcc("new"), Some(a)).expect("new");
+        assert!(matches!(
+            store.put_from(mcc("more"), Some(a)),
+            Err(store::Error::MaxRecords)
+        ));
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(store.remove_expired(), 1);
+        assert_eq!(store.records_of(&a), 1);
+        store.put_from(mcc("more"), Some(a)).expect("share back");
+        // The local node as a source is no remote peer.
+        store.put_from(mcc("self"), Some(local)).expect("own");
+        assert_eq!(store.remote_records(), (2, 2));
+    }
+
+    /// The replication walk reads keys in bounded batches, in order, without values.
+    #[test]
+    fn keys_after_walks_in_batches() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = open(dir.path(), PeerId::random(), Limits::default());
+        for i in 0..10 {
+            store.put(record(&format!("k{i}"), b"v")).expect("put");
+        }
+        let mut seen = Vec::new();
+        let mut cursor: Option<RecordKey> = None;
+        loop {
+            let batch = store.keys_after(cursor.as_ref().map(|k| k.as_ref()), 3);
+            assert!(batch.len() <= 3);
+            let Some(last) = batch.last().cloned() else {
+                break;
+            };
+            seen.extend(batch);
+            cursor = Some(last);
+        }
+        let expected: Vec<RecordKey> = (0..10).map(|i| key(&format!("k{i}"))).collect();
+        assert_eq!(seen, expected);
     }
 }

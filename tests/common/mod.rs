@@ -51,6 +51,11 @@ impl Daemon {
 
     /// Starts a node in `dir` with exactly `args` (plus `--data-folder dir`).
     pub async fn spawn_in(dir: &Path, args: Vec<String>) -> Result<Self> {
+        Self::spawn_in_env(dir, args, &[]).await
+    }
+
+    /// [`spawn_in`](Self::spawn_in) with extra environment variables for the process.
+    pub async fn spawn_in_env(dir: &Path, args: Vec<String>, env: &[(&str, &str)]) -> Result<Self> {
         let api_file = dir.join("api");
         let _ = std::fs::remove_file(&api_file);
         std::fs::create_dir_all(dir)?;
@@ -60,6 +65,7 @@ impl Daemon {
             .open(dir.join("node.log"))?;
         let mut cmd = Command::new(BIN);
         cmd.env_remove("RUST_LOG");
+        cmd.envs(env.iter().copied());
         // MCC_TEST_LOG=<filter> turns on detailed daemon logs when debugging a test.
         if let Ok(filter) = std::env::var("MCC_TEST_LOG") {
             cmd.env("RUST_LOG", filter);

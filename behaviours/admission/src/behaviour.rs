@@ -123,6 +123,10 @@ pub struct Behaviour {
     events: VecDeque<ToSwarm<Event, THandlerInEvent<rr::Behaviour<Codec>>>>,
     tick: Delay,
     last_recheck: Instant,
+    /// The signature checks of the trusted CA (structure, self-signature) and of the
+    /// revocation list in force, made once when they are installed rather than for every
+    /// peer on every check.
+    installed: Result<(), CertError>,
 }
 
 /// How often timeouts and bans are looked at.
@@ -139,7 +143,12 @@ impl Behaviour {
             [(PROTOCOL_NAME, ProtocolSupport::Full)],
             rr::Config::default().with_request_timeout(config.timeout),
         );
+        let installed = match &config.trusted_ca {
+            Some(ca) => check_installed(ca, config.revocations.as_ref()),
+            None => Ok(()),
+        };
         Behaviour {
+            installed,
             rr,
             own,
             gates: Gates::new(config.trusted_ca.is_some()),
@@ -196,6 +205,8 @@ impl Behaviour {
             return Ok(false);
         }
         self.config.revocations = Some(list);
+        // `list.verify(ca)` passed above, and it checks the CA's structure too.
+        self.installed = Ok(());
         self.recheck();
         Ok(true)
     }
@@ -204,7 +215,8 @@ impl Behaviour {
     pub fn verify(&self, peer: &PeerId, cert: &Certificate) -> Result<(), CertError> {
         match &self.config.trusted_ca {
             Some(ca) => {
-                cert.verify_for_peer(peer, ca, now_unix(), self.config.revocations.as_ref())
+                self.installed.clone()?;
+                cert.verify_for_peer_checked(peer, ca, now_unix(), self.config.revocations.as_ref())
             }
             None => Ok(()),
         }
@@ -279,10 +291,26 @@ impl Behaviour {
     /// Checks every admitted peer again (expiry, revocation, CA expiry).
     fn recheck(&mut self) {
         self.last_recheck = Instant::now();
-        for (peer, cert) in self.gates.admitted() {
-            if let Err(e) = self.verify(&peer, &cert) {
-                self.refuse(peer, e.into());
-            }
+        let Some(ca) = &self.config.trusted_ca else {
+            return;
+        };
+        let now = now_unix();
+        // Admitted certificates had their signature verified at admission, and the CA and the
+        // list when they were installed: only times and revocations can have changed.
+        let refused: Vec<(PeerId, CertError)> = self
+            .gates
+            .admitted()
+            .into_iter()
+            .filter_map(|(peer, cert)| {
+                self.installed
+                    .clone()
+                    .and_then(|()| cert.recheck_verified(ca, now, self.config.revocations.as_ref()))
+                    .err()
+                    .map(|e| (peer, e))
+            })
+            .collect();
+        for (peer, e) in refused {
+            self.refuse(peer, e.into());
         }
     }
 
@@ -540,6 +568,15 @@ impl NetworkBehaviour for Behaviour {
     }
 }
 
+/// The signature checks of a trusted CA and its revocation list, made when they are installed.
+fn check_installed(ca: &Certificate, list: Option<&RevocationList>) -> Result<(), CertError> {
+    ca.check_ca_structure()?;
+    if let Some(list) = list {
+        list.verify(ca)?;
+    }
+    Ok(())
+}
+
 /// `map_out` needs a function for `GenerateEvent`, which was matched before.
 fn unreachable_event() -> Event {
     Event::RefusedBy {
@@ -553,5 +590,130 @@ impl Behaviour {
     /// Peers whose certificate has not arrived yet.
     pub fn pending(&self) -> HashSet<PeerId> {
         self.pending.keys().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use libp2p::identity::ed25519;
+
+    use super::*;
+    use crate::cert::signature_checks;
+    use crate::{CertificateFields, Permissions, RevocationFields, keys};
+
+    fn key() -> ed25519::Keypair {
+        keys::to_ed25519(&keys::generate()).expect("ed25519")
+    }
+
+    fn cert_for(ca_key: &ed25519::Keypair, node: &ed25519::Keypair, now: u64) -> Certificate {
+        Certificate::sign(
+            ca_key,
+            CertificateFields::new(
+                keys::peer_id_of(&node.public()),
+                "node",
+                Permissions::all(),
+                now - 60,
+                now + 3600,
+            ),
+        )
+        .expect("certificate")
+    }
+
+    /// L8: the CA's self-signature and the revocation list's signature are verified when they
+    /// are installed, not for every admitted peer on every re-check; re-checks verify no
+    /// signature at all, yet still cut off a revoked peer.
+    #[test]
+    fn recheck_verifies_no_signature_and_still_revokes() {
+        let now = now_unix();
+        let ca_key = key();
+        let ca = Certificate::new_ca(&ca_key, "CA", now - 60, now + 3600).expect("ca");
+        let list = RevocationList::sign(
+            &ca_key,
+            RevocationFields {
+                sequence: 1,
+                issued_at: now,
+                peers: [PeerId::random()].into(),
+                ..RevocationFields::default()
+            },
+        )
+        .expect("list");
+        let own_key = key();
+        let mut b = Behaviour::new(
+            cert_for(&ca_key, &own_key, now),
+            Config {
+                trusted_ca: Some(ca.clone()),
+                revocations: Some(list),
+                ..Config::default()
+            },
+        );
+        let peers: Vec<(PeerId, Certificate)> = (0..5)
+            .map(|_| {
+                let k = key();
+                (keys::peer_id_of(&k.public()), cert_for(&ca_key, &k, now))
+            })
+            .collect();
+
+        // A new peer's certificate: only its own signature is verified.
+        let before = signature_checks();
+        for (peer, cert) in &peers {
+            b.verify(peer, cert).expect("valid");
+            b.gates.admit(*peer, cert.clone());
+        }
+        assert_eq!(signature_checks() - before, peers.len() as u64);
+
+        // Re-checks of admitted peers: no signature at all (it was 3 per peer: CA, list, cert).
+        let before = signature_checks();
+        for _ in 0..3 {
+            b.recheck();
+        }
+        assert_eq!(signature_checks() - before, 0);
+        assert_eq!(b.gates.admitted().len(), peers.len());
+
+        // A newer list naming a peer: verified once when installed, and the peer is cut off.
+        let revoked = peers[0].0;
+        let newer = RevocationList::sign(
+            &ca_key,
+            RevocationFields {
+                sequence: 2,
+                issued_at: now,
+                peers: [revoked].into(),
+                ..RevocationFields::default()
+            },
+        )
+        .expect("list");
+        let before = signature_checks();
+        assert_eq!(b.set_revocations(newer), Ok(true));
+        // The list's signature and the CA's self-signature, once.
+        assert_eq!(signature_checks() - before, 2);
+        assert!(!b.gates.is_admitted(&revoked));
+        assert_eq!(b.gates.admitted().len(), peers.len() - 1);
+    }
+
+    #[test]
+    fn a_bad_installed_list_refuses_everyone() {
+        let now = now_unix();
+        let ca_key = key();
+        let ca = Certificate::new_ca(&ca_key, "CA", now - 60, now + 3600).expect("ca");
+        // A list signed by another key: it does not verify against the CA.
+        let forged = RevocationList::sign(
+            &key(),
+            RevocationFields {
+                sequence: 1,
+                issued_at: now,
+                ..RevocationFields::default()
+            },
+        )
+        .expect("list");
+        let b = Behaviour::new(
+            cert_for(&ca_key, &key(), now),
+            Config {
+                trusted_ca: Some(ca),
+                revocations: Some(forged),
+                ..Config::default()
+            },
+        );
+        let k = key();
+        let cert = cert_for(&ca_key, &k, now);
+        assert!(b.verify(&keys::peer_id_of(&k.public()), &cert).is_err());
     }
 }

@@ -298,6 +298,7 @@ impl Certificate {
 
     /// Checks the signature against `issuer_public` (only the signature: no times, no CA flag).
     pub fn verify_signature(&self, issuer_public: &ed25519::PublicKey) -> Result<(), CertError> {
+        count_signature_check();
         let tbs = &self.encoded[..self.encoded.len() - SIGNATURE_LEN];
         if issuer_public.verify(tbs, &self.signature) {
             Ok(())
@@ -310,6 +311,11 @@ impl Certificate {
     /// self-signature, within its validity window.
     pub fn verify_ca(&self, now: u64) -> Result<(), CertError> {
         self.check_ca_structure()?;
+        self.check_ca_window(now)
+    }
+
+    /// The validity window of a CA certificate, as the CA errors.
+    fn check_ca_window(&self, now: u64) -> Result<(), CertError> {
         if now < self.not_before {
             return Err(CertError::CaNotYetValid {
                 not_before: self.not_before,
@@ -353,6 +359,58 @@ impl Certificate {
         revocations: Option<&RevocationList>,
     ) -> Result<(), CertError> {
         trusted_ca.verify_ca(now)?;
+        if let Some(list) = revocations {
+            list.verify(trusted_ca)?;
+        }
+        self.verify_checked(trusted_ca, now, revocations)
+    }
+
+    /// [`verify_for_peer`](Self::verify_for_peer) with a trusted CA whose structure and
+    /// self-signature ([`Certificate::verify_ca`]) and a revocation list whose signature
+    /// ([`RevocationList::verify`]) the caller has already checked: only this certificate's
+    /// signature is verified, plus the time windows and the list's entries.
+    pub fn verify_for_peer_checked(
+        &self,
+        peer: &PeerId,
+        trusted_ca: &Certificate,
+        now: u64,
+        revocations: Option<&RevocationList>,
+    ) -> Result<(), CertError> {
+        trusted_ca.check_ca_window(now)?;
+        self.verify_checked(trusted_ca, now, revocations)?;
+        if &self.peer_id != peer {
+            return Err(CertError::PeerMismatch {
+                found: self.peer_id,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks again a certificate that passed [`verify_for_peer`](Self::verify_for_peer) or
+    /// [`verify_for_peer_checked`](Self::verify_for_peer_checked) with the same `trusted_ca`:
+    /// no signature is verified, only the time windows of the CA and the certificate and the
+    /// revocation list's entries (its signature checked by the caller).
+    pub fn recheck_verified(
+        &self,
+        trusted_ca: &Certificate,
+        now: u64,
+        revocations: Option<&RevocationList>,
+    ) -> Result<(), CertError> {
+        trusted_ca.check_ca_window(now)?;
+        self.check_validity(now)?;
+        if let Some(list) = revocations {
+            list.check(self)?;
+        }
+        Ok(())
+    }
+
+    /// The checks of [`verify`](Self::verify) that do not concern the CA and list signatures.
+    fn verify_checked(
+        &self,
+        trusted_ca: &Certificate,
+        now: u64,
+        revocations: Option<&RevocationList>,
+    ) -> Result<(), CertError> {
         if self.is_ca && self != trusted_ca {
             return Err(CertError::UnexpectedCa);
         }
@@ -367,7 +425,6 @@ impl Certificate {
         self.verify_signature(&trusted_ca.issuer)?;
         self.check_validity(now)?;
         if let Some(list) = revocations {
-            list.verify(trusted_ca)?;
             list.check(self)?;
         }
         Ok(())
@@ -481,4 +538,22 @@ pub(crate) fn read_label(r: &mut Reader<'_>) -> Result<String, DecodeError> {
         Ok(s) if !s.chars().any(char::is_control) => Ok(s.to_string()),
         _ => Err(r.invalid("label", "not printable UTF-8")),
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    static SIGNATURE_CHECKS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts an ed25519 signature check of a certificate or revocation list (tests only, per
+/// thread).
+pub(crate) fn count_signature_check() {
+    #[cfg(test)]
+    SIGNATURE_CHECKS.with(|c| c.set(c.get() + 1));
+}
+
+/// Signature checks made by this thread so far (tests only).
+#[cfg(test)]
+pub(crate) fn signature_checks() -> u64 {
+    SIGNATURE_CHECKS.with(std::cell::Cell::get)
 }

@@ -164,6 +164,7 @@ impl RevocationList {
     /// Checks only that the signature verifies with the list's own [`issuer`](Self::issuer)
     /// key, not that this key is a trusted CA (for that, see [`verify`](Self::verify)).
     pub fn verify_issuer_signature(&self) -> Result<(), CertError> {
+        crate::cert::count_signature_check();
         let tbs = &self.encoded[..self.encoded.len() - SIGNATURE_LEN];
         if self.issuer.verify(tbs, &self.signature) {
             Ok(())

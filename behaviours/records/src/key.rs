@@ -98,6 +98,12 @@ pub fn parse_key(key: &[u8]) -> Result<(Namespace, &str), KeyError> {
     classify(key).map(|(namespace, rest, _)| (namespace, rest))
 }
 
+/// Whether `key` is a valid free `/mcc/` key: a record anyone with `records:write` may write,
+/// neither a DID document nor a revocation list (whose values are signed).
+pub fn is_free_key(key: &[u8]) -> bool {
+    matches!(classify(key), Ok((_, _, Kind::Free)))
+}
+
 /// [`parse_key`], also saying what the key holds.
 pub(crate) fn classify(key: &[u8]) -> Result<(Namespace, &str, Kind), KeyError> {
     if key.is_empty() {

@@ -20,9 +20,9 @@ mod validate;
 
 pub use key::{
     DID_NAMESPACE, KeyError, MAX_KEY_LEN, MCC_NAMESPACE, Namespace, REVOCATIONS_PREFIX, did_key,
-    mcc_key, parse_key, revocations_key,
+    is_free_key, mcc_key, parse_key, revocations_key,
 };
-pub use store::{Limits, Stats, ValidatingStore};
+pub use store::{Limits, SourcedStore, Stats, ValidatingStore};
 pub use validate::{
     RevocationListError, Validated, ValidationError, check_replace, select_best, validate,
 };

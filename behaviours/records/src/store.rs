@@ -15,6 +15,21 @@ use crate::{
     validate::{Validated, ValidationError, check_replace, validate},
 };
 
+/// A record store told on whose behalf a record is stored, so that it can keep quotas per
+/// source: `None` is the local node itself, `Some(peer)` a remote peer (one that pushed the
+/// record, or supplied the version this node writes back after a lookup).
+pub trait SourcedStore: RecordStore {
+    /// [`RecordStore::put`] on behalf of `source`.
+    fn put_from(&mut self, r: Record, source: Option<PeerId>) -> store::Result<()>;
+}
+
+/// kad's memory store keeps no quotas: the source is ignored.
+impl SourcedStore for store::MemoryStore {
+    fn put_from(&mut self, r: Record, _source: Option<PeerId>) -> store::Result<()> {
+        self.put(r)
+    }
+}
+
 /// Limits of the [`ValidatingStore`].
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -113,6 +128,20 @@ impl<S: RecordStore> ValidatingStore<S> {
         Ok(validated)
     }
 
+    /// Validates a record about to be stored; a refusal is logged and counted.
+    fn admit(&mut self, r: &Record) -> store::Result<()> {
+        if let Err(error) = self.check_record(&r.key, &r.value) {
+            tracing::debug!(
+                key = %display_key(r.key.as_ref()),
+                publisher = ?r.publisher,
+                "record refused: {error}"
+            );
+            self.count_refusal(&error);
+            return Err(store::Error::ValueTooLarge);
+        }
+        Ok(())
+    }
+
     fn count_refusal(&mut self, error: &ValidationError) {
         let counter = match error {
             ValidationError::TooLarge { .. } => &mut self.stats.refused_too_large,
@@ -123,6 +152,15 @@ impl<S: RecordStore> ValidatingStore<S> {
             | ValidationError::RevocationList(_) => &mut self.stats.refused_invalid,
         };
         *counter = counter.saturating_add(1);
+    }
+}
+
+impl<S: SourcedStore> SourcedStore for ValidatingStore<S> {
+    fn put_from(&mut self, r: Record, source: Option<PeerId>) -> store::Result<()> {
+        self.admit(&r)?;
+        self.inner.put_from(r, source)?;
+        self.stats.accepted = self.stats.accepted.saturating_add(1);
+        Ok(())
     }
 }
 
@@ -141,15 +179,7 @@ impl<S: RecordStore> RecordStore for ValidatingStore<S> {
     }
 
     fn put(&mut self, r: Record) -> store::Result<()> {
-        if let Err(error) = self.check_record(&r.key, &r.value) {
-            tracing::debug!(
-                key = %display_key(r.key.as_ref()),
-                publisher = ?r.publisher,
-                "record refused: {error}"
-            );
-            self.count_refusal(&error);
-            return Err(store::Error::ValueTooLarge);
-        }
+        self.admit(&r)?;
         self.inner.put(r)?;
         self.stats.accepted = self.stats.accepted.saturating_add(1);
         Ok(())

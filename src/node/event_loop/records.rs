@@ -1,7 +1,7 @@
 //! DHT records in the event loop: validated puts, lookups that keep the best of several
 //! versions, and repair of peers that hold a stale one.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
@@ -11,8 +11,82 @@ use libp2p::kad::{
 };
 use tokio::sync::oneshot;
 
+use mcc_admission::{Gates, Permission};
+use mcc_records::SourcedStore as _;
+
 use super::EventLoop;
 use crate::node::{Error, FoundRecord, PutOutcome};
+
+/// Why a version a peer supplied in a lookup does not count, if it does not: with
+/// `--trust-ca` only versions from peers holding `records:write` count (the record's
+/// `publisher` field is not signed, so the supplier is what is checked; a publisher this node
+/// knows to lack `records:write` disqualifies the version too).
+fn untrusted_version(gates: &Gates, supplier: &PeerId, record: &Record) -> Option<&'static str> {
+    if !gates.allows(supplier, Permission::RecordsWrite) {
+        return Some("the supplying peer lacks records:write");
+    }
+    if let Some(publisher) = &record.publisher
+        && let Some(cert) = gates.certificate(publisher)
+        && !cert.permissions().allows(Permission::RecordsWrite)
+    {
+        return Some("its publisher lacks records:write");
+    }
+    None
+}
+
+/// What a finished lookup answers and writes back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RepairPlan {
+    /// Index of the version answered.
+    pub(crate) best: usize,
+    /// Store the best version locally, on behalf of this remote holder of it.
+    pub(crate) write_local_from: Option<PeerId>,
+    /// Push the best version to holders of other versions and to cache candidates.
+    pub(crate) push: bool,
+}
+
+/// The repair rule. `versions` are the versions that count (holder, `None` = this node) and
+/// `best` the one [`mcc_records::select_best`] picked.
+///
+/// Signed records (DID documents, revocation lists): the newest valid version is repaired
+/// everywhere. Free `/mcc/` keys have no order between versions, so a repair needs agreement:
+/// nothing is written back unless at least two holders (this node's copy counts) have the best
+/// value, or this node's copy is the only version found; on a tie this node's own value is
+/// answered and kept; the local value is replaced only by a value more holders have.
+pub(crate) fn repair_plan(
+    free: bool,
+    versions: &[(Option<PeerId>, &[u8])],
+    best: usize,
+) -> RepairPlan {
+    let holders_of = |value: &[u8]| versions.iter().filter(|(_, v)| *v == value).count();
+    let local = versions.iter().position(|(p, _)| p.is_none());
+    let mut best = best;
+    if free
+        && let Some(l) = local
+        && holders_of(versions[l].1) >= holders_of(versions[best].1)
+    {
+        best = l;
+    }
+    let best_value = versions[best].1;
+    let supplier = versions
+        .iter()
+        .find(|(p, v)| p.is_some() && *v == best_value)
+        .and_then(|(p, _)| *p);
+    // This node's own copy, with no other version found, is cached at peers that lack it (as
+    // a put from this node would be).
+    let only_local = versions.len() == 1 && local.is_some();
+    let agreed = !free || holders_of(best_value) >= 2 || only_local;
+    let local_is_stale = local.is_some_and(|l| versions[l].1 != best_value);
+    RepairPlan {
+        best,
+        write_local_from: if agreed && local_is_stale {
+            supplier
+        } else {
+            None
+        },
+        push: agreed,
+    }
+}
 
 pub(crate) struct PendingGet {
     key: RecordKey,
@@ -26,6 +100,65 @@ pub(crate) struct PendingGet {
 
 pub(crate) struct PendingPut {
     reply: Option<oneshot::Sender<Result<PutOutcome, Error>>>,
+}
+
+/// Keys read from the store at a time by the replication walk.
+const REPLICATION_BATCH: usize = 32;
+/// Records the replication walk works on at once (closest-peer lookups and puts).
+const REPLICATION_IN_FLIGHT: usize = 8;
+/// Expiry given to this node's own records when they are published again (kad's default TTL).
+const RECORD_TTL: Duration = Duration::from_secs(36 * 3600);
+
+/// Periodic replication and republication of stored records, in place of kad's job (which
+/// collects every record into memory at once): the store is walked in key order, a batch of
+/// [`REPLICATION_BATCH`] keys at a time, and each record is loaded only when its turn comes,
+/// with at most [`REPLICATION_IN_FLIGHT`] records in the network at once.
+///
+/// As kad does: other publishers' records are put again to the peers closest to their key on
+/// every run (with the expiry they have); this node's own records only on the runs where the
+/// publication interval has passed, with a fresh 36 h expiry unless they have their own.
+pub(crate) struct Replication {
+    interval: Duration,
+    publication_interval: Duration,
+    next_publish: Instant,
+    /// Whether a walk is under way.
+    running: bool,
+    /// The walk of this run also publishes this node's own records.
+    publish: bool,
+    /// The last key read from the store in this run.
+    cursor: Option<RecordKey>,
+    /// Keys of the current batch still to do.
+    queue: VecDeque<RecordKey>,
+    lookups: HashMap<QueryId, RecordKey>,
+    puts: HashSet<QueryId>,
+    /// Records sent out in this run.
+    sent: usize,
+}
+
+impl Replication {
+    pub(crate) fn new(interval: Duration, publication_interval: Duration) -> Self {
+        Replication {
+            interval,
+            publication_interval,
+            next_publish: Instant::now() + publication_interval,
+            running: false,
+            publish: false,
+            cursor: None,
+            queue: VecDeque::new(),
+            lookups: HashMap::new(),
+            puts: HashSet::new(),
+            sent: 0,
+        }
+    }
+
+    /// How often a run starts.
+    pub(crate) fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    fn in_flight(&self) -> usize {
+        self.lookups.len() + self.puts.len()
+    }
 }
 
 impl EventLoop {
@@ -58,6 +191,7 @@ impl EventLoop {
             Ok(id) => {
                 self.pending_puts.insert(id, PendingPut { reply });
             }
+            Err(e @ kad::store::Error::MaxRecords) => fail(reply, Error::StoreFull(e.to_string())),
             Err(e) => fail(reply, Error::Store(e.to_string())),
         }
     }
@@ -125,9 +259,14 @@ impl EventLoop {
         };
         match result {
             Ok(GetRecordOk::FoundRecord(PeerRecord { peer, record })) => {
-                match mcc_records::validate(record.key.as_ref(), &record.value, max) {
-                    Ok(_) => pending.found.push((peer, record)),
-                    Err(e) => tracing::debug!(?peer, "ignoring an invalid record: {e}"),
+                let gates = self.swarm.behaviour_mut().kad.store_mut().gates();
+                if let Some(why) = peer.and_then(|p| untrusted_version(gates, &p, &record)) {
+                    tracing::debug!(?peer, "ignoring a version: {why}");
+                } else {
+                    match mcc_records::validate(record.key.as_ref(), &record.value, max) {
+                        Ok(_) => pending.found.push((peer, record)),
+                        Err(e) => tracing::debug!(?peer, "ignoring an invalid record: {e}"),
+                    }
                 }
                 if pending.found.len() >= quorum
                     && let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id)
@@ -167,23 +306,36 @@ impl EventLoop {
             )));
             return;
         };
-        let best_record = pending.found[best].1.clone();
+        let versions: Vec<(Option<PeerId>, &[u8])> = pending
+            .found
+            .iter()
+            .map(|(p, r)| (*p, r.value.as_slice()))
+            .collect();
+        let plan = repair_plan(mcc_records::is_free_key(&key_bytes), &versions, best);
+        let best_record = pending.found[plan.best].1.clone();
 
         // Holders of another version and peers without one get the best version.
-        let mut stale: HashSet<PeerId> = pending
-            .found
-            .iter()
-            .filter(|(_, r)| r.value != best_record.value)
-            .filter_map(|(p, _)| *p)
-            .collect();
-        stale.extend(pending.cache_candidates.iter().copied());
-        let local_is_stale = pending
-            .found
-            .iter()
-            .any(|(p, r)| p.is_none() && r.value != best_record.value);
+        let mut stale: HashSet<PeerId> = HashSet::new();
+        if plan.push {
+            stale.extend(
+                pending
+                    .found
+                    .iter()
+                    .filter(|(_, r)| r.value != best_record.value)
+                    .filter_map(|(p, _)| *p),
+            );
+            stale.extend(pending.cache_candidates.iter().copied());
+        }
         let kad = &mut self.swarm.behaviour_mut().kad;
-        if local_is_stale && let Err(e) = kad.store_mut().put(best_record.clone()) {
-            tracing::debug!("not keeping the newer version locally: {e}");
+        if let Some(supplier) = plan.write_local_from {
+            // Stored on behalf of the peer that supplied it: the same records:write check and
+            // quota as its own PUT would get.
+            if let Err(e) = kad
+                .store_mut()
+                .put_from(best_record.clone(), Some(supplier))
+            {
+                tracing::debug!("not keeping the newer version locally: {e}");
+            }
         }
         if !stale.is_empty() {
             tracing::debug!(peers = stale.len(), "updating stale or missing copies");
@@ -198,11 +350,125 @@ impl EventLoop {
         }));
     }
 
+    /// Starts a replication run (on the replication tick), unless one is still under way.
+    pub(super) fn start_replication(&mut self) {
+        let r = &mut self.replication;
+        if r.running {
+            tracing::debug!("record replication still running, skipping this tick");
+            return;
+        }
+        let now = Instant::now();
+        r.publish = now >= r.next_publish;
+        if r.publish {
+            r.next_publish = now + r.publication_interval;
+        }
+        r.running = true;
+        r.cursor = None;
+        r.queue.clear();
+        r.sent = 0;
+        self.pump_replication();
+    }
+
+    /// Whether `id` is a closest-peer lookup of the replication walk.
+    pub(super) fn is_replication_lookup(&self, id: &QueryId) -> bool {
+        self.replication.lookups.contains_key(id)
+    }
+
+    /// Whether a replication run is under way (the event loop then calls
+    /// [`pump_replication`](Self::pump_replication) on a short tick too).
+    pub(super) fn replication_running(&self) -> bool {
+        self.replication.running
+    }
+
+    /// Starts work on the next records of the walk while fewer than
+    /// [`REPLICATION_IN_FLIGHT`] are in the network, looking at no more than
+    /// [`REPLICATION_BATCH`] records per call so the event loop never stalls on a long run
+    /// of records that need nothing (the short tick carries on).
+    pub(super) fn pump_replication(&mut self) {
+        let local = *self.swarm.local_peer_id();
+        let now = Instant::now();
+        let mut budget = REPLICATION_BATCH;
+        while self.replication.running
+            && self.replication.in_flight() < REPLICATION_IN_FLIGHT
+            && budget > 0
+        {
+            budget -= 1;
+            let store = self.swarm.behaviour_mut().kad.store_mut();
+            let Some(key) = self.replication.queue.pop_front() else {
+                let batch = store.inner().keys_after(
+                    self.replication.cursor.as_ref().map(|k| k.as_ref()),
+                    REPLICATION_BATCH,
+                );
+                match batch.last() {
+                    Some(last) => {
+                        self.replication.cursor = Some(last.clone());
+                        self.replication.queue.extend(batch);
+                    }
+                    None => {
+                        self.replication.running = false;
+                        tracing::debug!(
+                            sent = self.replication.sent,
+                            published = self.replication.publish,
+                            "record replication run done"
+                        );
+                    }
+                }
+                continue;
+            };
+            let Some(record) = store.get(&key).map(|r| r.into_owned()) else {
+                continue;
+            };
+            if record.is_expired(now) {
+                store.remove(&key);
+                continue;
+            }
+            if record.publisher == Some(local) && !self.replication.publish {
+                continue;
+            }
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .get_closest_peers(key.to_vec());
+            self.replication.lookups.insert(id, key);
+        }
+    }
+
+    /// The peers closest to a record's key are known: put the record to them.
+    pub(super) fn on_replication_peers(&mut self, id: QueryId, peers: Vec<PeerId>) {
+        let Some(key) = self.replication.lookups.remove(&id) else {
+            return;
+        };
+        let local = *self.swarm.local_peer_id();
+        let publish = self.replication.publish;
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        let peers: Vec<PeerId> = peers.into_iter().filter(|p| *p != local).collect();
+        if let Some(mut record) = kad.store_mut().get(&key).map(|r| r.into_owned())
+            && !peers.is_empty()
+            && !record.is_expired(Instant::now())
+        {
+            if publish && record.publisher == Some(local) {
+                record.expires = record.expires.or_else(|| Some(Instant::now() + RECORD_TTL));
+            }
+            let put = kad.put_record_to(record, peers.into_iter(), Quorum::One);
+            self.replication.puts.insert(put);
+            self.replication.sent += 1;
+        }
+        self.pump_replication();
+    }
+
     pub(super) fn on_put_record_result(
         &mut self,
         id: QueryId,
         result: Result<kad::PutRecordOk, PutRecordError>,
     ) {
+        if self.replication.puts.remove(&id) {
+            if let Err(e) = result {
+                tracing::debug!("replicating a record: {e}");
+            }
+            self.pump_replication();
+            return;
+        }
         let Some(pending) = self.pending_puts.remove(&id) else {
             return;
         };
@@ -232,5 +498,104 @@ impl EventLoop {
     /// peers connected, a put that nobody stored means they refused it.
     fn peers_refused_put(&self) -> bool {
         !self.peers.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(free: bool, versions: &[(Option<PeerId>, &[u8])]) -> RepairPlan {
+        let values: Vec<&[u8]> = versions.iter().map(|(_, v)| *v).collect();
+        let key: &[u8] = if free { b"/mcc/k" } else { b"/mcc/other" };
+        let best = mcc_records::select_best(key, &values, 1024).expect("a version");
+        repair_plan(free, versions, best)
+    }
+
+    /// M4: a value only one remote holder supplied is answered but never written back or
+    /// pushed to others.
+    #[test]
+    fn single_remote_holder_is_not_repaired_towards() {
+        let u = PeerId::random();
+        let p = plan(true, &[(Some(u), b"injected")]);
+        assert_eq!(
+            p,
+            RepairPlan {
+                best: 0,
+                write_local_from: None,
+                push: false
+            }
+        );
+        // Also not over a local value: the local one wins the tie and stays.
+        let p = plan(true, &[(Some(u), b"injected"), (None, b"mine")]);
+        assert_eq!(
+            p,
+            RepairPlan {
+                best: 1,
+                write_local_from: None,
+                push: false
+            }
+        );
+        let p = plan(true, &[(None, b"mine"), (Some(u), b"injected")]);
+        assert_eq!(p.best, 0);
+        assert_eq!(p.write_local_from, None);
+        assert!(!p.push);
+        // This node's own copy alone is still cached at peers without one.
+        let p = plan(true, &[(None, b"mine")]);
+        assert_eq!(p.write_local_from, None);
+        assert!(p.push);
+    }
+
+    /// M4: on a tie the local value is kept (and answered); two remote holders against one
+    /// local copy win.
+    #[test]
+    fn ties_keep_the_local_value_and_majorities_repair() {
+        let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
+        // 2 against 2: local side kept, and pushed to the other side (agreement of 2).
+        let p = plan(
+            true,
+            &[
+                (Some(a), b"theirs"),
+                (Some(b), b"theirs"),
+                (None, b"mine"),
+                (Some(c), b"mine"),
+            ],
+        );
+        assert_eq!(p.best, 2);
+        assert_eq!(p.write_local_from, None);
+        assert!(p.push);
+        // 2 against the local copy alone: the local copy is replaced, on behalf of a holder.
+        let p = plan(
+            true,
+            &[(None, b"mine"), (Some(a), b"theirs"), (Some(b), b"theirs")],
+        );
+        assert_eq!(p.best, 1);
+        assert_eq!(p.write_local_from, Some(a));
+        assert!(p.push);
+        // Two remote holders agree, nothing local: pushed to the others, nothing written
+        // locally (this node had no copy).
+        let p = plan(true, &[(Some(a), b"v"), (Some(b), b"v"), (Some(c), b"w")]);
+        assert_eq!(p.best, 0);
+        assert_eq!(p.write_local_from, None);
+        assert!(p.push);
+        // The local copy agreeing with one remote holder counts as two.
+        let p = plan(true, &[(None, b"v"), (Some(a), b"v"), (Some(c), b"w")]);
+        assert_eq!(p.best, 0);
+        assert!(p.push);
+    }
+
+    /// Signed records are repaired towards the newest valid version, even from one holder.
+    #[test]
+    fn signed_records_repair_from_a_single_holder() {
+        let u = PeerId::random();
+        let p = repair_plan(false, &[(None, b"old"), (Some(u), b"new")], 1);
+        assert_eq!(
+            p,
+            RepairPlan {
+                best: 1,
+                write_local_from: Some(u),
+                push: true
+            }
+        );
     }
 }
