@@ -342,24 +342,21 @@ impl Node {
         let size = layout.size;
         let want = range.unwrap_or(0..size);
         let cursor = unixfs::Cursor::new(root, size, want);
-        let stream = futures::stream::unfold(
-            Some((store, cursor)),
-            |state| async move {
-                let (store, mut cursor) = state?;
-                let step = tokio::task::spawn_blocking(move || {
-                    let item = next_chunk(store.as_ref(), &mut cursor);
-                    (item, store, cursor)
-                })
-                .await;
-                match step {
-                    Ok((Ok(Some(chunk)), store, cursor)) => Some((Ok(chunk), Some((store, cursor)))),
-                    Ok((Ok(None), _, _)) => None,
-                    // An error ends the stream.
-                    Ok((Err(e), _, _)) => Some((Err(e), None)),
-                    Err(e) => Some((Err(std::io::Error::other(e)), None)),
-                }
-            },
-        );
+        let stream = futures::stream::unfold(Some((store, cursor)), |state| async move {
+            let (store, mut cursor) = state?;
+            let step = tokio::task::spawn_blocking(move || {
+                let item = next_chunk(store.as_ref(), &mut cursor);
+                (item, store, cursor)
+            })
+            .await;
+            match step {
+                Ok((Ok(Some(chunk)), store, cursor)) => Some((Ok(chunk), Some((store, cursor)))),
+                Ok((Ok(None), _, _)) => None,
+                // An error ends the stream.
+                Ok((Err(e), _, _)) => Some((Err(e), None)),
+                Err(e) => Some((Err(std::io::Error::other(e)), None)),
+            }
+        });
         Ok((size, stream))
     }
 
@@ -384,5 +381,125 @@ impl Node {
     pub async fn blob_providers(&self, cid: &Cid) -> Result<Vec<Provider>, Error> {
         let local = self.blob_store().info(cid).is_some();
         self.providers_of(provider_key(cid), local).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcc_blobs::{CHUNK_SIZE, MAX_LINKS, cid_of};
+
+    /// Stores the review's "DAG bomb" in `store` and commits it as complete (as a node before
+    /// the fix did after fetching it). Returns the root.
+    fn commit_bomb(store: &BlobStore, depth: u32) -> Cid {
+        let mut child = cid_of(RAW, b"x");
+        store.put(&child, b"x").unwrap();
+        let mut blocks = vec![child];
+        let (mut size, mut tsize) = (1u64, 1u64);
+        for _ in 0..depth {
+            let data = unixfs::encode(&unixfs::Node {
+                links: vec![unixfs::Link { cid: child, tsize }; MAX_LINKS],
+                filesize: size * MAX_LINKS as u64,
+                blocksizes: vec![size; MAX_LINKS],
+            });
+            tsize = data.len() as u64 + tsize * MAX_LINKS as u64;
+            size *= MAX_LINKS as u64;
+            child = cid_of(DAG_PB, &data);
+            store.put(&child, &data).unwrap();
+            blocks.push(child);
+        }
+        store.commit(&child, size, &blocks).unwrap();
+        child
+    }
+
+    #[test]
+    fn a_stored_bomb_is_refused_without_walking_its_leaves() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        for depth in [3, 4] {
+            let root = commit_bomb(&store, depth);
+            let started = std::time::Instant::now();
+            match Layout::read(&store, &root) {
+                Err(Error::BlobRefused(why)) => assert!(why.contains("leaves"), "{why}"),
+                Err(e) => panic!("depth {depth}: {e}"),
+                Ok(layout) => panic!("depth {depth}: accepted {} leaves", layout.leaves),
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        }
+        assert_eq!(
+            Error::BlobRefused("x".into()).to_string(),
+            "blob DAG refused: x"
+        );
+    }
+
+    #[test]
+    fn a_file_of_zeros_is_read_lazily_and_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        // 200 MiB of zeros and a tail: the zero leaf repeats, and so does the node above it.
+        let zero = vec![0u8; CHUNK_SIZE];
+        let mut builder = unixfs::Builder::new();
+        let mut session = store.begin_add().unwrap();
+        for _ in 0..200 {
+            for b in builder.push(&zero) {
+                session.put(&b.cid, &b.data).unwrap();
+            }
+        }
+        for b in builder.push(b"tail") {
+            session.put(&b.cid, &b.data).unwrap();
+        }
+        let (rest, root, size) = builder.finish();
+        for b in &rest {
+            session.put(&b.cid, &b.data).unwrap();
+        }
+        let info = session.commit(&root, size).unwrap();
+        assert_eq!(info.blocks, 5, "root, two nodes, zero leaf, tail leaf");
+
+        let layout = Layout::read(&store, &root).unwrap();
+        assert_eq!((layout.size, layout.leaves), (size, 201));
+        assert_eq!(layout.blocks.len(), 5);
+
+        // The whole file, a leaf at a time.
+        let mut cursor = unixfs::Cursor::new(root, size, 0..size);
+        let (mut total, mut chunks) = (0u64, 0);
+        let mut last = bytes::Bytes::new();
+        while let Some(chunk) = next_chunk(&store, &mut cursor).unwrap() {
+            total += chunk.len() as u64;
+            chunks += 1;
+            last = chunk;
+        }
+        assert_eq!((total, chunks), (size, 201));
+        assert_eq!(last.as_ref(), b"tail");
+        // A range across the last zero leaf and the tail.
+        let mut cursor = unixfs::Cursor::new(root, size, size - 6..size);
+        let mut got = Vec::new();
+        while let Some(chunk) = next_chunk(&store, &mut cursor).unwrap() {
+            got.extend_from_slice(&chunk);
+        }
+        assert_eq!(got, b"\0\0tail");
+    }
+
+    #[test]
+    fn a_leaf_shorter_than_its_parent_says_ends_the_stream_with_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let leaf = cid_of(RAW, b"abc");
+        store.put(&leaf, b"abc").unwrap();
+        let data = unixfs::encode(&unixfs::Node {
+            links: vec![
+                unixfs::Link {
+                    cid: leaf,
+                    tsize: 3
+                };
+                2
+            ],
+            filesize: 8,
+            blocksizes: vec![4, 4],
+        });
+        let root = cid_of(DAG_PB, &data);
+        store.put(&root, &data).unwrap();
+        let mut cursor = unixfs::Cursor::new(root, 8, 0..8);
+        let e = next_chunk(&store, &mut cursor).unwrap_err();
+        assert!(e.to_string().contains("holds 3 bytes"), "{e}");
     }
 }

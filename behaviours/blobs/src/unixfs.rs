@@ -1377,7 +1377,11 @@ mod tests {
                 other => panic!("depth {depth}: {other:?}"),
             }
             // Only the dag-pb nodes are read, each once: no per-leaf work, no per-leaf memory.
-            assert!(gets.get() <= depth as usize, "depth {depth}: {} gets", gets.get());
+            assert!(
+                gets.get() <= depth as usize,
+                "depth {depth}: {} gets",
+                gets.get()
+            );
             assert!(matches!(
                 leaves(&root, |c| blocks.get(c).cloned()),
                 Err(DecodeError::Refused(_))
@@ -1405,7 +1409,13 @@ mod tests {
         let (mut child, mut size) = (leaf, CHUNK_SIZE as u64);
         for _ in 0..3 {
             let data = encode(&Node {
-                links: vec![Link { cid: child, tsize: 1 }; MAX_LINKS],
+                links: vec![
+                    Link {
+                        cid: child,
+                        tsize: 1
+                    };
+                    MAX_LINKS
+                ],
                 filesize: size * MAX_LINKS as u64,
                 blocksizes: vec![size; MAX_LINKS],
             });
@@ -1516,13 +1526,20 @@ mod tests {
                 assert_eq!(leaf.len() as u64, part.size);
                 got.extend_from_slice(&leaf[part.range]);
             }
-            assert_eq!(got, &data[want.start as usize..want.end as usize], "{want:?}");
+            assert_eq!(
+                got,
+                &data[want.start as usize..want.end as usize],
+                "{want:?}"
+            );
         }
         // A raw root.
         let (blocks, root, size) = build(b"hello");
         let store = mem_store(&blocks);
         let mut cursor = Cursor::new(root, size, 1..3);
-        let part = cursor.next_leaf(|c| Ok(store.get(c).cloned())).unwrap().unwrap();
+        let part = cursor
+            .next_leaf(|c| Ok(store.get(c).cloned()))
+            .unwrap()
+            .unwrap();
         assert_eq!((part.cid, part.size, part.range), (root, 5, 1..3));
         assert_eq!(cursor.next_leaf(|_| unreachable!()).unwrap(), None);
     }

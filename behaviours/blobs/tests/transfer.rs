@@ -1046,7 +1046,13 @@ async fn dag_bombs_are_refused_by_the_fetch() {
         let started = Instant::now();
         let result = within(
             10,
-            transfer::fetch(net.fetcher.clone(), net.peers(), root, store.clone(), |_| {}),
+            transfer::fetch(
+                net.fetcher.clone(),
+                net.peers(),
+                root,
+                store.clone(),
+                |_| {},
+            ),
         )
         .await;
         assert!(
@@ -1058,7 +1064,11 @@ async fn dag_bombs_are_refused_by_the_fetch() {
             "a clear message"
         );
         // Each distinct block at most once: nothing per leaf in file order.
-        assert!(store.len() <= blocks.len(), "depth {depth}: {}", store.len());
+        assert!(
+            store.len() <= blocks.len(),
+            "depth {depth}: {}",
+            store.len()
+        );
         assert!(stats.requests() <= blocks.len() as u64, "depth {depth}");
         assert!(
             started.elapsed() < Duration::from_secs(5),
@@ -1068,7 +1078,13 @@ async fn dag_bombs_are_refused_by_the_fetch() {
         // Resuming from what was stored is refused too (without fetching the rest).
         let again = within(
             10,
-            transfer::fetch(net.fetcher.clone(), net.peers(), root, store.clone(), |_| {}),
+            transfer::fetch(
+                net.fetcher.clone(),
+                net.peers(),
+                root,
+                store.clone(),
+                |_| {},
+            ),
         )
         .await;
         assert!(matches!(again, Err(FetchError::Refused(_))), "{again:?}");
@@ -1127,7 +1143,10 @@ async fn damaged_blocks_of_an_interrupted_fetch_are_fetched_again() {
             2 => data[12345] ^= 1,
             _ => {}
         }
-        store.insert(&Block { cid: leaf.cid, data });
+        store.insert(&Block {
+            cid: leaf.cid,
+            data,
+        });
     }
     fetch_all(&net, root, store.clone(), &Recorder::default())
         .await
@@ -1163,8 +1182,17 @@ async fn seeders_refused_by_allow_send_nothing_that_is_kept() {
     .expect("fetch from the allowed seeder");
     store.assert_holds(&blocks);
     assert_eq!(reports[0].blocks, 0, "{reports:?}");
-    assert!(reports[0].dropped.as_deref().is_some_and(|d| d.contains("not allowed")));
-    assert_eq!(stats[0].requests(), 0, "nothing asked of the refused seeder");
+    assert!(
+        reports[0]
+            .dropped
+            .as_deref()
+            .is_some_and(|d| d.contains("not allowed"))
+    );
+    assert_eq!(
+        stats[0].requests(),
+        0,
+        "nothing asked of the refused seeder"
+    );
 
     // Only refused seeders: nothing stored.
     let store = Arc::new(MemStore::default());
@@ -1210,7 +1238,12 @@ async fn a_peer_that_does_not_read_cannot_stall_the_others() {
     }
 
     // The hostile peer opens many streams, asks for 1 MiB blocks on each and never reads.
-    let leaf = blocks.iter().find(|b| b.cid != root).unwrap().cid.to_bytes();
+    let leaf = blocks
+        .iter()
+        .find(|b| b.cid != root)
+        .unwrap()
+        .cid
+        .to_bytes();
     let mut requests = Vec::new();
     for _ in 0..16 {
         requests.push(1);
@@ -1239,6 +1272,9 @@ async fn a_peer_that_does_not_read_cannot_stall_the_others() {
     .expect("fetch while a peer stalls");
     store.assert_holds(&blocks);
     assert!(reports[0].dropped.is_none());
-    assert!(stats.refused() > 0, "the hostile peer's extra streams were refused");
+    assert!(
+        stats.refused() > 0,
+        "the hostile peer's extra streams were refused"
+    );
     drop(held);
 }

@@ -705,7 +705,10 @@ fn decode_block(cid: &Cid, data: &[u8]) -> Result<(u64, Children), FetchError> {
         return Ok((data.len() as u64, Vec::new()));
     }
     let node = unixfs::decode(data).map_err(|e| FetchError::Decode(format!("{cid}: {e}")))?;
-    Ok((node.filesize, node.links.into_iter().zip(node.blocksizes).collect()))
+    Ok((
+        node.filesize,
+        node.links.into_iter().zip(node.blocksizes).collect(),
+    ))
 }
 
 /// Fails unless block `cid`, holding `bytes` of the file, holds what its parent says.
@@ -720,9 +723,9 @@ fn check_size(cid: &Cid, bytes: u64, expected: Option<u64>) -> Result<(), FetchE
 
 /// The bytes of the DAG under a node of `len` bytes with these children.
 fn dag_size(len: usize, children: &Children) -> u64 {
-    children
-        .iter()
-        .fold(len as u64, |total, (link, _)| total.saturating_add(link.tsize))
+    children.iter().fold(len as u64, |total, (link, _)| {
+        total.saturating_add(link.tsize)
+    })
 }
 
 /// A block of the store, read back and verified (`None` if absent or damaged).
