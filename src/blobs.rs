@@ -34,69 +34,35 @@ pub fn parse_cid(s: &str) -> Result<Cid, Error> {
     Ok(cid)
 }
 
-/// How a blob is laid out: every block, the leaves in file order with their sizes, the size.
+/// How a blob is laid out: its distinct blocks, its leaves in file order, its size.
 pub struct Layout {
+    /// Every distinct block, root first.
     pub blocks: Vec<Cid>,
-    pub leaves: Vec<(Cid, u64)>,
+    /// Leaves in file order (a leaf linked twice counts twice).
+    pub leaves: u64,
     pub size: u64,
 }
 
 impl Layout {
-    /// Reads the internal nodes of the DAG under `root` from `store`.
+    /// Measures the DAG under `root` in `store` ([`unixfs::measure`]: each distinct dag-pb node
+    /// is read once, no leaf is); fails with [`Error::BlobRefused`] for a DAG out of proportion
+    /// (a "DAG bomb").
     pub fn read(store: &dyn BlockStore, root: &Cid) -> Result<Self, Error> {
-        let missing = |c: &Cid| Error::Blob(format!("block {c} is missing"));
-        if root.codec() == RAW {
-            let data = store
-                .get(root)
-                .map_err(io_err)?
-                .ok_or_else(|| missing(root))?;
-            return Ok(Self {
-                blocks: vec![*root],
-                leaves: vec![(*root, data.len() as u64)],
-                size: data.len() as u64,
-            });
-        }
-        enum Item {
-            Node(Cid),
-            Leaf(Cid, u64),
-        }
-        let mut blocks = Vec::new();
-        let mut leaves = Vec::new();
-        let mut size = 0;
-        // Depth first, children pushed in reverse: leaves come out in file order.
-        let mut stack = vec![Item::Node(*root)];
-        while let Some(item) = stack.pop() {
-            match item {
-                Item::Leaf(cid, len) => {
-                    blocks.push(cid);
-                    leaves.push((cid, len));
-                }
-                Item::Node(cid) => {
-                    blocks.push(cid);
-                    let data = store
-                        .get(&cid)
-                        .map_err(io_err)?
-                        .ok_or_else(|| missing(&cid))?;
-                    let node =
-                        unixfs::decode(&data).map_err(|e| Error::Blob(format!("{cid}: {e}")))?;
-                    if cid == *root {
-                        size = node.filesize;
-                    }
-                    for (link, len) in node.links.iter().zip(&node.blocksizes).rev() {
-                        stack.push(if link.cid.codec() == RAW {
-                            Item::Leaf(link.cid, *len)
-                        } else {
-                            Item::Node(link.cid)
-                        });
-                    }
-                }
-            }
-        }
+        let shape = unixfs::measure(root, |c| store.get(c)).map_err(|e| dag_error(root, e))?;
         Ok(Self {
-            blocks,
-            leaves,
-            size,
+            blocks: shape.blocks,
+            leaves: shape.leaves,
+            size: shape.size,
         })
+    }
+}
+
+/// The node error for a DAG that cannot be walked.
+fn dag_error(root: &Cid, e: unixfs::DecodeError) -> Error {
+    match e {
+        unixfs::DecodeError::Refused(why) => Error::BlobRefused(format!("{root}: {why}")),
+        unixfs::DecodeError::Store(e) => io_err(e),
+        e => Error::Blob(format!("{root}: {e}")),
     }
 }
 
@@ -106,6 +72,32 @@ fn io_err(e: std::io::Error) -> Error {
 
 fn store_err(e: impl std::fmt::Display) -> Error {
     Error::Blob(format!("blob store: {e}"))
+}
+
+/// The wanted part of the next leaf under `cursor`, read from `store` and checked against the
+/// size its parent gives; `None` at the end.
+fn next_chunk(
+    store: &BlobStore,
+    cursor: &mut unixfs::Cursor,
+) -> std::io::Result<Option<bytes::Bytes>> {
+    let part = cursor
+        .next_leaf(|c| store.get(c))
+        .map_err(std::io::Error::other)?;
+    let Some(part) = part else {
+        return Ok(None);
+    };
+    let data = store
+        .get(&part.cid)?
+        .ok_or_else(|| std::io::Error::other(format!("block {} is missing", part.cid)))?;
+    if data.len() as u64 != part.size {
+        return Err(std::io::Error::other(format!(
+            "block {} holds {} bytes, its parent says {}",
+            part.cid,
+            data.len(),
+            part.size
+        )));
+    }
+    Ok(Some(bytes::Bytes::from(data).slice(part.range)))
 }
 
 /// What a fetch did.
@@ -205,7 +197,6 @@ impl Node {
                 seeders: Vec::new(),
             });
         }
-        store.begin_fetch(cid).map_err(store_err)?;
         let me = self.peer_id();
         let gates = &self.inner.gates;
         let seeders: Vec<_> = self
@@ -216,23 +207,50 @@ impl Node {
             .await?
             .into_iter()
             .filter(|p| *p != me)
-            // With --trust-ca: not from peers whose certificate lacks blobs:seed.
+            // With --trust-ca: not from peers whose certificate lacks blobs:seed. A seeder not
+            // admitted yet is checked again once a stream to it is open (`allow` below).
             .filter(|p| !gates.is_admitted(p) || gates.allows(p, Permission::BlobsSeed))
             .collect();
         if seeders.is_empty() {
             return Err(Error::NoProvider(cid.to_string()));
         }
-        let reports = transfer::fetch(
+        // Recorded only now that there is something to fetch from, so a GET of an unknown CID
+        // leaves nothing behind.
+        store.begin_fetch(cid).map_err(store_err)?;
+        let allow: transfer::AllowSeeder = {
+            let gates = gates.clone();
+            Arc::new(move |p| gates.allows(p, Permission::BlobsSeed))
+        };
+        let config = transfer::FetchConfig {
+            allow: Some(allow),
+            ..transfer::FetchConfig::default()
+        };
+        let root = *cid;
+        let fetched = transfer::fetch_with(
+            config,
             self.inner.services.control.clone(),
             seeders,
-            *cid,
+            root,
             Arc::clone(&store) as Arc<dyn BlockStore>,
             progress,
         )
-        .await
-        .map_err(|e| Error::Blob(format!("fetching {cid}: {e}")))?;
-        let root = *cid;
-        let info = {
+        .await;
+        let reports = match fetched {
+            Ok(reports) => reports,
+            Err(e) => {
+                let refused = matches!(e, transfer::FetchError::Refused(_));
+                // A refused DAG goes entirely; a failed fetch that stored nothing (not even the
+                // root) leaves no row behind. One that stored blocks keeps them, to resume.
+                self.forget_fetch(&root, refused).await;
+                return Err(match e {
+                    transfer::FetchError::Refused(why) => {
+                        Error::BlobRefused(format!("{cid}: {why}"))
+                    }
+                    e => Error::Blob(format!("fetching {cid}: {e}")),
+                });
+            }
+        };
+        let committed = {
             let store = Arc::clone(&store);
             tokio::task::spawn_blocking(move || {
                 let layout = Layout::read(store.as_ref(), &root)?;
@@ -241,7 +259,16 @@ impl Node {
                     .map_err(store_err)
             })
             .await
-            .map_err(store_err)??
+            .map_err(store_err)?
+        };
+        let info = match committed {
+            Ok(info) => info,
+            Err(e) => {
+                if matches!(e, Error::BlobRefused(_)) {
+                    self.forget_fetch(&root, true).await;
+                }
+                return Err(e);
+            }
         };
         if self.inner.keep_blobs && self.may(Permission::BlobsSeed).is_ok() {
             self.send(Command::Provide {
@@ -266,7 +293,30 @@ impl Node {
         })
     }
 
+    /// Removes the partial-fetch row of `root` (and the blocks only it uses) after a failed
+    /// fetch: always when `refused`, otherwise only if not even the root block was stored.
+    async fn forget_fetch(&self, root: &Cid, refused: bool) {
+        let store = Arc::clone(self.blob_store());
+        let root = *root;
+        let removed = tokio::task::spawn_blocking(move || {
+            if store.info(&root).is_some() || (!refused && store.has(&root)) {
+                return Ok(false);
+            }
+            store.delete(&root)
+        })
+        .await;
+        match removed {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(%root, error = %e, "cannot remove a failed fetch"),
+            Err(e) => tracing::warn!(%root, error = %e, "cannot remove a failed fetch"),
+        }
+    }
+
     /// The bytes of a stored blob, or of `range` of it, as a stream of chunks.
+    ///
+    /// The DAG is measured first (a "DAG bomb" is refused with [`Error::BlobRefused`]); the
+    /// leaves are then found one at a time as the stream is read, holding only the dag-pb nodes
+    /// on the path to the current leaf.
     pub async fn read_blob(
         &self,
         cid: &Cid,
@@ -291,34 +341,22 @@ impl Node {
         };
         let size = layout.size;
         let want = range.unwrap_or(0..size);
-        // Leaves overlapping the range, with the part of each to send.
-        let mut parts = Vec::new();
-        let mut offset = 0u64;
-        for (leaf, len) in layout.leaves {
-            let span = offset..offset + len;
-            offset += len;
-            if span.end <= want.start || span.start >= want.end {
-                continue;
+        let cursor = unixfs::Cursor::new(root, size, want);
+        let stream = futures::stream::unfold(Some((store, cursor)), |state| async move {
+            let (store, mut cursor) = state?;
+            let step = tokio::task::spawn_blocking(move || {
+                let item = next_chunk(store.as_ref(), &mut cursor);
+                (item, store, cursor)
+            })
+            .await;
+            match step {
+                Ok((Ok(Some(chunk)), store, cursor)) => Some((Ok(chunk), Some((store, cursor)))),
+                Ok((Ok(None), _, _)) => None,
+                // An error ends the stream.
+                Ok((Err(e), _, _)) => Some((Err(e), None)),
+                Err(e) => Some((Err(std::io::Error::other(e)), None)),
             }
-            let from = want.start.max(span.start) - span.start;
-            let to = want.end.min(span.end) - span.start;
-            parts.push((leaf, from as usize..to as usize));
-        }
-        let stream = futures::stream::unfold(
-            (store, parts.into_iter()),
-            |(store, mut parts)| async move {
-                let (leaf, r) = parts.next()?;
-                let s = Arc::clone(&store);
-                let data = tokio::task::spawn_blocking(move || s.get(&leaf)).await;
-                let item = match data {
-                    Ok(Ok(Some(d))) if r.end <= d.len() => Ok(bytes::Bytes::from(d).slice(r)),
-                    Ok(Ok(_)) => Err(std::io::Error::other(format!("block {leaf} is missing"))),
-                    Ok(Err(e)) => Err(e),
-                    Err(e) => Err(std::io::Error::other(e)),
-                };
-                Some((item, (store, parts)))
-            },
-        );
+        });
         Ok((size, stream))
     }
 
@@ -343,5 +381,125 @@ impl Node {
     pub async fn blob_providers(&self, cid: &Cid) -> Result<Vec<Provider>, Error> {
         let local = self.blob_store().info(cid).is_some();
         self.providers_of(provider_key(cid), local).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcc_blobs::{CHUNK_SIZE, MAX_LINKS, cid_of};
+
+    /// Stores the review's "DAG bomb" in `store` and commits it as complete (as a node before
+    /// the fix did after fetching it). Returns the root.
+    fn commit_bomb(store: &BlobStore, depth: u32) -> Cid {
+        let mut child = cid_of(RAW, b"x");
+        store.put(&child, b"x").unwrap();
+        let mut blocks = vec![child];
+        let (mut size, mut tsize) = (1u64, 1u64);
+        for _ in 0..depth {
+            let data = unixfs::encode(&unixfs::Node {
+                links: vec![unixfs::Link { cid: child, tsize }; MAX_LINKS],
+                filesize: size * MAX_LINKS as u64,
+                blocksizes: vec![size; MAX_LINKS],
+            });
+            tsize = data.len() as u64 + tsize * MAX_LINKS as u64;
+            size *= MAX_LINKS as u64;
+            child = cid_of(DAG_PB, &data);
+            store.put(&child, &data).unwrap();
+            blocks.push(child);
+        }
+        store.commit(&child, size, &blocks).unwrap();
+        child
+    }
+
+    #[test]
+    fn a_stored_bomb_is_refused_without_walking_its_leaves() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        for depth in [3, 4] {
+            let root = commit_bomb(&store, depth);
+            let started = std::time::Instant::now();
+            match Layout::read(&store, &root) {
+                Err(Error::BlobRefused(why)) => assert!(why.contains("leaves"), "{why}"),
+                Err(e) => panic!("depth {depth}: {e}"),
+                Ok(layout) => panic!("depth {depth}: accepted {} leaves", layout.leaves),
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        }
+        assert_eq!(
+            Error::BlobRefused("x".into()).to_string(),
+            "blob DAG refused: x"
+        );
+    }
+
+    #[test]
+    fn a_file_of_zeros_is_read_lazily_and_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        // 200 MiB of zeros and a tail: the zero leaf repeats, and so does the node above it.
+        let zero = vec![0u8; CHUNK_SIZE];
+        let mut builder = unixfs::Builder::new();
+        let mut session = store.begin_add().unwrap();
+        for _ in 0..200 {
+            for b in builder.push(&zero) {
+                session.put(&b.cid, &b.data).unwrap();
+            }
+        }
+        for b in builder.push(b"tail") {
+            session.put(&b.cid, &b.data).unwrap();
+        }
+        let (rest, root, size) = builder.finish();
+        for b in &rest {
+            session.put(&b.cid, &b.data).unwrap();
+        }
+        let info = session.commit(&root, size).unwrap();
+        assert_eq!(info.blocks, 5, "root, two nodes, zero leaf, tail leaf");
+
+        let layout = Layout::read(&store, &root).unwrap();
+        assert_eq!((layout.size, layout.leaves), (size, 201));
+        assert_eq!(layout.blocks.len(), 5);
+
+        // The whole file, a leaf at a time.
+        let mut cursor = unixfs::Cursor::new(root, size, 0..size);
+        let (mut total, mut chunks) = (0u64, 0);
+        let mut last = bytes::Bytes::new();
+        while let Some(chunk) = next_chunk(&store, &mut cursor).unwrap() {
+            total += chunk.len() as u64;
+            chunks += 1;
+            last = chunk;
+        }
+        assert_eq!((total, chunks), (size, 201));
+        assert_eq!(last.as_ref(), b"tail");
+        // A range across the last zero leaf and the tail.
+        let mut cursor = unixfs::Cursor::new(root, size, size - 6..size);
+        let mut got = Vec::new();
+        while let Some(chunk) = next_chunk(&store, &mut cursor).unwrap() {
+            got.extend_from_slice(&chunk);
+        }
+        assert_eq!(got, b"\0\0tail");
+    }
+
+    #[test]
+    fn a_leaf_shorter_than_its_parent_says_ends_the_stream_with_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let leaf = cid_of(RAW, b"abc");
+        store.put(&leaf, b"abc").unwrap();
+        let data = unixfs::encode(&unixfs::Node {
+            links: vec![
+                unixfs::Link {
+                    cid: leaf,
+                    tsize: 3
+                };
+                2
+            ],
+            filesize: 8,
+            blocksizes: vec![4, 4],
+        });
+        let root = cid_of(DAG_PB, &data);
+        store.put(&root, &data).unwrap();
+        let mut cursor = unixfs::Cursor::new(root, 8, 0..8);
+        let e = next_chunk(&store, &mut cursor).unwrap_err();
+        assert!(e.to_string().contains("holds 3 bytes"), "{e}");
     }
 }

@@ -405,3 +405,107 @@ async fn a_seeder_serving_tampered_blocks_is_dropped() -> Result<()> {
     task.abort();
     Ok(())
 }
+
+/// Writes the review's "DAG bomb" (`depth` dag-pb levels, each node linking 174 times to the
+/// same child, over one 1-byte leaf) into the block folder of `d`, as `dagbomb.py` does, and
+/// returns the root CID and the root block's bytes.
+fn write_bomb(d: &Daemon, depth: u32) -> Result<(mcc_blobs::Cid, Vec<u8>)> {
+    use mcc_blobs::{DAG_PB, MAX_LINKS, RAW, cid_of, unixfs};
+    let blocks_dir = d.dir.join("blobs").join("blocks");
+    let write = |cid: &mcc_blobs::Cid, data: &[u8]| -> Result<()> {
+        let name = cid.to_string();
+        let shard = &name[name.len() - 3..name.len() - 1];
+        std::fs::create_dir_all(blocks_dir.join(shard))?;
+        std::fs::write(blocks_dir.join(shard).join(&name), data)?;
+        Ok(())
+    };
+    let mut child = cid_of(RAW, b"x");
+    write(&child, b"x")?;
+    let (mut size, mut tsize) = (1u64, 1u64);
+    let mut root = Vec::new();
+    for _ in 0..depth {
+        let node = unixfs::Node {
+            links: vec![unixfs::Link { cid: child, tsize }; MAX_LINKS],
+            filesize: size * MAX_LINKS as u64,
+            blocksizes: vec![size; MAX_LINKS],
+        };
+        root = unixfs::encode(&node);
+        tsize = root.len() as u64 + tsize * MAX_LINKS as u64;
+        size *= MAX_LINKS as u64;
+        child = cid_of(DAG_PB, &root);
+        write(&child, &root)?;
+    }
+    Ok((child, root))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dag_bomb_is_refused_and_the_node_stays_up() -> Result<()> {
+    let s = Daemon::start(&[]).await?;
+    let mut v = Daemon::start(&["--boot", &s.tcp_host_port().await?]).await?;
+    let http = reqwest::Client::new();
+    let s_id = s.peer_id().await?;
+
+    // A GET of a CID nobody has: 404, and no partial fetch is left behind (checked below).
+    let unknown = mcc_blobs::cid_of(mcc_blobs::RAW, b"nobody has this");
+    let r = http
+        .get(format!("{}/api/v1/blobs/{unknown}", v.api.base_url()))
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 404);
+
+    for depth in [3, 4] {
+        // S holds the bomb's blocks and, through a raw blob of the root's bytes (same multihash),
+        // announces itself as a seeder of the dag-pb root.
+        let (root, root_bytes) = write_bomb(&s, depth)?;
+        let added: serde_json::Value = http
+            .post(format!("{}/api/v1/blobs", s.api.base_url()))
+            .body(root_bytes)
+            .send()
+            .await?
+            .json()
+            .await?;
+        ensure!(added["cid"].is_string(), "{added}");
+        let cid = root.to_string();
+        wait_for_seeder(&v, &cid, &s_id).await?;
+
+        let started = std::time::Instant::now();
+        let r = tokio::time::timeout(
+            Duration::from_secs(30),
+            http.get(format!("{}/api/v1/blobs/{cid}", v.api.base_url()))
+                .send(),
+        )
+        .await
+        .context("the GET of a bomb hangs")??;
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await?;
+        assert_eq!(status, 422, "depth {depth}: {body}\n{}", v.log());
+        let error = body["error"].as_str().context("a JSON error")?;
+        assert!(error.contains("blob DAG refused"), "{error}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "depth {depth}: {:?}",
+            started.elapsed()
+        );
+        // The node is alive, did not keep the bomb and does not seed it.
+        v.api.health().await.context("the node died")?;
+        assert!(v.api.blobs().await?.is_empty());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let v_id = v.peer_id().await?;
+        let seeders = s.api.blob_providers(&cid).await?;
+        assert!(!seeders.iter().any(|p| p.peer_id.to_string() == v_id));
+        // Again: the same answer, no trace.
+        let r = http
+            .get(format!("{}/api/v1/blobs/{cid}", v.api.base_url()))
+            .send()
+            .await?;
+        assert_eq!(r.status().as_u16(), 422);
+    }
+    assert_eq!(count_files(&v.dir.join("blobs").join("blocks")), 0);
+
+    // No partial fetch is recorded: neither for the unknown CID nor for the bombs.
+    v.stop()?;
+    let store = mcc::blobs::BlobStore::open(&v.dir.join("blobs"))?;
+    assert_eq!(store.partial_fetches(), Vec::<mcc_blobs::Cid>::new());
+    assert!(store.list().is_empty());
+    Ok(())
+}

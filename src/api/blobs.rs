@@ -83,7 +83,8 @@ fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<std::ops::Range<
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
               (status = 206, description = "The requested range"),
               (status = 400, body = super::types::ErrorBody), (status = 404, body = super::types::ErrorBody),
-              (status = 416, body = super::types::ErrorBody)))]
+              (status = 416, body = super::types::ErrorBody),
+              (status = 422, description = "The blob's DAG is out of proportion (a DAG bomb): refused", body = super::types::ErrorBody)))]
 pub(super) async fn get_blob(
     State(s): State<AppState>,
     Path(cid): Path<String>,

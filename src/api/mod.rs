@@ -105,6 +105,7 @@ impl From<node::Error> for ApiError {
             node::Error::ListenerBind { .. } => StatusCode::CONFLICT,
             node::Error::InvalidPeer(_) | node::Error::InvalidCid(_) => StatusCode::BAD_REQUEST,
             node::Error::Blob(_) => StatusCode::BAD_GATEWAY,
+            node::Error::BlobRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             node::Error::Addr(_) => StatusCode::BAD_REQUEST,
             node::Error::Dial { .. } | node::Error::Call(_) => StatusCode::BAD_GATEWAY,
             node::Error::Stopped => StatusCode::SERVICE_UNAVAILABLE,

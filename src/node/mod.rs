@@ -220,6 +220,9 @@ pub enum Error {
     InvalidCid(String),
     #[error("{0}")]
     Blob(String),
+    /// A blob's DAG is out of proportion (a "DAG bomb"): it is neither read nor stored.
+    #[error("blob DAG refused: {0}")]
+    BlobRefused(String),
     #[error(transparent)]
     Certificate(Box<CertificateError>),
     /// This node (or the peer asked) may not do this: a permission is missing.

@@ -63,7 +63,7 @@ use std::time::Duration;
 
 use libp2p::{PeerId, StreamProtocol};
 
-pub use fetch::{FetchConfig, fetch, fetch_with};
+pub use fetch::{AllowSeeder, FetchConfig, fetch, fetch_with};
 pub use server::{ServeStats, serve, serve_with};
 pub use wire::{MAX_CID_LEN, MAX_MESSAGE_LEN};
 
@@ -116,6 +116,10 @@ pub enum FetchError {
     /// codec or hash).
     #[error("cannot follow the DAG: {0}")]
     Decode(String),
+    /// The DAG is out of proportion (see [`unixfs::measure`](crate::unixfs::measure)): a "DAG
+    /// bomb" whose few blocks stand for far more leaves than their bytes are worth.
+    #[error("blob DAG refused: {0}")]
+    Refused(#[from] crate::unixfs::Refusal),
     /// The block store failed.
     #[error("block store: {0}")]
     Store(std::io::Error),

@@ -25,9 +25,43 @@ use std::ops::Range;
 
 use crate::{CHUNK_SIZE, Cid, DAG_PB, MAX_LINKS, RAW, cid_of, verify};
 
-/// Most blocks [`leaves`] visits in one walk (about 4 TiB of 1 MiB leaves): a bound on the work a
-/// hostile DAG can cause (one that links the same subtree many times over).
+// ---------------------------------------------------------------------------------------------
+// Limits on the shape of a DAG
+//
+// A dag-pb node may link the same child many times, and content addressing cannot stop it: a
+// "DAG bomb" whose every node links [`MAX_LINKS`] times to one child has `depth + 1` distinct
+// blocks but `174^depth` leaves in file order. Legitimate files repeat blocks too (a file of
+// zeros is one 1 MiB leaf linked again and again, and once the run of zeros passes 174 MiB, the
+// same internal node repeats), so neither "few distinct blocks" nor "declared size far above the
+// distinct bytes" marks a bomb. What does: the work a reader does is one block read per leaf in
+// file order, so a DAG is refused when that count is out of proportion, either absolutely
+// ([`MAX_LEAVES`]) or relative to the bytes it yields ([`MIN_AVERAGE_LEAF_SIZE`]). [`measure`]
+// computes the counts with one visit per distinct dag-pb node (memoised), never per leaf.
+
+/// Most leaves (counted in file order, repeats included) a DAG may have: 4 Mi, that is 4 TiB of
+/// 1 MiB leaves ([`Builder`] never makes more than one leaf per MiB). A DAG with more leaves is
+/// refused whatever its blocks, so reading a blob never costs more than this many block reads.
+pub const MAX_LEAVES: u64 = 1 << 22;
+
+/// Most distinct blocks a DAG may have (the same 4 TiB): a bound on the work and memory of every
+/// walk, which visits each distinct block at most once.
 pub const MAX_WALK: usize = 1 << 22;
+
+/// Most levels of dag-pb nodes between the root and a leaf (root included). A balanced DAG of
+/// [`MAX_LEAVES`] leaves has 3; other layouts (trickle) have a few more. Walks keep one node per
+/// level, so this bounds their memory to `MAX_DEPTH` × [`MAX_LINKS`] links.
+pub const MAX_DEPTH: usize = 32;
+
+/// Leaves a DAG may have whatever their sizes: up to this many, reading a blob costs at most a
+/// few thousand block reads, a fine price even for a file of tiny chunks.
+pub const FREE_LEAVES: u64 = 1 << 12;
+
+/// Smallest average size of a leaf (the file's size over its leaves, in file order) in a DAG of
+/// more than [`FREE_LEAVES`] leaves. IPFS chunkers cut 256 KiB (default) to 1 MiB (mcc) chunks,
+/// content-defined ones at least 128 KiB on average; a DAG whose leaves average less than 16 KiB
+/// makes a reader do far more block reads than the bytes it gets are worth (the depth-3 bomb:
+/// 5.3 million reads for 5.3 MB), so it is refused.
+pub const MIN_AVERAGE_LEAF_SIZE: u64 = 16 * 1024;
 
 /// A block ready to store: `cid` names `data`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,9 +137,53 @@ pub enum DecodeError {
     /// [`leaves`]: a block does not hash to its CID (or is not sha2-256).
     #[error("block {0} does not match its CID")]
     BadBlock(Cid),
-    /// [`leaves`]: the walk visited more than [`MAX_WALK`] blocks.
-    #[error("DAG larger than {MAX_WALK} blocks")]
-    TooLarge,
+    /// The DAG is out of proportion (see [`Refusal`]): it is refused, not walked.
+    #[error("blob DAG refused: {0}")]
+    Refused(#[from] Refusal),
+    /// The block store failed.
+    #[error("block store: {0}")]
+    Store(#[from] std::io::Error),
+}
+
+/// Why a DAG is refused: its shape is out of proportion (see [`MAX_LEAVES`] and the limits
+/// beside it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// More than [`MAX_LEAVES`] leaves in file order.
+    #[error("more than {MAX_LEAVES} leaves in file order (at least {leaves})")]
+    TooManyLeaves {
+        /// Leaves counted so far (a lower bound).
+        leaves: u64,
+    },
+    /// More than [`FREE_LEAVES`] leaves averaging less than [`MIN_AVERAGE_LEAF_SIZE`] bytes.
+    #[error(
+        "{leaves} leaves in file order for {size} bytes: leaves average less than \
+         {MIN_AVERAGE_LEAF_SIZE} bytes"
+    )]
+    TinyLeaves {
+        /// Leaves in file order.
+        leaves: u64,
+        /// The file's size.
+        size: u64,
+    },
+    /// More than [`MAX_WALK`] distinct blocks.
+    #[error("more than {MAX_WALK} distinct blocks")]
+    TooManyBlocks,
+    /// More than [`MAX_DEPTH`] levels of dag-pb nodes.
+    #[error("more than {MAX_DEPTH} levels of nodes")]
+    TooDeep,
+}
+
+/// Checks a DAG of `leaves` leaves in file order and `size` bytes against [`MAX_LEAVES`],
+/// [`FREE_LEAVES`] and [`MIN_AVERAGE_LEAF_SIZE`].
+pub fn check_proportions(leaves: u64, size: u64) -> Result<(), Refusal> {
+    if leaves > MAX_LEAVES {
+        return Err(Refusal::TooManyLeaves { leaves });
+    }
+    if leaves > FREE_LEAVES && size / leaves < MIN_AVERAGE_LEAF_SIZE {
+        return Err(Refusal::TinyLeaves { leaves, size });
+    }
+    Ok(())
 }
 
 /// A child not yet linked into its parent.
@@ -572,47 +650,324 @@ pub fn child_ranges(node: &Node) -> Vec<Range<u64>> {
         .collect()
 }
 
+/// What [`measure`] found out about a DAG.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shape {
+    /// The file's size: the root's `filesize` (a raw root's length).
+    pub size: u64,
+    /// Leaves in file order, repeats included.
+    pub leaves: u64,
+    /// Levels of dag-pb nodes (0 for a raw root).
+    pub depth: usize,
+    /// Every distinct block of the DAG, root first, each once.
+    pub blocks: Vec<Cid>,
+}
+
+/// Checks that the DAG can be followed: raw or dag-pb, sha2-256, CIDv1 (what [`verify`] accepts).
+fn check_cid(cid: &Cid) -> Result<(), DecodeError> {
+    if cid.codec() != RAW && cid.codec() != DAG_PB {
+        return Err(DecodeError::UnsupportedCodec(cid.codec(), *cid));
+    }
+    Ok(())
+}
+
+/// Reads, verifies and decodes dag-pb node `cid`, whose parent says it holds `expected` bytes.
+fn read_node<F>(cid: &Cid, expected: Option<u64>, get: &mut F) -> Result<Node, DecodeError>
+where
+    F: FnMut(&Cid) -> std::io::Result<Option<Vec<u8>>>,
+{
+    let data = get(cid)?.ok_or(DecodeError::Missing(*cid))?;
+    if !verify(cid, &data) {
+        return Err(DecodeError::BadBlock(*cid));
+    }
+    let node = decode(&data)?;
+    if expected.is_some_and(|e| e != node.filesize) {
+        return Err(DecodeError::SizeMismatch(
+            "a child's size differs from its parent's blocksizes",
+        ));
+    }
+    Ok(node)
+}
+
+/// A dag-pb node on the walk of [`measure`].
+struct MeasureFrame {
+    cid: Cid,
+    filesize: u64,
+    children: Vec<(Cid, u64)>,
+    next: usize,
+    leaves: u64,
+    depth: usize,
+}
+
+impl MeasureFrame {
+    fn new(cid: Cid, node: Node) -> Self {
+        let children = node
+            .links
+            .into_iter()
+            .map(|l| l.cid)
+            .zip(node.blocksizes)
+            .collect();
+        Self {
+            cid,
+            filesize: node.filesize,
+            children,
+            next: 0,
+            leaves: 0,
+            depth: 1,
+        }
+    }
+}
+
+/// What [`measure`] remembers of a dag-pb node it has walked: (filesize, leaves, depth).
+type Measured = (u64, u64, usize);
+
+/// Measures the DAG under `root` and refuses it if it is out of proportion.
+///
+/// Reads (with `get`) and verifies every distinct dag-pb node once, never a leaf: the leaves'
+/// sizes are their parents' `blocksizes` (a reader checks them when it reads the leaves). A raw
+/// root is read for its size. The counts of a node are memoised, so a node linked many times
+/// costs one visit and the walk is O(distinct blocks) whatever the number of leaves in file
+/// order. Memory: the distinct CIDs plus [`MAX_DEPTH`] nodes.
+///
+/// Fails with [`DecodeError::Refused`] when the DAG breaks a limit ([`MAX_LEAVES`],
+/// [`MAX_WALK`], [`MAX_DEPTH`], [`MIN_AVERAGE_LEAF_SIZE`] past [`FREE_LEAVES`]), as soon as it
+/// is known; with another [`DecodeError`] on a missing, bad or inconsistent block.
+pub fn measure<F>(root: &Cid, mut get: F) -> Result<Shape, DecodeError>
+where
+    F: FnMut(&Cid) -> std::io::Result<Option<Vec<u8>>>,
+{
+    use std::collections::{HashMap, HashSet};
+
+    check_cid(root)?;
+    if root.codec() == RAW {
+        let data = get(root)?.ok_or(DecodeError::Missing(*root))?;
+        if !verify(root, &data) {
+            return Err(DecodeError::BadBlock(*root));
+        }
+        return Ok(Shape {
+            size: data.len() as u64,
+            leaves: 1,
+            depth: 0,
+            blocks: vec![*root],
+        });
+    }
+    let mut blocks = vec![*root];
+    let mut leaves_seen: HashSet<Cid> = HashSet::new();
+    let mut nodes: HashMap<Cid, Measured> = HashMap::new();
+    let node = read_node(root, None, &mut get)?;
+    let mut stack = vec![MeasureFrame::new(*root, node)];
+    loop {
+        let Some(top) = stack.last_mut() else {
+            unreachable!("the loop returns when the root's frame is popped")
+        };
+        let Some(&(child, size)) = top.children.get(top.next) else {
+            let Some(done) = stack.pop() else {
+                unreachable!("the stack is not empty")
+            };
+            check_proportions(done.leaves, done.filesize)?;
+            let Some(parent) = stack.last_mut() else {
+                return Ok(Shape {
+                    size: done.filesize,
+                    leaves: done.leaves,
+                    depth: done.depth,
+                    blocks,
+                });
+            };
+            nodes.insert(done.cid, (done.filesize, done.leaves, done.depth));
+            parent.leaves = parent.leaves.saturating_add(done.leaves);
+            parent.depth = parent.depth.max(done.depth + 1);
+            continue;
+        };
+        top.next += 1;
+        check_cid(&child)?;
+        if child.codec() == RAW {
+            top.leaves = top.leaves.saturating_add(1);
+            if leaves_seen.insert(child) {
+                blocks.push(child);
+            }
+        } else if let Some(&(filesize, leaves, depth)) = nodes.get(&child) {
+            if filesize != size {
+                return Err(DecodeError::SizeMismatch(
+                    "a child's size differs from its parent's blocksizes",
+                ));
+            }
+            top.leaves = top.leaves.saturating_add(leaves);
+            top.depth = top.depth.max(depth + 1);
+        } else {
+            if stack.len() >= MAX_DEPTH || stack.iter().any(|f| f.cid == child) {
+                return Err(Refusal::TooDeep.into());
+            }
+            let node = read_node(&child, Some(size), &mut get)?;
+            blocks.push(child);
+            stack.push(MeasureFrame::new(child, node));
+        }
+        if top_leaves(&stack) > MAX_LEAVES {
+            return Err(Refusal::TooManyLeaves {
+                leaves: top_leaves(&stack),
+            }
+            .into());
+        }
+        if blocks.len() > MAX_WALK {
+            return Err(Refusal::TooManyBlocks.into());
+        }
+    }
+}
+
+/// Leaves counted so far by the frames of a [`measure`] walk: a lower bound of the DAG's.
+fn top_leaves(stack: &[MeasureFrame]) -> u64 {
+    stack
+        .iter()
+        .fold(0u64, |total, frame| total.saturating_add(frame.leaves))
+}
+
+/// Part of a leaf that a [`Cursor`] yields: `range` of leaf `cid`, which holds `size` bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeafPart {
+    /// The leaf (a raw block).
+    pub cid: Cid,
+    /// The leaf's size according to its parent (check it against the block read).
+    pub size: u64,
+    /// The bytes of the leaf that fall in the wanted range.
+    pub range: Range<usize>,
+}
+
+/// A dag-pb node on a [`Cursor`]'s path.
+struct CursorFrame {
+    children: Vec<(Cid, u64)>,
+    next: usize,
+    /// File offset of `children[next]`.
+    offset: u64,
+}
+
+/// Yields the leaves of a DAG in file order, lazily: only the dag-pb nodes on the path to the
+/// current leaf are held ([`MAX_DEPTH`] × [`MAX_LINKS`] links at most), and subtrees outside the
+/// wanted byte range are skipped without being read.
+///
+/// Use it on a DAG [`measure`] accepted: the number of leaves then is bounded, so is the work.
+pub struct Cursor {
+    /// The root, until the first call.
+    root: Option<(Cid, u64)>,
+    want: Range<u64>,
+    stack: Vec<CursorFrame>,
+}
+
+impl Cursor {
+    /// A cursor over the bytes `want` of the file of `size` bytes under `root`.
+    pub fn new(root: Cid, size: u64, want: Range<u64>) -> Self {
+        Self {
+            root: Some((root, size)),
+            want,
+            stack: Vec::new(),
+        }
+    }
+
+    /// The part of the next leaf in the wanted range, or `None` at the end. Reads (with `get`)
+    /// and verifies the dag-pb nodes it enters, never a leaf.
+    pub fn next_leaf<F>(&mut self, mut get: F) -> Result<Option<LeafPart>, DecodeError>
+    where
+        F: FnMut(&Cid) -> std::io::Result<Option<Vec<u8>>>,
+    {
+        if let Some((root, size)) = self.root.take() {
+            check_cid(&root)?;
+            if root.codec() == RAW {
+                return Ok(self.part(root, 0..size));
+            }
+            let node = read_node(&root, Some(size), &mut get)?;
+            self.enter(node, 0);
+        }
+        loop {
+            let Some(top) = self.stack.last_mut() else {
+                return Ok(None);
+            };
+            let Some(&(child, size)) = top.children.get(top.next) else {
+                self.stack.pop();
+                continue;
+            };
+            top.next += 1;
+            let span = top.offset..top.offset.saturating_add(size);
+            top.offset = span.end;
+            if span.end <= self.want.start || span.is_empty() {
+                continue;
+            }
+            if span.start >= self.want.end {
+                self.stack.clear();
+                return Ok(None);
+            }
+            check_cid(&child)?;
+            if child.codec() == RAW {
+                return Ok(self.part(child, span));
+            }
+            if self.stack.len() >= MAX_DEPTH {
+                return Err(Refusal::TooDeep.into());
+            }
+            let node = read_node(&child, Some(size), &mut get)?;
+            self.enter(node, span.start);
+        }
+    }
+
+    fn enter(&mut self, node: Node, offset: u64) {
+        let children = node
+            .links
+            .into_iter()
+            .map(|l| l.cid)
+            .zip(node.blocksizes)
+            .collect();
+        self.stack.push(CursorFrame {
+            children,
+            next: 0,
+            offset,
+        });
+    }
+
+    /// The part of the leaf at file bytes `span` that is wanted, if any.
+    fn part(&self, cid: Cid, span: Range<u64>) -> Option<LeafPart> {
+        let from = self.want.start.max(span.start);
+        let to = self.want.end.min(span.end);
+        if from >= to {
+            return None;
+        }
+        // Both fit a leaf's length, which is a usize.
+        let start = usize::try_from(from - span.start).ok()?;
+        let end = usize::try_from(to - span.start).ok()?;
+        Some(LeafPart {
+            cid,
+            size: span.end - span.start,
+            range: start..end,
+        })
+    }
+}
+
 /// Walks a DAG whose blocks are in `get` (a closure returning a block by CID) and yields the
 /// leaves' CIDs in file order, checking every block's hash; errors on a missing or bad block.
 ///
 /// The root may be a raw block (a one-chunk file) or a dag-pb UnixFS file node. Every child's
-/// size must match its parent's `blocksizes` entry; at most [`MAX_WALK`] blocks are visited.
+/// size must match its parent's `blocksizes` entry. The DAG is [`measure`]d first, so one out of
+/// proportion is refused before any leaf is listed; each distinct leaf is read and verified once.
 pub fn leaves<F>(root: &Cid, mut get: F) -> Result<Vec<(Cid, u64)>, DecodeError>
 where
     F: FnMut(&Cid) -> Option<Vec<u8>>,
 {
+    let shape = measure(root, |c| Ok(get(c)))?;
+    if root.codec() == RAW {
+        // Read and verified by `measure`.
+        return Ok(vec![(*root, shape.size)]);
+    }
+    let mut cursor = Cursor::new(*root, shape.size, 0..shape.size);
+    let mut checked = std::collections::HashSet::new();
     let mut out = Vec::new();
-    // Depth first, children pushed in reverse so they pop in file order.
-    let mut stack: Vec<(Cid, Option<u64>)> = vec![(*root, None)];
-    let mut visited = 0usize;
-    while let Some((cid, expected)) = stack.pop() {
-        visited += 1;
-        if visited > MAX_WALK {
-            return Err(DecodeError::TooLarge);
-        }
-        if cid.codec() != RAW && cid.codec() != DAG_PB {
-            return Err(DecodeError::UnsupportedCodec(cid.codec(), cid));
-        }
-        let data = get(&cid).ok_or(DecodeError::Missing(cid))?;
-        if !verify(&cid, &data) {
-            return Err(DecodeError::BadBlock(cid));
-        }
-        let size = if cid.codec() == RAW {
-            let len = data.len() as u64;
-            out.push((cid, len));
-            len
-        } else {
-            let node = decode(&data)?;
-            for (link, &size) in node.links.iter().zip(&node.blocksizes).rev() {
-                stack.push((link.cid, Some(size)));
+    while let Some(part) = cursor.next_leaf(|c| Ok(get(c)))? {
+        if checked.insert(part.cid) {
+            let data = get(&part.cid).ok_or(DecodeError::Missing(part.cid))?;
+            if !verify(&part.cid, &data) {
+                return Err(DecodeError::BadBlock(part.cid));
             }
-            node.filesize
-        };
-        if expected.is_some_and(|e| e != size) {
-            return Err(DecodeError::SizeMismatch(
-                "a child's size differs from its parent's blocksizes",
-            ));
+            if data.len() as u64 != part.size {
+                return Err(DecodeError::SizeMismatch(
+                    "a child's size differs from its parent's blocksizes",
+                ));
+            }
         }
+        out.push((part.cid, part.size));
     }
     Ok(out)
 }
@@ -969,6 +1324,224 @@ mod tests {
             leaves(&cbor, |_| unreachable!()),
             Err(DecodeError::UnsupportedCodec(0x71, _))
         ));
+    }
+
+    /// The review's "DAG bomb": `depth` dag-pb levels, each node linking `fanout` times to the
+    /// same child, over one 1-byte raw leaf. `depth + 1` distinct blocks, `fanout^depth` leaves.
+    fn bomb(depth: u32, fanout: usize) -> (HashMap<Cid, Vec<u8>>, Cid) {
+        let leaf = b"x".to_vec();
+        let mut child = cid_of(RAW, &leaf);
+        let mut blocks = HashMap::from([(child, leaf)]);
+        let (mut size, mut tsize) = (1u64, 1u64);
+        for _ in 0..depth {
+            let node = Node {
+                links: vec![Link { cid: child, tsize }; fanout],
+                filesize: size * fanout as u64,
+                blocksizes: vec![size; fanout],
+            };
+            let data = encode(&node);
+            tsize = data.len() as u64 + tsize * fanout as u64;
+            size *= fanout as u64;
+            child = cid_of(DAG_PB, &data);
+            blocks.insert(child, data);
+        }
+        (blocks, child)
+    }
+
+    /// A block getter over `blocks` that counts its calls.
+    fn counting(
+        blocks: &HashMap<Cid, Vec<u8>>,
+        gets: &std::cell::Cell<usize>,
+    ) -> impl FnMut(&Cid) -> std::io::Result<Option<Vec<u8>>> {
+        move |c| {
+            gets.set(gets.get() + 1);
+            Ok(blocks.get(c).cloned())
+        }
+    }
+
+    #[test]
+    fn dag_bombs_are_refused_after_one_visit_per_distinct_block() {
+        for depth in [2, 3, 4] {
+            let (blocks, root) = bomb(depth, MAX_LINKS);
+            let started = std::time::Instant::now();
+            let gets = std::cell::Cell::new(0);
+            let refused = measure(&root, counting(&blocks, &gets));
+            match refused {
+                Err(DecodeError::Refused(Refusal::TinyLeaves { leaves, size })) if depth == 2 => {
+                    assert_eq!((leaves, size), (174 * 174, 174 * 174));
+                }
+                // Refused at its first subtree already (the same one at every depth).
+                Err(DecodeError::Refused(Refusal::TinyLeaves { leaves, .. })) if depth > 2 => {
+                    assert_eq!(leaves, 174 * 174);
+                }
+                other => panic!("depth {depth}: {other:?}"),
+            }
+            // Only the dag-pb nodes are read, each once: no per-leaf work, no per-leaf memory.
+            assert!(
+                gets.get() <= depth as usize,
+                "depth {depth}: {} gets",
+                gets.get()
+            );
+            assert!(matches!(
+                leaves(&root, |c| blocks.get(c).cloned()),
+                Err(DecodeError::Refused(_))
+            ));
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(2),
+                "depth {depth} took {:?}",
+                started.elapsed()
+            );
+        }
+        // One level of repeats is a tiny file cut oddly, not a bomb.
+        let (blocks, root) = bomb(1, MAX_LINKS);
+        assert_eq!(
+            leaves(&root, |c| blocks.get(c).cloned()).unwrap(),
+            vec![(cid_of(RAW, b"x"), 1); MAX_LINKS]
+        );
+    }
+
+    #[test]
+    fn too_many_leaves_are_refused_even_when_large() {
+        // 174^3 leaves that claim 1 MiB each (the sizes are only checked when a leaf is read):
+        // more than MAX_LEAVES, refused with two node reads.
+        let leaf = cid_of(RAW, b"x");
+        let mut blocks = HashMap::new();
+        let (mut child, mut size) = (leaf, CHUNK_SIZE as u64);
+        for _ in 0..3 {
+            let data = encode(&Node {
+                links: vec![
+                    Link {
+                        cid: child,
+                        tsize: 1
+                    };
+                    MAX_LINKS
+                ],
+                filesize: size * MAX_LINKS as u64,
+                blocksizes: vec![size; MAX_LINKS],
+            });
+            size *= MAX_LINKS as u64;
+            child = cid_of(DAG_PB, &data);
+            blocks.insert(child, data);
+        }
+        let gets = std::cell::Cell::new(0);
+        assert!(matches!(
+            measure(&child, counting(&blocks, &gets)),
+            Err(DecodeError::Refused(Refusal::TooManyLeaves { .. }))
+        ));
+        assert_eq!(gets.get(), 3);
+    }
+
+    #[test]
+    fn proportions() {
+        assert!(check_proportions(MAX_LEAVES, MAX_LEAVES * CHUNK_SIZE as u64).is_ok());
+        assert!(check_proportions(MAX_LEAVES + 1, u64::MAX).is_err());
+        assert!(check_proportions(FREE_LEAVES, 0).is_ok());
+        assert!(check_proportions(FREE_LEAVES + 1, 0).is_err());
+        let n = FREE_LEAVES * 10;
+        assert!(check_proportions(n, n * MIN_AVERAGE_LEAF_SIZE).is_ok());
+        assert!(check_proportions(n, n * MIN_AVERAGE_LEAF_SIZE - 1).is_err());
+    }
+
+    #[test]
+    fn chains_deeper_than_max_depth_are_refused() {
+        let leaf = b"abc".to_vec();
+        let mut child = cid_of(RAW, &leaf);
+        let mut tsize = 3;
+        let mut blocks = HashMap::from([(child, leaf)]);
+        for _ in 0..=MAX_DEPTH {
+            let data = encode(&Node {
+                links: vec![Link { cid: child, tsize }],
+                filesize: 3,
+                blocksizes: vec![3],
+            });
+            tsize += data.len() as u64;
+            child = cid_of(DAG_PB, &data);
+            blocks.insert(child, data);
+        }
+        assert!(matches!(
+            measure(&child, |c| Ok(blocks.get(c).cloned())),
+            Err(DecodeError::Refused(Refusal::TooDeep))
+        ));
+    }
+
+    #[test]
+    fn a_file_of_zeros_repeats_blocks_and_is_read_lazily() {
+        // 400 MiB of zeros: one leaf 400 times, and the node over 174 of them twice.
+        let mib = 400u64;
+        let zero = vec![0u8; CHUNK_SIZE];
+        let mut builder = Builder::new();
+        let mut blocks = HashMap::new();
+        for _ in 0..mib {
+            blocks.extend(builder.push(&zero).into_iter().map(|b| (b.cid, b.data)));
+        }
+        let (rest, root, size) = builder.finish();
+        blocks.extend(rest.into_iter().map(|b| (b.cid, b.data)));
+        assert_eq!(size, mib * CHUNK_SIZE as u64);
+        assert_eq!(blocks.len(), 4, "root, full node, last node, zero leaf");
+
+        let gets = std::cell::Cell::new(0);
+        let shape = measure(&root, counting(&blocks, &gets)).unwrap();
+        assert_eq!((shape.size, shape.leaves, shape.depth), (size, mib, 2));
+        assert_eq!(shape.blocks.len(), 4);
+        assert_eq!(shape.blocks[0], root);
+        assert_eq!(gets.get(), 3, "each dag-pb node once");
+
+        // The whole file: every leaf in order, nodes read as the cursor enters them.
+        let zero_cid = cid_of(RAW, &zero);
+        let mut cursor = Cursor::new(root, size, 0..size);
+        let mut n = 0;
+        while let Some(part) = cursor.next_leaf(|c| Ok(blocks.get(c).cloned())).unwrap() {
+            assert_eq!(part.cid, zero_cid);
+            assert_eq!(part.range, 0..CHUNK_SIZE);
+            assert!(cursor.stack.len() <= 2);
+            n += 1;
+        }
+        assert_eq!(n, mib);
+
+        // A range deep inside: only the nodes on its path are read.
+        let start = 300 * CHUNK_SIZE as u64 + 5;
+        let gets = std::cell::Cell::new(0);
+        let mut get = counting(&blocks, &gets);
+        let mut cursor = Cursor::new(root, size, start..start + CHUNK_SIZE as u64);
+        let first = cursor.next_leaf(&mut get).unwrap().unwrap();
+        assert_eq!(first.range, 5..CHUNK_SIZE);
+        let second = cursor.next_leaf(&mut get).unwrap().unwrap();
+        assert_eq!(second.range, 0..5);
+        assert_eq!(cursor.next_leaf(&mut get).unwrap(), None);
+        assert_eq!(gets.get(), 2, "the root and one node");
+    }
+
+    #[test]
+    fn cursor_ranges_match_the_file() {
+        let data = bytes(3 * CHUNK_SIZE + 1000, 9);
+        let (blocks, root, size) = build(&data);
+        let store = mem_store(&blocks);
+        let len = data.len() as u64;
+        let c = CHUNK_SIZE as u64;
+        for want in [0..len, 0..1, c - 1..c + 1, 2 * c..3 * c, len - 1..len, 5..5] {
+            let mut cursor = Cursor::new(root, size, want.clone());
+            let mut got = Vec::new();
+            while let Some(part) = cursor.next_leaf(|c| Ok(store.get(c).cloned())).unwrap() {
+                let leaf = &store[&part.cid];
+                assert_eq!(leaf.len() as u64, part.size);
+                got.extend_from_slice(&leaf[part.range]);
+            }
+            assert_eq!(
+                got,
+                &data[want.start as usize..want.end as usize],
+                "{want:?}"
+            );
+        }
+        // A raw root.
+        let (blocks, root, size) = build(b"hello");
+        let store = mem_store(&blocks);
+        let mut cursor = Cursor::new(root, size, 1..3);
+        let part = cursor
+            .next_leaf(|c| Ok(store.get(c).cloned()))
+            .unwrap()
+            .unwrap();
+        assert_eq!((part.cid, part.size, part.range), (root, 5, 1..3));
+        assert_eq!(cursor.next_leaf(|_| unreachable!()).unwrap(), None);
     }
 
     #[test]

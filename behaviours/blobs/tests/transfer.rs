@@ -1005,3 +1005,276 @@ async fn throughput_over_tcp() {
     let three = throughput(3, &blocks, root).await;
     println!("3 seeders / 1 seeder: {:.2}x", three / one);
 }
+
+/// The review's "DAG bomb": `depth` dag-pb levels, each node linking `fanout` times to the same
+/// child, over one 1-byte raw leaf: `depth + 1` distinct blocks, `fanout^depth` leaves in file
+/// order. Returns the blocks and the root.
+fn bomb(depth: u32, fanout: usize) -> (Vec<Block>, Cid) {
+    let leaf = Block {
+        cid: cid_of(RAW, b"x"),
+        data: b"x".to_vec(),
+    };
+    let (mut child, mut size, mut tsize) = (leaf.cid, 1u64, 1u64);
+    let mut blocks = vec![leaf];
+    for _ in 0..depth {
+        let node = unixfs::Node {
+            links: vec![unixfs::Link { cid: child, tsize }; fanout],
+            filesize: size * fanout as u64,
+            blocksizes: vec![size; fanout],
+        };
+        let data = unixfs::encode(&node);
+        tsize = data.len() as u64 + tsize * fanout as u64;
+        size *= fanout as u64;
+        child = cid_of(mcc_blobs::DAG_PB, &data);
+        blocks.push(Block { cid: child, data });
+    }
+    (blocks, child)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dag_bombs_are_refused_by_the_fetch() {
+    let net = memory_net(1).await;
+    for depth in [2, 3, 4] {
+        let (blocks, root) = bomb(depth, mcc_blobs::MAX_LINKS);
+        let stats = ServeStats::default();
+        let seeder = tokio::spawn(transfer::serve(
+            net.seeders[0].1.clone(),
+            MemStore::with(&blocks),
+            stats.clone(),
+        ));
+        let store = Arc::new(MemStore::default());
+        let started = Instant::now();
+        let result = within(
+            10,
+            transfer::fetch(
+                net.fetcher.clone(),
+                net.peers(),
+                root,
+                store.clone(),
+                |_| {},
+            ),
+        )
+        .await;
+        assert!(
+            matches!(result, Err(FetchError::Refused(_))),
+            "depth {depth}: {result:?}"
+        );
+        assert!(
+            result.unwrap_err().to_string().contains("blob DAG refused"),
+            "a clear message"
+        );
+        // Each distinct block at most once: nothing per leaf in file order.
+        assert!(
+            store.len() <= blocks.len(),
+            "depth {depth}: {}",
+            store.len()
+        );
+        assert!(stats.requests() <= blocks.len() as u64, "depth {depth}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "depth {depth} took {:?}",
+            started.elapsed()
+        );
+        // Resuming from what was stored is refused too (without fetching the rest).
+        let again = within(
+            10,
+            transfer::fetch(
+                net.fetcher.clone(),
+                net.peers(),
+                root,
+                store.clone(),
+                |_| {},
+            ),
+        )
+        .await;
+        assert!(matches!(again, Err(FetchError::Refused(_))), "{again:?}");
+        seeder.abort();
+        // Let the seeder unregister the protocol before the next round serves again.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_file_of_zeros_repeats_blocks_and_is_fetched() {
+    // 400 MiB of zeros: 4 distinct blocks (one leaf 400 times, one node twice).
+    let mut builder = unixfs::Builder::new();
+    let zero = vec![0u8; CHUNK_SIZE];
+    let mut distinct: HashMap<Cid, Block> = HashMap::new();
+    for _ in 0..400 {
+        distinct.extend(builder.push(&zero).into_iter().map(|b| (b.cid, b)));
+    }
+    let (rest, root, size) = builder.finish();
+    distinct.extend(rest.into_iter().map(|b| (b.cid, b)));
+    let blocks: Vec<Block> = distinct.into_values().collect();
+    assert_eq!(blocks.len(), 4);
+    assert_eq!(size, 400 * CHUNK_SIZE as u64);
+
+    let net = memory_net(1).await;
+    let stats = net.seed(0, MemStore::with(&blocks));
+    let store = Arc::new(MemStore::default());
+    let progress = Recorder::default();
+    fetch_all(&net, root, store.clone(), &progress)
+        .await
+        .expect("a file of zeros is not a bomb");
+    store.assert_holds(&blocks);
+    assert_eq!(stats.requests(), 4, "each distinct block once");
+    let last = progress.last();
+    assert_eq!(last.total_bytes, Some(last.bytes_done));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn damaged_blocks_of_an_interrupted_fetch_are_fetched_again() {
+    let (blocks, root, _) = unixfs::build(&data(4 * CHUNK_SIZE, 18));
+    let leaves: Vec<&Block> = blocks.iter().filter(|b| b.cid != root).collect();
+    let net = memory_net(1).await;
+    let stats = net.seed(0, MemStore::with(&blocks));
+    // An interrupted fetch: the root and every leaf are there, but after a crash one leaf file is
+    // empty, one truncated and one has a flipped bit.
+    let store = Arc::new(MemStore {
+        trusting: true,
+        ..MemStore::default()
+    });
+    store.insert(blocks.iter().find(|b| b.cid == root).unwrap());
+    for (i, leaf) in leaves.iter().enumerate() {
+        let mut data = leaf.data.clone();
+        match i {
+            0 => data.clear(),
+            1 => data.truncate(1000),
+            2 => data[12345] ^= 1,
+            _ => {}
+        }
+        store.insert(&Block {
+            cid: leaf.cid,
+            data,
+        });
+    }
+    fetch_all(&net, root, store.clone(), &Recorder::default())
+        .await
+        .expect("fetch");
+    store.assert_holds(&blocks);
+    assert_eq!(stats.requests(), 3, "the three damaged leaves");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn seeders_refused_by_allow_send_nothing_that_is_kept() {
+    let (blocks, root, _) = unixfs::build(&data(6 * CHUNK_SIZE, 19));
+    let net = memory_net(2).await;
+    let source = MemStore::with(&blocks);
+    let stats = [net.seed(0, source.clone()), net.seed(1, source)];
+    let banned = net.seeders[0].0;
+    let config = FetchConfig {
+        allow: Some(Arc::new(move |p: &PeerId| *p != banned)),
+        ..FetchConfig::default()
+    };
+    let store = Arc::new(MemStore::default());
+    let reports = within(
+        30,
+        transfer::fetch_with(
+            config.clone(),
+            net.fetcher.clone(),
+            net.peers(),
+            root,
+            store.clone(),
+            |_| {},
+        ),
+    )
+    .await
+    .expect("fetch from the allowed seeder");
+    store.assert_holds(&blocks);
+    assert_eq!(reports[0].blocks, 0, "{reports:?}");
+    assert!(
+        reports[0]
+            .dropped
+            .as_deref()
+            .is_some_and(|d| d.contains("not allowed"))
+    );
+    assert_eq!(
+        stats[0].requests(),
+        0,
+        "nothing asked of the refused seeder"
+    );
+
+    // Only refused seeders: nothing stored.
+    let store = Arc::new(MemStore::default());
+    let result = within(
+        30,
+        transfer::fetch_with(
+            config,
+            net.fetcher.clone(),
+            vec![banned],
+            root,
+            store.clone(),
+            |_| {},
+        ),
+    )
+    .await;
+    assert!(
+        matches!(result, Err(FetchError::AllSeedersFailed { .. })),
+        "{result:?}"
+    );
+    assert_eq!(store.len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_that_does_not_read_cannot_stall_the_others() {
+    let (blocks, root, _) = unixfs::build(&data(8 * CHUNK_SIZE, 20));
+    let mut seeder = Swarm::new_ephemeral_tokio(new_behaviour);
+    seeder.listen().with_memory_addr_external().await;
+    let mut hostile = Swarm::new_ephemeral_tokio(new_behaviour);
+    let mut honest = Swarm::new_ephemeral_tokio(new_behaviour);
+    hostile.connect(&mut seeder).await;
+    honest.connect(&mut seeder).await;
+    let seeder_id = *seeder.local_peer_id();
+    let stats = ServeStats::default();
+    tokio::spawn(transfer::serve(
+        seeder.behaviour().new_control(),
+        MemStore::with(&blocks),
+        stats.clone(),
+    ));
+    let mut hostile_control = hostile.behaviour().new_control();
+    let honest_control = honest.behaviour().new_control();
+    for swarm in [seeder, hostile, honest] {
+        tokio::spawn(swarm.loop_on_next());
+    }
+
+    // The hostile peer opens many streams, asks for 1 MiB blocks on each and never reads.
+    let leaf = blocks
+        .iter()
+        .find(|b| b.cid != root)
+        .unwrap()
+        .cid
+        .to_bytes();
+    let mut requests = Vec::new();
+    for _ in 0..16 {
+        requests.push(1);
+        requests.extend_from_slice(&(leaf.len() as u16).to_be_bytes());
+        requests.extend_from_slice(&leaf);
+    }
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        let stream = within(10, hostile_control.open_stream(seeder_id, PROTOCOL_NAME))
+            .await
+            .expect("open");
+        let mut stream = stream.compat();
+        let _ = stream.write_all(&requests).await;
+        let _ = stream.flush().await;
+        held.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Another peer still gets the whole DAG, quickly.
+    let store = Arc::new(MemStore::default());
+    let reports = within(
+        15,
+        transfer::fetch(honest_control, vec![seeder_id], root, store.clone(), |_| {}),
+    )
+    .await
+    .expect("fetch while a peer stalls");
+    store.assert_holds(&blocks);
+    assert!(reports[0].dropped.is_none());
+    assert!(
+        stats.refused() > 0,
+        "the hostile peer's extra streams were refused"
+    );
+    drop(held);
+}

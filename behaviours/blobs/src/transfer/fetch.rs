@@ -26,7 +26,11 @@ use super::{
     FetchError, PROTOCOL_NAME, Progress, SeederReport,
     wire::{self, Response, ResponseError},
 };
-use crate::{BlockStore, Cid, DAG_PB, RAW, SHA2_256, unixfs, verify};
+use crate::{
+    BlockStore, Cid, DAG_PB, RAW, SHA2_256,
+    unixfs::{self, DecodeError, MAX_LEAVES, MAX_WALK, Refusal},
+    verify,
+};
 
 /// How often [`fetch`] calls its progress callback at most.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
@@ -35,8 +39,11 @@ const MAX_PROCESSING: usize = 4;
 /// How long the workers of a completed fetch may take to close their streams.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Decides whether a peer may still seed: see [`FetchConfig::allow`].
+pub type AllowSeeder = Arc<dyn Fn(&PeerId) -> bool + Send + Sync>;
+
 /// Tuning of [`fetch_with`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FetchConfig {
     /// Requests sent ahead on each seeder's stream before their answers arrive (default 8).
     pub window: usize,
@@ -49,6 +56,29 @@ pub struct FetchConfig {
     /// Stream failures in a row (streams that fail or close, busy answers) after which a seeder is
     /// dropped (default 5). Each failure is followed by a short, growing pause.
     pub max_attempts: u32,
+    /// Asked about a seeder each time a stream to it opens and before each block it sends is
+    /// accepted (default: none, every seeder is allowed). A seeder it refuses is dropped and
+    /// nothing more it sends is stored. With admission, this is where a permission is checked:
+    /// the peer is admitted once a stream is open, which may be after the seeders were picked.
+    pub allow: Option<AllowSeeder>,
+}
+
+impl std::fmt::Debug for FetchConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FetchConfig")
+            .field("window", &self.window)
+            .field("request_timeout", &self.request_timeout)
+            .field("open_timeout", &self.open_timeout)
+            .field("max_attempts", &self.max_attempts)
+            .field("allow", &self.allow.as_ref().map(|_| "..."))
+            .finish()
+    }
+}
+
+impl FetchConfig {
+    fn allows(&self, peer: &PeerId) -> bool {
+        self.allow.as_ref().is_none_or(|allow| allow(peer))
+    }
 }
 
 impl Default for FetchConfig {
@@ -58,6 +88,7 @@ impl Default for FetchConfig {
             request_timeout: Duration::from_secs(30),
             open_timeout: Duration::from_secs(30),
             max_attempts: 5,
+            allow: None,
         }
     }
 }
@@ -95,7 +126,15 @@ pub async fn fetch(
 ///   a seeder that sends a block that fails [`verify`], breaks the protocol, does not answer
 ///   within [`FetchConfig::request_timeout`] or fails [`FetchConfig::max_attempts`] times in a
 ///   row is dropped for this download. The blocks it had in flight go back to the queue.
-/// - Every block is verified before `store.put` (on a blocking thread).
+/// - Every block is verified before `store.put` (on a blocking thread). A block found in the
+///   store is read back and verified too before it is trusted (a file may be empty or damaged
+///   after a crash); one that fails is fetched again. Every block must hold the bytes its parent's
+///   `blocksizes` entry says, or the fetch fails with [`FetchError::Decode`].
+/// - The DAG must be in proportion ([`unixfs::measure`]): the fetch fails with
+///   [`FetchError::Refused`] as soon as it counts more than [`MAX_LEAVES`] leaves in file order
+///   or more than [`MAX_WALK`] distinct blocks, and, once every block is stored, when
+///   [`unixfs::measure`] refuses the DAG. The blocks stored meanwhile stay in the store (the
+///   caller removes them).
 /// - `progress` is called from this future at most every 100 ms while something changes, and
 ///   once more at the end.
 ///
@@ -130,6 +169,7 @@ pub async fn fetch_with(
         Err(_) => return Err(FetchError::Cancelled),
     }
     if ctx.lock().pending.is_empty() {
+        check_shape(&ctx).await?;
         let done = ctx.lock().progress();
         progress(&done);
         return Ok(ctx.reports());
@@ -205,9 +245,27 @@ pub async fn fetch_with(
         );
     }
     match outcome {
-        Some(Ok(())) => Ok(reports),
+        Some(Ok(())) => {
+            check_shape(&ctx).await?;
+            Ok(reports)
+        }
         Some(Err(e)) => Err(e),
         None => Err(FetchError::Cancelled),
+    }
+}
+
+/// Measures the DAG once every block is stored: refuses one out of proportion.
+async fn check_shape(ctx: &Arc<Ctx>) -> Result<(), FetchError> {
+    let root = ctx.root;
+    let store = ctx.store.clone();
+    let measured = tokio::task::spawn_blocking(move || unixfs::measure(&root, |c| store.get(c)));
+    match measured.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(DecodeError::Refused(why))) => Err(FetchError::Refused(why)),
+        Ok(Err(DecodeError::Store(e))) => Err(FetchError::Store(e)),
+        Ok(Err(e)) => Err(FetchError::Decode(format!("{root}: {e}"))),
+        Err(e) if e.is_panic() => Err(store_panicked()),
+        Err(_) => Err(FetchError::Cancelled),
     }
 }
 
@@ -221,6 +279,8 @@ struct Pending {
     refs: u64,
     /// Seeders not to ask for it (they do not have it, or sent a bad copy).
     excluded: Vec<usize>,
+    /// Bytes of the file it holds, as its parent says (`None` for the root).
+    size: Option<u64>,
 }
 
 /// What the fetch knows about one seeder.
@@ -238,8 +298,12 @@ struct State {
     pending: HashMap<Cid, Pending>,
     /// Blocks waiting for a seeder, in the order to request them.
     queue: VecDeque<Cid>,
-    /// dag-pb nodes already stored or walked by this fetch: not walked again.
+    /// Blocks already stored (or found and verified in the store) and walked by this fetch: not
+    /// looked at again.
     walked: HashSet<Cid>,
+    /// Leaves counted in file order so far (a lower bound: a link to a block walked already
+    /// does not count the leaves under it again).
+    leaves: u64,
     seeders: Vec<Seeder>,
     active: usize,
     blocks_done: u64,
@@ -371,6 +435,7 @@ impl Ctx {
                 pending: HashMap::new(),
                 queue: VecDeque::new(),
                 walked: HashSet::new(),
+                leaves: 0,
                 seeders,
                 active: peers.len(),
                 blocks_done: 0,
@@ -538,22 +603,47 @@ impl Ctx {
         self.update(|state| state.total_bytes = Some(total));
     }
 
-    /// A link to `cid`, reached by `refs` paths: counted on a pending block, or as done (with its
-    /// `tsize`) on a dag-pb node walked already.
-    fn add_link(&self, cid: &Cid, tsize: u64, refs: u64) -> Link {
+    /// A link to `cid` (said to hold `size` bytes of the file), reached by `refs` paths: counted
+    /// on a pending block, or as done (with its `tsize`) on a block walked already.
+    ///
+    /// Also enforces the bounds on the DAG: [`MAX_LEAVES`] leaves counted in file order and
+    /// [`MAX_WALK`] distinct blocks.
+    fn add_link(&self, cid: &Cid, tsize: u64, size: u64, refs: u64) -> Result<Link, FetchError> {
         let mut state = self.lock();
+        if cid.codec() == RAW {
+            state.leaves = state.leaves.saturating_add(refs);
+            if state.leaves > MAX_LEAVES {
+                return Err(Refusal::TooManyLeaves {
+                    leaves: state.leaves,
+                }
+                .into());
+            }
+        }
+        if state.pending.len() + state.walked.len() > MAX_WALK {
+            return Err(Refusal::TooManyBlocks.into());
+        }
         if let Some(pending) = state.pending.get_mut(cid) {
+            if pending.size.is_some_and(|s| s != size) {
+                return Err(FetchError::Decode(format!(
+                    "{cid} is linked with two different sizes"
+                )));
+            }
             pending.refs = pending.refs.saturating_add(refs);
-            return Link::Known;
+            return Ok(Link::Known);
         }
         if state.walked.contains(cid) {
             state.count_done(tsize, refs);
-            return Link::Known;
+            return Ok(Link::Known);
         }
-        Link::New
+        Ok(Link::New)
     }
 
-    /// Marks dag-pb node `cid` as walked: `false` if it was already.
+    /// The size the parent of pending `cid` says it has.
+    fn expected_size(&self, cid: &Cid) -> Option<u64> {
+        self.lock().pending.get(cid).and_then(|p| p.size)
+    }
+
+    /// Marks block `cid` as walked: `false` if it was already.
     fn walk(&self, cid: &Cid) -> bool {
         self.lock().walked.insert(*cid)
     }
@@ -563,8 +653,9 @@ impl Ctx {
         self.update(|state| state.count_done(len, refs));
     }
 
-    /// A block missing from the store: queue it (unless another walk just did).
-    fn missing(&self, cid: Cid, refs: u64) {
+    /// A block missing from the store (said to hold `size` bytes of the file): queue it (unless
+    /// another walk just did).
+    fn missing(&self, cid: Cid, size: Option<u64>, refs: u64) {
         self.update(|state| match state.pending.entry(cid) {
             Entry::Occupied(mut entry) => {
                 let pending = entry.get_mut();
@@ -574,6 +665,7 @@ impl Ctx {
                 entry.insert(Pending {
                     refs,
                     excluded: Vec::new(),
+                    size,
                 });
                 state.queue.push_back(cid);
             }
@@ -603,74 +695,103 @@ fn check_supported(cid: &Cid) -> Result<(), FetchError> {
     }
 }
 
-/// The links of a block: none for a raw leaf, the decoded links of a dag-pb node.
-fn links_of(cid: &Cid, data: &[u8]) -> Result<Vec<unixfs::Link>, FetchError> {
+/// A block's children, with the bytes of the file each holds.
+type Children = Vec<(unixfs::Link, u64)>;
+
+/// The bytes of the file a block holds and its children: none for a raw leaf, the decoded
+/// links of a dag-pb node.
+fn decode_block(cid: &Cid, data: &[u8]) -> Result<(u64, Children), FetchError> {
     if cid.codec() != DAG_PB {
-        return Ok(Vec::new());
+        return Ok((data.len() as u64, Vec::new()));
     }
-    unixfs::decode(data)
-        .map(|node| node.links)
-        .map_err(|e| FetchError::Decode(format!("{cid}: {e}")))
+    let node = unixfs::decode(data).map_err(|e| FetchError::Decode(format!("{cid}: {e}")))?;
+    Ok((
+        node.filesize,
+        node.links.into_iter().zip(node.blocksizes).collect(),
+    ))
 }
 
-/// The bytes of the DAG under a node of `len` bytes with these links.
-fn dag_size(len: usize, links: &[unixfs::Link]) -> u64 {
-    links
-        .iter()
-        .fold(len as u64, |total, link| total.saturating_add(link.tsize))
+/// Fails unless block `cid`, holding `bytes` of the file, holds what its parent says.
+fn check_size(cid: &Cid, bytes: u64, expected: Option<u64>) -> Result<(), FetchError> {
+    match expected {
+        Some(size) if size != bytes => Err(FetchError::Decode(format!(
+            "{cid} holds {bytes} bytes of the file, its parent says {size}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The bytes of the DAG under a node of `len` bytes with these children.
+fn dag_size(len: usize, children: &Children) -> u64 {
+    children.iter().fold(len as u64, |total, (link, _)| {
+        total.saturating_add(link.tsize)
+    })
+}
+
+/// A block of the store, read back and verified (`None` if absent or damaged).
+fn stored_block(ctx: &Ctx, cid: &Cid) -> Result<Option<Vec<u8>>, FetchError> {
+    let data = ctx.store.get(cid).map_err(FetchError::Store)?;
+    Ok(data.filter(|d| {
+        let good = verify(cid, d);
+        if !good {
+            tracing::debug!(%cid, "stored copy of a block is damaged: fetching it again");
+        }
+        good
+    }))
 }
 
 /// Starts the fetch (blocking): walks the root if it is stored, queues it otherwise.
 fn walk_root(ctx: &Ctx) -> Result<(), FetchError> {
     let root = ctx.root;
     check_supported(&root)?;
-    match ctx.store.get(&root).map_err(FetchError::Store)? {
+    match stored_block(ctx, &root)? {
         Some(data) => {
-            let links = links_of(&root, &data)?;
-            ctx.set_total(dag_size(data.len(), &links));
-            if root.codec() == DAG_PB {
-                ctx.walk(&root);
-            }
+            let (_, children) = decode_block(&root, &data)?;
+            ctx.set_total(dag_size(data.len(), &children));
+            ctx.walk(&root);
             ctx.present(data.len() as u64, 1);
-            walk_links(ctx, links, 1)
+            walk_links(ctx, children, 1)
         }
         None => {
-            ctx.missing(root, 1);
+            ctx.missing(root, None, 1);
             Ok(())
         }
     }
 }
 
-/// Walks links (blocking), breadth first: blocks in the store are counted as done (and stored
-/// nodes walked in turn), missing ones are queued.
-fn walk_links(ctx: &Ctx, links: Vec<unixfs::Link>, refs: u64) -> Result<(), FetchError> {
-    let mut todo: VecDeque<(unixfs::Link, u64)> = links.into_iter().map(|l| (l, refs)).collect();
-    while let Some((link, refs)) = todo.pop_front() {
+/// Walks links (blocking), breadth first: blocks in the store (read back and verified) are
+/// counted as done and nodes among them walked in turn; missing or damaged ones are queued.
+fn walk_links(ctx: &Ctx, links: Children, refs: u64) -> Result<(), FetchError> {
+    let mut todo: VecDeque<(unixfs::Link, u64, u64)> = links
+        .into_iter()
+        .map(|(link, size)| (link, size, refs))
+        .collect();
+    while let Some((link, size, refs)) = todo.pop_front() {
         let cid = link.cid;
         check_supported(&cid)?;
-        if let Link::Known = ctx.add_link(&cid, link.tsize, refs) {
+        if let Link::Known = ctx.add_link(&cid, link.tsize, size, refs)? {
             continue;
         }
-        if !ctx.store.has(&cid) {
-            ctx.missing(cid, refs);
+        // A block file is trusted only once read back and verified: after a crash it may be
+        // empty or damaged (block writes are fsynced only at commit).
+        let Some(data) = stored_block(ctx, &cid)? else {
+            ctx.missing(cid, Some(size), refs);
             continue;
-        }
-        if cid.codec() != DAG_PB {
-            ctx.present(link.tsize, refs);
-            continue;
-        }
+        };
+        let (bytes, children) = decode_block(&cid, &data)?;
+        check_size(&cid, bytes, Some(size))?;
         if !ctx.walk(&cid) {
             // Walked by another task since `add_link`.
             ctx.present(link.tsize, refs);
             continue;
         }
-        let Some(data) = ctx.store.get(&cid).map_err(FetchError::Store)? else {
-            ctx.missing(cid, refs);
-            continue;
+        let len = if cid.codec() == DAG_PB {
+            data.len() as u64
+        } else {
+            link.tsize
         };
-        let children = links_of(&cid, &data)?;
-        ctx.present(data.len() as u64, refs);
-        todo.extend(children.into_iter().map(|l| (l, refs)));
+        ctx.present(len, refs);
+        todo.extend(children.into_iter().map(|(l, size)| (l, size, refs)));
     }
     Ok(())
 }
@@ -681,17 +802,16 @@ fn process(ctx: &Ctx, index: usize, cid: Cid, data: Vec<u8>) -> Result<(), Fetch
         ctx.bad_block(index, cid);
         return Ok(());
     }
+    let (bytes, children) = decode_block(&cid, &data)?;
+    check_size(&cid, bytes, ctx.expected_size(&cid))?;
     ctx.store.put(&cid, &data).map_err(FetchError::Store)?;
-    let links = links_of(&cid, &data)?;
     if cid == ctx.root {
-        ctx.set_total(dag_size(data.len(), &links));
+        ctx.set_total(dag_size(data.len(), &children));
     }
-    if cid.codec() == DAG_PB {
-        ctx.walk(&cid);
-    }
+    ctx.walk(&cid);
     // Children are queued before the node leaves `pending`, so the fetch cannot look complete
     // in between.
-    walk_links(ctx, links, ctx.refs(&cid))?;
+    walk_links(ctx, children, ctx.refs(&cid))?;
     ctx.stored(index, &cid, data.len());
     Ok(())
 }
@@ -777,6 +897,10 @@ async fn worker(
             }
             if stream.is_none() {
                 match open(&mut control, peer, config.open_timeout).await {
+                    Ok(_) if !config.allows(&peer) => {
+                        ctx.drop_seeder(index, "is not allowed to seed".to_string());
+                        return;
+                    }
                     Ok(opened) => stream = Some(opened),
                     Err(failure) => {
                         if failed(&ctx, index, peer, &config, &mut failures, failure).await {
@@ -826,6 +950,9 @@ async fn worker(
         };
 
         let failure = match step.await {
+            Ok(Response::Block(_)) if !config.allows(&peer) => {
+                Failure::Fatal("is no longer allowed to seed".to_string())
+            }
             Ok(Response::Block(data)) => {
                 failures = 0;
                 let Some(cid) = requested.pop_front() else {

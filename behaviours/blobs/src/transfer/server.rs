@@ -1,9 +1,10 @@
 //! The seeding side: [`serve`], [`serve_with`] and [`ServeStats`].
 
 use std::{
+    collections::HashMap,
     fmt,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
@@ -33,6 +34,14 @@ const MAX_BUSY_RESPONDERS: usize = 64;
 const READ_AHEAD: usize = 4;
 /// How many blocks all streams together may hold in memory (read and not yet written).
 const MAX_BUFFERED_BLOCKS: usize = 128;
+/// How many streams of one peer are served at once; its further streams get a busy answer. With
+/// [`MAX_STREAMS`], at least 32 peers are needed to take every place.
+const MAX_STREAMS_PER_PEER: usize = 8;
+/// How many blocks the streams of one peer may hold in memory together. A peer that asks for
+/// blocks and never reads the answers holds this many for up to [`WRITE_TIMEOUT`], not the whole
+/// [`MAX_BUFFERED_BLOCKS`]: the other peers are still served. (One stream holds at most
+/// [`READ_AHEAD`] + 2, so a peer fetching over two streams is never slowed down by this.)
+const MAX_BUFFERED_PER_PEER: usize = 16;
 /// How long writing one answer may take.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -118,6 +127,11 @@ pub fn serve(
 /// to take an answer loses its stream at once. A block the store cannot read
 /// (or one larger than [`MAX_BLOCK_SIZE`]) is answered "not found".
 ///
+/// Quotas keep one peer from starving the others: at most 256 streams are served at once, at
+/// most 8 of them from one peer, and the blocks read ahead of their answers take places among
+/// 128 in memory, at most 16 per peer (so a peer that requests blocks and never reads the
+/// answers holds 16 places, not all). A stream over a quota gets a busy answer.
+///
 /// The protocol is registered when `serve_with` is *called*, so streams opened right after
 /// `tokio::spawn(serve(..))` are not refused as unsupported. The future fails at once with
 /// [`ServeError::AlreadyRegistered`] when the protocol is already accepted on this behaviour.
@@ -163,6 +177,53 @@ struct Shared {
     store: Arc<dyn BlockStore>,
     stats: ServeStats,
     buffered: Arc<Semaphore>,
+    peers: Mutex<HashMap<PeerId, PeerQuota>>,
+}
+
+/// What the streams of one peer use.
+struct PeerQuota {
+    streams: usize,
+    /// [`MAX_BUFFERED_PER_PEER`] permits.
+    buffered: Arc<Semaphore>,
+}
+
+/// One stream of a peer, counted in its [`PeerQuota`] for as long as it lives.
+struct PeerSlot {
+    shared: Arc<Shared>,
+    peer: PeerId,
+    buffered: Arc<Semaphore>,
+}
+
+impl PeerSlot {
+    /// A place for a new stream of `peer`, unless it has [`MAX_STREAMS_PER_PEER`] already.
+    fn take(shared: &Arc<Shared>, peer: PeerId) -> Option<Self> {
+        let mut peers = shared.peers.lock().unwrap_or_else(|e| e.into_inner());
+        let quota = peers.entry(peer).or_insert_with(|| PeerQuota {
+            streams: 0,
+            buffered: Arc::new(Semaphore::new(MAX_BUFFERED_PER_PEER)),
+        });
+        if quota.streams >= MAX_STREAMS_PER_PEER {
+            return None;
+        }
+        quota.streams += 1;
+        Some(PeerSlot {
+            shared: shared.clone(),
+            peer,
+            buffered: quota.buffered.clone(),
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut peers = self.shared.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(quota) = peers.get_mut(&self.peer) {
+            quota.streams = quota.streams.saturating_sub(1);
+            if quota.streams == 0 {
+                peers.remove(&self.peer);
+            }
+        }
+    }
 }
 
 async fn accept_loop<A>(
@@ -177,6 +238,7 @@ async fn accept_loop<A>(
         store,
         stats,
         buffered: Arc::new(Semaphore::new(MAX_BUFFERED_BLOCKS)),
+        peers: Mutex::new(HashMap::new()),
     });
     let serving = Arc::new(AtomicUsize::new(0));
     let busy = Arc::new(AtomicUsize::new(0));
@@ -188,10 +250,15 @@ async fn accept_loop<A>(
             next = incoming.next() => {
                 let Some((peer, stream)) = next else { break };
                 shared.stats.inner.streams.fetch_add(1, Ordering::Relaxed);
-                if serving.load(Ordering::Relaxed) < MAX_STREAMS {
+                let place = if serving.load(Ordering::Relaxed) < MAX_STREAMS {
+                    PeerSlot::take(&shared, peer)
+                } else {
+                    None
+                };
+                if let Some(place) = place {
                     let slot = Slot::take(&serving);
                     let allowed = allow(&peer);
-                    tasks.spawn(serve_stream(peer, stream, shared.clone(), allowed, slot));
+                    tasks.spawn(serve_stream(peer, stream, shared.clone(), allowed, (slot, place)));
                 } else if busy.load(Ordering::Relaxed) < MAX_BUSY_RESPONDERS {
                     let slot = Slot::take(&busy);
                     tasks.spawn(refuse_busy(peer, stream, shared.clone(), slot));
@@ -216,11 +283,12 @@ async fn accept_loop<A>(
 
 /// An answer in the making, in request order.
 enum Answer {
-    /// The store is reading the block; the permit counts it in [`MAX_BUFFERED_BLOCKS`].
+    /// The store is reading the block; the permits count it in [`MAX_BUFFERED_PER_PEER`] and
+    /// [`MAX_BUFFERED_BLOCKS`].
     Block(
         Cid,
         JoinHandle<std::io::Result<Option<Vec<u8>>>>,
-        OwnedSemaphorePermit,
+        (OwnedSemaphorePermit, OwnedSemaphorePermit),
     ),
     /// The peer may not fetch.
     Refused,
@@ -232,8 +300,9 @@ async fn serve_stream(
     stream: libp2p::Stream,
     shared: Arc<Shared>,
     allowed: bool,
-    _slot: Slot,
+    (_slot, place): (Slot, PeerSlot),
 ) {
+    let own_buffered = place.buffered.clone();
     let (reader, mut writer) = tokio::io::split(stream.compat());
     let mut reader = BufReader::new(reader);
     let (answers, mut pending) = mpsc::channel::<Answer>(READ_AHEAD);
@@ -253,9 +322,15 @@ async fn serve_stream(
                 };
                 shared.stats.inner.requests.fetch_add(1, Ordering::Relaxed);
                 let answer = if allowed {
-                    let Ok(permit) = shared.buffered.clone().acquire_owned().await else {
+                    // The peer's own quota first: a peer at its quota waits without taking
+                    // places that other peers need.
+                    let Ok(own) = own_buffered.clone().acquire_owned().await else {
                         return Err("shutting down".to_string());
                     };
+                    let Ok(global) = shared.buffered.clone().acquire_owned().await else {
+                        return Err("shutting down".to_string());
+                    };
+                    let permit = (own, global);
                     let store = shared.store.clone();
                     let read = tokio::task::spawn_blocking(move || store.get(&cid));
                     Answer::Block(cid, read, permit)
