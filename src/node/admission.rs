@@ -15,6 +15,7 @@ use mcc_admission::{
     CertError, Certificate, CertificateFields, Gates, Permission, Permissions, RevocationList,
     format_unix, keys, now_unix,
 };
+use mcc_records::{Origin, ValidatingStore};
 use serde::{Deserialize, Serialize};
 
 use std::sync::Weak;
@@ -160,14 +161,31 @@ pub(crate) fn newest_revocations(
 /// The kad record store with `records:write` enforced: a record pushed by a peer whose
 /// certificate lacks it is refused (kad then resets the peer's stream). Records this node
 /// writes itself are checked by the API before they get here.
+///
+/// Provider records: under `--trust-ca`, a peer whose certificate holds neither
+/// `services:provide` nor `blobs:seed` may only announce the rendezvous key (every admitted
+/// peer takes part in rendezvous). Each accepted record is handed to the
+/// [`ValidatingStore`](mcc_records::ValidatingStore) with the network ([`Origin`]) of the
+/// connection it arrived on, for its per-network provider policy.
 pub struct GuardedStore<S> {
     store: S,
     gates: Gates,
+    rendezvous: Option<RecordKey>,
 }
 
 impl<S> GuardedStore<S> {
     pub(crate) fn new(store: S, gates: Gates) -> Self {
-        GuardedStore { store, gates }
+        GuardedStore {
+            store,
+            gates,
+            rendezvous: None,
+        }
+    }
+
+    /// The rendezvous key: its provider records are accepted from every admitted peer.
+    pub(crate) fn with_rendezvous(mut self, key: Option<RecordKey>) -> Self {
+        self.rendezvous = key;
+        self
     }
 }
 
@@ -184,7 +202,7 @@ impl<S> DerefMut for GuardedStore<S> {
     }
 }
 
-impl<S: RecordStore> RecordStore for GuardedStore<S> {
+impl<S: RecordStore> RecordStore for GuardedStore<ValidatingStore<S>> {
     type RecordsIter<'a>
         = S::RecordsIter<'a>
     where
@@ -193,6 +211,7 @@ impl<S: RecordStore> RecordStore for GuardedStore<S> {
         = S::ProvidedIter<'a>
     where
         S: 'a;
+
 
     fn get(&self, k: &RecordKey) -> Option<Cow<'_, Record>> {
         self.store.get(k)
@@ -218,7 +237,27 @@ impl<S: RecordStore> RecordStore for GuardedStore<S> {
     }
 
     fn add_provider(&mut self, record: ProviderRecord) -> store::Result<()> {
-        self.store.add_provider(record)
+        let Some(peer) = self.gates.current_source() else {
+            // This node's own announcement (or a write not caused by a peer's message).
+            return self.store.add_provider(record);
+        };
+        if self.rendezvous.as_ref() != Some(&record.key)
+            && !self.gates.allows(&peer, Permission::ServicesProvide)
+            && !self.gates.allows(&peer, Permission::BlobsSeed)
+        {
+            tracing::info!(
+                %peer,
+                "provider record refused: the peer's certificate lacks services:provide and \
+                 blobs:seed"
+            );
+            return Err(store::Error::MaxProvidedKeys);
+        }
+        let origin = self
+            .gates
+            .current_source_address()
+            .map(|a| Origin::of_address(&a))
+            .unwrap_or(Origin::Unknown);
+        self.store.add_provider_from(record, origin)
     }
 
     fn providers(&self, key: &RecordKey) -> Vec<ProviderRecord> {
