@@ -212,7 +212,6 @@ impl<S: RecordStore> RecordStore for GuardedStore<ValidatingStore<S>> {
     where
         S: 'a;
 
-
     fn get(&self, k: &RecordKey) -> Option<Cow<'_, Record>> {
         self.store.get(k)
     }

@@ -139,6 +139,11 @@ pub(crate) enum Command {
         key: Vec<u8>,
         reply: oneshot::Sender<Option<libp2p::kad::Record>>,
     },
+    /// The providers of `key` in this node's own store (no lookup).
+    GetLocalProviders {
+        key: RecordKey,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
     /// Admission state.
     Admission(oneshot::Sender<super::AdmissionInfo>),
     /// Install a newer revocation list: `Ok(true)` if applied.
@@ -479,6 +484,18 @@ impl EventLoop {
             Command::GetProviders { key, reply } => {
                 let id = self.swarm.behaviour_mut().kad.get_providers(key);
                 self.pending_providers.insert(id, (HashSet::new(), reply));
+            }
+            Command::GetLocalProviders { key, reply } => {
+                use libp2p::kad::store::RecordStore as _;
+                let now = Instant::now();
+                let store = self.swarm.behaviour_mut().kad.store_mut();
+                let found = store
+                    .providers(&key)
+                    .into_iter()
+                    .filter(|p| !p.is_expired(now))
+                    .map(|p| p.provider)
+                    .collect();
+                let _ = reply.send(found);
             }
             Command::GetLocalRecord { key, reply } => {
                 use libp2p::kad::store::RecordStore as _;

@@ -130,7 +130,11 @@ pub fn admit(slots: &[Slot], origin: Origin, max: usize) -> Admission {
     let own = counts.get(&origin).copied().unwrap_or(0);
     let most = counts.values().copied().max().unwrap_or(0);
     let evicted = if own < most {
-        oldest(&mut slots.iter().filter(|s| counts.get(&s.origin) == Some(&most)))
+        oldest(
+            &mut slots
+                .iter()
+                .filter(|s| counts.get(&s.origin) == Some(&most)),
+        )
     } else {
         oldest(&mut slots.iter().filter(|s| s.origin == origin))
     };
@@ -172,7 +176,11 @@ mod tests {
         addrs.insert(0, long);
         trim_provider_addresses(&mut addrs);
         assert_eq!(addrs.len(), MAX_PROVIDER_ADDRESSES);
-        assert!(addrs.iter().all(|a| a.as_ref().len() <= MAX_PROVIDER_ADDRESS_LEN));
+        assert!(
+            addrs
+                .iter()
+                .all(|a| a.as_ref().len() <= MAX_PROVIDER_ADDRESS_LEN)
+        );
         assert_eq!(addrs[0].to_string(), "/ip4/127.0.0.1/tcp/1001");
         assert_eq!(addrs[1].to_string(), "/ip4/127.0.0.1/tcp/1000");
     }

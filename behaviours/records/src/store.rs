@@ -523,8 +523,11 @@ mod tests {
         let key = RecordKey::new(&[0x12, 0x20, 1, 2, 3]);
         let attackers: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
         for a in &attackers {
-            s.add_provider_from(ProviderRecord::new(key.clone(), *a, vec![]), origin("127.0.0.1"))
-                .unwrap();
+            s.add_provider_from(
+                ProviderRecord::new(key.clone(), *a, vec![]),
+                origin("127.0.0.1"),
+            )
+            .unwrap();
         }
         // The local node's own announcement is stored, and takes no slot.
         s.add_provider(ProviderRecord::new(key.clone(), local, vec![]))
@@ -534,8 +537,11 @@ mod tests {
         assert!(ids.contains(&local));
         // More attackers on the same network only replace each other (oldest first).
         let a4 = PeerId::random();
-        s.add_provider_from(ProviderRecord::new(key.clone(), a4, vec![]), origin("127.0.0.9"))
-            .unwrap();
+        s.add_provider_from(
+            ProviderRecord::new(key.clone(), a4, vec![]),
+            origin("127.0.0.9"),
+        )
+        .unwrap();
         let ids = provider_ids(&s, &key);
         assert_eq!(ids.len(), 4);
         assert!(ids.contains(&local) && ids.contains(&a4) && !ids.contains(&attackers[0]));
@@ -580,8 +586,11 @@ mod tests {
         record.expires = Some(Instant::now());
         s.add_provider_from(record, origin("127.0.5.1")).unwrap();
         let fresh = PeerId::random();
-        s.add_provider_from(ProviderRecord::new(key.clone(), fresh, vec![]), origin("127.0.5.1"))
-            .unwrap();
+        s.add_provider_from(
+            ProviderRecord::new(key.clone(), fresh, vec![]),
+            origin("127.0.5.1"),
+        )
+        .unwrap();
         // A newcomer from the very same network takes the expired slot, not the fresh one.
         let newcomer = PeerId::random();
         s.add_provider_from(
@@ -593,8 +602,11 @@ mod tests {
         assert_eq!(ids.len(), 2);
         assert!(ids.contains(&fresh) && ids.contains(&newcomer) && !ids.contains(&stale));
         // An existing provider may refresh its record, even on a full key.
-        s.add_provider_from(ProviderRecord::new(key.clone(), fresh, vec![]), origin("127.0.5.1"))
-            .unwrap();
+        s.add_provider_from(
+            ProviderRecord::new(key.clone(), fresh, vec![]),
+            origin("127.0.5.1"),
+        )
+        .unwrap();
         assert_eq!(provider_ids(&s, &key).len(), 2);
     }
 

@@ -1,0 +1,197 @@
+//! Provider records through the binary: squatting a service name (review M1) and pinning a
+//! listener to a provider by DID or label.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use common::{Daemon, base_args, wait_until};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A TCP server that answers every connection with `banner` and closes it.
+async fn banner_server(banner: &'static str) -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").await?;
+    let port = l.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let _ = s.write_all(banner.as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    Ok(port)
+}
+
+/// What a connection to a local listener port reads until EOF (bounded in time).
+async fn read_banner(port: u16) -> Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out))
+        .await
+        .context("reading the banner timed out")??;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A node whose p2p listener (and so the source address of its connections) is on `ip`; its
+/// API stays on 127.0.0.1.
+async fn start_on(ip: &str, extra: &[&str]) -> Result<Daemon> {
+    let mut args = base_args();
+    let i = args
+        .iter()
+        .position(|a| a == "--listen")
+        .context("base_args has --listen")?;
+    args[i + 1] = format!("{ip}:0");
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Daemon::start_with_args(args).await
+}
+
+/// Review M1, the demo: three attacker identities on one network announce service `db`
+/// first on a victim whose per-key limit is 3; the victim's own announcement must still
+/// work, and a new consumer must find the victim.
+#[tokio::test(flavor = "multi_thread")]
+async fn squatters_cannot_hide_the_real_provider() -> Result<()> {
+    let attacker_port = banner_server("ATTACKER-DB").await?;
+    let real_port = banner_server("REAL-DB").await?;
+    let v = start_on("127.0.2.1", &["--max-providers-per-key", "3"]).await?;
+    let boot = v.tcp_host_port().await?;
+    assert!(boot.starts_with("127.0.2.1:"), "victim listens on {boot}");
+    let mut attackers = Vec::new();
+    for _ in 0..3 {
+        let a = start_on("127.0.0.1", &["--boot", &boot]).await?;
+        a.api
+            .add_service("db", &format!("tcp://127.0.0.1:{attacker_port}"))
+            .await?;
+        attackers.push(a);
+    }
+    let mut attacker_ids = Vec::new();
+    for a in &attackers {
+        attacker_ids.push(a.peer_id().await?);
+    }
+    // The attackers' records reached the victim first and fill its key.
+    wait_until(30, "the attackers to fill the victim's key", || async {
+        let found = v.api.stored_providers("db").await?;
+        Ok(attacker_ids
+            .iter()
+            .all(|id| found.iter().any(|p| p.peer_id.to_string() == *id)))
+    })
+    .await?;
+
+    v.api
+        .add_service("db", &format!("tcp://127.0.0.1:{real_port}"))
+        .await?;
+    let v_id = v.peer_id().await?;
+    // Give the announcement (and a rendezvous re-announcement) time to run.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let log = v.log();
+    if log.contains("cannot announce") {
+        bail!("the victim could not announce its service:\n{log}");
+    }
+    // It holds its own record next to the attackers', and answers lookups with it.
+    let stored = v.api.stored_providers("db").await?;
+    assert!(
+        stored
+            .iter()
+            .any(|p| p.local && p.peer_id.to_string() == v_id),
+        "the victim's own provider record is missing: {stored:?}"
+    );
+
+    let c = start_on("127.0.3.1", &["--boot", &boot]).await?;
+    wait_until(30, "the consumer to find the real provider", || async {
+        let found = c.api.providers("db").await?;
+        Ok(found.iter().any(|p| p.peer_id.to_string() == v_id))
+    })
+    .await?;
+    // Pinned to the victim, the consumer reaches the real service.
+    let port = free_port()?;
+    c.api
+        .add_listener("db", &format!("tcp://127.0.0.1:{port}"), Some(&v_id))
+        .await?;
+    assert_eq!(read_banner(port).await?, "REAL-DB");
+    Ok(())
+}
+
+/// `--peer` also takes a node's `did:key` DID or its label; a pin that is none of these is a
+/// 400.
+#[tokio::test(flavor = "multi_thread")]
+async fn listeners_pin_providers_by_did_or_label() -> Result<()> {
+    let alpha_port = banner_server("ALPHA").await?;
+    let delta_port = banner_server("DELTA").await?;
+    let a = Daemon::start(&["--label", "alpha"]).await?;
+    let boot = a.tcp_host_port().await?;
+    let d = Daemon::start(&["--label", "delta", "--boot", &boot]).await?;
+    let c = Daemon::start(&["--label", "consumer", "--boot", &boot]).await?;
+    a.api
+        .add_service("db", &format!("tcp://127.0.0.1:{alpha_port}"))
+        .await?;
+    d.api
+        .add_service("db", &format!("tcp://127.0.0.1:{delta_port}"))
+        .await?;
+    let ids = [a.peer_id().await?, d.peer_id().await?];
+    wait_until(30, "both providers found and connected", || async {
+        let found = c.api.providers("db").await?;
+        Ok(ids.iter().all(|id| {
+            found
+                .iter()
+                .any(|p| p.peer_id.to_string() == *id && p.connected && p.label.is_some())
+        }))
+    })
+    .await?;
+
+    // By DID: the DID of delta is its peer id.
+    let delta_did = d.api.node().await?.did;
+    assert!(delta_did.starts_with("did:key:"));
+    let by_did = free_port()?;
+    c.api
+        .add_listener("db", &format!("tcp://127.0.0.1:{by_did}"), Some(&delta_did))
+        .await?;
+    // By label: whichever is nearer otherwise, these always reach their pinned provider.
+    let by_label = free_port()?;
+    c.api
+        .add_listener("db", &format!("tcp://127.0.0.1:{by_label}"), Some("alpha"))
+        .await?;
+    for _ in 0..3 {
+        assert_eq!(read_banner(by_did).await?, "DELTA");
+        assert_eq!(read_banner(by_label).await?, "ALPHA");
+    }
+    // A label nobody carries: the connection is closed without data.
+    let nobody = free_port()?;
+    c.api
+        .add_listener("db", &format!("tcp://127.0.0.1:{nobody}"), Some("nobody"))
+        .await?;
+    assert_eq!(read_banner(nobody).await?, "");
+
+    // Neither a peer id, a DID nor a label: refused with 400.
+    let err = c
+        .api
+        .add_listener(
+            "db",
+            &format!("tcp://127.0.0.1:{}", free_port()?),
+            Some("Not A Label!"),
+        )
+        .await
+        .expect_err("a bad pin must be refused");
+    assert!(
+        err.to_string().contains("400") || err.to_string().contains("neither"),
+        "{err}"
+    );
+    let err = c
+        .api
+        .add_listener(
+            "db",
+            &format!("tcp://127.0.0.1:{}", free_port()?),
+            Some("did:key:zzz"),
+        )
+        .await
+        .expect_err("a bad DID must be refused");
+    assert!(!err.to_string().is_empty());
+    Ok(())
+}
