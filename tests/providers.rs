@@ -195,3 +195,120 @@ async fn listeners_pin_providers_by_did_or_label() -> Result<()> {
     assert!(!err.to_string().is_empty());
     Ok(())
 }
+
+fn path_str(p: &std::path::Path) -> Result<&str> {
+    p.to_str().context("non-UTF-8 temp path")
+}
+
+/// A CA in `root/ca` and a node folder `root/<label>` with a key and a certificate from it
+/// granting `permissions`; returns (CA folder, node folder).
+fn closed_node(
+    root: &std::path::Path,
+    label: &str,
+    permissions: &str,
+) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let ca = root.join("ca");
+    if !ca.join("ca.crt").exists() {
+        let (ok, _, err) = common::cli(&["ca", "init", "--dir", path_str(&ca)?])?;
+        anyhow::ensure!(ok, "ca init: {err}");
+    }
+    let dir = root.join(label);
+    let (ok, out, err) = common::cli(&[
+        "--data-folder",
+        path_str(&dir)?,
+        "--newcert",
+        "--label",
+        label,
+        "--json",
+    ])?;
+    anyhow::ensure!(ok, "newcert: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out)?;
+    let request = v["request"].as_str().context("no request")?.to_string();
+    let (ok, _, err) = common::cli(&[
+        "ca",
+        "sign",
+        &request,
+        "--ca-dir",
+        path_str(&ca)?,
+        "--permissions",
+        permissions,
+        "--days",
+        "30",
+    ])?;
+    anyhow::ensure!(ok, "ca sign: {err}");
+    Ok((ca, dir))
+}
+
+async fn start_closed(
+    root: &std::path::Path,
+    label: &str,
+    permissions: &str,
+    extra: &[&str],
+) -> Result<Daemon> {
+    let (ca, dir) = closed_node(root, label, permissions)?;
+    let mut args = base_args();
+    for a in [
+        "--cert",
+        path_str(&dir.join("node.crt"))?,
+        "--privkey",
+        path_str(&dir.join("node.key"))?,
+        "--trust-ca",
+        path_str(&ca.join("ca.crt"))?,
+    ] {
+        args.push(a.to_string());
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Daemon::spawn_in(&dir, args).await
+}
+
+/// Review L1: under --trust-ca, a peer whose certificate has neither services:provide nor
+/// blobs:seed cannot occupy provider slots (here: a node whose rendezvous string is a service's
+/// provider key announces itself for `db`, as a modified client could), while the rendezvous
+/// key keeps working for every admitted peer.
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_records_need_a_providing_permission() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let p = start_closed(root.path(), "provider", "all", &[]).await?;
+    let boot = p.tcp_host_port().await?;
+    let squat = ["--boot", boot.as_str(), "--rendezvous", "/mcc/service/db"];
+    // Allowed to provide: its record for `db` is stored (shows the announcement arrives).
+    let q = start_closed(root.path(), "allowed", "all", &squat).await?;
+    // Not allowed: rpc:call only.
+    let u = start_closed(root.path(), "caller", "rpc:call", &squat).await?;
+    // Not allowed to provide, but takes part in rendezvous like everyone.
+    let w = start_closed(
+        root.path(),
+        "member",
+        "rpc:call",
+        &["--boot", boot.as_str()],
+    )
+    .await?;
+    let (q_id, u_id, w_id) = (q.peer_id().await?, u.peer_id().await?, w.peer_id().await?);
+    wait_until(30, "the allowed node's record and the refusal", || async {
+        let stored = p.api.stored_providers("db").await?;
+        Ok(stored.iter().any(|x| x.peer_id.to_string() == q_id)
+            && p.log().contains("provider record refused"))
+    })
+    .await?;
+    let stored = p.api.stored_providers("db").await?;
+    assert!(
+        !stored.iter().any(|x| x.peer_id.to_string() == u_id),
+        "a peer without services:provide holds a provider slot: {stored:?}"
+    );
+    wait_until(30, "the member to be a rendezvous peer", || async {
+        Ok(p.peers()
+            .await?
+            .iter()
+            .any(|x| x.peer_id.to_string() == w_id && x.rendezvous))
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let log = p.log();
+    for line in log
+        .lines()
+        .filter(|l| l.contains("provider record refused"))
+    {
+        assert!(line.contains(&u_id), "only the caller is refused: {line}");
+    }
+    Ok(())
+}
