@@ -113,8 +113,11 @@ pub struct Gates {
     /// The peer whose handler event is being processed by a gated behaviour with
     /// [`Gated::tracking_source`] (see [`Gates::current_source`]), with the remote address of
     /// the connection it arrived on.
-    source: Arc<Mutex<Option<(PeerId, Option<Multiaddr>)>>>,
+    source: Arc<Mutex<Option<Source>>>,
 }
+
+/// A peer whose message is being processed, and the remote address of its connection.
+type Source = (PeerId, Option<Multiaddr>);
 
 #[derive(Debug)]
 struct GatesInner {
@@ -267,7 +270,7 @@ impl Gates {
             .and_then(|(_, address)| address.clone())
     }
 
-    fn set_source(&self, source: Option<(PeerId, Option<Multiaddr>)>) {
+    fn set_source(&self, source: Option<Source>) {
         *self.source.lock().unwrap_or_else(|e| e.into_inner()) = source;
     }
 }
