@@ -400,8 +400,19 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Gated<B> {
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
-        if let FromSwarm::ConnectionClosed(closed) = &event {
-            self.remote_addresses.remove(&closed.connection_id);
+        // A connection another behaviour denied after this one accepted it ends in a dial or
+        // listen failure, not a close.
+        match &event {
+            FromSwarm::ConnectionClosed(e) => {
+                self.remote_addresses.remove(&e.connection_id);
+            }
+            FromSwarm::DialFailure(e) => {
+                self.remote_addresses.remove(&e.connection_id);
+            }
+            FromSwarm::ListenFailure(e) => {
+                self.remote_addresses.remove(&e.connection_id);
+            }
+            _ => {}
         }
         self.inner.on_swarm_event(event)
     }
