@@ -310,5 +310,30 @@ async fn provider_records_need_a_providing_permission() -> Result<()> {
     {
         assert!(line.contains(&u_id), "only the caller is refused: {line}");
     }
+
+    // Under --trust-ca a label pins the peers whose CA-signed certificate carries it.
+    let banner = banner_server("ALLOWED-DB").await?;
+    q.api
+        .add_service("db", &format!("tcp://127.0.0.1:{banner}"))
+        .await?;
+    let by_label = free_port()?;
+    p.api
+        .add_listener(
+            "db",
+            &format!("tcp://127.0.0.1:{by_label}"),
+            Some("allowed"),
+        )
+        .await?;
+    assert_eq!(read_banner(by_label).await?, "ALLOWED-DB");
+    // Pinned to the caller (no services:provide, so no service either): nothing gets through.
+    let to_caller = free_port()?;
+    p.api
+        .add_listener(
+            "db",
+            &format!("tcp://127.0.0.1:{to_caller}"),
+            Some("caller"),
+        )
+        .await?;
+    assert_eq!(read_banner(to_caller).await?, "");
     Ok(())
 }
