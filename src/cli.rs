@@ -287,7 +287,8 @@ pub enum ListenCommand {
     Add {
         service: String,
         address: String,
-        /// Only use this provider.
+        /// Only use this provider: a peer id, its did:key DID, or a label (matched against
+        /// connected peers' certificate labels; CA-signed only under --trust-ca).
         #[arg(long)]
         peer: Option<String>,
     },

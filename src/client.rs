@@ -238,6 +238,15 @@ impl Client {
             .await
     }
 
+    /// The provider records of a service this node stores itself (no lookup).
+    pub async fn stored_providers(&self, name: &str) -> Result<Vec<Provider>, Error> {
+        self.get(&format!(
+            "/api/v1/services/{}/providers?local=true",
+            urlencode(name)
+        ))
+        .await
+    }
+
     pub async fn listeners(&self) -> Result<Vec<Listener>, Error> {
         self.get("/api/v1/listeners").await
     }

@@ -528,14 +528,26 @@ async fn delete_service(
     Ok(Json(s.node.remove_service(&name).await?))
 }
 
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct ProvidersQuery {
+    /// Only the provider records this node stores itself, without a network lookup.
+    local: Option<bool>,
+}
+
 /// Providers of a service: this node first when it offers it, then connected peers by RTT.
 #[utoipa::path(get, path = "/services/{name}/providers", tag = "services",
-    params(("name" = String, Path)),
+    params(("name" = String, Path), ProvidersQuery),
     responses((status = 200, body = Vec<Provider>), (status = 400, body = ErrorBody)))]
 async fn get_providers(
     State(s): State<AppState>,
     Path(name): Path<String>,
+    query: Result<axum::extract::Query<ProvidersQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<Provider>>, ApiError> {
+    let query = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if query.0.local.unwrap_or(false) {
+        return Ok(Json(s.node.stored_providers(&name).await?));
+    }
     Ok(Json(s.node.providers(&name).await?))
 }
 
@@ -554,11 +566,10 @@ async fn post_listeners(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<ListenerRequest>,
 ) -> Result<(StatusCode, Json<Listener>), ApiError> {
-    let peer = req.peer.as_deref().map(parse_peer).transpose()?;
     s.node.may(Permission::ServicesConsume)?;
     let l = s
         .node
-        .add_listener(&req.service, &req.address, peer)
+        .add_listener(&req.service, &req.address, req.peer.as_deref())
         .await?;
     Ok((StatusCode::CREATED, Json(l)))
 }

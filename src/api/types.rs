@@ -119,7 +119,8 @@ pub struct ListenerRequest {
     /// Local address to listen on, `tcp://127.0.0.1:5000`.
     #[schema(example = "tcp://127.0.0.1:5000")]
     pub address: String,
-    /// Only use this provider.
+    /// Only use this provider: a peer id, its `did:key:` DID, or a label (the connected peers
+    /// with that certificate label; CA-signed only under `--trust-ca`).
     #[serde(default)]
     pub peer: Option<String>,
 }

@@ -15,6 +15,7 @@ use mcc_admission::{
     CertError, Certificate, CertificateFields, Gates, Permission, Permissions, RevocationList,
     format_unix, keys, now_unix,
 };
+use mcc_records::{Origin, ValidatingStore};
 use serde::{Deserialize, Serialize};
 
 use std::sync::Weak;
@@ -160,14 +161,31 @@ pub(crate) fn newest_revocations(
 /// The kad record store with `records:write` enforced: a record pushed by a peer whose
 /// certificate lacks it is refused (kad then resets the peer's stream). Records this node
 /// writes itself are checked by the API before they get here.
+///
+/// Provider records: under `--trust-ca`, a peer whose certificate holds neither
+/// `services:provide` nor `blobs:seed` may only announce the rendezvous key (every admitted
+/// peer takes part in rendezvous). Each accepted record is handed to the
+/// [`ValidatingStore`](mcc_records::ValidatingStore) with the network ([`Origin`]) of the
+/// connection it arrived on, for its per-network provider policy.
 pub struct GuardedStore<S> {
     store: S,
     gates: Gates,
+    rendezvous: Option<RecordKey>,
 }
 
 impl<S> GuardedStore<S> {
     pub(crate) fn new(store: S, gates: Gates) -> Self {
-        GuardedStore { store, gates }
+        GuardedStore {
+            store,
+            gates,
+            rendezvous: None,
+        }
+    }
+
+    /// The rendezvous key: its provider records are accepted from every admitted peer.
+    pub(crate) fn with_rendezvous(mut self, key: Option<RecordKey>) -> Self {
+        self.rendezvous = key;
+        self
     }
 
     /// The admission state the store checks writers against.
@@ -176,7 +194,7 @@ impl<S> GuardedStore<S> {
     }
 }
 
-impl<S: mcc_records::SourcedStore> mcc_records::SourcedStore for GuardedStore<S> {
+impl<S: mcc_records::SourcedStore> mcc_records::SourcedStore for GuardedStore<ValidatingStore<S>> {
     /// Stores `r` on behalf of `source`: a remote source must hold `records:write`, as for an
     /// inbound PUT (the local node, `None`, is checked by the API before it writes).
     fn put_from(&mut self, r: Record, source: Option<PeerId>) -> store::Result<()> {
@@ -204,7 +222,7 @@ impl<S> DerefMut for GuardedStore<S> {
     }
 }
 
-impl<S: mcc_records::SourcedStore> RecordStore for GuardedStore<S> {
+impl<S: mcc_records::SourcedStore> RecordStore for GuardedStore<ValidatingStore<S>> {
     type RecordsIter<'a>
         = S::RecordsIter<'a>
     where
@@ -234,7 +252,27 @@ impl<S: mcc_records::SourcedStore> RecordStore for GuardedStore<S> {
     }
 
     fn add_provider(&mut self, record: ProviderRecord) -> store::Result<()> {
-        self.store.add_provider(record)
+        let Some(peer) = self.gates.current_source() else {
+            // This node's own announcement (or a write not caused by a peer's message).
+            return self.store.add_provider(record);
+        };
+        if self.rendezvous.as_ref() != Some(&record.key)
+            && !self.gates.allows(&peer, Permission::ServicesProvide)
+            && !self.gates.allows(&peer, Permission::BlobsSeed)
+        {
+            tracing::info!(
+                %peer,
+                "provider record refused: the peer's certificate lacks services:provide and \
+                 blobs:seed"
+            );
+            return Err(store::Error::MaxProvidedKeys);
+        }
+        let origin = self
+            .gates
+            .current_source_address()
+            .map(|a| Origin::of_address(&a))
+            .unwrap_or(Origin::Unknown);
+        self.store.add_provider_from(record, origin)
     }
 
     fn providers(&self, key: &RecordKey) -> Vec<ProviderRecord> {
@@ -483,6 +521,175 @@ pub(crate) async fn admission_task(
                     Err(e) => tracing::debug!("revocation list lookup: {e}"),
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures::StreamExt;
+    use libp2p::kad::store::{MemoryStore, MemoryStoreConfig};
+    use libp2p::swarm::SwarmEvent;
+    use libp2p::{Multiaddr, Swarm, kad, noise, tcp, yamux};
+    use mcc_admission::Gated;
+
+    use super::*;
+
+    type Kad = Gated<kad::Behaviour<GuardedStore<ValidatingStore<MemoryStore>>>>;
+
+    /// A kad server with the node's store stack (open network), `max` providers per key.
+    fn swarm(max: usize) -> Swarm<Kad> {
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        let peer = key.public().to_peer_id();
+        let gates = Gates::new(false);
+        let inner = MemoryStore::with_config(
+            peer,
+            MemoryStoreConfig {
+                max_providers_per_key: 1000,
+                ..Default::default()
+            },
+        );
+        let limits = mcc_records::Limits {
+            max_value_size: 1024,
+            max_providers_per_key: max,
+        };
+        let store = GuardedStore::new(
+            ValidatingStore::new(inner, limits).with_local_peer(peer),
+            gates.clone(),
+        );
+        let mut kad =
+            kad::Behaviour::with_config(peer, store, kad::Config::new(kad::PROTOCOL_NAME));
+        kad.set_mode(Some(kad::Mode::Server));
+        let behaviour = Gated::new(kad, gates).tracking_source();
+        libp2p::SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .expect("tcp")
+            .with_behaviour(|_| behaviour)
+            .expect("behaviour")
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
+            .build()
+    }
+
+    async fn listen(swarm: &mut Swarm<Kad>, ip: &str) -> Multiaddr {
+        swarm
+            .listen_on(format!("/ip4/{ip}/tcp/0").parse().expect("addr"))
+            .expect("listen");
+        loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                return address;
+            }
+        }
+    }
+
+    /// A new node listening on `ip` announces itself for `key` to `b`, over a connection `b`
+    /// dialled (on loopback the kernel gives every outbound connection the source address
+    /// 127.0.0.1, whatever address the dialler listens on; `b` observes the address it dialled).
+    async fn announce(b: &mut Swarm<Kad>, b_addr: &Multiaddr, ip: &str, key: &RecordKey) -> PeerId {
+        let mut p = swarm(20);
+        let p_addr = listen(&mut p, ip).await;
+        let p_id = *p.local_peer_id();
+        b.dial(p_addr).expect("dial");
+        let b_id = *b.local_peer_id();
+        // Both sides must know the connection, or P's kad dials B itself.
+        let connect = async {
+            let (mut at_b, mut at_p) = (false, false);
+            while !(at_b && at_p) {
+                tokio::select! {
+                    e = b.select_next_some() => {
+                        if let SwarmEvent::ConnectionEstablished { peer_id, .. } = e {
+                            at_b |= peer_id == p_id;
+                        }
+                    }
+                    e = p.select_next_some() => {
+                        if let SwarmEvent::ConnectionEstablished { peer_id, .. } = e {
+                            at_p |= peer_id == b_id;
+                        }
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), connect)
+            .await
+            .expect("connection timed out");
+        p.behaviour_mut().add_address(&b_id, b_addr.clone());
+        p.behaviour_mut()
+            .start_providing(key.clone())
+            .expect("own record");
+        let run = async {
+            loop {
+                tokio::select! {
+                    e = p.select_next_some() => {
+                        if let SwarmEvent::Behaviour(kad::Event::OutboundQueryProgressed {
+                            result: kad::QueryResult::StartProviding(r), ..
+                        }) = e {
+                            r.expect("announced");
+                            break;
+                        }
+                    }
+                    _ = b.select_next_some() => {}
+                }
+            }
+            // Let B read the ADD_PROVIDER.
+            let settle = tokio::time::sleep(Duration::from_millis(300));
+            tokio::pin!(settle);
+            loop {
+                tokio::select! {
+                    _ = &mut settle => break,
+                    _ = p.select_next_some() => {}
+                    _ = b.select_next_some() => {}
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), run)
+            .await
+            .expect("announcement timed out");
+        p_id
+    }
+
+    fn stored(b: &mut Swarm<Kad>, key: &RecordKey) -> Vec<PeerId> {
+        b.behaviour_mut()
+            .store_mut()
+            .providers(key)
+            .into_iter()
+            .map(|p| p.provider)
+            .collect()
+    }
+
+    /// Review M1 through real connections: the store learns the network of each ADD_PROVIDER
+    /// from the connection it arrived on, so new identities on the attackers' network only
+    /// replace each other and never the provider from another network.
+    #[tokio::test]
+    async fn provider_slots_follow_the_observed_source_network() {
+        let mut b = swarm(2);
+        let b_addr = listen(&mut b, "127.0.2.1").await;
+        let key = RecordKey::new(&[0x12, 0x20, 0xdb]);
+        announce(&mut b, &b_addr, "127.0.0.1", &key).await;
+        announce(&mut b, &b_addr, "127.0.0.1", &key).await;
+        assert_eq!(stored(&mut b, &key).len(), 2);
+        let v = announce(&mut b, &b_addr, "127.0.3.1", &key).await;
+        assert!(
+            stored(&mut b, &key).contains(&v),
+            "the other network got in"
+        );
+        for _ in 0..3 {
+            let a = announce(&mut b, &b_addr, "127.0.0.1", &key).await;
+            let now = stored(&mut b, &key);
+            assert_eq!(now.len(), 2);
+            assert!(
+                now.contains(&a),
+                "the newest attacker replaced its own network's"
+            );
+            assert!(
+                now.contains(&v),
+                "an attacker evicted the other network's provider"
+            );
         }
     }
 }

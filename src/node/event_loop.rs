@@ -31,6 +31,70 @@ const BOOT_RETRY: Duration = Duration::from_secs(5);
 const EXPIRY_SWEEP: Duration = Duration::from_secs(600);
 /// Announce the rendezvous key again at least this often.
 const REANNOUNCE: Duration = Duration::from_secs(600);
+/// Most rendezvous peers remembered (provider records are announced by peers: bounded).
+const MAX_APP_PEERS: usize = 1024;
+/// Most address lookups of rendezvous peers in flight at once.
+const MAX_ADDRESS_LOOKUPS: usize = 8;
+/// A rendezvous peer's address is looked up at most this often.
+const ADDRESS_LOOKUP_RETRY: Duration = Duration::from_secs(300);
+/// Most providers one provider lookup collects.
+const MAX_FOUND_PROVIDERS: usize = 256;
+
+/// Rendezvous peers found so far, and when each was last looked up in the DHT; both bounded
+/// (review L2: provider records are announced by peers, so each new one must not cost
+/// memory or a DHT query forever).
+#[derive(Debug, Default)]
+struct AppPeers {
+    peers: HashSet<PeerId>,
+    looked_up: HashMap<PeerId, Instant>,
+}
+
+impl AppPeers {
+    fn contains(&self, peer: &PeerId) -> bool {
+        self.peers.contains(peer)
+    }
+
+    fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Remembers `peer`; when full, first forgets the peers `keep` does not want (e.g. those
+    /// not connected). `Some(new)` if it is remembered, `None` if there is no room.
+    fn insert(&mut self, peer: PeerId, keep: impl Fn(&PeerId) -> bool) -> Option<bool> {
+        if self.peers.contains(&peer) {
+            return Some(false);
+        }
+        if self.peers.len() >= MAX_APP_PEERS {
+            self.peers.retain(|p| keep(p));
+            let peers = &self.peers;
+            self.looked_up.retain(|p, _| peers.contains(p));
+        }
+        if self.peers.len() >= MAX_APP_PEERS {
+            return None;
+        }
+        self.peers.insert(peer);
+        Some(true)
+    }
+
+    /// Whether an address lookup of `peer` may start now (it is a rendezvous peer, was not
+    /// looked up recently, and fewer than `in_flight` lookups run); records it if so.
+    fn may_look_up(&mut self, peer: PeerId, in_flight: usize, now: Instant) -> bool {
+        if !self.peers.contains(&peer) || in_flight >= MAX_ADDRESS_LOOKUPS {
+            return false;
+        }
+        if self
+            .looked_up
+            .get(&peer)
+            .is_some_and(|at| now.duration_since(*at) < ADDRESS_LOOKUP_RETRY)
+        {
+            return false;
+        }
+        self.looked_up
+            .retain(|_, at| now.duration_since(*at) < ADDRESS_LOOKUP_RETRY);
+        self.looked_up.insert(peer, now);
+        true
+    }
+}
 
 pub(crate) enum Command {
     Info(oneshot::Sender<NodeInfo>),
@@ -74,6 +138,11 @@ pub(crate) enum Command {
     GetLocalRecord {
         key: Vec<u8>,
         reply: oneshot::Sender<Option<libp2p::kad::Record>>,
+    },
+    /// The providers of `key` in this node's own store (no lookup).
+    GetLocalProviders {
+        key: RecordKey,
+        reply: oneshot::Sender<Vec<PeerId>>,
     },
     /// Admission state.
     Admission(oneshot::Sender<super::AdmissionInfo>),
@@ -139,7 +208,7 @@ pub(crate) struct EventLoop {
     started: Instant,
     peers: HashMap<PeerId, PeerState>,
     /// Providers of the rendezvous key seen so far (same application).
-    app_peers: HashSet<PeerId>,
+    app_peers: AppPeers,
     pending_calls: HashMap<OutboundRequestId, oneshot::Sender<Result<Value, CallError>>>,
     pending_dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, Error>>)>,
     /// Lookups of a rendezvous peer's addresses, started when we could not dial it.
@@ -181,7 +250,7 @@ impl EventLoop {
             boot: config.boot.clone(),
             started: Instant::now(),
             peers: HashMap::new(),
-            app_peers: HashSet::new(),
+            app_peers: AppPeers::default(),
             pending_calls: HashMap::new(),
             pending_dials: HashMap::new(),
             address_lookups: HashMap::new(),
@@ -433,6 +502,18 @@ impl EventLoop {
                 let id = self.swarm.behaviour_mut().kad.get_providers(key);
                 self.pending_providers.insert(id, (HashSet::new(), reply));
             }
+            Command::GetLocalProviders { key, reply } => {
+                use libp2p::kad::store::RecordStore as _;
+                let now = Instant::now();
+                let store = self.swarm.behaviour_mut().kad.store_mut();
+                let found = store
+                    .providers(&key)
+                    .into_iter()
+                    .filter(|p| !p.is_expired(now))
+                    .map(|p| p.provider)
+                    .collect();
+                let _ = reply.send(found);
+            }
             Command::GetLocalRecord { key, reply } => {
                 use libp2p::kad::store::RecordStore as _;
                 let store = self.swarm.behaviour_mut().kad.store_mut();
@@ -659,7 +740,9 @@ impl EventLoop {
                 }
                 // A rendezvous peer we know no address for: ask the DHT where it is.
                 if let (Some(peer), DialError::NoAddresses) = (peer_id, &error)
-                    && self.app_peers.contains(&peer)
+                    && self
+                        .app_peers
+                        .may_look_up(peer, self.address_lookups.len(), Instant::now())
                 {
                     let q = self.swarm.behaviour_mut().kad.get_closest_peers(peer);
                     self.address_lookups.insert(q, peer);
@@ -773,7 +856,9 @@ impl EventLoop {
                                 .build();
                             let _ = self.swarm.dial(opts);
                         }
-                        if let Some((found, _)) = self.pending_providers.get_mut(&id) {
+                        if let Some((found, _)) = self.pending_providers.get_mut(&id)
+                            && found.len() < MAX_FOUND_PROVIDERS
+                        {
                             found.insert(peer);
                         }
                     }
@@ -787,8 +872,14 @@ impl EventLoop {
             QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers, .. })) => {
                 let local = *self.swarm.local_peer_id();
                 for peer in providers.into_iter().filter(|p| *p != local) {
-                    if self.app_peers.insert(peer) {
-                        tracing::info!(%peer, "found a rendezvous peer");
+                    let swarm = &self.swarm;
+                    match self.app_peers.insert(peer, |p| swarm.is_connected(p)) {
+                        Some(true) => tracing::info!(%peer, "found a rendezvous peer"),
+                        Some(false) => {}
+                        None => {
+                            tracing::debug!(%peer, "too many rendezvous peers: not tracked");
+                            continue;
+                        }
                     }
                     if !self.swarm.is_connected(&peer) {
                         self.metrics
@@ -913,6 +1004,33 @@ mod tests {
         assert_eq!(label_of("mcc/0.1.0 (kitchen)").as_deref(), Some("kitchen"));
         assert_eq!(label_of("js-libp2p/2.0"), None);
         assert_eq!(label_of("mcc/0.1.0"), None);
+    }
+
+    #[test]
+    fn app_peers_and_their_lookups_are_bounded() {
+        let mut peers = AppPeers::default();
+        let first: Vec<PeerId> = (0..MAX_APP_PEERS).map(|_| PeerId::random()).collect();
+        for p in &first {
+            assert_eq!(peers.insert(*p, |_| true), Some(true));
+        }
+        assert_eq!(peers.insert(first[0], |_| true), Some(false));
+        // Full, and every peer still wanted: a new one is not tracked.
+        assert_eq!(peers.insert(PeerId::random(), |_| true), None);
+        assert_eq!(peers.len(), MAX_APP_PEERS);
+        // Full: the unwanted (e.g. disconnected) ones make room.
+        let keep = first[0];
+        let newcomer = PeerId::random();
+        assert_eq!(peers.insert(newcomer, |p| *p == keep), Some(true));
+        assert_eq!(peers.len(), 2);
+
+        // One lookup per peer per ADDRESS_LOOKUP_RETRY, and a bounded number in flight.
+        let now = Instant::now();
+        assert!(peers.may_look_up(keep, 0, now));
+        assert!(!peers.may_look_up(keep, 0, now + Duration::from_secs(1)));
+        assert!(!peers.may_look_up(newcomer, MAX_ADDRESS_LOOKUPS, now));
+        assert!(peers.may_look_up(newcomer, 1, now));
+        assert!(!peers.may_look_up(PeerId::random(), 0, now));
+        assert!(peers.may_look_up(keep, 0, now + ADDRESS_LOOKUP_RETRY));
     }
 
     #[test]

@@ -467,7 +467,8 @@ impl Builder {
             },
         );
         let gates = admission.gates();
-        let store = GuardedStore::new(store, gates.clone());
+        let store = GuardedStore::new(store, gates.clone())
+            .with_rendezvous(config.rendezvous.as_deref().map(event_loop::provider_key));
         let behaviour = Behaviour::new(
             &keypair,
             &config,
@@ -642,7 +643,8 @@ fn open_record_store(
             max_value_size: limits.max_value_size,
             max_providers_per_key: limits.max_providers_per_key,
         },
-    );
+    )
+    .with_local_peer(peer_id);
     Ok((store, tmp))
 }
 

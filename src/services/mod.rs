@@ -32,6 +32,41 @@ pub fn service_key(name: &str) -> libp2p::kad::RecordKey {
     crate::node::provider_key(&format!("/mcc/service/{name}"))
 }
 
+/// The provider a listener is pinned to (`listen add --peer`, the `peer` of a listener).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderPin {
+    /// A peer id, given as such or as its `did:key:` DID.
+    Peer(PeerId),
+    /// A node label: the connected peers whose certificate carries it. Under `--trust-ca` that
+    /// label is signed by the CA; in an open network it is self-chosen (and only announced
+    /// through identify), so it pins nothing against an attacker.
+    Label(String),
+}
+
+impl ProviderPin {
+    /// Parses a peer id, a `did:key:` DID (the node's peer id), or a label (as labels are
+    /// written: lowercase letters and digits).
+    pub fn parse(s: &str) -> Result<ProviderPin, Error> {
+        let s = s.trim();
+        if let Ok(peer) = s.parse::<PeerId>() {
+            return Ok(ProviderPin::Peer(peer));
+        }
+        if s.starts_with("did:") {
+            let key = mcc_records::did::public_from_did(s)
+                .map_err(|e| Error::InvalidPeer(format!("{s}: {e}")))?;
+            let key = libp2p::identity::PublicKey::from(key);
+            return Ok(ProviderPin::Peer(key.to_peer_id()));
+        }
+        match crate::label::normalize(s) {
+            Some(label) if label == s => Ok(ProviderPin::Label(label)),
+            _ => Err(Error::InvalidPeer(format!(
+                "{s:?} is neither a peer id, a did:key DID, nor a label (lowercase letters and \
+                 digits)"
+            ))),
+        }
+    }
+}
+
 /// A provider of a service.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Provider {
@@ -220,6 +255,36 @@ impl Node {
         Ok(out)
     }
 
+    /// The providers of a service this node holds records of itself (no lookup): what it
+    /// answers other peers' provider lookups with.
+    pub async fn stored_providers(&self, name: &str) -> Result<Vec<Provider>, Error> {
+        registry::validate_name(name)?;
+        let key = service_key(name);
+        let ids = self
+            .request(|reply| crate::node::Command::GetLocalProviders { key, reply })
+            .await?;
+        let me = self.peer_id();
+        let peers = self.peers().await?;
+        Ok(ids
+            .into_iter()
+            .map(|id| {
+                let p = peers.iter().find(|p| p.peer_id == id);
+                Provider {
+                    peer_id: id,
+                    label: if id == me {
+                        Some(self.label().to_string())
+                    } else {
+                        p.and_then(|p| p.label.clone())
+                    },
+                    local: id == me,
+                    connected: id == me || p.is_some(),
+                    rtt_ms: p.and_then(|p| p.rtt_ms),
+                    addrs: p.map(|p| p.addrs.clone()).unwrap_or_default(),
+                }
+            })
+            .collect())
+    }
+
     /// The providers of a DHT key, this node included when `local`, best first.
     pub(crate) async fn providers_of(
         &self,
@@ -352,6 +417,62 @@ impl Node {
         })
     }
 
+    /// Opens a tunnel to the provider `pin` names: that peer, or the connected peers carrying
+    /// that label (this node too, if it carries it and offers the service), nearest first.
+    pub async fn open_pinned_tunnel(
+        &self,
+        service: &str,
+        pin: &ProviderPin,
+    ) -> Result<Tunnel, Error> {
+        let label = match pin {
+            ProviderPin::Peer(peer) => return self.open_tunnel(service, Some(*peer)).await,
+            ProviderPin::Label(label) => label,
+        };
+        registry::validate_name(service)?;
+        let mut candidates = Vec::new();
+        if self.label() == label.as_str() && self.services().registry.service(service).is_some() {
+            candidates.push(None);
+        }
+        candidates.extend(self.peers_labelled(label).await?.into_iter().map(Some));
+        let mut last_error = None;
+        for candidate in candidates {
+            match self.open_one(service, candidate).await {
+                Ok(t) => return Ok(t),
+                Err(e) => {
+                    tracing::debug!(service, ?candidate, "provider failed: {e}");
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            Error::NoProvider(format!("{service} (no connected peer labelled {label})"))
+        }))
+    }
+
+    /// Connected peers labelled `label`, nearest first: by their verified certificate under
+    /// `--trust-ca`, by the label they announce in an open network.
+    async fn peers_labelled(&self, label: &str) -> Result<Vec<PeerId>, Error> {
+        let closed = self.services().gates.is_enforcing();
+        let mut peers: Vec<_> = self
+            .peers()
+            .await?
+            .into_iter()
+            .filter(|p| {
+                if closed {
+                    p.certificate.as_ref().is_some_and(|c| c.label == label)
+                } else {
+                    p.label.as_deref() == Some(label)
+                }
+            })
+            .collect();
+        peers.sort_by(|a, b| {
+            a.rtt_ms
+                .unwrap_or(f64::MAX)
+                .total_cmp(&b.rtt_ms.unwrap_or(f64::MAX))
+        });
+        Ok(peers.into_iter().map(|p| p.peer_id).collect())
+    }
+
     async fn open_one(&self, service: &str, peer: Option<PeerId>) -> Result<Tunnel, Error> {
         match peer {
             None => {
@@ -394,18 +515,22 @@ impl Node {
     }
 
     /// Starts a local listener (`tcp://127.0.0.1:5000`) that forwards every connection to a
-    /// provider of `service` (or to `peer` only). It is saved and started again after a restart.
+    /// provider of `service` (or only to the provider `peer` names: a peer id, a `did:key:`
+    /// DID or a label, see [`ProviderPin`]). It is saved and started again after a restart.
     pub async fn add_listener(
         &self,
         service: &str,
         address: &str,
-        peer: Option<PeerId>,
+        peer: Option<&str>,
     ) -> Result<Listener, Error> {
+        if let Some(p) = peer {
+            ProviderPin::parse(p)?;
+        }
         let listener = Listener {
             id: new_listener_id(),
             service: service.to_string(),
             address: address.to_string(),
-            peer: peer.map(|p| p.to_string()),
+            peer: peer.map(|p| p.trim().to_string()),
             from_config: false,
         };
         self.start_listener(&listener).await?;
@@ -446,13 +571,11 @@ impl Node {
             }
             .into());
         }
-        let peer = match &listener.peer {
-            Some(p) => Some(
-                p.parse::<PeerId>()
-                    .map_err(|e| Error::InvalidPeer(e.to_string()))?,
-            ),
-            None => None,
-        };
+        let pin = listener
+            .peer
+            .as_deref()
+            .map(ProviderPin::parse)
+            .transpose()?;
         let socket = tokio::net::TcpListener::bind(&addr.host_port)
             .await
             .map_err(|e| Error::ListenerBind {
@@ -485,8 +608,13 @@ impl Node {
                 let service = service.clone();
                 let token = token.clone();
                 let idle = node.services().tunnel_idle_timeout;
+                let pin = pin.clone();
                 tokio::spawn(async move {
-                    let tunnel = match node.open_tunnel(&service, peer).await {
+                    let opened = match &pin {
+                        Some(pin) => node.open_pinned_tunnel(&service, pin).await,
+                        None => node.open_tunnel(&service, None).await,
+                    };
+                    let tunnel = match opened {
                         Ok(t) => t,
                         Err(e) => {
                             tracing::warn!(%from, %service, "no tunnel: {e}");

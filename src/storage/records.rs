@@ -101,10 +101,13 @@ pub struct Limits {
     /// what bounds the disk space other peers can use with provider records); the local
     /// node's own records are bounded by `max_provided_keys` instead.
     pub max_provider_keys: usize,
-    /// Maximum number of other peers' provider records stored per key. When a key is full,
-    /// records of new peers are ignored (first come, first kept, as kad's `MemoryStore` does
-    /// against Sybil floods); updates of stored providers are accepted. The local node's own
-    /// record does not count and is always kept (bounded by `max_provided_keys`).
+    /// Maximum number of other peers' provider records stored per key: a backstop only. The
+    /// node wraps this store in `mcc_records::ValidatingStore`, which makes room on a full key
+    /// by its per-network policy (expired records first, then diversity by the network each
+    /// record came from; see `mcc_records::providers`) before it stores a new provider, so
+    /// this limit is never the one that decides. Used alone, this store ignores new peers of a
+    /// full key; updates of stored providers are accepted. The local node's own record does not
+    /// count and is always kept (bounded by `max_provided_keys`).
     pub max_providers_per_key: usize,
 }
 
@@ -604,7 +607,9 @@ impl RecordStore for RedbStore {
         }
     }
 
-    fn add_provider(&mut self, record: ProviderRecord) -> store::Result<()> {
+    fn add_provider(&mut self, mut record: ProviderRecord) -> store::Result<()> {
+        // At most a few short addresses per provider (review L2: kad stores what the peer sent).
+        mcc_records::trim_provider_addresses(&mut record.addresses);
         let row = encode_provider(&record, &Clock::now()).map_err(|e| {
             tracing::warn!(error = %e, "cannot encode provider record");
             store::Error::MaxProvidedKeys
@@ -1623,6 +1628,65 @@ mod tests {
             .add_provider(ProviderRecord::new(key("k"), peers[4], vec![]))
             .expect("add");
         assert!(provider_ids(&store.providers(&key("k"))).contains(&peers[4]));
+    }
+
+    /// Review M1 through the node's own store stack: attackers from one network fill a key
+    /// first; this node's announcement is still stored, and a provider from another network
+    /// still gets in.
+    #[test]
+    fn squatted_key_keeps_own_record_and_other_networks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let local = PeerId::random();
+        let limits = Limits {
+            max_providers_per_key: 3,
+            ..Limits::default()
+        };
+        let inner = open(dir.path(), local, limits);
+        let mut store = mcc_records::ValidatingStore::new(
+            inner,
+            mcc_records::Limits {
+                max_value_size: 1024,
+                max_providers_per_key: 3,
+            },
+        )
+        .with_local_peer(local);
+        let from = |ip: &str| mcc_records::Origin::of_ip(ip.parse().expect("ip"));
+        for _ in 0..6 {
+            store
+                .add_provider_from(
+                    ProviderRecord::new(key("db"), PeerId::random(), vec![]),
+                    from("127.0.0.1"),
+                )
+                .expect("attacker");
+        }
+        store
+            .add_provider(ProviderRecord::new(key("db"), local, vec![]))
+            .expect("own record");
+        let honest = PeerId::random();
+        store
+            .add_provider_from(
+                ProviderRecord::new(key("db"), honest, vec![addr(7)]),
+                from("127.0.2.1"),
+            )
+            .expect("honest");
+        let ids = provider_ids(&store.providers(&key("db")));
+        assert_eq!(ids.len(), 4);
+        assert!(ids.contains(&local) && ids.contains(&honest));
+        assert_eq!(store.inner().provided().count(), 1);
+    }
+
+    /// Review L2: the store keeps at most a few short addresses per provider.
+    #[test]
+    fn provider_addresses_are_capped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = open(dir.path(), PeerId::random(), Limits::default());
+        let addrs: Vec<Multiaddr> = (0..2000).map(addr).collect();
+        store
+            .add_provider(ProviderRecord::new(key("k"), PeerId::random(), addrs))
+            .expect("add");
+        let stored = store.providers(&key("k"));
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].addresses, (0..8).map(addr).collect::<Vec<_>>());
     }
 
     #[test]

@@ -49,6 +49,14 @@ impl Daemon {
         Ok(d)
     }
 
+    /// Starts a node in a fresh temp data folder with exactly `args`.
+    pub async fn start_with_args(args: Vec<String>) -> Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let mut d = Self::spawn_in(tmp.path(), args).await?;
+        d._tmp = Some(tmp);
+        Ok(d)
+    }
+
     /// Starts a node in `dir` with exactly `args` (plus `--data-folder dir`).
     pub async fn spawn_in(dir: &Path, args: Vec<String>) -> Result<Self> {
         Self::spawn_in_env(dir, args, &[]).await

@@ -111,9 +111,13 @@ impl Gate {
 pub struct Gates {
     inner: Arc<Mutex<GatesInner>>,
     /// The peer whose handler event is being processed by a gated behaviour with
-    /// [`Gated::tracking_source`] (see [`Gates::current_source`]).
-    source: Arc<Mutex<Option<PeerId>>>,
+    /// [`Gated::tracking_source`] (see [`Gates::current_source`]), with the remote address of
+    /// the connection it arrived on.
+    source: Arc<Mutex<Option<Source>>>,
 }
+
+/// A peer whose message is being processed, and the remote address of its connection.
+type Source = (PeerId, Option<Multiaddr>);
 
 #[derive(Debug)]
 struct GatesInner {
@@ -247,11 +251,27 @@ impl Gates {
     /// store can use it to learn who is writing (kad stores inbound records synchronously while
     /// it handles the message).
     pub fn current_source(&self) -> Option<PeerId> {
-        *self.source.lock().unwrap_or_else(|e| e.into_inner())
+        self.source
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|(peer, _)| *peer)
     }
 
-    fn set_source(&self, peer: Option<PeerId>) {
-        *self.source.lock().unwrap_or_else(|e| e.into_inner()) = peer;
+    /// The remote address of the connection the [`current_source`](Gates::current_source)'s
+    /// message arrived on, as the transport saw it (the dialled address of an outbound
+    /// connection, the observed send-back address of an inbound one), never an address the
+    /// peer claims about itself.
+    pub fn current_source_address(&self) -> Option<Multiaddr> {
+        self.source
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .and_then(|(_, address)| address.clone())
+    }
+
+    fn set_source(&self, source: Option<Source>) {
+        *self.source.lock().unwrap_or_else(|e| e.into_inner()) = source;
     }
 }
 
@@ -261,6 +281,8 @@ pub struct Gated<B> {
     inner: B,
     gates: Gates,
     track_source: bool,
+    /// Remote address of each open connection (kept only when tracking the source).
+    remote_addresses: HashMap<ConnectionId, Multiaddr>,
 }
 
 impl<B> Gated<B> {
@@ -270,11 +292,13 @@ impl<B> Gated<B> {
             inner,
             gates,
             track_source: false,
+            remote_addresses: HashMap::new(),
         }
     }
 
-    /// Records the remote peer in [`Gates::current_source`] while `inner` handles each of its
-    /// connection handler events.
+    /// Records the remote peer in [`Gates::current_source`] (and the connection's remote address
+    /// in [`Gates::current_source_address`]) while `inner` handles each of its connection
+    /// handler events.
     pub fn tracking_source(mut self) -> Self {
         self.track_source = true;
         self
@@ -326,6 +350,10 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Gated<B> {
             local_addr,
             remote_addr,
         )?;
+        if self.track_source {
+            self.remote_addresses
+                .insert(connection_id, remote_addr.clone());
+        }
         Ok(GatedHandler {
             inner,
             gate: self.gates.gate(connection_id, peer),
@@ -362,6 +390,9 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Gated<B> {
             role_override,
             port_use,
         )?;
+        if self.track_source {
+            self.remote_addresses.insert(connection_id, addr.clone());
+        }
         Ok(GatedHandler {
             inner,
             gate: self.gates.gate(connection_id, peer),
@@ -369,6 +400,20 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Gated<B> {
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
+        // A connection another behaviour denied after this one accepted it ends in a dial or
+        // listen failure, not a close.
+        match &event {
+            FromSwarm::ConnectionClosed(e) => {
+                self.remote_addresses.remove(&e.connection_id);
+            }
+            FromSwarm::DialFailure(e) => {
+                self.remote_addresses.remove(&e.connection_id);
+            }
+            FromSwarm::ListenFailure(e) => {
+                self.remote_addresses.remove(&e.connection_id);
+            }
+            _ => {}
+        }
         self.inner.on_swarm_event(event)
     }
 
@@ -379,7 +424,8 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Gated<B> {
         event: THandlerOutEvent<Self>,
     ) {
         if self.track_source {
-            self.gates.set_source(Some(peer_id));
+            let address = self.remote_addresses.get(&connection_id).cloned();
+            self.gates.set_source(Some((peer_id, address)));
             self.inner
                 .on_connection_handler_event(peer_id, connection_id, event);
             self.gates.set_source(None);

@@ -15,6 +15,7 @@
 
 pub mod did;
 mod key;
+pub mod providers;
 mod store;
 mod validate;
 
@@ -22,6 +23,7 @@ pub use key::{
     DID_NAMESPACE, KeyError, MAX_KEY_LEN, MCC_NAMESPACE, Namespace, REVOCATIONS_PREFIX, did_key,
     is_free_key, mcc_key, parse_key, revocations_key,
 };
+pub use providers::{Origin, trim_provider_addresses};
 pub use store::{Limits, SourcedStore, Stats, ValidatingStore};
 pub use validate::{
     RevocationListError, Validated, ValidationError, check_replace, select_best, validate,

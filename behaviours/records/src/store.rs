@@ -1,6 +1,6 @@
 //! A kad record store that validates every record before it reaches the inner store.
 
-use std::{borrow::Cow, fmt};
+use std::{borrow::Cow, collections::HashMap, fmt, time::Instant};
 
 use libp2p::{
     PeerId,
@@ -12,6 +12,7 @@ use libp2p::{
 
 use crate::{
     key::display_key,
+    providers::{self, Admission, Origin, Slot, trim_provider_addresses},
     validate::{Validated, ValidationError, check_replace, validate},
 };
 
@@ -35,7 +36,9 @@ impl SourcedStore for store::MemoryStore {
 pub struct Limits {
     /// Maximum size of a record value in bytes (default 64 KiB).
     pub max_value_size: usize,
-    /// Maximum number of providers stored per key (default 20, kad's K).
+    /// Maximum number of other peers' providers stored per key (default 20, kad's K). The
+    /// local node's own record does not count and is always kept; when a key is full, the
+    /// [`providers`](crate::providers) policy decides which record gives way.
     pub max_providers_per_key: usize,
 }
 
@@ -69,11 +72,28 @@ pub struct Stats {
 /// A refused record is reported to kad as [`store::Error::ValueTooLarge`] (kad's error type
 /// has nothing more fitting), on which libp2p-kad resets the putting peer's stream; the precise
 /// reason is logged at debug level and counted in [`Stats`].
+///
+/// Provider records: the local node's own (see [`with_local_peer`](Self::with_local_peer)) are
+/// always passed on; other peers' have their addresses capped
+/// ([`trim_provider_addresses`]) and compete for `max_providers_per_key` slots per key under
+/// the [`providers`](crate::providers) policy: expired records first, then diversity by the
+/// network ([`Origin`]) each record was received from
+/// ([`add_provider_from`](Self::add_provider_from)). The origin and refresh time of each stored
+/// provider are kept in memory only: after a restart, stored records have an unknown origin
+/// and count as the oldest.
 pub struct ValidatingStore<S> {
     inner: S,
     limits: Limits,
     stats: Stats,
+    local_id: Option<PeerId>,
+    /// Origin and last refresh of the other peers' provider records stored in `inner`.
+    origins: HashMap<RecordKey, HashMap<PeerId, (Origin, Instant)>>,
+    /// `origins` is swept of keys `inner` no longer has once it holds this many keys.
+    origins_sweep_at: usize,
 }
+
+/// `origins` is first swept once it holds this many keys.
+const ORIGINS_SWEEP_MIN: usize = 4096;
 
 impl<S> fmt::Debug for ValidatingStore<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -91,7 +111,16 @@ impl<S: RecordStore> ValidatingStore<S> {
             inner,
             limits,
             stats: Stats::default(),
+            local_id: None,
+            origins: HashMap::new(),
+            origins_sweep_at: ORIGINS_SWEEP_MIN,
         }
+    }
+
+    /// Names the local node: its own provider records are always kept and take no slot.
+    pub fn with_local_peer(mut self, local_id: PeerId) -> Self {
+        self.local_id = Some(local_id);
+        self
     }
 
     /// The inner store.
@@ -140,6 +169,72 @@ impl<S: RecordStore> ValidatingStore<S> {
             return Err(store::Error::ValueTooLarge);
         }
         Ok(())
+    }
+
+    /// Stores a provider record received from the network `origin` (see the
+    /// [`providers`](crate::providers) policy). [`RecordStore::add_provider`] is this with
+    /// [`Origin::Unknown`].
+    pub fn add_provider_from(
+        &mut self,
+        mut record: ProviderRecord,
+        origin: Origin,
+    ) -> store::Result<()> {
+        if self.local_id == Some(record.provider) {
+            return self.inner.add_provider(record);
+        }
+        trim_provider_addresses(&mut record.addresses);
+        let now = Instant::now();
+        let stored = self.inner.providers(&record.key);
+        if let Some(known) = self.origins.get_mut(&record.key) {
+            known.retain(|peer, _| stored.iter().any(|p| p.provider == *peer));
+        }
+        if !stored.iter().any(|p| p.provider == record.provider) {
+            let known = self.origins.get(&record.key);
+            let slots: Vec<Slot> = stored
+                .iter()
+                .filter(|p| Some(p.provider) != self.local_id)
+                .map(|p| {
+                    let seen = known.and_then(|k| k.get(&p.provider));
+                    Slot {
+                        provider: p.provider,
+                        origin: seen.map(|(o, _)| *o).unwrap_or(Origin::Unknown),
+                        refreshed: seen.map(|(_, at)| *at),
+                        expired: p.is_expired(now),
+                    }
+                })
+                .collect();
+            if let Admission::Evict(evicted) =
+                providers::admit(&slots, origin, self.limits.max_providers_per_key)
+            {
+                tracing::debug!(
+                    provider = %record.provider,
+                    %evicted,
+                    "provider list full: evicting a provider for a newcomer"
+                );
+                self.remove_provider(&record.key, &evicted);
+            }
+        }
+        let (key, provider) = (record.key.clone(), record.provider);
+        self.inner.add_provider(record)?;
+        if self.origins.len() >= self.origins_sweep_at && !self.origins.contains_key(&key) {
+            self.sweep_origins();
+        }
+        self.origins
+            .entry(key)
+            .or_default()
+            .insert(provider, (origin, now));
+        Ok(())
+    }
+
+    /// Forgets the origins of keys the inner store no longer has providers for.
+    fn sweep_origins(&mut self) {
+        let inner = &self.inner;
+        self.origins.retain(|key, peers| {
+            let stored = inner.providers(key);
+            peers.retain(|peer, _| stored.iter().any(|p| p.provider == *peer));
+            !peers.is_empty()
+        });
+        self.origins_sweep_at = (2 * self.origins.len()).max(ORIGINS_SWEEP_MIN);
     }
 
     fn count_refusal(&mut self, error: &ValidationError) {
@@ -194,18 +289,7 @@ impl<S: RecordStore> RecordStore for ValidatingStore<S> {
     }
 
     fn add_provider(&mut self, record: ProviderRecord) -> store::Result<()> {
-        let providers = self.inner.providers(&record.key);
-        if providers.len() >= self.limits.max_providers_per_key
-            && !providers.iter().any(|p| p.provider == record.provider)
-        {
-            tracing::debug!(
-                provider = %record.provider,
-                "provider record refused: the key already has {} providers",
-                providers.len()
-            );
-            return Err(store::Error::MaxProvidedKeys);
-        }
-        self.inner.add_provider(record)
+        self.add_provider_from(record, Origin::Unknown)
     }
 
     fn providers(&self, key: &RecordKey) -> Vec<ProviderRecord> {
@@ -217,6 +301,12 @@ impl<S: RecordStore> RecordStore for ValidatingStore<S> {
     }
 
     fn remove_provider(&mut self, k: &RecordKey, p: &PeerId) {
+        if let Some(known) = self.origins.get_mut(k) {
+            known.remove(p);
+            if known.is_empty() {
+                self.origins.remove(k);
+            }
+        }
         self.inner.remove_provider(k, p)
     }
 }
@@ -427,34 +517,154 @@ mod tests {
         assert_eq!(s.stats().accepted, 1);
     }
 
-    #[test]
-    fn providers_are_capped_per_key() {
-        let mut s = ValidatingStore::new(
-            MemoryStore::new(PeerId::random()),
-            Limits {
-                max_value_size: 1024,
-                max_providers_per_key: 2,
+    fn provider_store(local: PeerId, max: usize) -> ValidatingStore<MemoryStore> {
+        let inner = MemoryStore::with_config(
+            local,
+            store::MemoryStoreConfig {
+                max_providers_per_key: 1000,
+                ..Default::default()
             },
         );
+        ValidatingStore::new(
+            inner,
+            Limits {
+                max_value_size: 1024,
+                max_providers_per_key: max,
+            },
+        )
+        .with_local_peer(local)
+    }
+
+    fn origin(ip: &str) -> Origin {
+        Origin::of_address(&format!("/ip4/{ip}/tcp/4001").parse().unwrap())
+    }
+
+    fn provider_ids(s: &ValidatingStore<MemoryStore>, key: &RecordKey) -> Vec<PeerId> {
+        s.providers(key).into_iter().map(|p| p.provider).collect()
+    }
+
+    /// Review M1: attackers announcing a key first from `max` identities on one network must
+    /// neither block the local node's own record nor keep a provider from another network out.
+    #[test]
+    fn squatters_cannot_fill_a_provider_key() {
+        let local = PeerId::random();
+        let mut s = provider_store(local, 3);
         // Provider keys are multihashes, not namespaced keys: not validated.
         let key = RecordKey::new(&[0x12, 0x20, 1, 2, 3]);
-        let p1 = PeerId::random();
-        let p2 = PeerId::random();
-        s.add_provider(ProviderRecord::new(key.clone(), p1, vec![]))
+        let attackers: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
+        for a in &attackers {
+            s.add_provider_from(
+                ProviderRecord::new(key.clone(), *a, vec![]),
+                origin("127.0.0.1"),
+            )
             .unwrap();
-        s.add_provider(ProviderRecord::new(key.clone(), p2, vec![]))
+        }
+        // The local node's own announcement is stored, and takes no slot.
+        s.add_provider(ProviderRecord::new(key.clone(), local, vec![]))
             .unwrap();
-        assert!(matches!(
-            s.add_provider(ProviderRecord::new(key.clone(), PeerId::random(), vec![])),
-            Err(store::Error::MaxProvidedKeys)
-        ));
-        // An existing provider may refresh its record.
-        s.add_provider(ProviderRecord::new(key.clone(), p1, vec![]))
+        let ids = provider_ids(&s, &key);
+        assert_eq!(ids.len(), 4);
+        assert!(ids.contains(&local));
+        // More attackers on the same network only replace each other (oldest first).
+        let a4 = PeerId::random();
+        s.add_provider_from(
+            ProviderRecord::new(key.clone(), a4, vec![]),
+            origin("127.0.0.9"),
+        )
+        .unwrap();
+        let ids = provider_ids(&s, &key);
+        assert_eq!(ids.len(), 4);
+        assert!(ids.contains(&local) && ids.contains(&a4) && !ids.contains(&attackers[0]));
+        // A provider from another network gets in; an attacker gives way.
+        let honest = PeerId::random();
+        s.add_provider_from(
+            ProviderRecord::new(key.clone(), honest, vec![]),
+            origin("127.0.2.1"),
+        )
+        .unwrap();
+        let ids = provider_ids(&s, &key);
+        assert_eq!(ids.len(), 4);
+        assert!(ids.contains(&local) && ids.contains(&honest));
+        // A flood of new attacker identities cannot push it out again.
+        for _ in 0..10 {
+            s.add_provider_from(
+                ProviderRecord::new(key.clone(), PeerId::random(), vec![]),
+                origin("127.0.0.1"),
+            )
             .unwrap();
-        let providers: Vec<PeerId> = s.providers(&key).into_iter().map(|p| p.provider).collect();
-        assert_eq!(providers.len(), 2);
-        assert!(providers.contains(&p1) && providers.contains(&p2));
-        s.remove_provider(&key, &p1);
-        assert_eq!(s.providers(&key).len(), 1);
+        }
+        let ids = provider_ids(&s, &key);
+        assert_eq!(ids.len(), 4);
+        assert!(ids.contains(&local) && ids.contains(&honest));
+        // Nor through the plain RecordStore entry point (unknown origin): it is one more network.
+        s.add_provider(ProviderRecord::new(key.clone(), PeerId::random(), vec![]))
+            .unwrap();
+        assert!(provider_ids(&s, &key).contains(&honest));
+        // The local record survives every eviction and can be withdrawn.
+        assert!(provider_ids(&s, &key).contains(&local));
+        s.remove_provider(&key, &local);
+        assert!(!provider_ids(&s, &key).contains(&local));
+    }
+
+    #[test]
+    fn expired_providers_are_evicted_first() {
+        let local = PeerId::random();
+        let mut s = provider_store(local, 2);
+        let key = RecordKey::new(&[0x12, 0x20, 9]);
+        let stale = PeerId::random();
+        let mut record = ProviderRecord::new(key.clone(), stale, vec![]);
+        record.expires = Some(Instant::now());
+        s.add_provider_from(record, origin("127.0.5.1")).unwrap();
+        let fresh = PeerId::random();
+        s.add_provider_from(
+            ProviderRecord::new(key.clone(), fresh, vec![]),
+            origin("127.0.5.1"),
+        )
+        .unwrap();
+        // A newcomer from the very same network takes the expired slot, not the fresh one.
+        let newcomer = PeerId::random();
+        s.add_provider_from(
+            ProviderRecord::new(key.clone(), newcomer, vec![]),
+            origin("127.0.5.1"),
+        )
+        .unwrap();
+        let ids = provider_ids(&s, &key);
+        assert_eq!(ids.len(), 2);
+        assert!(ids.contains(&fresh) && ids.contains(&newcomer) && !ids.contains(&stale));
+        // An existing provider may refresh its record, even on a full key.
+        s.add_provider_from(
+            ProviderRecord::new(key.clone(), fresh, vec![]),
+            origin("127.0.5.1"),
+        )
+        .unwrap();
+        assert_eq!(provider_ids(&s, &key).len(), 2);
+    }
+
+    /// Review L2: a provider record's addresses are capped in number and size.
+    #[test]
+    fn provider_addresses_are_capped() {
+        let mut s = provider_store(PeerId::random(), 20);
+        let key = RecordKey::new(&[0x12, 0x20, 7]);
+        let mut addrs: Vec<libp2p::Multiaddr> = (0..500u16)
+            .map(|i| format!("/ip4/10.0.0.1/tcp/{}", 1000 + i).parse().unwrap())
+            .collect();
+        let huge = libp2p::Multiaddr::empty()
+            .with(libp2p::multiaddr::Protocol::Dns("a".repeat(1000).into()));
+        addrs.insert(0, huge);
+        let p = PeerId::random();
+        s.add_provider(ProviderRecord::new(key.clone(), p, addrs))
+            .unwrap();
+        let stored = s.providers(&key);
+        assert_eq!(stored.len(), 1);
+        assert_eq!(
+            stored[0].addresses.len(),
+            crate::providers::MAX_PROVIDER_ADDRESSES
+        );
+        assert!(
+            stored[0]
+                .addresses
+                .iter()
+                .all(|a| a.as_ref().len() <= crate::providers::MAX_PROVIDER_ADDRESS_LEN)
+        );
     }
 }
