@@ -9,9 +9,9 @@
 //!   documents such as the path forward's pages) and the forward listener's origin are never
 //!   allowed, not even by `--enable-cors '*'`: forwarded pages are written by providers.
 //! - `Sec-Fetch-Site`: `cross-site` or `same-site` without an allowed `Origin` gets 403 on
-//!   state-changing requests, and on reads too unless they are top-level navigations (a link
-//!   the user follows) or forwards, so `<img src=…/api/v1/blobs/CID>` or an `<iframe>` on a web
-//!   page cannot make the node fetch.
+//!   state-changing requests, and on reads too unless they are top-level navigations the user
+//!   made (a link they follow: `Sec-Fetch-User: ?1`) or forwards, so an `<img>`, `<iframe>` or
+//!   script redirect to `/api/v1/blobs/CID` on a web page cannot make the node fetch.
 //!
 //! Requests without these headers (curl, the CLI, programs) are not affected, and `/healthz`
 //! is always open.
@@ -167,7 +167,8 @@ impl Guard {
             && other_site
             && !origin_ok
             && !(header_str(headers, "sec-fetch-mode") == Some("navigate")
-                && header_str(headers, "sec-fetch-dest") == Some("document"))
+                && header_str(headers, "sec-fetch-dest") == Some("document")
+                && header_str(headers, "sec-fetch-user") == Some("?1"))
             && !path.starts_with(super::forward::API_PREFIX)
         {
             return Err(refuse(
@@ -367,16 +368,18 @@ mod tests {
             "/api/v1/blobs/x",
             &[host, site("cross-site")]
         )));
-        let nav = |dest| {
+        let nav = |dest, user| {
             [
                 host,
                 site("cross-site"),
                 ("sec-fetch-mode", "navigate"),
                 ("sec-fetch-dest", dest),
+                ("sec-fetch-user", user),
             ]
         };
-        assert!(ok(req("GET", "/api/v1/blobs/x", &nav("document"))));
-        assert!(!ok(req("GET", "/api/v1/blobs/x", &nav("iframe"))));
+        assert!(ok(req("GET", "/api/v1/blobs/x", &nav("document", "?1"))));
+        assert!(!ok(req("GET", "/api/v1/blobs/x", &nav("document", "?0"))));
+        assert!(!ok(req("GET", "/api/v1/blobs/x", &nav("iframe", "?1"))));
         assert!(ok(req(
             "GET",
             "/api/v1/forward/web/a.css",

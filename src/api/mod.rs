@@ -4,7 +4,7 @@
 mod admission;
 mod blobs;
 mod forward;
-pub mod guard;
+mod guard;
 pub mod types;
 
 use std::future::Future;
