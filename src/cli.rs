@@ -72,8 +72,9 @@ pub struct DaemonArgs {
     /// pages may send state-changing requests to the API.
     #[arg(long, env = "MCC_ENABLE_CORS", value_delimiter = ',')]
     pub enable_cors: Vec<String>,
-    /// Forward listener for browsers: http://ADDR/{service}/... opens a mesh HTTP service on
-    /// an origin of its own (not the API's); "off" disables [default: off].
+    /// Forward listener for browsers: http://SERVICE.localhost:PORT/ (or http://ADDR/SERVICE/)
+    /// opens a mesh HTTP service on an origin of its own, not the API's; "off" disables
+    /// [default: off].
     #[arg(long, env = "MCC_HTTP_FORWARD")]
     pub http_forward: Option<String>,
     /// Names the API and forward listener accept in the Host header besides localhost,

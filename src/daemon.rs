@@ -92,7 +92,8 @@ pub async fn run(
             let (listener, bound) = bind(addr).await?;
             api_config.http_forward = Some(bound);
             tracing::info!(
-                "HTTP forward listener on {}/{{service}}/ (for browsers)",
+                "HTTP forward for browsers on http://SERVICE.localhost:{}/ (or {}/SERVICE/)",
+                bound.port(),
                 api_url(bound)
             );
             let router = api::forward_router(node.clone(), &api_config);

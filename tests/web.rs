@@ -13,16 +13,20 @@ use anyhow::{Context, Result, bail, ensure};
 use common::{Daemon, wait_until};
 use tokio::net::TcpListener;
 
-/// The provider's web server: `/page` is a page whose script attacks the API at `api`
-/// (see [`attack_page`]); `/cookie` sets a cookie.
-async fn web_server(api: String) -> Result<u16> {
+/// The provider's web server (offered as services `web` and `web2`): `/page` is a page whose
+/// script attacks the API at `api` and the other service through the forward listener `fwd`
+/// (see [`attack_page`]); `/cookie` sets a cookie; `/secret` is what `web2` must keep from
+/// `web`'s pages; `/own` is for the page's own reads.
+async fn web_server(api: String, fwd: String) -> Result<u16> {
     use axum::routing::get;
-    let page = attack_page(&api);
+    let page = attack_page(&api, &fwd);
     let app = axum::Router::new()
         .route(
             "/page",
             get(move || async move { ([(axum::http::header::CONTENT_TYPE, "text/html")], page) }),
         )
+        .route("/secret", get(|| async { "TOP-SECRET" }))
+        .route("/own", get(|| async { "own-ok" }))
         .route(
             "/cookie",
             get(|| async {
@@ -46,11 +50,15 @@ async fn web_server(api: String) -> Result<u16> {
 /// A page whose script tries what the review's M3 describes against the consumer's API: add a
 /// service exposing a local port (JSON POST), store a blob (`no-cors` text/plain POST) and read
 /// `/api/v1/node`, both same-origin (relative URLs, when served on the API origin) and at the
-/// API's URL. It writes each outcome into `#out` and ends with `done`.
-fn attack_page(api: &str) -> String {
+/// API's URL; then it tries to read service `web2`'s secret through the forward listener (path
+/// and per-service host) and reads `/own` from its own origin. It writes each outcome into
+/// `#out` and ends with `done`.
+fn attack_page(api: &str, fwd: &str) -> String {
+    let fwd_port = fwd.rsplit(':').next().unwrap_or("0");
     format!(
         r#"<!doctype html><html><body><pre id="out">script did not run</pre><script>
 const API = "{api}";
+const OTHERS = ["{fwd}/web2/secret", "http://web2.localhost:{fwd_port}/secret"];
 const lines = [];
 function log(s) {{ lines.push(s); document.getElementById("out").textContent = lines.join("\n"); }}
 async function attempt(name, f) {{
@@ -77,6 +85,13 @@ async function attempt(name, f) {{
       return "status " + r.status + (t.includes("peer_id") ? " READ-THE-API" : "");
     }});
   }}
+  for (const url of OTHERS) {{
+    await attempt("read " + url, async () => {{
+      const t = await (await fetch(url)).text();
+      return t.includes("TOP-SECRET") ? "READ-ANOTHER-SERVICE" : "no secret";
+    }});
+  }}
+  await attempt("own origin", async () => await (await fetch("/own")).text());
   log("done");
 }})();
 </script></body></html>"#
@@ -91,19 +106,21 @@ async fn mesh(consumer_flags: &[&str]) -> Result<(Daemon, Daemon)> {
     let mut flags = vec!["--boot", &boot, "--http-forward", "127.0.0.1:0"];
     flags.extend_from_slice(consumer_flags);
     let c = Daemon::start(&flags).await?;
-    let web = web_server(c.api.base_url().to_string()).await?;
-    a.api
-        .add_service("web", &format!("http://127.0.0.1:{web}"))
-        .await?;
+    let web = web_server(c.api.base_url().to_string(), forward_url(&c).await?).await?;
     let a_id = a.peer_id().await?;
-    wait_until(30, "C finds A's web service", || async {
-        Ok(c.api
-            .providers("web")
-            .await?
-            .iter()
-            .any(|p| p.peer_id.to_string() == a_id))
-    })
-    .await?;
+    for name in ["web", "web2"] {
+        a.api
+            .add_service(name, &format!("http://127.0.0.1:{web}"))
+            .await?;
+        wait_until(30, "C finds A's web services", || async {
+            Ok(c.api
+                .providers(name)
+                .await?
+                .iter()
+                .any(|p| p.peer_id.to_string() == a_id))
+        })
+        .await?;
+    }
     Ok((a, c))
 }
 
@@ -165,6 +182,37 @@ async fn forwards_are_sandboxed_or_on_their_own_origin() -> Result<()> {
         assert!(r.status().is_client_error(), "{path}: {}", r.status());
         assert!(!r.text().await?.contains("peer_id"));
     }
+    // Each service has an origin of its own: http://{service}.localhost:PORT/, and a local
+    // browser navigating to the shared /{service}/ form is sent there.
+    let fwd_port = fwd.rsplit(':').next().context("port")?;
+    let r = http
+        .get(format!("{fwd}/own"))
+        .header("host", format!("web.localhost:{fwd_port}"))
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.text().await?, "own-ok");
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let r = no_redirect
+        .get(format!("{fwd}/web/cookie?x=1"))
+        .header("sec-fetch-mode", "navigate")
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 307);
+    assert_eq!(
+        r.headers()["location"],
+        format!("http://web.localhost:{fwd_port}/cookie?x=1").as_str()
+    );
+    // One service's pages cannot post to another.
+    let r = http
+        .post(format!("{fwd}/cookie"))
+        .header("host", format!("web2.localhost:{fwd_port}"))
+        .header("origin", format!("http://web.localhost:{fwd_port}"))
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 403);
     // Host check on the forward listener too (DNS rebinding onto the services).
     let r = http
         .get(format!("{fwd}/web/cookie"))
@@ -427,8 +475,9 @@ fn out_text(dom: &str) -> Result<&str> {
 /// M3 in a real browser: a provider's page whose script attacks the consumer's API (add a
 /// service exposing port 22, store a blob, read the node) changes nothing and reads nothing,
 /// whether opened through the path forward (sandboxed: no script runs) or the forward listener
-/// (script runs on its own origin; the API refuses it). The consumer even allows every CORS
-/// origin (`--enable-cors '*'`): forwarded origins stay excluded.
+/// (script runs on the service's own origin; the API refuses it). Nor can it read another
+/// service through the forward listener. The consumer even allows every CORS origin
+/// (`--enable-cors '*'`): forwarded origins stay excluded.
 #[tokio::test(flavor = "multi_thread")]
 async fn chromium_forwarded_page_cannot_use_the_api() -> Result<()> {
     let Some(browser) = chromium() else {
@@ -463,16 +512,23 @@ async fn chromium_forwarded_page_cannot_use_the_api() -> Result<()> {
         move || dump_dom(browser, &url, &fwd_dir)
     })
     .await??;
-    // The script ran to the end on the listener's origin, and every attempt failed.
+    // The browser was sent to the service's own origin; the script ran to the end there, and
+    // every attempt on the API and on the other service failed, while its own origin works.
     let out = out_text(&dom)?;
     eprintln!("forward listener page:\n{out}");
-    assert!(out.starts_with(&format!("ran at {fwd}\n")), "{out}");
-    assert!(out.ends_with("\ndone"), "script did not finish: {out}");
+    let fwd_port = fwd.rsplit(':').next().context("port")?;
+    let origin = format!("http://web.localhost:{fwd_port}");
+    assert!(out.starts_with(&format!("ran at {origin}\n")), "{out}");
+    assert!(out.ends_with("\nown origin: own-ok\ndone"), "{out}");
     assert!(
         !out.contains("READ-THE-API"),
         "the page read the API: {out}"
     );
     assert!(!out.contains("status 2"), "{out}");
+    assert!(
+        !out.contains("READ-ANOTHER-SERVICE"),
+        "the page read another service: {out}"
+    );
 
     assert_eq!(
         c.api.services().await?.len(),

@@ -4,16 +4,20 @@
 //!   programs. Its answers come from a provider but live on the API's origin, so they are
 //!   defused: `Content-Security-Policy: sandbox` (no script runs, the document gets an opaque
 //!   origin), `X-Content-Type-Options: nosniff`, and no cookies or `Clear-Site-Data`;
-//! - the forward listener (`--http-forward`), `http://ADDR/{service}/...`, for browsers. It has
-//!   its own port, hence its own origin: pages there keep working scripts, and the API refuses
-//!   their state-changing requests and does not let them read it (see [`super::guard`]).
+//! - the forward listener (`--http-forward`), for browsers. Each service gets an origin of its
+//!   own, `http://{service}.localhost:PORT/` (browsers resolve `*.localhost` to loopback), so a
+//!   provider's page can neither read the API (the API refuses its state-changing requests and
+//!   never allows it by CORS, see [`super::guard`]) nor other services. `http://ADDR/{service}/`
+//!   also works (curl, programs, remote users through `--api-hosts`), but a local browser
+//!   navigating there is redirected to the service's own origin, so no page ever runs on the
+//!   origin all services share.
 //!
 //! Both use [`proxy`]: one HTTP/1.1 exchange over a fresh tunnel.
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{OriginalUri, Path, State};
-use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, Version, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
 use mcc_admission::Permission;
@@ -23,6 +27,25 @@ use crate::node::Node;
 
 /// Path prefix of the path forward on the API listener.
 pub const API_PREFIX: &str = "/api/v1/forward";
+
+/// Per-service hosts of the forward listener end with this: `web.localhost`.
+const SERVICE_HOST_SUFFIX: &str = ".localhost";
+
+/// The service that a `Host` such as `web.localhost:8090` names, if it is valid.
+pub(crate) fn service_of_host(authority: &str) -> Option<String> {
+    let name = super::guard::host_name(authority);
+    let service = name.strip_suffix(SERVICE_HOST_SUFFIX)?;
+    crate::services::registry::validate_name(service).ok()?;
+    Some(service.to_string())
+}
+
+/// The `Host` of a request (or its URI authority).
+pub(crate) fn request_host<B>(req: &Request<B>) -> Option<&str> {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+}
 
 /// Headers that belong to one connection, not to the message.
 const HOP_BY_HOP: &[&str] = &[
@@ -111,15 +134,16 @@ fn upstream_path(original: &axum::http::Uri, prefix: &str) -> String {
 /// (sent upstream as `X-Forwarded-Prefix`).
 async fn forward_to(
     s: &AppState,
-    prefix: &str,
-    params: &[(String, String)],
-    original: &axum::http::Uri,
+    service: &str,
+    prefix: Option<&str>,
+    path_and_query: &str,
     req: Request<Body>,
-) -> Result<Response, ApiError> {
-    let service = service_of(params)?;
-    s.node.may(Permission::ServicesConsume)?;
-    let path_and_query = upstream_path(original, prefix);
-    proxy(&s.node, &service, prefix, &path_and_query, req).await
+) -> Response {
+    let result = async {
+        s.node.may(Permission::ServicesConsume)?;
+        proxy(&s.node, service, prefix, path_and_query, req).await
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `/api/v1/forward/{service}/...` on the API listener: the answer, defused (see [`defuse`]),
@@ -130,39 +154,94 @@ pub(super) async fn api_forward(
     OriginalUri(original): OriginalUri,
     req: Request<Body>,
 ) -> Response {
-    let mut resp = forward_to(&s, API_PREFIX, &params, &original, req)
-        .await
-        .unwrap_or_else(IntoResponse::into_response);
+    let mut resp = match service_of(&params) {
+        Ok(service) => {
+            let prefix = format!("{API_PREFIX}/{service}");
+            let path_and_query = upstream_path(&original, API_PREFIX);
+            forward_to(&s, &service, Some(&prefix), &path_and_query, req).await
+        }
+        Err(e) => e.into_response(),
+    };
     defuse(&mut resp);
     resp
 }
 
-/// `/{service}/...` on the forward listener: the answer as the provider sent it (this origin
-/// belongs to the forwarded services, not to the API).
-async fn listener_forward(
-    State(s): State<AppState>,
-    Path(params): Path<Vec<(String, String)>>,
-    OriginalUri(original): OriginalUri,
-    req: Request<Body>,
-) -> Response {
-    forward_to(&s, "", &params, &original, req)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+/// Whether a `Host` names this machine the way a local browser does (so `*.localhost` reaches
+/// it too).
+fn is_local_host(authority: &str) -> bool {
+    let name = super::guard::host_name(authority);
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Routes of the forward listener: every `/{service}/...` goes to the service; nothing else.
+/// Every request of the forward listener. `Host: {service}.localhost`: the whole path goes to
+/// that service, answered as the provider sends it (this origin is the service's). Otherwise
+/// `/{service}/...`; a local browser's navigation there is redirected to the service's origin.
+async fn listener_forward(State(s): State<AppState>, req: Request<Body>) -> Response {
+    let host = request_host(&req).map(str::to_string);
+    if let Some(service) = host.as_deref().and_then(service_of_host) {
+        let path_and_query = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        return forward_to(&s, &service, None, &path_and_query, req).await;
+    }
+    let path = req.uri().path();
+    let after = path.strip_prefix('/').unwrap_or(path);
+    let (segment, rest) = after.split_at(after.find('/').unwrap_or(after.len()));
+    if segment.is_empty() {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no service named: open http://SERVICE.localhost:PORT/ or /SERVICE/",
+        )
+        .into_response();
+    }
+    let service = segment.to_string();
+    if let Err(e) = crate::services::registry::validate_name(&service) {
+        return ApiError::new(StatusCode::BAD_REQUEST, e.to_string()).into_response();
+    }
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("/{}?{q}", rest.trim_start_matches('/')),
+        None => format!("/{}", rest.trim_start_matches('/')),
+    };
+    let navigation = req
+        .headers()
+        .get("sec-fetch-mode")
+        .is_some_and(|v| v == "navigate");
+    if navigation
+        && matches!(*req.method(), Method::GET | Method::HEAD)
+        && let Some(host) = host.as_deref().filter(|h| is_local_host(h))
+    {
+        let port = host
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .unwrap_or(80);
+        let location = format!("http://{service}{SERVICE_HOST_SUFFIX}:{port}{path_and_query}");
+        if let Ok(location) = HeaderValue::from_str(&location) {
+            return (
+                StatusCode::TEMPORARY_REDIRECT,
+                [(header::LOCATION, location)],
+            )
+                .into_response();
+        }
+    }
+    let prefix = format!("/{service}");
+    forward_to(&s, &service, Some(&prefix), &path_and_query, req).await
+}
+
+/// Routes of the forward listener: every request goes to a service; nothing else.
 pub(super) fn listener_routes() -> Router<AppState> {
-    Router::new()
-        .route("/{service}", axum::routing::any(listener_forward))
-        .route("/{service}/", axum::routing::any(listener_forward))
-        .route("/{service}/{*path}", axum::routing::any(listener_forward))
+    Router::new().fallback(listener_forward)
 }
 
 /// One HTTP/1.1 exchange with `service` over a fresh tunnel; the answer is streamed back.
 pub(crate) async fn proxy(
     node: &Node,
     service: &str,
-    prefix: &str,
+    prefix: Option<&str>,
     path_and_query: &str,
     req: Request<Body>,
 ) -> Result<Response, ApiError> {
@@ -190,7 +269,7 @@ pub(crate) async fn proxy(
         HeaderValue::from_str(service)
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?,
     );
-    if let Ok(prefix) = HeaderValue::from_str(&format!("{prefix}/{service}")) {
+    if let Some(prefix) = prefix.and_then(|p| HeaderValue::from_str(p).ok()) {
         parts.headers.insert("x-forwarded-prefix", prefix);
     }
     let resp = sender
@@ -224,6 +303,23 @@ mod tests {
         let csp: Vec<_> = h.get_all(header::CONTENT_SECURITY_POLICY).iter().collect();
         assert_eq!(csp, ["default-src *", "sandbox"]);
         assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    }
+
+    #[test]
+    fn service_hosts() {
+        assert_eq!(
+            service_of_host("web.localhost:8090").as_deref(),
+            Some("web")
+        );
+        assert_eq!(
+            service_of_host("My.Db.localhost.").as_deref(),
+            Some("my.db")
+        );
+        assert_eq!(service_of_host("localhost:8090"), None);
+        assert_eq!(service_of_host(".localhost"), None);
+        assert_eq!(service_of_host("web.evil.example"), None);
+        assert!(is_local_host("127.0.0.1:8090") && is_local_host("localhost"));
+        assert!(!is_local_host("box.lan:8090"));
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub struct Guard {
 
 /// The host part of a `Host` header or URL authority: no port, no brackets, lowercase, no
 /// trailing dot.
-fn host_name(authority: &str) -> String {
+pub(crate) fn host_name(authority: &str) -> String {
     let a = authority.trim();
     let name = match a.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or(""),
@@ -178,17 +178,29 @@ impl Guard {
         Ok(())
     }
 
-    /// The checks of the forward listener: `Host`, and state-changing requests only from its
-    /// own pages (or without `Origin`), so other web pages cannot post to mesh services.
+    /// The checks of the forward listener: `Host` (its per-service names `{service}.localhost`
+    /// included), and state-changing requests only from the same origin (or without `Origin`):
+    /// other web sites cannot post to mesh services through it, nor can one service's pages
+    /// post to another service.
     fn check_forward(&self, req: &Request) -> Result<(), ApiError> {
-        self.check_host(req)?;
+        let host = super::forward::request_host(req);
+        let service = host.and_then(super::forward::service_of_host);
+        if service.is_none() {
+            self.check_host(req)?;
+        }
         if !is_safe(req.method())
             && let Some(o) = header_str(req.headers(), header::ORIGIN)
         {
             let own = parse_origin(o).is_some_and(|(scheme, name, port)| {
                 scheme == "http"
                     && Some(port) == self.bound.map(|b| b.port())
-                    && self.host_allowed(&name)
+                    && match &service {
+                        Some(s) => super::forward::service_of_host(&name).as_ref() == Some(s),
+                        None => {
+                            super::forward::service_of_host(&name).is_none()
+                                && self.host_allowed(&name)
+                        }
+                    }
             });
             if !own {
                 return Err(refuse(format!(
@@ -418,6 +430,30 @@ mod tests {
             "GET",
             "/web/",
             &[host, ("origin", "http://evil.example")]
+        )));
+        // Per-service origins: only the service's own pages may post to it.
+        let web = ("host", "web.localhost:8081");
+        let origin = |o| ("origin", o);
+        assert!(ok(req("GET", "/", &[web])));
+        assert!(ok(req(
+            "POST",
+            "/f",
+            &[web, origin("http://web.localhost:8081")]
+        )));
+        assert!(!ok(req(
+            "POST",
+            "/f",
+            &[web, origin("http://db.localhost:8081")]
+        )));
+        assert!(!ok(req(
+            "POST",
+            "/f",
+            &[web, origin("http://127.0.0.1:8081")]
+        )));
+        assert!(!ok(req(
+            "POST",
+            "/db/f",
+            &[host, origin("http://web.localhost:8081")]
         )));
     }
 }

@@ -251,7 +251,6 @@ pub fn forward_router(node: Node, config: &ApiConfig) -> Router {
         None,
     ));
     forward::listener_routes()
-        .fallback(not_found)
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(AppState {
             node,
