@@ -290,8 +290,18 @@ async fn foreign_origins_cannot_change_the_node() -> Result<()> {
         "a foreign origin stored a blob"
     );
 
-    // Without Origin, and from the allowed origin: stored.
+    // Without Origin, from the API's own origin (Swagger UI) and from the allowed origin:
+    // stored.
     let r = post(vec![], "from curl").await?;
+    assert_eq!(r.status().as_u16(), 201);
+    let r = post(
+        vec![
+            ("origin", base.clone()),
+            ("sec-fetch-site", "same-origin".to_string()),
+        ],
+        "from Swagger UI",
+    )
+    .await?;
     assert_eq!(r.status().as_u16(), 201);
     let r = post(
         vec![
@@ -306,7 +316,7 @@ async fn foreign_origins_cannot_change_the_node() -> Result<()> {
         r.headers()["access-control-allow-origin"],
         "http://app.example"
     );
-    assert_eq!(c.api.blobs().await?.len(), 2);
+    assert_eq!(c.api.blobs().await?.len(), 3);
     // Reads from a foreign origin stay possible for the browser's CORS to block (no CORS
     // header), but a cross-site `<img>`-style read of the API is refused outright.
     let r = http
@@ -528,6 +538,18 @@ async fn chromium_forwarded_page_cannot_use_the_api() -> Result<()> {
     assert!(
         !out.contains("READ-ANOTHER-SERVICE"),
         "the page read another service: {out}"
+    );
+
+    // Swagger UI still works in the browser (same-origin requests pass the checks): its script
+    // fetched the OpenAPI document and rendered the operations.
+    let docs_dir = tmp.path().join("docs");
+    std::fs::create_dir_all(&docs_dir)?;
+    let url = format!("{base}/docs/");
+    let dom = tokio::task::spawn_blocking(move || dump_dom(browser, &url, &docs_dir)).await??;
+    assert!(
+        dom.contains("/api/v1/services") && dom.contains("opblock"),
+        "Swagger UI did not render the API: {}",
+        &dom[..dom.len().min(2000)]
     );
 
     assert_eq!(

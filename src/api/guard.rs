@@ -129,6 +129,17 @@ impl Guard {
         parse_origin(origin).is_some_and(|(_, _, p)| p == port)
     }
 
+    /// Whether `origin` is the API's own (Swagger UI at `/docs`): this machine's name or an
+    /// `--api-hosts` name, the API's port. Browsers send `Origin` on same-origin POSTs too.
+    fn is_own_origin(&self, origin: &str) -> bool {
+        parse_origin(origin).is_some_and(|(scheme, name, port)| {
+            scheme == "http"
+                && Some(port) == self.bound.map(|b| b.port())
+                && self.forward_port != Some(port)
+                && self.host_allowed(&name)
+        })
+    }
+
     /// Whether a page of `origin` may use the API: listed by `--enable-cors` (or `*`), and
     /// neither `null` nor the forward listener's origin. Also the CORS layer's predicate.
     pub fn origin_allowed(&self, origin: &str) -> bool {
@@ -147,7 +158,7 @@ impl Guard {
         self.check_host(req)?;
         let headers = req.headers();
         let origin = header_str(headers, header::ORIGIN);
-        let origin_ok = origin.is_some_and(|o| self.origin_allowed(o));
+        let origin_ok = origin.is_some_and(|o| self.is_own_origin(o) || self.origin_allowed(o));
         let fetch_site = header_str(headers, "sec-fetch-site");
         let other_site = matches!(fetch_site, Some("cross-site") | Some("same-site"));
         if !is_safe(req.method()) {
@@ -348,6 +359,23 @@ mod tests {
             "/api/v1/blobs",
             &[host, origin("http://app.example")]
         )));
+        // Swagger UI: same-origin POSTs carry Origin too.
+        for own in [
+            "http://127.0.0.1:8080",
+            "http://localhost:8080",
+            "http://mcc.lan:8080",
+        ] {
+            assert!(
+                ok(req("POST", "/api/v1/blobs", &[host, origin(own)])),
+                "{own}"
+            );
+        }
+        for other in ["http://evil.example:8080", "http://127.0.0.1:9999"] {
+            assert!(
+                !ok(req("POST", "/api/v1/blobs", &[host, origin(other)])),
+                "{other}"
+            );
+        }
         assert!(ok(req(
             "GET",
             "/api/v1/node",
