@@ -129,14 +129,19 @@ impl Guard {
         parse_origin(origin).is_some_and(|(_, _, p)| p == port)
     }
 
-    /// Whether `origin` is the API's own (Swagger UI at `/docs`): this machine's name or an
-    /// `--api-hosts` name, the API's port. Browsers send `Origin` on same-origin POSTs too.
-    fn is_own_origin(&self, origin: &str) -> bool {
-        parse_origin(origin).is_some_and(|(scheme, name, port)| {
-            scheme == "http"
-                && Some(port) == self.bound.map(|b| b.port())
-                && self.forward_port != Some(port)
-                && self.host_allowed(&name)
+    /// Whether `origin` is the one the request is sent to (same-origin: Swagger UI at `/docs`;
+    /// browsers send `Origin` on same-origin POSTs too): scheme `http`, and the host and port of
+    /// `Host` (already checked).
+    fn is_same_origin(origin: &str, host: Option<&str>) -> bool {
+        let Some(host) = host else {
+            return false;
+        };
+        let port = match host.rsplit_once(':') {
+            Some((_, p)) if !p.ends_with(']') => p.parse().ok(),
+            _ => Some(80),
+        };
+        parse_origin(origin).is_some_and(|(scheme, name, p)| {
+            scheme == "http" && name == host_name(host) && Some(p) == port
         })
     }
 
@@ -158,7 +163,10 @@ impl Guard {
         self.check_host(req)?;
         let headers = req.headers();
         let origin = header_str(headers, header::ORIGIN);
-        let origin_ok = origin.is_some_and(|o| self.is_own_origin(o) || self.origin_allowed(o));
+        let host =
+            header_str(headers, header::HOST).or_else(|| req.uri().authority().map(|a| a.as_str()));
+        let origin_ok =
+            origin.is_some_and(|o| Self::is_same_origin(o, host) || self.origin_allowed(o));
         let fetch_site = header_str(headers, "sec-fetch-site");
         let other_site = matches!(fetch_site, Some("cross-site") | Some("same-site"));
         if !is_safe(req.method()) {
@@ -359,23 +367,41 @@ mod tests {
             "/api/v1/blobs",
             &[host, origin("http://app.example")]
         )));
-        // Swagger UI: same-origin POSTs carry Origin too.
-        for own in [
-            "http://127.0.0.1:8080",
-            "http://localhost:8080",
-            "http://mcc.lan:8080",
+        // Swagger UI: same-origin POSTs carry Origin too (the Host's host and port).
+        for h in [
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "mcc.lan:8080",
+            "[::1]:8080",
+            "localhost",
         ] {
-            assert!(
-                ok(req("POST", "/api/v1/blobs", &[host, origin(own)])),
-                "{own}"
+            let own = format!("http://{h}");
+            let r = req(
+                "POST",
+                "/api/v1/blobs",
+                &[("host", h), ("origin", own.as_str())],
             );
+            assert!(g.check_api(&r).is_ok(), "{h}");
         }
-        for other in ["http://evil.example:8080", "http://127.0.0.1:9999"] {
+        for other in [
+            "http://localhost:8080",
+            "http://127.0.0.1:9999",
+            "http://127.0.0.1",
+        ] {
             assert!(
                 !ok(req("POST", "/api/v1/blobs", &[host, origin(other)])),
                 "{other}"
             );
         }
+        // Bound to every address: any IP passes the Host check, but a page on another IP and
+        // the same port is not same-origin.
+        let any = Guard::new(&[], Some("0.0.0.0:8080".parse().unwrap()), &[], None);
+        let r = req(
+            "POST",
+            "/api/v1/blobs",
+            &[host, origin("http://203.0.113.5:8080")],
+        );
+        assert!(any.check_api(&r).is_err());
         assert!(ok(req(
             "GET",
             "/api/v1/node",
