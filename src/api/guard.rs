@@ -4,7 +4,8 @@
 //!   listener is bound to) and the names given with `--api-hosts`. A page that rebinds its own
 //!   DNS name to 127.0.0.1 sends its name as `Host`, so DNS rebinding gets 403.
 //! - `Origin`: a state-changing request (any method but GET, HEAD and OPTIONS) that carries an
-//!   `Origin` not allowed by `--enable-cors` gets 403, whatever its content type, so "simple"
+//!   `Origin` other than its own (Swagger UI) and not allowed by `--enable-cors` gets 403,
+//!   whatever its content type, so "simple"
 //!   cross-site requests (`text/plain` POSTs, forms) cannot change anything. `null` (sandboxed
 //!   documents such as the path forward's pages) and the forward listener's origin are never
 //!   allowed, not even by `--enable-cors '*'`: forwarded pages are written by providers.
