@@ -68,9 +68,19 @@ pub struct DaemonArgs {
     /// REST API address, or "off" [default: 127.0.0.1:8080].
     #[arg(long, env = "MCC_HTTP")]
     pub http: Option<String>,
-    /// Origins allowed by CORS on the API ("*" for any); comma separated.
+    /// Origins allowed by CORS on the API ("*" for any); comma separated. Only these web
+    /// pages may send state-changing requests to the API.
     #[arg(long, env = "MCC_ENABLE_CORS", value_delimiter = ',')]
     pub enable_cors: Vec<String>,
+    /// Forward listener for browsers: http://SERVICE.localhost:PORT/ (or http://ADDR/SERVICE/)
+    /// opens a mesh HTTP service on an origin of its own, not the API's; "off" disables
+    /// [default: off].
+    #[arg(long, env = "MCC_HTTP_FORWARD")]
+    pub http_forward: Option<String>,
+    /// Names the API and forward listener accept in the Host header besides localhost,
+    /// loopback IPs and the bound address (against DNS rebinding); comma separated.
+    #[arg(long, env = "MCC_API_HOSTS", value_delimiter = ',')]
+    pub api_hosts: Vec<String>,
     /// Label of this node (lowercase letters and digits, at most 30 bytes; random if absent).
     #[arg(long, env = "MCC_LABEL")]
     pub label: Option<String>,
@@ -479,6 +489,19 @@ impl DaemonArgs {
             None => Some(parse_socket(DEFAULT_HTTP).map_err(usage)?),
         };
 
+        let http_forward = match self.http_forward.or(file.http_forward.clone()).as_deref() {
+            None | Some("off") | Some("") => None,
+            Some(h) => Some(parse_socket(h).map_err(|e| usage(format!("--http-forward: {e}")))?),
+        };
+        let api_hosts = if !self.api_hosts.is_empty() {
+            self.api_hosts
+        } else {
+            file.api_hosts
+                .as_ref()
+                .map(|h| h.items())
+                .unwrap_or_default()
+        };
+
         let label = self.label.or(file.label.clone());
         if let Some(l) = &label
             && label::normalize(l).is_none()
@@ -629,9 +652,12 @@ impl DaemonArgs {
                 node: config,
                 keypair,
                 http,
+                http_forward,
                 api: ApiConfig {
                     cors_origins: cors,
                     monitoring: self.enable_monitoring || file.enable_monitoring.unwrap_or(false),
+                    api_hosts,
+                    ..ApiConfig::default()
                 },
             },
             loglevel: self.loglevel.or(file.loglevel).unwrap_or(4),
@@ -727,6 +753,10 @@ pub async fn run_command(cmd: Command, common: &CommonArgs) -> Result<(), Error>
                 ("admission", admission_line(&n.admission)),
                 ("certificate", certificate_line(&n.certificate)),
                 ("permissions", n.certificate.permissions.join(", ")),
+                (
+                    "http forward",
+                    n.http_forward.unwrap_or_else(|| "off".into()),
+                ),
             ];
             for (k, v) in rows {
                 println!("{k:<14} {}", term::escape(&v));

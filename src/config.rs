@@ -80,6 +80,8 @@ pub struct FileConfig {
     pub listen: Vec<ListenEntry>,
     pub http: Option<String>,
     pub enable_cors: Option<StringList>,
+    pub http_forward: Option<String>,
+    pub api_hosts: Option<StringList>,
     pub data_folder: Option<PathBuf>,
     pub label: Option<String>,
     pub enable_monitoring: Option<bool>,
@@ -178,6 +180,8 @@ listen:
   - service: web
     address: "tcp://localhost:5000"
 http: 127.0.0.1:8081
+http-forward: 127.0.0.1:8082
+api-hosts: "mcc.lan, box.lan"
 enable-monitoring: true
 dht-alpha: 5
 mdns: off
@@ -195,6 +199,8 @@ services:
             vec![("web".to_string(), "tcp://localhost:5000".to_string(), None)]
         );
         assert_eq!(c.enable_monitoring, Some(true));
+        assert_eq!(c.http_forward.as_deref(), Some("127.0.0.1:8082"));
+        assert_eq!(c.api_hosts.as_ref().map(|h| h.items().len()), Some(2));
         assert_eq!(c.dht_alpha.map(|n| n.get()), Some(5));
         assert_eq!(c.mdns, Some(MdnsMode::Off));
         assert_eq!(c.services[0].name, "web");

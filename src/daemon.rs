@@ -20,6 +20,8 @@ pub struct Config {
     pub keypair: Option<libp2p::identity::Keypair>,
     /// Where the REST API listens; `None` runs without it.
     pub http: Option<SocketAddr>,
+    /// Where the forward listener for browsers listens (`--http-forward`); `None`: off.
+    pub http_forward: Option<SocketAddr>,
     pub api: ApiConfig,
 }
 
@@ -27,7 +29,7 @@ pub struct Config {
 pub enum Error {
     #[error(transparent)]
     Node(#[from] node::Error),
-    #[error("cannot serve the API on {addr}: {source}")]
+    #[error("cannot serve HTTP on {addr}: {source}")]
     Http {
         addr: SocketAddr,
         source: std::io::Error,
@@ -47,6 +49,17 @@ pub fn api_url(addr: SocketAddr) -> String {
         ip => ip,
     };
     format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
+/// Binds a listener of the API or the forward; returns it with its bound address.
+async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), Error> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Http { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| Error::Http { addr, source })?;
+    Ok((listener, bound))
 }
 
 /// Runs node and API until `shutdown` completes, then stops both.
@@ -73,15 +86,27 @@ pub async fn run(
     }
     let (node, task) = builder.spawn(stopped()).await?;
 
+    let mut api_config = config.api;
+    let forward_server = match config.http_forward {
+        Some(addr) => {
+            let (listener, bound) = bind(addr).await?;
+            api_config.http_forward = Some(bound);
+            tracing::info!(
+                "HTTP forward for browsers on http://SERVICE.localhost:{}/ (or {}/SERVICE/)",
+                bound.port(),
+                api_url(bound)
+            );
+            let router = api::forward_router(node.clone(), &api_config);
+            Some(tokio::spawn(api::serve(listener, router, stopped())))
+        }
+        None => None,
+    };
+
     let mut api_file = None;
     let server = match config.http {
         Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| Error::Http { addr, source })?;
-            let bound = listener
-                .local_addr()
-                .map_err(|source| Error::Http { addr, source })?;
+            let (listener, bound) = bind(addr).await?;
+            api_config.bound = Some(bound);
             let url = api_url(bound);
             tracing::info!("REST API on {url} (Swagger UI at {url}/docs)");
             if let Some(dir) = &data_dir {
@@ -94,7 +119,7 @@ pub async fn run(
                 })?;
                 api_file = Some(path);
             }
-            let router = api::router(node.clone(), &config.api);
+            let router = api::router(node.clone(), &api_config);
             Some(tokio::spawn(api::serve(listener, router, stopped())))
         }
         None => None,
@@ -102,7 +127,7 @@ pub async fn run(
     drop(node);
 
     let _ = task.await;
-    if let Some(server) = server {
+    for server in [server, forward_server].into_iter().flatten() {
         match server.await {
             Ok(Err(e)) => tracing::warn!("API server: {e}"),
             Err(e) => tracing::warn!("API server task: {e}"),

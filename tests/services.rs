@@ -109,7 +109,7 @@ async fn echo_through(port: u16, payload: &[u8]) -> Result<()> {
 
 /// One raw HTTP/1.1 exchange on an open connection; returns status and body.
 async fn http_exchange(s: &mut TcpStream, path: &str) -> Result<(u16, String)> {
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
         .await?;
     let mut head = Vec::new();
     let mut byte = [0u8; 1];

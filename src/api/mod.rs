@@ -3,9 +3,13 @@
 
 mod admission;
 mod blobs;
+mod forward;
+mod guard;
 pub mod types;
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, State};
@@ -37,11 +41,26 @@ pub struct ApiConfig {
     pub cors_origins: Vec<String>,
     /// Serve Prometheus metrics at `/metrics`.
     pub monitoring: bool,
+    /// Names besides this machine's own (`localhost`, loopback IPs, the bound address) that
+    /// requests may carry in `Host` (`--api-hosts`).
+    pub api_hosts: Vec<String>,
+    /// Where the API listener is bound (its IP is accepted in `Host`).
+    pub bound: Option<SocketAddr>,
+    /// Where the forward listener (`--http-forward`) is bound, if it runs.
+    pub http_forward: Option<SocketAddr>,
+}
+
+impl ApiConfig {
+    /// The URL of the forward listener, shown in `GET /api/v1/node`.
+    pub fn http_forward_url(&self) -> Option<String> {
+        self.http_forward.map(crate::daemon::api_url)
+    }
 }
 
 #[derive(Clone)]
 pub(crate) struct AppState {
     node: Node,
+    http_forward: Option<String>,
 }
 
 /// An API error: a status and a JSON `{"error": ...}` body.
@@ -169,13 +188,24 @@ pub fn router(node: Node, config: &ApiConfig) -> Router {
         .routes(routes!(blobs::blob_providers))
         .routes(routes!(admission::get_admission))
         .routes(routes!(admission::put_revocations))
-        .route("/forward/{service}", axum::routing::any(forward))
-        .route("/forward/{service}/", axum::routing::any(forward))
-        .route("/forward/{service}/{*path}", axum::routing::any(forward));
+        .route(
+            "/forward/{service}",
+            axum::routing::any(forward::api_forward),
+        )
+        .route(
+            "/forward/{service}/",
+            axum::routing::any(forward::api_forward),
+        )
+        .route(
+            "/forward/{service}/{*path}",
+            axum::routing::any(forward::api_forward),
+        );
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .routes(routes!(healthz))
         .split_for_parts();
+    let mut openapi = openapi;
+    document_forbidden(&mut openapi);
 
     let mut app = api
         .merge(SwaggerUi::new("/docs").url(OPENAPI_PATH, openapi))
@@ -184,21 +214,25 @@ pub fn router(node: Node, config: &ApiConfig) -> Router {
     if config.monitoring {
         app = app.route("/metrics", get(metrics));
     }
+    let guard = Arc::new(guard::Guard::new(
+        &config.api_hosts,
+        config.bound,
+        &config.cors_origins,
+        config.http_forward.map(|a| a.port()),
+    ));
     let mut app = app
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(AppState { node });
+        .with_state(AppState {
+            node,
+            http_forward: config.http_forward_url(),
+        });
     if !config.cors_origins.is_empty() {
-        let origins = if config.cors_origins.iter().any(|o| o == "*") {
-            AllowOrigin::any()
-        } else {
-            AllowOrigin::list(
-                config
-                    .cors_origins
-                    .iter()
-                    .filter_map(|o| HeaderValue::from_str(o).ok()),
-            )
-        };
+        // Never `null` nor the forward listener's origin, even with `*` (see `guard`).
+        let allowed = guard.clone();
+        let origins = AllowOrigin::predicate(move |origin: &HeaderValue, _| {
+            origin.to_str().is_ok_and(|o| allowed.origin_allowed(o))
+        });
         app = app.layer(
             CorsLayer::new()
                 .allow_origin(origins)
@@ -206,7 +240,65 @@ pub fn router(node: Node, config: &ApiConfig) -> Router {
                 .allow_headers(Any),
         );
     }
-    app
+    app.layer(axum::middleware::from_fn_with_state(guard, guard::api))
+}
+
+/// The forward listener's application (`--http-forward`): `/{service}/...` goes to the
+/// service, answered as the provider sends it, on an origin of its own. No API here.
+pub fn forward_router(node: Node, config: &ApiConfig) -> Router {
+    let guard = Arc::new(guard::Guard::new(
+        &config.api_hosts,
+        config.http_forward,
+        &[],
+        None,
+    ));
+    forward::listener_routes()
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(AppState {
+            node,
+            http_forward: config.http_forward_url(),
+        })
+        .layer(axum::middleware::from_fn_with_state(guard, guard::forward))
+}
+
+/// Adds the 403 of [`guard`] to every operation but `/healthz`.
+fn document_forbidden(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        if path == "/healthz" {
+            continue;
+        }
+        let ops = [
+            (&mut item.get, false),
+            (&mut item.head, false),
+            (&mut item.put, true),
+            (&mut item.post, true),
+            (&mut item.delete, true),
+            (&mut item.patch, true),
+        ];
+        for (op, changes) in ops {
+            let Some(op) = op.as_mut() else { continue };
+            let description = if changes {
+                "Refused: the Host is not this machine or an --api-hosts name, or the request \
+                 comes from a web page whose origin --enable-cors does not allow"
+            } else {
+                "Refused: the Host is not this machine or an --api-hosts name, or a \
+                 cross-site read from a web page whose origin --enable-cors does not allow"
+            };
+            op.responses.responses.entry("403".to_string()).or_insert(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build()
+                    .into(),
+            );
+        }
+    }
 }
 
 /// Serves `router` on `listener` until `shutdown` completes.
@@ -241,7 +333,9 @@ async fn healthz() -> Json<Health> {
 #[utoipa::path(get, path = "/node", tag = "node",
     responses((status = 200, body = NodeInfo), (status = 503, body = ErrorBody)))]
 async fn get_node(State(s): State<AppState>) -> Result<Json<NodeInfo>, ApiError> {
-    Ok(Json(s.node.info().await?))
+    let mut info = s.node.info().await?;
+    info.http_forward = s.http_forward.clone();
+    Ok(Json(info))
 }
 
 /// Connected peers with their addresses and round-trip times.
@@ -586,125 +680,15 @@ async fn delete_listener(
 }
 
 /// Proxies any HTTP request to the named HTTP service on a provider and streams the answer
-/// back (method, headers, query and body pass through; hop-by-hop headers do not).
+/// back (method, headers, query and body pass through; hop-by-hop headers do not). For curl
+/// and programs: the answer is on the API's origin, so it gets `Content-Security-Policy:
+/// sandbox` (no script runs) and `X-Content-Type-Options: nosniff`, and loses `Set-Cookie`.
+/// Browsers should open services on the forward listener (`--http-forward`, `http_forward` in
+/// `GET /api/v1/node`) instead.
 #[utoipa::path(get, path = "/api/v1/forward/{service}/{path}", tag = "services",
     params(("service" = String, Path), ("path" = String, Path, description = "Path on the service (slashes allowed); every method works")),
     responses((status = 200, description = "The service's answer"),
-              (status = 404, body = ErrorBody), (status = 502, body = ErrorBody)))]
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 502, body = ErrorBody)))]
 #[allow(dead_code)]
 async fn forward_doc() {}
-
-async fn forward(
-    State(s): State<AppState>,
-    Path(params): Path<Vec<(String, String)>>,
-    axum::extract::OriginalUri(original): axum::extract::OriginalUri,
-    req: axum::extract::Request,
-) -> Result<Response, ApiError> {
-    let service = params
-        .iter()
-        .find(|(k, _)| k == "service")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
-    crate::services::registry::validate_name(&service)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    s.node.may(Permission::ServicesConsume)?;
-    // The rest of the raw (still percent-encoded) path after /forward/<service>.
-    let marker = format!("/forward/{service}");
-    let full = original.path();
-    let rest = full
-        .find(&marker)
-        .map(|i| &full[i + marker.len()..])
-        .unwrap_or("");
-    let path_and_query = match original.query() {
-        Some(q) => format!("/{}?{q}", rest.trim_start_matches('/')),
-        None => format!("/{}", rest.trim_start_matches('/')),
-    };
-    forward::proxy(&s.node, &service, &path_and_query, req).await
-}
-
-mod forward {
-    //! The HTTP side of forwarding: one HTTP/1.1 exchange over a fresh tunnel.
-
-    use axum::body::Body;
-    use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, Version, header};
-    use hyper_util::rt::TokioIo;
-
-    use super::ApiError;
-    use crate::node::Node;
-
-    /// Headers that belong to one connection, not to the message.
-    const HOP_BY_HOP: &[&str] = &[
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    ];
-
-    fn strip_hop_by_hop(headers: &mut HeaderMap) {
-        let listed: Vec<String> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|s| s.trim().to_ascii_lowercase())
-            .filter(|s| !s.is_empty())
-            .collect();
-        for h in HOP_BY_HOP
-            .iter()
-            .copied()
-            .chain(listed.iter().map(String::as_str))
-        {
-            headers.remove(h);
-        }
-    }
-
-    fn bad_gateway(e: impl std::fmt::Display) -> ApiError {
-        ApiError::new(StatusCode::BAD_GATEWAY, format!("forwarding failed: {e}"))
-    }
-
-    pub(super) async fn proxy(
-        node: &Node,
-        service: &str,
-        path_and_query: &str,
-        req: Request<Body>,
-    ) -> Result<axum::response::Response, ApiError> {
-        let tunnel = node.open_tunnel(service, None).await?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tunnel))
-            .await
-            .map_err(bad_gateway)?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!("forwarded HTTP connection: {e}");
-            }
-        });
-
-        let (mut parts, body) = req.into_parts();
-        parts.uri = path_and_query
-            .parse()
-            .map_err(|e| ApiError::bad_request(format!("bad path: {e}")))?;
-        parts.version = Version::HTTP_11;
-        strip_hop_by_hop(&mut parts.headers);
-        if let Some(host) = parts.headers.remove(header::HOST) {
-            parts.headers.insert("x-forwarded-host", host);
-        }
-        parts.headers.insert(
-            header::HOST,
-            HeaderValue::from_str(service).map_err(|e| ApiError::bad_request(e.to_string()))?,
-        );
-        if let Ok(prefix) = HeaderValue::from_str(&format!("/api/v1/forward/{service}")) {
-            parts.headers.insert("x-forwarded-prefix", prefix);
-        }
-        let resp = sender
-            .send_request(Request::from_parts(parts, body))
-            .await
-            .map_err(bad_gateway)?;
-        let (mut parts, body) = resp.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        Ok(axum::response::Response::from_parts(parts, Body::new(body)))
-    }
-}

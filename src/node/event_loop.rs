@@ -612,6 +612,7 @@ impl EventLoop {
                 self.swarm.behaviour().admission.own_certificate(),
             ),
             admission: self.admission_info(),
+            http_forward: None,
         }
     }
 

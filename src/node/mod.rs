@@ -270,6 +270,10 @@ pub struct NodeInfo {
     /// This node's certificate (label, permissions, expiry).
     pub certificate: CertificateInfo,
     pub admission: AdmissionInfo,
+    /// URL of the forward listener (`--http-forward`), where browsers open forwarded web
+    /// services on an origin of their own; absent when it is off.
+    #[serde(default)]
+    pub http_forward: Option<String>,
 }
 
 /// A connected peer.
