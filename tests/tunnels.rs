@@ -77,6 +77,14 @@ async fn one_consumer_cannot_lock_out_the_others() -> Result<()> {
     let v_id = v.peer_id().await?;
     let a = Daemon::start(&["--boot", &boot]).await?;
     let c = Daemon::start(&["--boot", &boot]).await?;
+    // The listeners are pinned to V: both consumers must be connected to it first (a pinned
+    // tunnel to a peer whose addresses are not known yet fails with "no addresses").
+    for (name, d) in [("A", &a), ("C", &c)] {
+        wait_until(20, &format!("{name} connected to V"), || async {
+            Ok(d.peers().await?.iter().any(|p| p.peer_id.to_string() == v_id))
+        })
+        .await?;
+    }
     v.api
         .add_service("db", &format!("tcp://127.0.0.1:{db_port}"))
         .await?;
