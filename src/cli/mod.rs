@@ -1,9 +1,9 @@
 //! The `mcc` command line: with no subcommand it runs the daemon; subcommands talk to a
 //! running node over its REST API.
 //!
-//! One file per command group, each with its clap enum (`XxxCommand`) and its `run`:
-//! [`daemon`] (the daemon's flags, `--newcert`), [`node`] (node, peers, dial, echo, rpc),
-//! [`dht`], [`did`], [`service`] (service and listen), [`blob`], [`ca`] (ca and cert).
+//! One private module per command group, each with its clap enum (`XxxCommand`, re-exported
+//! here) and its `run`: `daemon` (the daemon's flags, `--newcert`), `node` (node, peers, dial,
+//! echo, rpc), `dht`, `did`, `service` (service and listen), `blob`, `ca` (ca and cert).
 //! Tables, JSON and progress bars are printed by the helpers in `output`. A new command
 //! group is a new file here plus one variant of [`Subcommand`] and one arm in
 //! [`run_command`].
@@ -14,14 +14,14 @@ use clap::{Args, Parser};
 
 use crate::client::{self, Client};
 
-pub mod blob;
-pub mod ca;
-pub mod daemon;
-pub mod dht;
-pub mod did;
-pub mod node;
+mod blob;
+mod ca;
+mod daemon;
+mod dht;
+mod did;
+mod node;
 mod output;
-pub mod service;
+mod service;
 
 pub use blob::BlobCommand;
 pub use ca::{CaCommand, CertCommand};
