@@ -193,7 +193,7 @@ impl PeerState {
 fn label_of(agent: &str) -> Option<String> {
     let rest = agent.strip_prefix("mcc/")?;
     let (_, tail) = rest.split_once(" (")?;
-    crate::label::normalize(tail.strip_suffix(')')?)
+    mcc_admission::normalize_label(tail.strip_suffix(')')?)
 }
 
 pub(crate) struct EventLoop {

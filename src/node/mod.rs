@@ -79,7 +79,7 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     /// Deterministic identity for demos and tests.
     pub seed: Option<u64>,
-    /// Human-readable name, normalized with [`crate::label::normalize`].
+    /// Human-readable name, normalized with [`mcc_admission::normalize_label`].
     pub label: Option<String>,
     /// Addresses to listen on (see [`addr::parse_listen`]).
     pub listen: Vec<Multiaddr>,
@@ -695,7 +695,11 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 fn resolve_label(config: &Config) -> Result<String, Error> {
-    if let Some(l) = config.label.as_deref().and_then(crate::label::normalize) {
+    if let Some(l) = config
+        .label
+        .as_deref()
+        .and_then(mcc_admission::normalize_label)
+    {
         return Ok(l);
     }
     // Keep a generated label across restarts, like the identity.
@@ -705,7 +709,7 @@ fn resolve_label(config: &Config) -> Result<String, Error> {
     let path = dir.join("label");
     if let Some(l) = std::fs::read_to_string(&path)
         .ok()
-        .and_then(|s| crate::label::normalize(&s))
+        .and_then(|s| mcc_admission::normalize_label(&s))
     {
         return Ok(l);
     }

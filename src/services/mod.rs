@@ -57,7 +57,7 @@ impl ProviderPin {
             let key = libp2p::identity::PublicKey::from(key);
             return Ok(ProviderPin::Peer(key.to_peer_id()));
         }
-        match crate::label::normalize(s) {
+        match mcc_admission::normalize_label(s) {
             Some(label) if label == s => Ok(ProviderPin::Label(label)),
             _ => Err(Error::InvalidPeer(format!(
                 "{s:?} is neither a peer id, a did:key DID, nor a label (lowercase letters and \

@@ -1,0 +1,165 @@
+//! The `mcc` command line: with no subcommand it runs the daemon; subcommands talk to a
+//! running node over its REST API.
+//!
+//! One private module per command group, each with its clap enum (`XxxCommand`, re-exported
+//! here) and its `run`: `daemon` (the daemon's flags, `--newcert`), `node` (node, peers, dial,
+//! echo, rpc), `dht`, `did`, `service` (service and listen), `blob`, `ca` (ca and cert).
+//! Tables, JSON and progress bars are printed by the helpers in `output`. A new command
+//! group is a new file here plus one variant of [`Subcommand`] and one arm in
+//! [`run_command`].
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser};
+
+use crate::client::{self, Client};
+
+mod blob;
+mod ca;
+mod daemon;
+mod dht;
+mod did;
+mod node;
+mod output;
+mod service;
+
+pub use blob::BlobCommand;
+pub use ca::{CaCommand, CertCommand};
+pub use daemon::{DaemonArgs, Resolved, log_filter, newcert};
+pub use dht::DhtCommand;
+pub use did::DidCommand;
+pub use node::NodeCommand;
+pub use service::{ListenCommand, ServiceCommand};
+
+/// Default data folder.
+pub const DEFAULT_DATA_FOLDER: &str = "./.mcc";
+/// Default REST API address.
+pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mcc",
+    version,
+    about = "mcc: a peer-to-peer mesh companion node. Without a subcommand it runs the node.",
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(subcommand)]
+    pub command: Option<Subcommand>,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Data folder (identity, API address, state).
+    #[arg(long, env = "MCC_DATA_FOLDER", global = true)]
+    pub data_folder: Option<PathBuf>,
+    /// API of the node to talk to (default: the one running from the data folder, else
+    /// http://127.0.0.1:8080).
+    #[arg(long, env = "MCC_API", global = true)]
+    pub api: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The client subcommands (`mcc SUBCOMMAND`). Not the node's event-loop command.
+#[derive(Debug, clap::Subcommand)]
+pub enum Subcommand {
+    // node, peers, dial, echo, rpc: top-level commands, flattened in from `node`.
+    #[command(flatten)]
+    Node(NodeCommand),
+    /// DHT records: `mcc dht put KEY VALUE`, `mcc dht get KEY`.
+    #[command(subcommand)]
+    Dht(DhtCommand),
+    /// DID documents: show, keygen, publish.
+    #[command(subcommand)]
+    Did(DidCommand),
+    /// Local services offered to the mesh: add, ls, rm, find.
+    #[command(subcommand)]
+    Service(ServiceCommand),
+    /// Local listeners forwarding to services in the mesh: add, ls, rm.
+    #[command(subcommand)]
+    Listen(ListenCommand),
+    /// Content-addressed files (IPFS CIDs): add, get, ls, rm, providers.
+    #[command(subcommand)]
+    Blob(BlobCommand),
+    /// Certificate authority: init, sign, revoke (works on files; no node needed).
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Certificate files: show.
+    #[command(subcommand)]
+    Cert(CertCommand),
+}
+
+/// CLI errors: each is printed as one line, with a non-zero exit.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] crate::config::Error),
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Client(#[from] client::Error),
+    #[error(transparent)]
+    Daemon(#[from] crate::daemon::Error),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::Error),
+    #[error(transparent)]
+    Certs(#[from] crate::certs::Error),
+    #[error("{path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|source| Error::File {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn usage(msg: impl Into<String>) -> Error {
+    Error::Usage(msg.into())
+}
+
+/// The API URL the client commands use.
+pub fn api_url(common: &CommonArgs) -> String {
+    if let Some(api) = &common.api {
+        return api.clone();
+    }
+    let dir = common
+        .data_folder
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_FOLDER));
+    read_api_file(&dir).unwrap_or_else(|| format!("http://{DEFAULT_HTTP}"))
+}
+
+fn read_api_file(dir: &Path) -> Option<String> {
+    let s = std::fs::read_to_string(dir.join(crate::daemon::API_FILE)).ok()?;
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// Runs a client subcommand and prints its result.
+pub async fn run_command(cmd: Subcommand, common: &CommonArgs) -> Result<(), Error> {
+    let client = Client::new(api_url(common));
+    let json = common.json;
+    match cmd {
+        Subcommand::Node(cmd) => node::run(cmd, &client, json).await?,
+        Subcommand::Dht(cmd) => dht::run(cmd, &client, json).await?,
+        Subcommand::Service(cmd) => service::run(cmd, &client, json).await?,
+        Subcommand::Listen(cmd) => service::run_listen(cmd, &client, json).await?,
+        Subcommand::Blob(cmd) => blob::run(cmd, &client, json).await?,
+        Subcommand::Did(cmd) => did::run(cmd, &client, json).await?,
+        Subcommand::Ca(cmd) => ca::run(cmd, &client, json).await?,
+        Subcommand::Cert(cmd) => ca::run_cert(cmd, json)?,
+    }
+    Ok(())
+}
