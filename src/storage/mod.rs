@@ -1,22 +1,63 @@
-//! State the node keeps on disk, in its data folder.
+//! State the node keeps on disk, in its data folder (a temp folder that lives as long as the
+//! node when it has none). The node opens each store once at start (`node::Builder::spawn`).
 //!
-//! - [`records`]: the persistent Kademlia record store, [`records::RedbStore`], kept in
-//!   `<data-folder>/records.redb`.
+//! # Stores
 //!
-//! Everything here is crash-safe: each change is one [redb] transaction that is fsynced before
-//! the call returns, so a killed process loses nothing that was acknowledged and never leaves a
-//! half-written change behind.
+//! - [`records`]: [`records::RedbStore`], the persistent Kademlia record store: value records
+//!   (with size limits and per-source quotas) and provider records (with per-key and key-count
+//!   limits), expiry, and the batched key walk that replication uses. kad reaches it through
+//!   `mcc_records::ValidatingStore` and the admission guard (`node::RecordStore`).
+//! - [`blobs`]: [`blobs::BlobStore`], content-addressed blocks and the blobs (DAGs) made of
+//!   them: add sessions for local files, resumable partial fetches, deletion and garbage
+//!   collection of unused blocks. It implements `mcc_blobs::BlockStore` for the blob protocol.
+//!
+//! # On-disk layout
+//!
+//! ```text
+//! <data-folder>/records.redb            the record store (one redb file)
+//! <data-folder>/blobs/blobs.redb        the blob index
+//! <data-folder>/blobs/blocks/<xy>/<cid> one file per block, sharded by CID
+//! ```
+//!
+//! The tables and row formats of each redb file are documented in [`records`] and [`blobs`];
+//! each file stamps a schema version, and a file with an unknown version or foreign tables is
+//! refused at open ([`StorageError::UnsupportedVersion`], [`StorageError::Corrupt`]). Other
+//! files of the data folder (the node label, certificates, the service list) are not kept here.
+//!
+//! # Durability
+//!
+//! Everything here survives `kill -9` and keeps what it acknowledged across a power cut:
+//!
+//! - Every change to a redb file is one write transaction committed with
+//!   `redb::Durability::Immediate` (fsynced) before the call returns, so a change is either
+//!   fully on disk or absent, never half-written. A call that changes nothing aborts its
+//!   transaction and costs no fsync.
+//! - Block files are written to a `.tmp-*` file in their folder and renamed over the final
+//!   name (atomic), so a block file is absent or complete. Blocks are fsynced (with their
+//!   folders) when a blob is committed, *before* the index transaction that makes the blob
+//!   visible, so a visible blob never lacks a block.
+//! - What a crash leaves behind (temp files and the blocks of adds that never committed) is
+//!   removed when the store is opened again; opening the record store also removes expired
+//!   and undecodable rows.
+//!
+//! # Adding a store
+//!
+//! Put it in its own submodule here (a folder `storage/<name>/` with a facade in `mod.rs` once
+//! it grows past one file, like [`records`] and [`blobs`]), keep its file(s) under the data
+//! folder, report open and preparation errors as [`StorageError`], follow the durability rules
+//! above, and open it in `node::Builder::spawn` next to the others.
 
 pub mod blobs;
 pub mod records;
 
 use std::path::PathBuf;
 
-/// Errors while opening or preparing on-disk storage.
+/// Errors of the on-disk stores.
 ///
-/// Errors during normal operation are not reported this way: the Kademlia `RecordStore` trait
-/// has no room for them, so they are logged and mapped to the closest `kad` error (see
-/// [`records`]).
+/// Both stores report errors while opening or preparing their files this way, and
+/// [`blobs::BlobStore`] also its errors during normal operation. The record store cannot: the
+/// Kademlia `RecordStore` trait has no room for them, so they are logged and mapped to the
+/// closest `kad` error (see [`records`]).
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// The database file could not be opened or created (missing folder, permissions, not a
