@@ -22,30 +22,9 @@ use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
 use mcc_admission::Permission;
 
+use super::host::{API_PREFIX, SERVICE_HOST_SUFFIX, is_local_host, request_host, service_of_host};
 use super::{ApiError, AppState};
 use crate::node::Node;
-
-/// Path prefix of the path forward on the API listener.
-pub const API_PREFIX: &str = "/api/v1/forward";
-
-/// Per-service hosts of the forward listener end with this: `web.localhost`.
-const SERVICE_HOST_SUFFIX: &str = ".localhost";
-
-/// The service that a `Host` such as `web.localhost:8090` names, if it is valid.
-pub(crate) fn service_of_host(authority: &str) -> Option<String> {
-    let name = super::guard::host_name(authority);
-    let service = name.strip_suffix(SERVICE_HOST_SUFFIX)?;
-    crate::services::registry::validate_name(service).ok()?;
-    Some(service.to_string())
-}
-
-/// The `Host` of a request (or its URI authority).
-pub(crate) fn request_host<B>(req: &Request<B>) -> Option<&str> {
-    req.headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
-}
 
 /// Headers that belong to one connection, not to the message.
 const HOP_BY_HOP: &[&str] = &[
@@ -164,16 +143,6 @@ pub(super) async fn api_forward(
     };
     defuse(&mut resp);
     resp
-}
-
-/// Whether a `Host` names this machine the way a local browser does (so `*.localhost` reaches
-/// it too).
-fn is_local_host(authority: &str) -> bool {
-    let name = super::guard::host_name(authority);
-    name == "localhost"
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Every request of the forward listener. `Host: {service}.localhost`: the whole path goes to
@@ -303,23 +272,6 @@ mod tests {
         let csp: Vec<_> = h.get_all(header::CONTENT_SECURITY_POLICY).iter().collect();
         assert_eq!(csp, ["default-src *", "sandbox"]);
         assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
-    }
-
-    #[test]
-    fn service_hosts() {
-        assert_eq!(
-            service_of_host("web.localhost:8090").as_deref(),
-            Some("web")
-        );
-        assert_eq!(
-            service_of_host("My.Db.localhost.").as_deref(),
-            Some("my.db")
-        );
-        assert_eq!(service_of_host("localhost:8090"), None);
-        assert_eq!(service_of_host(".localhost"), None);
-        assert_eq!(service_of_host("web.evil.example"), None);
-        assert!(is_local_host("127.0.0.1:8090") && is_local_host("localhost"));
-        assert!(!is_local_host("box.lan:8090"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod admission;
 mod blobs;
 mod forward;
 mod guard;
+mod host;
 pub mod types;
 
 use std::future::Future;
