@@ -9,7 +9,7 @@ mod host;
 pub mod types;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
@@ -54,8 +54,18 @@ pub struct ApiConfig {
 impl ApiConfig {
     /// The URL of the forward listener, shown in `GET /api/v1/node`.
     pub fn http_forward_url(&self) -> Option<String> {
-        self.http_forward.map(crate::daemon::api_url)
+        self.http_forward.map(api_url)
     }
+}
+
+/// The URL clients use for an API bound to `addr` (an unspecified host becomes loopback).
+pub fn api_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
 #[derive(Clone)]
