@@ -21,8 +21,11 @@ use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Version, h
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
 use mcc_admission::Permission;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use super::host::{API_PREFIX, SERVICE_HOST_SUFFIX, is_local_host, request_host, service_of_host};
+use super::types::ErrorBody;
 use super::{ApiError, AppState};
 use crate::node::Node;
 
@@ -200,6 +203,38 @@ async fn listener_forward(State(s): State<AppState>, req: Request<Body>) -> Resp
     let prefix = format!("/{service}");
     forward_to(&s, &service, Some(&prefix), &path_and_query, req).await
 }
+
+/// The path forward's routes on the API listener, `/forward/{service}/...` with every method,
+/// and its OpenAPI path.
+pub(super) fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(Doc::openapi())
+        .route("/forward/{service}", axum::routing::any(api_forward))
+        .route("/forward/{service}/", axum::routing::any(api_forward))
+        .route(
+            "/forward/{service}/{*path}",
+            axum::routing::any(api_forward),
+        )
+}
+
+/// Routed with wildcards (paths contain slashes), which `routes!` cannot take, so listed here
+/// by hand.
+#[derive(OpenApi)]
+#[openapi(paths(forward_doc))]
+struct Doc;
+
+/// Proxies any HTTP request to the named HTTP service on a provider and streams the answer
+/// back (method, headers, query and body pass through; hop-by-hop headers do not). For curl
+/// and programs: the answer is on the API's origin, so it gets `Content-Security-Policy:
+/// sandbox` (no script runs) and `X-Content-Type-Options: nosniff`, and loses `Set-Cookie`.
+/// Browsers should open services on the forward listener (`--http-forward`, `http_forward` in
+/// `GET /api/v1/node`) instead.
+#[utoipa::path(get, path = "/forward/{service}/{path}", tag = "services",
+    params(("service" = String, Path), ("path" = String, Path, description = "Path on the service (slashes allowed); every method works")),
+    responses((status = 200, description = "The service's answer"),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 502, body = ErrorBody)))]
+#[allow(dead_code)]
+async fn forward_doc() {}
 
 /// Routes of the forward listener: every request goes to a service; nothing else.
 pub(super) fn listener_routes() -> Router<AppState> {
