@@ -1,11 +1,13 @@
 //! The daemon: a node plus its HTTP API, run until a shutdown future completes.
 
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use tokio::sync::watch;
 
+/// Kept at its old path; it lives in [`api`] now.
+pub use crate::api::api_url;
 use crate::api::{self, ApiConfig};
 use crate::node::{self, Node};
 
@@ -39,16 +41,6 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-}
-
-/// The URL clients use for an API bound to `addr` (an unspecified host becomes loopback).
-pub fn api_url(addr: SocketAddr) -> String {
-    let ip = match addr.ip() {
-        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
 /// Binds a listener of the API or the forward; returns it with its bound address.

@@ -4,8 +4,17 @@
 use axum::Json;
 use axum::extract::State;
 
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::types::{AdmissionInfo, RevocationOutcome};
 use super::{ApiError, AppState};
-use crate::node::{AdmissionInfo, RevocationOutcome};
+
+/// The routes of this file with their OpenAPI paths.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_admission))
+        .routes(routes!(put_revocations))
+}
 
 /// Admission on this node: open or closed, trusted CA, revocation list in force, bans.
 #[utoipa::path(get, path = "/admission", tag = "admission",

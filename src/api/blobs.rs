@@ -7,10 +7,20 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::types::{BlobInfo, FetchSummary, Provider};
 use super::{ApiError, AppState};
-use crate::blobs::{BlobInfo, FetchSummary, parse_cid};
-use crate::services::Provider;
+use crate::blobs::parse_cid;
+
+/// The routes of this file with their OpenAPI paths.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(post_blob, list_blobs))
+        .routes(routes!(get_blob, delete_blob))
+        .routes(routes!(fetch_blob))
+        .routes(routes!(blob_providers))
+}
 
 /// Stores the request body (streamed, any size) as a blob.
 #[utoipa::path(post, path = "/blobs", tag = "blobs",

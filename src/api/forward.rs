@@ -21,31 +21,13 @@ use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Version, h
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
 use mcc_admission::Permission;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
+use super::host::{API_PREFIX, SERVICE_HOST_SUFFIX, is_local_host, request_host, service_of_host};
+use super::types::ErrorBody;
 use super::{ApiError, AppState};
 use crate::node::Node;
-
-/// Path prefix of the path forward on the API listener.
-pub const API_PREFIX: &str = "/api/v1/forward";
-
-/// Per-service hosts of the forward listener end with this: `web.localhost`.
-const SERVICE_HOST_SUFFIX: &str = ".localhost";
-
-/// The service that a `Host` such as `web.localhost:8090` names, if it is valid.
-pub(crate) fn service_of_host(authority: &str) -> Option<String> {
-    let name = super::guard::host_name(authority);
-    let service = name.strip_suffix(SERVICE_HOST_SUFFIX)?;
-    crate::services::registry::validate_name(service).ok()?;
-    Some(service.to_string())
-}
-
-/// The `Host` of a request (or its URI authority).
-pub(crate) fn request_host<B>(req: &Request<B>) -> Option<&str> {
-    req.headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
-}
 
 /// Headers that belong to one connection, not to the message.
 const HOP_BY_HOP: &[&str] = &[
@@ -166,16 +148,6 @@ pub(super) async fn api_forward(
     resp
 }
 
-/// Whether a `Host` names this machine the way a local browser does (so `*.localhost` reaches
-/// it too).
-fn is_local_host(authority: &str) -> bool {
-    let name = super::guard::host_name(authority);
-    name == "localhost"
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 /// Every request of the forward listener. `Host: {service}.localhost`: the whole path goes to
 /// that service, answered as the provider sends it (this origin is the service's). Otherwise
 /// `/{service}/...`; a local browser's navigation there is redirected to the service's origin.
@@ -231,6 +203,38 @@ async fn listener_forward(State(s): State<AppState>, req: Request<Body>) -> Resp
     let prefix = format!("/{service}");
     forward_to(&s, &service, Some(&prefix), &path_and_query, req).await
 }
+
+/// The path forward's routes on the API listener, `/forward/{service}/...` with every method,
+/// and its OpenAPI path.
+pub(super) fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(Doc::openapi())
+        .route("/forward/{service}", axum::routing::any(api_forward))
+        .route("/forward/{service}/", axum::routing::any(api_forward))
+        .route(
+            "/forward/{service}/{*path}",
+            axum::routing::any(api_forward),
+        )
+}
+
+/// Routed with wildcards (paths contain slashes), which `routes!` cannot take, so listed here
+/// by hand.
+#[derive(OpenApi)]
+#[openapi(paths(forward_doc))]
+struct Doc;
+
+/// Proxies any HTTP request to the named HTTP service on a provider and streams the answer
+/// back (method, headers, query and body pass through; hop-by-hop headers do not). For curl
+/// and programs: the answer is on the API's origin, so it gets `Content-Security-Policy:
+/// sandbox` (no script runs) and `X-Content-Type-Options: nosniff`, and loses `Set-Cookie`.
+/// Browsers should open services on the forward listener (`--http-forward`, `http_forward` in
+/// `GET /api/v1/node`) instead.
+#[utoipa::path(get, path = "/forward/{service}/{path}", tag = "services",
+    params(("service" = String, Path), ("path" = String, Path, description = "Path on the service (slashes allowed); every method works")),
+    responses((status = 200, description = "The service's answer"),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 502, body = ErrorBody)))]
+#[allow(dead_code)]
+async fn forward_doc() {}
 
 /// Routes of the forward listener: every request goes to a service; nothing else.
 pub(super) fn listener_routes() -> Router<AppState> {
@@ -303,23 +307,6 @@ mod tests {
         let csp: Vec<_> = h.get_all(header::CONTENT_SECURITY_POLICY).iter().collect();
         assert_eq!(csp, ["default-src *", "sandbox"]);
         assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
-    }
-
-    #[test]
-    fn service_hosts() {
-        assert_eq!(
-            service_of_host("web.localhost:8090").as_deref(),
-            Some("web")
-        );
-        assert_eq!(
-            service_of_host("My.Db.localhost.").as_deref(),
-            Some("my.db")
-        );
-        assert_eq!(service_of_host("localhost:8090"), None);
-        assert_eq!(service_of_host(".localhost"), None);
-        assert_eq!(service_of_host("web.evil.example"), None);
-        assert!(is_local_host("127.0.0.1:8090") && is_local_host("localhost"));
-        assert!(!is_local_host("box.lan:8090"));
     }
 
     #[test]

@@ -26,6 +26,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::ApiError;
+use super::host::{API_PREFIX, host_name, request_host, service_of_host};
 
 /// What the checks allow, built once per listener.
 #[derive(Debug, Clone, Default)]
@@ -41,20 +42,6 @@ pub struct Guard {
     cors: Vec<String>,
     /// Port of the forward listener: its origins are never allowed on the API.
     forward_port: Option<u16>,
-}
-
-/// The host part of a `Host` header or URL authority: no port, no brackets, lowercase, no
-/// trailing dot.
-pub(crate) fn host_name(authority: &str) -> String {
-    let a = authority.trim();
-    let name = match a.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(""),
-        None => match a.rsplit_once(':') {
-            Some((n, port)) if port.bytes().all(|b| b.is_ascii_digit()) => n,
-            _ => a,
-        },
-    };
-    name.trim_end_matches('.').to_ascii_lowercase()
 }
 
 /// Scheme, host name and port of an origin such as `http://127.0.0.1:8080`.
@@ -189,7 +176,7 @@ impl Guard {
             && !(header_str(headers, "sec-fetch-mode") == Some("navigate")
                 && header_str(headers, "sec-fetch-dest") == Some("document")
                 && header_str(headers, "sec-fetch-user") == Some("?1"))
-            && !path.starts_with(super::forward::API_PREFIX)
+            && !path.starts_with(API_PREFIX)
         {
             return Err(refuse(
                 "cross-site reads of the API are refused (allow a web app with --enable-cors)",
@@ -203,8 +190,8 @@ impl Guard {
     /// other web sites cannot post to mesh services through it, nor can one service's pages
     /// post to another service.
     fn check_forward(&self, req: &Request) -> Result<(), ApiError> {
-        let host = super::forward::request_host(req);
-        let service = host.and_then(super::forward::service_of_host);
+        let host = request_host(req);
+        let service = host.and_then(service_of_host);
         if service.is_none() {
             self.check_host(req)?;
         }
@@ -243,7 +230,7 @@ pub(super) async fn api(
     if let Err(e) = guard.check_api(&req) {
         return e.into_response();
     }
-    let forward = req.uri().path().starts_with(super::forward::API_PREFIX);
+    let forward = req.uri().path().starts_with(API_PREFIX);
     let mut resp = next.run(req).await;
     if !forward {
         // The API's own pages (Swagger UI) are not to be framed by other sites.

@@ -4,7 +4,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-pub use crate::node::{Direction, NodeInfo, PeerInfo, PutOutcome};
+// Bodies defined by the subsystem that produces them (they derive `ToSchema` there), named here
+// too so that the handlers and the client find every body of the API in this module.
+pub use crate::blobs::{BlobInfo, FetchSummary, SeederSummary};
+pub use crate::node::{
+    AdmissionInfo, Direction, NodeInfo, PeerInfo, PutOutcome, RevocationOutcome,
+};
+pub use crate::services::{Listener, Provider, Service};
 
 /// Every error response: `{"error": "..."}`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -124,7 +130,3 @@ pub struct ListenerRequest {
     #[serde(default)]
     pub peer: Option<String>,
 }
-
-pub use crate::services::{Listener, Provider, Service};
-
-pub use crate::blobs::{BlobInfo, FetchSummary, SeederSummary};
