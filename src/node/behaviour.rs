@@ -86,23 +86,20 @@ impl Behaviour {
         };
 
         let gates: Gates = admission.gates();
-        let rpc =
-            {
-                let gates = gates.clone();
-                let rpc_config = config.rpc.clone().with_authorizer(std::sync::Arc::new(
-                    move |peer, _method| {
-                        if gates.allows(peer, mcc_admission::Permission::RpcCall) {
-                            Ok(())
-                        } else {
-                            Err(mcc_rpc::RpcError::new(
-                                mcc_rpc::ErrorCode::Forbidden,
-                                "the caller's certificate lacks the rpc:call permission",
-                            ))
-                        }
-                    },
-                ));
-                mcc_rpc::Behaviour::new(rpc_config, methods)
-            };
+        let authorizer: mcc_rpc::Authorizer = {
+            let gates = gates.clone();
+            std::sync::Arc::new(move |peer, _method| {
+                if gates.allows(peer, mcc_admission::Permission::RpcCall) {
+                    Ok(())
+                } else {
+                    Err(mcc_rpc::RpcError::new(
+                        mcc_rpc::ErrorCode::Forbidden,
+                        "the caller's certificate lacks the rpc:call permission",
+                    ))
+                }
+            })
+        };
+        let rpc = mcc_rpc::Behaviour::new(config.rpc.clone().with_authorizer(authorizer), methods);
         Ok(Self {
             admission,
             identify,
