@@ -424,8 +424,10 @@ impl BareClient {
     async fn next_response(&mut self) -> Result<mcc::rpc::OutboundRequestId> {
         loop {
             match self.swarm.select_next_some().await {
-                SwarmEvent::Behaviour(mcc::rpc::Event::Response {
-                    request_id, result, ..
+                SwarmEvent::Behaviour(mcc::rpc::Event::OutboundResult {
+                    request_id,
+                    result,
+                    ..
                 }) => {
                     ensure!(result? == self.params, "echo returned another value");
                     return Ok(request_id);

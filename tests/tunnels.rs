@@ -81,7 +81,10 @@ async fn one_consumer_cannot_lock_out_the_others() -> Result<()> {
     // tunnel to a peer whose addresses are not known yet fails with "no addresses").
     for (name, d) in [("A", &a), ("C", &c)] {
         wait_until(20, &format!("{name} connected to V"), || async {
-            Ok(d.peers().await?.iter().any(|p| p.peer_id.to_string() == v_id))
+            Ok(d.peers()
+                .await?
+                .iter()
+                .any(|p| p.peer_id.to_string() == v_id))
         })
         .await?;
     }

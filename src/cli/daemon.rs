@@ -230,20 +230,21 @@ impl DaemonArgs {
             if n == 0 {
                 return Err(usage("--max-tunnels must be at least 1"));
             }
-            forward.max_concurrent = n;
+            *forward = forward.clone().with_max_concurrent(n);
         }
         if let Some(n) = self.max_tunnels_per_peer.or(file.max_tunnels_per_peer) {
             if n == 0 {
                 return Err(usage("--max-tunnels-per-peer must be at least 1"));
             }
-            forward.max_per_peer = n;
+            *forward = forward.clone().with_max_per_peer(n);
         }
         if let Some(s) = self.tunnel_idle_timeout.or(file.tunnel_idle_timeout) {
-            forward.idle_timeout = if s == 0.0 {
+            let idle = if s == 0.0 {
                 None
             } else {
                 Some(secs("tunnel-idle-timeout", s)?)
             };
+            *forward = forward.clone().with_idle_timeout(idle);
         }
 
         config.services = file

@@ -59,9 +59,9 @@ impl Default for AdmissionConfig {
             trusted_ca: None,
             revocations: None,
             revocation_refresh: Duration::from_secs(300),
-            timeout: d.timeout,
-            ban_duration: d.ban_duration,
-            recheck_interval: d.recheck_interval,
+            timeout: d.timeout(),
+            ban_duration: d.ban_duration(),
+            recheck_interval: d.recheck_interval(),
         }
     }
 }

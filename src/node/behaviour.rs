@@ -86,10 +86,9 @@ impl Behaviour {
         };
 
         let gates: Gates = admission.gates();
-        let mut rpc = mcc_rpc::Behaviour::new(config.rpc.clone(), methods);
-        {
+        let authorizer: mcc_rpc::Authorizer = {
             let gates = gates.clone();
-            rpc.set_authorizer(std::sync::Arc::new(move |peer, _method| {
+            std::sync::Arc::new(move |peer, _method| {
                 if gates.allows(peer, mcc_admission::Permission::RpcCall) {
                     Ok(())
                 } else {
@@ -98,8 +97,9 @@ impl Behaviour {
                         "the caller's certificate lacks the rpc:call permission",
                     ))
                 }
-            }));
-        }
+            })
+        };
+        let rpc = mcc_rpc::Behaviour::new(config.rpc.clone().with_authorizer(authorizer), methods);
         Ok(Self {
             admission,
             identify,

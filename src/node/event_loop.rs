@@ -956,7 +956,7 @@ impl EventLoop {
 
     fn on_rpc(&mut self, event: mcc_rpc::Event) {
         match event {
-            mcc_rpc::Event::Response {
+            mcc_rpc::Event::OutboundResult {
                 request_id, result, ..
             } => {
                 self.metrics

@@ -462,13 +462,12 @@ impl Builder {
         let cert_metrics = node_metrics.certificate.clone();
         let admission = mcc_admission::Behaviour::new(
             certificate.clone(),
-            mcc_admission::Config {
-                trusted_ca: admission_config.trusted_ca.clone(),
-                revocations: admission_config.revocations.clone(),
-                timeout: admission_config.timeout,
-                ban_duration: admission_config.ban_duration,
-                recheck_interval: admission_config.recheck_interval,
-            },
+            mcc_admission::Config::new()
+                .with_trusted_ca(admission_config.trusted_ca.clone())
+                .with_revocations(admission_config.revocations.clone())
+                .with_timeout(admission_config.timeout)
+                .with_ban_duration(admission_config.ban_duration)
+                .with_recheck_interval(admission_config.recheck_interval),
         );
         let gates = admission.gates();
         let store = GuardedStore::new(store, gates.clone())
@@ -539,7 +538,7 @@ impl Builder {
                 stopped.clone(),
                 gates.clone(),
             )
-            .with_tunnel_idle_timeout(config.forward.idle_timeout),
+            .with_tunnel_idle_timeout(config.forward.idle_timeout()),
         );
         let task = {
             let stopped = stopped.clone();

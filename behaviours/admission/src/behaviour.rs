@@ -22,31 +22,105 @@ use crate::{CertError, Certificate, DecodeError, Gates, RevocationList, now_unix
 /// The certificate exchange protocol.
 pub const PROTOCOL_NAME: StreamProtocol = StreamProtocol::new("/mcc/cert/1.0.0");
 
-/// Settings of the admission [`Behaviour`].
+/// Default of [`Config::timeout`].
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of [`Config::ban_duration`].
+const DEFAULT_BAN_DURATION: Duration = Duration::from_secs(300);
+/// Default of [`Config::recheck_interval`].
+const DEFAULT_RECHECK_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Settings of the admission [`Behaviour`]: built with [`Config::new`] and the `with_*`
+/// methods, read with the getters of the same names.
+///
+/// ```
+/// use std::time::Duration;
+/// let config = mcc_admission::Config::new().with_ban_duration(Duration::from_secs(60));
+/// assert_eq!(config.ban_duration(), Duration::from_secs(60));
+/// assert!(config.trusted_ca().is_none());
+/// ```
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The root CA whose certificates are admitted; `None` is an open network (no checks,
-    /// every peer served, certificates still answered so closed nodes can check ours).
-    pub trusted_ca: Option<Certificate>,
-    /// Revocations known at start (see also [`Behaviour::set_revocations`]).
-    pub revocations: Option<RevocationList>,
-    /// How long a new peer has to present a valid certificate.
-    pub timeout: Duration,
-    /// How long a refused peer is kept out (its dials and connections are denied).
-    pub ban_duration: Duration,
-    /// How often admitted peers' certificates are checked again (expiry, revocation).
-    pub recheck_interval: Duration,
+    trusted_ca: Option<Certificate>,
+    revocations: Option<RevocationList>,
+    timeout: Duration,
+    ban_duration: Duration,
+    recheck_interval: Duration,
 }
 
 impl Default for Config {
     fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Config {
+    /// The defaults: an open network (no trusted CA, no revocation list), 10 s to present a
+    /// certificate, refused peers banned for 5 minutes, admitted peers checked again every
+    /// 10 s.
+    pub fn new() -> Self {
         Config {
             trusted_ca: None,
             revocations: None,
-            timeout: Duration::from_secs(10),
-            ban_duration: Duration::from_secs(300),
-            recheck_interval: Duration::from_secs(10),
+            timeout: DEFAULT_TIMEOUT,
+            ban_duration: DEFAULT_BAN_DURATION,
+            recheck_interval: DEFAULT_RECHECK_INTERVAL,
         }
+    }
+
+    /// Sets the root CA whose certificates are admitted; `None` is an open network.
+    pub fn with_trusted_ca(mut self, ca: Option<Certificate>) -> Self {
+        self.trusted_ca = ca;
+        self
+    }
+
+    /// Sets the revocation list known at start.
+    pub fn with_revocations(mut self, list: Option<RevocationList>) -> Self {
+        self.revocations = list;
+        self
+    }
+
+    /// Sets how long a new peer has to present a valid certificate.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets how long a refused peer is kept out.
+    pub fn with_ban_duration(mut self, duration: Duration) -> Self {
+        self.ban_duration = duration;
+        self
+    }
+
+    /// Sets how often admitted peers' certificates are checked again.
+    pub fn with_recheck_interval(mut self, interval: Duration) -> Self {
+        self.recheck_interval = interval;
+        self
+    }
+
+    /// The root CA whose certificates are admitted; `None` is an open network (no checks,
+    /// every peer served, certificates still answered so closed nodes can check ours).
+    pub fn trusted_ca(&self) -> Option<&Certificate> {
+        self.trusted_ca.as_ref()
+    }
+
+    /// Revocations known at start (see also [`Behaviour::set_revocations`]).
+    pub fn revocations(&self) -> Option<&RevocationList> {
+        self.revocations.as_ref()
+    }
+
+    /// How long a new peer has to present a valid certificate.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// How long a refused peer is kept out (its dials and connections are denied).
+    pub fn ban_duration(&self) -> Duration {
+        self.ban_duration
+    }
+
+    /// How often admitted peers' certificates are checked again (expiry, revocation).
+    pub fn recheck_interval(&self) -> Duration {
+        self.recheck_interval
     }
 }
 
@@ -395,6 +469,15 @@ impl Behaviour {
                     self.events
                         .push_back(ToSwarm::GenerateEvent(Event::RefusedBy { peer, reason }));
                 }
+                Response::Unknown { status, text } => {
+                    // A newer peer's answer we cannot use: it presented no certificate we can
+                    // check, as when the exchange fails.
+                    tracing::debug!(%peer, status, "unknown certificate answer: {text}");
+                    if self.pending.contains_key(&peer) {
+                        let error = format!("unknown answer status {status}: {text}");
+                        self.refuse(peer, AdmissionError::Exchange(error));
+                    }
+                }
             },
             rr::Event::OutboundFailure { peer, error, .. } => {
                 if !self.pending.contains_key(&peer) {
@@ -560,7 +643,11 @@ impl NetworkBehaviour for Behaviour {
             match self.rr.poll(cx) {
                 Poll::Ready(ToSwarm::GenerateEvent(e)) => self.on_rr_event(e),
                 Poll::Ready(other) => {
-                    return Poll::Ready(other.map_out(|_| unreachable_event()));
+                    // `map_out` wants a function for `GenerateEvent`, which the arm above took
+                    // (no peer input gets here).
+                    return Poll::Ready(
+                        other.map_out(|_| unreachable!("GenerateEvent is matched above")),
+                    );
                 }
                 Poll::Pending => return Poll::Pending,
             }
@@ -575,14 +662,6 @@ fn check_installed(ca: &Certificate, list: Option<&RevocationList>) -> Result<()
         list.verify(ca)?;
     }
     Ok(())
-}
-
-/// `map_out` needs a function for `GenerateEvent`, which was matched before.
-fn unreachable_event() -> Event {
-    Event::RefusedBy {
-        peer: PeerId::random(),
-        reason: String::new(),
-    }
 }
 
 /// Peers currently waiting for admission (for tests and diagnostics).

@@ -5,8 +5,11 @@
 //!   certificate, status 1 a UTF-8 reason why the requester was refused (at most
 //!   [`MAX_REASON_LEN`] bytes).
 //!
-//! Anything longer than [`MAX_CERTIFICATE_LEN`], an unknown status or bytes after a request
-//! make the read fail, which drops the stream.
+//! Any other status (from a newer version) is read like a refusal, as
+//! [`Response::Unknown`] with its status and text, so the answer stays readable.
+//!
+//! Anything longer than [`MAX_CERTIFICATE_LEN`] (or [`MAX_REASON_LEN`] for a text) or bytes
+//! after a request make the read fail, which drops the stream.
 
 use std::io;
 
@@ -30,7 +33,20 @@ pub enum Response {
     Certificate(Vec<u8>),
     /// The requester's certificate was refused, and why.
     Refused(String),
+    /// A status this version does not know (a newer peer's), with the text that came with it
+    /// (at most [`MAX_REASON_LEN`] bytes, read as UTF-8 with replacement characters).
+    Unknown {
+        /// The status byte (neither 0 nor 1).
+        status: u8,
+        /// The text that came with it.
+        text: String,
+    },
 }
+
+/// Status byte of [`Response::Certificate`].
+const STATUS_CERTIFICATE: u8 = 0;
+/// Status byte of [`Response::Refused`].
+const STATUS_REFUSED: u8 = 1;
 
 /// The [`request_response::Codec`] of the exchange.
 #[derive(Debug, Clone, Copy, Default)]
@@ -91,21 +107,24 @@ impl request_response::Codec for Codec {
         let mut status = [0u8; 1];
         io.read_exact(&mut status).await?;
         match status[0] {
-            0 => Ok(Response::Certificate(
+            STATUS_CERTIFICATE => Ok(Response::Certificate(
                 // Not waiting for the end of the stream: a refusing peer closes the connection
                 // right after its answer, and its reason must still be read.
                 read_frame(io, MAX_CERTIFICATE_LEN, false).await?,
             )),
-            1 => {
+            STATUS_REFUSED => {
                 let bytes = read_frame(io, MAX_REASON_LEN, false).await?;
                 Ok(Response::Refused(
                     String::from_utf8_lossy(&bytes).into_owned(),
                 ))
             }
-            s => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("unknown response status {s}"),
-            )),
+            status => {
+                let bytes = read_frame(io, MAX_REASON_LEN, false).await?;
+                Ok(Response::Unknown {
+                    status,
+                    text: String::from_utf8_lossy(&bytes).into_owned(),
+                })
+            }
         }
     }
 
@@ -132,19 +151,28 @@ impl request_response::Codec for Codec {
     {
         match res {
             Response::Certificate(bytes) => {
-                io.write_all(&[0]).await?;
+                io.write_all(&[STATUS_CERTIFICATE]).await?;
                 write_frame(io, &bytes).await
             }
             Response::Refused(reason) => {
-                let mut end = reason.len().min(MAX_REASON_LEN);
-                while !reason.is_char_boundary(end) {
-                    end -= 1;
-                }
-                io.write_all(&[1]).await?;
-                write_frame(io, &reason.as_bytes()[..end]).await
+                io.write_all(&[STATUS_REFUSED]).await?;
+                write_frame(io, cut(&reason).as_bytes()).await
+            }
+            Response::Unknown { status, text } => {
+                io.write_all(&[status]).await?;
+                write_frame(io, cut(&text).as_bytes()).await
             }
         }
     }
+}
+
+/// `text` cut to at most [`MAX_REASON_LEN`] bytes, on a character boundary.
+fn cut(text: &str) -> &str {
+    let mut end = text.len().min(MAX_REASON_LEN);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 #[cfg(test)]
@@ -185,6 +213,35 @@ mod tests {
     }
 
     #[test]
+    fn unknown_status_decodes_to_unknown_keeping_the_text() {
+        // What a newer version might send: status 7 with a text.
+        let mut bytes = vec![7, 0, 9];
+        bytes.extend_from_slice(b"try later");
+        let read = futures::executor::block_on(Codec.read_response(&P, &mut Cursor::new(bytes)));
+        assert_eq!(
+            read.unwrap(),
+            Response::Unknown {
+                status: 7,
+                text: "try later".into()
+            }
+        );
+        let empty =
+            futures::executor::block_on(Codec.read_response(&P, &mut Cursor::new(vec![200, 0, 0])));
+        assert_eq!(
+            empty.unwrap(),
+            Response::Unknown {
+                status: 200,
+                text: String::new()
+            }
+        );
+        let unknown = Response::Unknown {
+            status: 9,
+            text: "passed on".into(),
+        };
+        assert_eq!(roundtrip_response(unknown.clone()).unwrap(), unknown);
+    }
+
+    #[test]
     fn long_reason_is_cut_on_a_char_boundary() {
         let r = roundtrip_response(Response::Refused("é".repeat(400))).unwrap();
         let Response::Refused(text) = r else {
@@ -201,9 +258,12 @@ mod tests {
                 .to_vec();
             big.resize(2 + MAX_CERTIFICATE_LEN + 1, 0);
             assert!(Codec.read_request(&P, &mut Cursor::new(big)).await.is_err());
+            let mut long_text = vec![7];
+            long_text.extend_from_slice(&u16::try_from(MAX_REASON_LEN + 1).unwrap().to_be_bytes());
+            long_text.resize(3 + MAX_REASON_LEN + 1, b'x');
             assert!(
                 Codec
-                    .read_response(&P, &mut Cursor::new(vec![7, 0, 0]))
+                    .read_response(&P, &mut Cursor::new(long_text))
                     .await
                     .is_err()
             );

@@ -104,13 +104,11 @@ fn self_signed(key: &Keypair) -> Certificate {
 }
 
 fn config(trusted_ca: Option<&Ca>) -> Config {
-    Config {
-        trusted_ca: trusted_ca.map(|ca| ca.cert.clone()),
-        revocations: None,
-        timeout: EXCHANGE_TIMEOUT,
-        ban_duration: Duration::from_secs(60),
-        recheck_interval: RECHECK,
-    }
+    Config::new()
+        .with_trusted_ca(trusted_ca.map(|ca| ca.cert.clone()))
+        .with_timeout(EXCHANGE_TIMEOUT)
+        .with_ban_duration(Duration::from_secs(60))
+        .with_recheck_interval(RECHECK)
 }
 
 // ---------------------------------------------------------------------------------------------

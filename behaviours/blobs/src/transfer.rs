@@ -18,10 +18,12 @@
 //!
 //! `status` is 0 (ok: `body` is the block, at most [`MAX_BLOCK_SIZE`](crate::MAX_BLOCK_SIZE)
 //! bytes), 1 (not found) or 2 (busy or refused); after 1 and 2 the body is an optional UTF-8
-//! message of at most [`MAX_MESSAGE_LEN`] bytes. At a malformed request (unknown kind, bad CID
-//! length, bytes that are not exactly one CID) a seeder stops reading, answers the requests before
-//! it and drops the stream; a fetcher drops the stream, and the seeder for the download, at a
-//! malformed response (unknown status, body too long).
+//! message of at most [`MAX_MESSAGE_LEN`] bytes. Any other status (a newer seeder's) is read
+//! the same way, as a status with a message, and the fetcher drops that seeder for the download.
+//! At a malformed request (unknown kind, bad CID length, bytes that are not exactly one CID) a
+//! seeder stops reading, answers the requests before it and drops the stream: the kind decides
+//! the layout of what follows, so an unknown kind cannot be skipped. A fetcher drops the stream,
+//! and the seeder for the download, at a malformed response (body too long).
 //!
 //! A seeder closes a stream that stays idle (no request) for [`IDLE_TIMEOUT`]; the fetcher
 //! opens a new one when it needs it again.

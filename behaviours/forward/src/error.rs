@@ -2,11 +2,15 @@
 //! [`serve`](crate::serve).
 
 use std::fmt;
+use std::num::NonZeroU8;
 
 /// Why the provider refused a tunnel.
 ///
 /// Sent on the wire as one status byte ([`Refusal::code`]) followed by a short UTF-8 message.
+/// A status this version does not know (a newer provider's) is read as [`Refusal::Unknown`],
+/// and the message that came with it is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Refusal {
     /// No service of that name is registered.
     UnknownService,
@@ -20,10 +24,12 @@ pub enum Refusal {
     Busy,
     /// The request was malformed.
     BadRequest,
+    /// A status byte this version does not know (never 0, which means "ok").
+    Unknown(NonZeroU8),
 }
 
 impl Refusal {
-    /// All refusals, in code order.
+    /// All refusals this version knows, in code order.
     pub const ALL: [Refusal; 6] = [
         Refusal::UnknownService,
         Refusal::Refused,
@@ -42,10 +48,12 @@ impl Refusal {
             Refusal::Forbidden => 4,
             Refusal::Busy => 5,
             Refusal::BadRequest => 6,
+            Refusal::Unknown(code) => code.get(),
         }
     }
 
-    /// The refusal of a status byte, `None` for 0 (ok) and unknown codes.
+    /// The refusal of a status byte: `None` for 0 (ok), [`Refusal::Unknown`] for a code this
+    /// version does not know.
     pub const fn from_code(code: u8) -> Option<Refusal> {
         match code {
             1 => Some(Refusal::UnknownService),
@@ -54,11 +62,15 @@ impl Refusal {
             4 => Some(Refusal::Forbidden),
             5 => Some(Refusal::Busy),
             6 => Some(Refusal::BadRequest),
-            _ => None,
+            _ => match NonZeroU8::new(code) {
+                Some(code) => Some(Refusal::Unknown(code)),
+                None => None,
+            },
         }
     }
 
-    /// The snake_case name of this refusal, as shown by `Display`.
+    /// The snake_case name of this refusal (`"unknown"` for every [`Refusal::Unknown`];
+    /// `Display` adds its code).
     pub const fn as_str(self) -> &'static str {
         match self {
             Refusal::UnknownService => "unknown_service",
@@ -67,13 +79,17 @@ impl Refusal {
             Refusal::Forbidden => "forbidden",
             Refusal::Busy => "busy",
             Refusal::BadRequest => "bad_request",
+            Refusal::Unknown(_) => "unknown",
         }
     }
 }
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        match self {
+            Refusal::Unknown(code) => write!(f, "unknown refusal {code}"),
+            known => f.write_str(known.as_str()),
+        }
     }
 }
 
@@ -123,8 +139,11 @@ mod tests {
             assert_eq!(Refusal::from_code(refusal.code()), Some(refusal));
         }
         assert_eq!(Refusal::from_code(0), None);
-        assert_eq!(Refusal::from_code(7), None);
-        assert_eq!(Refusal::from_code(255), None);
+        for code in [7, 255] {
+            let unknown = Refusal::from_code(code).expect("a refusal");
+            assert!(matches!(unknown, Refusal::Unknown(c) if c.get() == code));
+            assert_eq!(unknown.code(), code);
+        }
     }
 
     #[test]
@@ -136,5 +155,7 @@ mod tests {
             message: "not for you".into(),
         };
         assert_eq!(err.to_string(), "forbidden: not for you");
+        let newer = Refusal::from_code(42).expect("a refusal");
+        assert_eq!(newer.to_string(), "unknown refusal 42");
     }
 }

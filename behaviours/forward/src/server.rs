@@ -55,40 +55,37 @@ where
     }
 }
 
-/// Limits of [`serve`].
-///
-/// The fields are public; the `with_*` methods set them in a builder style:
+/// Limits of [`serve`]: built with [`ServerConfig::new`] and the `with_*` methods, read with
+/// the getters of the same names.
 ///
 /// ```
 /// use std::time::Duration;
-/// let config = mcc_forward::ServerConfig::default()
+/// let config = mcc_forward::ServerConfig::new()
 ///     .with_max_concurrent(256)
 ///     .with_max_per_peer(16)
 ///     .with_idle_timeout(Some(Duration::from_secs(60)));
-/// assert_eq!(config.max_per_peer, 16);
+/// assert_eq!(config.max_per_peer(), 16);
 /// ```
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// How long a peer may take to send its request, and to take the answer (default 10 s).
-    pub handshake_timeout: Duration,
-    /// How long connecting to the local service may take (default 10 s); beyond, the peer gets
-    /// [`Refusal::Unreachable`].
-    pub connect_timeout: Duration,
-    /// How many tunnels (in handshake or open) may exist at once, all peers together (default
-    /// [`DEFAULT_MAX_CONCURRENT`]); further streams get [`Refusal::Busy`].
-    pub max_concurrent: usize,
-    /// How many tunnels (in handshake or open) one peer may have at once (default
-    /// [`DEFAULT_MAX_PER_PEER`]); its further streams get [`Refusal::Busy`] even while the
-    /// global limit is not reached, so one peer cannot take every place.
-    pub max_per_peer: usize,
-    /// An open tunnel through which no byte passed, in either direction, for this long is
-    /// closed at both ends: the stream to the peer and the connection to the local service
-    /// (default [`DEFAULT_IDLE_TIMEOUT`]; `None` keeps idle tunnels open).
-    pub idle_timeout: Option<Duration>,
+    handshake_timeout: Duration,
+    connect_timeout: Duration,
+    max_concurrent: usize,
+    max_per_peer: usize,
+    idle_timeout: Option<Duration>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ServerConfig {
+    /// The defaults: 10 s for the handshake and for connecting to the local service,
+    /// [`DEFAULT_MAX_CONCURRENT`] tunnels in all and [`DEFAULT_MAX_PER_PEER`] per peer, idle
+    /// tunnels closed after [`DEFAULT_IDLE_TIMEOUT`].
+    pub fn new() -> Self {
         Self {
             handshake_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
@@ -97,9 +94,7 @@ impl Default for ServerConfig {
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
         }
     }
-}
 
-impl ServerConfig {
     /// Sets [`ServerConfig::handshake_timeout`].
     pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
@@ -128,6 +123,37 @@ impl ServerConfig {
     pub fn with_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.idle_timeout = timeout;
         self
+    }
+
+    /// How long a peer may take to send its request, and to take the answer.
+    pub fn handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
+    }
+
+    /// How long connecting to the local service may take; beyond, the peer gets
+    /// [`Refusal::Unreachable`].
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// How many tunnels (in handshake or open) may exist at once, all peers together; further
+    /// streams get [`Refusal::Busy`].
+    pub fn max_concurrent(&self) -> usize {
+        self.max_concurrent
+    }
+
+    /// How many tunnels (in handshake or open) one peer may have at once; its further streams
+    /// get [`Refusal::Busy`] even while the global limit is not reached, so one peer cannot
+    /// take every place.
+    pub fn max_per_peer(&self) -> usize {
+        self.max_per_peer
+    }
+
+    /// An open tunnel through which no byte passed, in either direction, for this long is
+    /// closed at both ends: the stream to the peer and the connection to the local service
+    /// (`None` keeps idle tunnels open).
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
     }
 }
 

@@ -138,9 +138,8 @@ where
     let message = String::from_utf8_lossy(&message).into_owned();
     match Refusal::from_code(status) {
         Some(code) => Err(OpenError::Refused { code, message }),
-        None => Err(OpenError::Handshake(format!(
-            "unknown status {status} in answer ({message})"
-        ))),
+        // 0 was answered above.
+        None => Ok(()),
     }
 }
 
@@ -272,15 +271,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn unknown_status_decodes_to_unknown_refusal_keeping_the_message() {
+        // What a newer provider might send: status 42 with a message.
+        let mut answer = vec![42u8, 0, 10];
+        answer.extend_from_slice(b"over quota");
+        match read_answer(&mut &answer[..]).await {
+            Err(OpenError::Refused { code, message }) => {
+                assert_eq!(code.code(), 42);
+                assert!(matches!(code, Refusal::Unknown(_)));
+                assert_eq!(message, "over quota");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
     async fn malformed_answers() {
         let too_long = [0u8, 0x04, 0x01];
         assert!(matches!(
             read_answer(&mut &too_long[..]).await,
-            Err(OpenError::Handshake(_))
-        ));
-        let unknown = [42u8, 0, 0];
-        assert!(matches!(
-            read_answer(&mut &unknown[..]).await,
             Err(OpenError::Handshake(_))
         ));
         let short = [0u8, 0];

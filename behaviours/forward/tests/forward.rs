@@ -319,10 +319,7 @@ async fn resolver_sees_the_requesting_peer() {
 async fn busy_when_max_concurrent_reached() {
     let mut net = net().await;
     let echo = echo_server().await;
-    let config = ServerConfig {
-        max_concurrent: 1,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::new().with_max_concurrent(1);
     let stats = start(&net, table(&[("echo", echo.to_string())]), config);
 
     let mut held = mcc_forward::open(&mut net.client, net.server_peer, "echo", TIMEOUT)
@@ -390,10 +387,7 @@ async fn raw_exchange(net: &mut Net, bytes: &[u8], close: bool) -> Vec<u8> {
 async fn malformed_requests_are_rejected() {
     let mut net = net().await;
     let echo = echo_server().await;
-    let config = ServerConfig {
-        handshake_timeout: Duration::from_millis(500),
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::new().with_handshake_timeout(Duration::from_millis(500));
     start(&net, table(&[("echo", echo.to_string())]), config);
 
     let bad_request = Refusal::BadRequest.code();

@@ -25,7 +25,7 @@ use libp2p::{
 use serde_json::Value;
 
 use crate::{
-    CallError, Config, ErrorCode, Methods, RpcError,
+    CallError, Config, ErrorCode, InboundFailure, Methods, RpcError,
     codec::{Codec, Request, Response, encoded_len},
     methods::{method_not_found, run},
 };
@@ -50,8 +50,10 @@ pub(crate) fn truncated(s: &str) -> &str {
 /// Events of the RPC [`Behaviour`].
 #[derive(Debug)]
 pub enum Event {
-    /// Outcome of a [`Behaviour::call`]: exactly one per call that returned `Ok`.
-    Response {
+    /// Outcome of a [`Behaviour::call`], exactly one per call that returned `Ok`: the
+    /// peer's answer ([`CallError::Remote`] when it is an error), or why there is none
+    /// (timeout, dial failure, closed connection...).
+    OutboundResult {
         /// The peer that was called.
         peer: PeerId,
         /// The id [`Behaviour::call`] returned.
@@ -79,7 +81,7 @@ pub enum Event {
         /// The calling peer.
         peer: PeerId,
         /// What went wrong.
-        error: String,
+        error: InboundFailure,
     },
 }
 
@@ -101,7 +103,7 @@ struct Completed {
 
 /// JSON RPC on [`PROTOCOL_NAME`](crate::PROTOCOL_NAME) (or [`Config::protocol`]).
 ///
-/// Outbound: [`Behaviour::call`] sends a request and an [`Event::Response`] reports its
+/// Outbound: [`Behaviour::call`] sends a request and an [`Event::OutboundResult`] reports its
 /// outcome. Inbound: requests are dispatched to the handlers in [`Methods`], which run
 /// concurrently inside this behaviour's `poll` (no executor needed); at most
 /// [`Config::max_concurrent_inbound`] of them at a time, the rest are answered
@@ -116,19 +118,13 @@ pub struct Behaviour {
     /// Inbound requests handed to us by request-response and not yet finished.
     inbound: HashMap<InboundRequestId, InboundEntry>,
     pending_events: VecDeque<Event>,
-    authorizer: Option<Authorizer>,
 }
 
 /// Decides whether a peer may call a method, before any handler runs: `Err` is sent back as
-/// the answer (usually [`ErrorCode::Forbidden`]).
+/// the answer (usually [`ErrorCode::Forbidden`]). Set with [`Config::with_authorizer`].
 pub type Authorizer = Arc<dyn Fn(&PeerId, &str) -> Result<(), RpcError> + Send + Sync>;
 
 impl Behaviour {
-    /// Checks every inbound request with `authorizer` first.
-    pub fn set_authorizer(&mut self, authorizer: Authorizer) {
-        self.authorizer = Some(authorizer);
-    }
-
     /// A behaviour answering with `methods` and calling out under `config`.
     pub fn new(config: Config, methods: Methods) -> Self {
         let codec = Codec::new(config.max_request_size(), config.max_response_size());
@@ -147,7 +143,6 @@ impl Behaviour {
             in_flight: FuturesUnordered::new(),
             inbound: HashMap::new(),
             pending_events: VecDeque::new(),
-            authorizer: None,
         }
     }
 
@@ -169,7 +164,7 @@ impl Behaviour {
     /// Calls `method` on `peer` with `params`.
     ///
     /// If the peer is not connected, it is dialed with the addresses the swarm knows for it.
-    /// The outcome arrives as exactly one [`Event::Response`] with the returned id.
+    /// The outcome arrives as exactly one [`Event::OutboundResult`] with the returned id.
     ///
     /// Fails immediately, sending nothing, with [`CallError::RequestTooLarge`] if the encoded
     /// request exceeds [`Config::max_request_size`].
@@ -211,7 +206,7 @@ impl Behaviour {
                         response,
                     },
                 ..
-            } => self.pending_events.push_back(Event::Response {
+            } => self.pending_events.push_back(Event::OutboundResult {
                 peer,
                 request_id,
                 result: response.into_result().map_err(CallError::Remote),
@@ -223,7 +218,7 @@ impl Behaviour {
                 ..
             } => {
                 let error = self.call_error(error);
-                self.pending_events.push_back(Event::Response {
+                self.pending_events.push_back(Event::OutboundResult {
                     peer,
                     request_id,
                     result: Err(error),
@@ -247,7 +242,7 @@ impl Behaviour {
                 tracing::debug!(%peer, %method, %error, "inbound RPC request failed");
                 self.pending_events.push_back(Event::InboundFailure {
                     peer,
-                    error: error.to_string(),
+                    error: InboundFailure::from(error),
                 });
             }
             rr::Event::ResponseSent {
@@ -272,7 +267,7 @@ impl Behaviour {
         request: Request,
         channel: ResponseChannel<Response>,
     ) {
-        if let Some(authorize) = &self.authorizer
+        if let Some(authorize) = self.config.authorizer()
             && let Err(error) = authorize(&peer, &request.method)
         {
             tracing::debug!(%peer, method = %truncated(&request.method), "RPC call refused: {error}");
@@ -486,9 +481,10 @@ impl NetworkBehaviour for Behaviour {
                     self.on_inner_event(event);
                 }
                 Poll::Ready(other) => {
+                    // The one place a panic marks the impossible: `map_out` wants a function
+                    // for `GenerateEvent`, which the arm above took (no peer input gets here).
                     return Poll::Ready(
-                        other
-                            .map_out(|_| unreachable!("GenerateEvent is handled by the arm above")),
+                        other.map_out(|_| unreachable!("GenerateEvent is matched above")),
                     );
                 }
                 Poll::Pending => {

@@ -2,6 +2,8 @@
 //!
 //! * request: `{"method": "<name>", "params": <any JSON>}` (`params` defaults to `null`);
 //! * response: `{"result": <any JSON>}` or `{"error": {"code": "<code>", "message": "..."}}`.
+//!   A code this version does not know is read as
+//!   [`ErrorCode::Unknown`](crate::ErrorCode::Unknown), not rejected.
 //!
 //! Each side writes its whole message and then closes its half of the stream, so a message ends
 //! where the stream ends. Reads are capped: at most the configured maximum is ever buffered, and a
@@ -347,7 +349,7 @@ mod tests {
         let bad_responses: [&[u8]; 5] = [
             b"{}",
             br#"{"result": 1, "error": {"code": "busy", "message": ""}}"#,
-            br#"{"error": {"code": "no_such_code", "message": ""}}"#,
+            br#"{"error": {"code": 3, "message": ""}}"#,
             br#"{"error": "text"}"#,
             br#"{"other": 1}"#,
         ];
@@ -356,6 +358,20 @@ mod tests {
                 .expect_err("malformed response must be rejected");
             assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         }
+    }
+
+    #[test]
+    fn response_with_an_unknown_error_code_is_readable() {
+        let mut codec = Codec::default();
+        let bytes: &[u8] = br#"{"error": {"code": "quota_exceeded", "message": "try tomorrow"}}"#;
+        let read = block_on(codec.read_response(&PROTOCOL_NAME, &mut Cursor::new(bytes))).unwrap();
+        assert_eq!(
+            read.into_result(),
+            Err(RpcError::new(
+                ErrorCode::Unknown("quota_exceeded".into()),
+                "try tomorrow"
+            ))
+        );
     }
 
     #[test]

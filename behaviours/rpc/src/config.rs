@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use libp2p::StreamProtocol;
 
-use crate::PROTOCOL_NAME;
+use crate::{Authorizer, PROTOCOL_NAME};
 
 /// Default time a call may take, from sending the request to reading the response.
 pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,28 +24,62 @@ const EXTRA_STREAMS_PER_CONNECTION: usize = 128;
 ///
 /// The same configuration governs both directions: sizes are checked when sending and when
 /// receiving.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     request_timeout: Duration,
     max_request_size: usize,
     max_response_size: usize,
     max_concurrent_inbound: usize,
     protocol: StreamProtocol,
+    authorizer: Option<Authorizer>,
 }
 
 impl Default for Config {
     fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("request_timeout", &self.request_timeout)
+            .field("max_request_size", &self.max_request_size)
+            .field("max_response_size", &self.max_response_size)
+            .field("max_concurrent_inbound", &self.max_concurrent_inbound)
+            .field("protocol", &self.protocol)
+            .field("authorizer", &self.authorizer.as_ref().map(|_| "Fn"))
+            .finish()
+    }
+}
+
+impl Config {
+    /// The defaults: a request timeout of 10 s, requests up to 1 MiB, responses up to 4 MiB,
+    /// 256 inbound handlers at once, protocol [`PROTOCOL_NAME`], and no authorizer (every
+    /// peer may call every method).
+    pub fn new() -> Self {
         Self {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_request_size: DEFAULT_MAX_REQUEST_SIZE,
             max_response_size: DEFAULT_MAX_RESPONSE_SIZE,
             max_concurrent_inbound: DEFAULT_MAX_CONCURRENT_INBOUND,
             protocol: PROTOCOL_NAME,
+            authorizer: None,
         }
     }
-}
 
-impl Config {
+    /// Checks every inbound request with `authorizer` before its handler runs (and before the
+    /// method is even looked up); its `Err` is the answer.
+    pub fn with_authorizer(mut self, authorizer: Authorizer) -> Self {
+        self.authorizer = Some(authorizer);
+        self
+    }
+
+    /// The authorizer inbound requests pass first, if any.
+    pub fn authorizer(&self) -> Option<&Authorizer> {
+        self.authorizer.as_ref()
+    }
+
     /// Sets how long a request may take, for outbound calls (until the response is read) as
     /// well as inbound ones (until the response is written, handler included).
     pub fn with_request_timeout(mut self, d: Duration) -> Self {

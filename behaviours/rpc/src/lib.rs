@@ -13,8 +13,10 @@
 //! * [`Methods`] is the registry of methods a node answers; it comes with the built-in `echo`.
 //! * [`Behaviour`] is the [`NetworkBehaviour`](libp2p::swarm::NetworkBehaviour): it answers
 //!   inbound requests from [`Methods`] and sends calls with [`Behaviour::call`], whose outcome
-//!   is reported as an [`Event::Response`].
-//! * [`Config`] sets the timeout, size limits, inbound concurrency and protocol name.
+//!   is reported as an [`Event::OutboundResult`]; inbound requests end in
+//!   [`Event::InboundAnswered`] or [`Event::InboundFailure`].
+//! * [`Config`] sets the timeout, size limits, inbound concurrency, protocol name and the
+//!   [`Authorizer`] that may refuse a caller before any handler runs.
 //!
 //! # Example
 //!
@@ -49,7 +51,7 @@
 //! //
 //! // let id = swarm.behaviour_mut().call(&peer, "add", json!({"a": 1, "b": 2}))?;
 //! // ...
-//! // SwarmEvent::Behaviour(mcc_rpc::Event::Response { request_id, result, .. })
+//! // SwarmEvent::Behaviour(mcc_rpc::Event::OutboundResult { request_id, result, .. })
 //! //     if request_id == id => assert_eq!(result?, json!(3)),
 //! ```
 
@@ -62,7 +64,7 @@ mod methods;
 
 pub use behaviour::{Authorizer, Behaviour, Event};
 pub use config::Config;
-pub use error::{CallError, ErrorCode, RpcError};
+pub use error::{CallError, ErrorCode, InboundFailure, RpcError};
 pub use libp2p::request_response::OutboundRequestId;
 pub use methods::{ECHO_METHOD, HandlerFuture, Methods};
 

@@ -66,10 +66,12 @@ async fn response_to(
 ) -> Result<Value, CallError> {
     loop {
         match client.next_behaviour_event().await {
-            Event::Response {
+            Event::OutboundResult {
                 request_id, result, ..
             } if request_id == id => return result,
-            Event::Response { request_id, .. } => panic!("response to unexpected {request_id}"),
+            Event::OutboundResult { request_id, .. } => {
+                panic!("response to unexpected {request_id}")
+            }
             _ => {}
         }
     }
@@ -188,6 +190,56 @@ async fn handler_error_is_propagated() {
             assert!(!ok);
         }
         other => panic!("unexpected server event {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn authorizer_from_config_refuses_before_the_handler_runs() {
+    let ran = Arc::new(AtomicBool::new(false));
+    let methods = Methods::new();
+    {
+        let ran = ran.clone();
+        methods.register("secret", move |_, _| {
+            ran.store(true, Ordering::SeqCst);
+            async { Ok(json!("s3cret")) }
+        });
+    }
+    let authorizer: mcc_rpc::Authorizer = Arc::new(|_peer: &PeerId, method: &str| {
+        if method == "secret" {
+            Err(RpcError::new(ErrorCode::Forbidden, "not you"))
+        } else {
+            Ok(())
+        }
+    });
+    let server_config = Config::new().with_authorizer(authorizer);
+    assert!(server_config.authorizer().is_some());
+    let mut s = setup(server_config, methods, Config::default()).await;
+
+    assert_eq!(
+        remote_code(call(&mut s, "secret", Value::Null).await),
+        ErrorCode::Forbidden
+    );
+    assert_eq!(call(&mut s, "echo", json!(1)).await.unwrap(), json!(1));
+    assert!(!ran.load(Ordering::SeqCst), "the handler never ran");
+}
+
+#[tokio::test]
+async fn error_code_of_a_newer_peer_reaches_the_caller_as_unknown() {
+    let methods = Methods::new();
+    // What a newer version would send: a code this one does not know.
+    methods.register("new_code", |_, _| async {
+        Err::<Value, _>(RpcError::new(
+            ErrorCode::Unknown("quota_exceeded".into()),
+            "come back tomorrow",
+        ))
+    });
+    let mut s = setup(Config::default(), methods, Config::default()).await;
+    match call(&mut s, "new_code", Value::Null).await {
+        Err(CallError::Remote(e)) => {
+            assert_eq!(e.code, ErrorCode::Unknown("quota_exceeded".into()));
+            assert_eq!(e.message, "come back tomorrow");
+        }
+        other => panic!("expected the remote error, got {other:?}"),
     }
 }
 
@@ -419,7 +471,7 @@ async fn timeout_reported_on_both_sides_and_handler_cancelled() {
     match next_server_event(&mut s).await {
         Event::InboundFailure { peer, error } => {
             assert_eq!(peer, client_id);
-            assert!(!error.is_empty());
+            assert!(!error.to_string().is_empty());
         }
         other => panic!("unexpected server event {other:?}"),
     }
@@ -467,7 +519,7 @@ async fn call_to_unknown_peer_is_dial_failure() {
         .call(&stranger, "echo", Value::Null)
         .unwrap();
     match client.next_behaviour_event().await {
-        Event::Response {
+        Event::OutboundResult {
             peer,
             request_id,
             result,
@@ -504,7 +556,7 @@ async fn many_concurrent_calls_are_all_answered() {
     }
     while !expected.is_empty() {
         match s.client.next_behaviour_event().await {
-            Event::Response {
+            Event::OutboundResult {
                 request_id, result, ..
             } => {
                 let want = expected.remove(&request_id).expect("one response per call");

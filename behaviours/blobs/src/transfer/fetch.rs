@@ -988,6 +988,11 @@ async fn worker(
                 continue;
             }
             Ok(Response::Refused(message)) => Failure::Retry(format!("refused: {message}")),
+            // A newer seeder's answer we cannot use: as before statuses were readable, the
+            // seeder is dropped for this download.
+            Ok(Response::Unknown { status, message }) => {
+                Failure::Fatal(format!("answered with unknown status {status}: {message}"))
+            }
             Err(failure) => failure,
         };
 

@@ -109,6 +109,14 @@ pub(crate) enum Response {
     NotFound(String),
     /// The seeder is busy or refuses us; its message.
     Refused(String),
+    /// A status this version does not know (a newer seeder's); the body is read as a message,
+    /// under the same limit as the others.
+    Unknown {
+        /// The status byte.
+        status: u8,
+        /// The message that came with it.
+        message: String,
+    },
 }
 
 /// Why a response could not be read.
@@ -134,8 +142,7 @@ where
     let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
     let limit = match status {
         STATUS_OK => MAX_BLOCK_SIZE,
-        STATUS_NOT_FOUND | STATUS_REFUSED => MAX_MESSAGE_LEN,
-        other => return Err(ResponseError::Protocol(format!("unknown status {other}"))),
+        _ => MAX_MESSAGE_LEN,
     };
     if len > limit {
         return Err(ResponseError::Protocol(format!(
@@ -147,10 +154,14 @@ where
         .read_exact(&mut body)
         .await
         .map_err(ResponseError::Io)?;
+    if status == STATUS_OK {
+        return Ok(Response::Block(body));
+    }
+    let message = String::from_utf8_lossy(&body).into_owned();
     Ok(match status {
-        STATUS_OK => Response::Block(body),
-        STATUS_NOT_FOUND => Response::NotFound(String::from_utf8_lossy(&body).into_owned()),
-        _ => Response::Refused(String::from_utf8_lossy(&body).into_owned()),
+        STATUS_NOT_FOUND => Response::NotFound(message),
+        STATUS_REFUSED => Response::Refused(message),
+        status => Response::Unknown { status, message },
     })
 }
 
@@ -235,14 +246,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn unknown_status_decodes_to_unknown_keeping_the_message() {
+        // What a newer seeder might send: status 7 with a message, then a normal answer.
+        let mut buf = vec![7u8, 0, 0, 0, 4];
+        buf.extend_from_slice(b"slow");
+        write_response(&mut buf, STATUS_OK, b"next").await.unwrap();
+        let mut reader = &buf[..];
+        assert_eq!(
+            read_response(&mut reader).await.ok(),
+            Some(Response::Unknown {
+                status: 7,
+                message: "slow".into()
+            })
+        );
+        // The stream stays in step: the next answer is read as usual.
+        assert_eq!(
+            read_response(&mut reader).await.ok(),
+            Some(Response::Block(b"next".to_vec()))
+        );
+    }
+
+    #[tokio::test]
     async fn malformed_responses() {
         let too_big = (MAX_BLOCK_SIZE as u32 + 1).to_be_bytes();
         let mut oversized = vec![STATUS_OK];
         oversized.extend_from_slice(&too_big);
         let mut long_message = vec![STATUS_NOT_FOUND];
         long_message.extend_from_slice(&(MAX_MESSAGE_LEN as u32 + 1).to_be_bytes());
-        let unknown = [7u8, 0, 0, 0, 0];
-        for bytes in [&oversized[..], &long_message, &unknown] {
+        let mut long_unknown = vec![7u8];
+        long_unknown.extend_from_slice(&(MAX_MESSAGE_LEN as u32 + 1).to_be_bytes());
+        for bytes in [&oversized[..], &long_message, &long_unknown] {
             let mut reader = bytes;
             assert!(
                 matches!(
