@@ -13,11 +13,14 @@ use prometheus_client::registry::Registry;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use super::behaviour::BehaviourConfig;
 use super::event_loop::{self, EventLoop};
 use super::{
-    Behaviour, Config, Error, GuardedStore, Inner, MdnsMode, Node, VERSION, addr, admission,
-    error_chain, metrics,
+    AdmissionConfig, Behaviour, Config, Error, GuardedStore, Inner, MdnsMode, Node, VERSION, addr,
+    admission, error_chain, metrics,
 };
 use crate::services::Services;
 
@@ -65,7 +68,8 @@ impl Builder {
     /// Builds the swarm, starts listening and spawns the event loop on the tokio runtime.
     ///
     /// The node runs until `shutdown` completes or every [`Node`] handle is dropped; the
-    /// returned task ends when the event loop has stopped.
+    /// returned task ends when the event loop has stopped and every background task of the
+    /// node (servers, admission task, listeners and their tunnels) has ended too.
     pub async fn spawn<F>(self, shutdown: F) -> Result<(Node, JoinHandle<()>), Error>
     where
         F: Future<Output = ()> + Send + 'static,
@@ -76,126 +80,19 @@ impl Builder {
             methods,
             mut registry,
         } = self;
-
-        if let Some(dir) = &config.data_dir {
-            crate::fsutil::private_dir(dir).map_err(|source| Error::DataDir {
-                path: dir.clone(),
-                source,
-            })?;
-        }
-        let keypair = match (keypair, config.seed, &config.data_dir) {
-            (Some(k), _, _) => k,
-            (None, Some(seed), _) => crate::identity::from_seed(seed),
-            (None, None, Some(dir)) => crate::identity::load_or_create(dir)?,
-            (None, None, None) => Keypair::generate_ed25519(),
-        };
-        let peer_id = keypair.public().to_peer_id();
-        let ed25519 = keypair
-            .clone()
-            .try_into_ed25519()
-            .map_err(|_| Error::NotEd25519)?;
-        // A certificate's label wins over --label.
-        let label = match &config.admission.certificate {
-            Some(c) => {
-                if config.label.is_some() {
-                    tracing::info!(
-                        "--label is ignored: the certificate's label {:?} is used",
-                        c.label()
-                    );
-                }
-                c.label().to_string()
-            }
-            None => resolve_label(&config)?,
-        };
-        let mut admission_config = config.admission.clone();
-        admission_config.revocations =
-            admission::newest_revocations(&admission_config, config.data_dir.as_deref());
-        let certificate = admission::own_certificate(&admission_config, &ed25519, peer_id, &label)?;
-        let may_write_records = certificate
-            .permissions()
-            .allows(mcc_admission::Permission::RecordsWrite);
-        if !may_write_records {
-            tracing::info!(
-                "this node's certificate lacks records:write: its DID document is not published"
-            );
-        }
-        let did = mcc_records::did::did_from_public(&ed25519.public());
-        let own_did_doc = if config.records.publish_did && may_write_records {
-            let doc = mcc_records::did::default_document(&did);
-            let seq = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(1);
-            Some(
-                SignedDocument::sign(&ed25519, doc, seq)
-                    .map_err(|e| Error::Store(format!("cannot sign own DID document: {e}")))?,
-            )
-        } else {
-            None
-        };
-        let (store, store_tmp) = open_record_store(&config, peer_id)?;
-        let state_dir = match (&config.data_dir, &store_tmp) {
-            (Some(d), _) => d.clone(),
-            (None, Some(t)) => t.path().to_path_buf(),
-            (None, None) => std::env::temp_dir(),
-        };
-        let blobs = Arc::new(
-            crate::storage::blobs::BlobStore::open(&state_dir.join("blobs"))
-                .map_err(|e| Error::Store(e.to_string()))?,
-        );
-        let forward_stats = mcc_forward::Stats::default();
-        let stream = libp2p_stream::Behaviour::new();
-        let control = stream.new_control();
-        let service_registry = crate::services::Registry::load(config.data_dir.clone())?;
-        let agent_version = format!("mcc/{VERSION} ({label})");
-        let mdns_on = match config.mdns {
-            MdnsMode::On => true,
-            MdnsMode::Off => false,
-            MdnsMode::Auto => config.listen.iter().any(|a| !addr::is_loopback(a)),
-        };
-
+        let id = identity(&config, keypair)?;
+        let stores = open_stores(&config, id.peer_id)?;
         let node_metrics = metrics::NodeMetrics::new(&mut registry);
         let cert_metrics = node_metrics.certificate.clone();
-        let admission = mcc_admission::Behaviour::new(
-            certificate.clone(),
-            mcc_admission::Config {
-                trusted_ca: admission_config.trusted_ca.clone(),
-                revocations: admission_config.revocations.clone(),
-                timeout: admission_config.timeout,
-                ban_duration: admission_config.ban_duration,
-                recheck_interval: admission_config.recheck_interval,
-            },
-        );
-        let gates = admission.gates();
-        let store = GuardedStore::new(store, gates.clone())
-            .with_rendezvous(config.rendezvous.as_deref().map(event_loop::provider_key));
-        let behaviour = Behaviour::new(
-            &keypair,
-            &config,
-            admission,
-            store,
-            stream,
-            agent_version.clone(),
-            methods.clone(),
-            mdns_on,
-        )?;
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .map_err(|e| Error::Transport(e.to_string()))?
-            .with_quic()
-            .with_dns()
-            .map_err(|e| Error::Transport(e.to_string()))?
-            .with_bandwidth_metrics(&mut registry)
-            .with_behaviour(|_| behaviour)
-            .map_err(|e| Error::Transport(e.to_string()))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_connection_timeout))
-            .build();
+        let built = build_swarm(&config, &id, stores.records, &methods, &mut registry)?;
         let libp2p_metrics = libp2p::metrics::Metrics::new(&mut registry);
+        let Built {
+            mut swarm,
+            gates,
+            control,
+            mdns_on,
+            agent_version,
+        } = built;
 
         let mut listeners = std::collections::HashSet::new();
         for addr in &config.listen {
@@ -207,104 +104,318 @@ impl Builder {
             listeners.insert(id);
         }
 
+        let forward_stats = mcc_forward::Stats::default();
         let (tx, rx) = mpsc::channel(256);
         let mut event_loop = EventLoop::new(
             swarm,
             rx,
             &config,
             event_loop::Info {
-                label: label.clone(),
+                label: id.label.clone(),
                 agent_version,
                 mdns: mdns_on,
                 methods: methods.clone(),
-                did: did.clone(),
-                own_did_doc,
+                did: id.did.clone(),
+                own_did_doc: id.own_did_doc,
                 forward_stats: forward_stats.clone(),
-                _store_tmp: store_tmp,
+                _store_tmp: stores.tmp,
             },
             libp2p_metrics,
             node_metrics,
         );
         event_loop.wait_listening(listeners).await?;
-        let stopped = tokio_util::sync::CancellationToken::new();
+
+        // Every task of the node but the event loop; `stopped` tells them to end.
+        let tasks = TaskTracker::new();
+        let stopped = CancellationToken::new();
+        let task = {
+            let (tasks, stopped) = (tasks.clone(), stopped.clone());
+            tokio::spawn(async move {
+                event_loop.run(shutdown).await;
+                stopped.cancel();
+                tasks.close();
+                tasks.wait().await;
+            })
+        };
         let services = Arc::new(
             Services::new(
-                service_registry,
+                stores.services,
                 control.clone(),
                 forward_stats,
                 stopped.clone(),
                 gates.clone(),
+                tasks.clone(),
             )
             .with_tunnel_idle_timeout(config.forward.idle_timeout),
         );
-        let task = {
-            let stopped = stopped.clone();
-            tokio::spawn(async move {
-                event_loop.run(shutdown).await;
-                stopped.cancel();
-            })
-        };
-        {
-            let (resolver, stats, stopped) =
-                (services.resolver(), services.stats.clone(), stopped.clone());
-            let server =
-                mcc_forward::serve(control.clone(), resolver, config.forward.clone(), stats);
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = stopped.cancelled() => {}
-                    r = server => if let Err(e) = r {
-                        tracing::error!("forwarding server: {e}");
-                    }
-                }
-            });
-        }
-        if certificate
-            .permissions()
-            .allows(mcc_admission::Permission::BlobsSeed)
-        {
-            let server = mcc_blobs::transfer::serve(
-                control.clone(),
-                Arc::clone(&blobs) as Arc<dyn mcc_blobs::BlockStore>,
-                mcc_blobs::transfer::ServeStats::default(),
-            );
-            let stopped = stopped.clone();
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = stopped.cancelled() => {}
-                    r = server => if let Err(e) = r {
-                        tracing::error!("blob server: {e}");
-                    }
-                }
-            });
-        }
+        let peer_id = id.peer_id;
+        let label = id.label;
         tracing::info!(%peer_id, %label, "node started");
         let node = Node {
             inner: Arc::new(Inner {
                 tx,
                 peer_id,
-                did,
+                did: id.did,
                 label,
                 methods,
                 registry: Arc::new(registry),
                 call_guard: config.rpc.request_timeout() + Duration::from_secs(5),
                 services,
-                blobs,
+                blobs: stores.blobs,
                 keep_blobs: config.keep_blobs,
-                certificate,
-                trusted_ca: admission_config.trusted_ca.clone(),
+                certificate: id.certificate,
+                trusted_ca: id.admission.trusted_ca.clone(),
                 data_dir: config.data_dir.clone(),
                 record_max_value: config.records.limits.max_value_size,
                 cert_metrics,
                 gates,
             }),
         };
+        start_servers(&node, &config, control, &tasks, &stopped);
         node.start_services(&config).await?;
-        tokio::spawn(admission::admission_task(
+        tasks.spawn(admission::admission_task(
             Arc::downgrade(&node.inner),
-            stopped.clone(),
-            admission_config.revocation_refresh,
+            stopped,
+            id.admission.revocation_refresh,
         ));
         Ok((node, task))
+    }
+}
+
+/// Who a node is: its key, label, certificate and DID.
+struct Identity {
+    keypair: Keypair,
+    peer_id: PeerId,
+    label: String,
+    /// The admission config with the newest revocation list known (config or data folder).
+    admission: AdmissionConfig,
+    certificate: mcc_admission::Certificate,
+    did: String,
+    /// This node's own DID document, signed, when it publishes one.
+    own_did_doc: Option<SignedDocument>,
+}
+
+/// Step 1: the data folder, the key, the label, the certificate and the DID document.
+fn identity(config: &Config, keypair: Option<Keypair>) -> Result<Identity, Error> {
+    if let Some(dir) = &config.data_dir {
+        crate::fsutil::private_dir(dir).map_err(|source| Error::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    let keypair = match (keypair, config.seed, &config.data_dir) {
+        (Some(k), _, _) => k,
+        (None, Some(seed), _) => crate::identity::from_seed(seed),
+        (None, None, Some(dir)) => crate::identity::load_or_create(dir)?,
+        (None, None, None) => Keypair::generate_ed25519(),
+    };
+    let peer_id = keypair.public().to_peer_id();
+    let ed25519 = keypair
+        .clone()
+        .try_into_ed25519()
+        .map_err(|_| Error::NotEd25519)?;
+    // A certificate's label wins over --label.
+    let label = match &config.admission.certificate {
+        Some(c) => {
+            if config.label.is_some() {
+                tracing::info!(
+                    "--label is ignored: the certificate's label {:?} is used",
+                    c.label()
+                );
+            }
+            c.label().to_string()
+        }
+        None => resolve_label(config)?,
+    };
+    let mut admission_config = config.admission.clone();
+    admission_config.revocations =
+        admission::newest_revocations(&admission_config, config.data_dir.as_deref());
+    let certificate = admission::own_certificate(&admission_config, &ed25519, peer_id, &label)?;
+    let may_write_records = certificate
+        .permissions()
+        .allows(mcc_admission::Permission::RecordsWrite);
+    if !may_write_records {
+        tracing::info!(
+            "this node's certificate lacks records:write: its DID document is not published"
+        );
+    }
+    let did = mcc_records::did::did_from_public(&ed25519.public());
+    let own_did_doc = if config.records.publish_did && may_write_records {
+        let doc = mcc_records::did::default_document(&did);
+        let seq = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(1);
+        Some(
+            SignedDocument::sign(&ed25519, doc, seq)
+                .map_err(|e| Error::Store(format!("cannot sign own DID document: {e}")))?,
+        )
+    } else {
+        None
+    };
+    Ok(Identity {
+        keypair,
+        peer_id,
+        label,
+        admission: admission_config,
+        certificate,
+        did,
+        own_did_doc,
+    })
+}
+
+/// What a node keeps on disk.
+struct Stores {
+    records: mcc_records::ValidatingStore<crate::storage::records::RedbStore>,
+    /// The temp folder holding the stores when there is no data folder.
+    tmp: Option<tempfile::TempDir>,
+    blobs: Arc<crate::storage::blobs::BlobStore>,
+    services: crate::services::Registry,
+}
+
+/// Step 2: the record store, the blob store and the saved services and listeners.
+fn open_stores(config: &Config, peer_id: PeerId) -> Result<Stores, Error> {
+    let (records, tmp) = open_record_store(config, peer_id)?;
+    let state_dir = match (&config.data_dir, &tmp) {
+        (Some(d), _) => d.clone(),
+        (None, Some(t)) => t.path().to_path_buf(),
+        (None, None) => std::env::temp_dir(),
+    };
+    let blobs = Arc::new(
+        crate::storage::blobs::BlobStore::open(&state_dir.join("blobs"))
+            .map_err(|e| Error::Store(e.to_string()))?,
+    );
+    let services = crate::services::Registry::load(config.data_dir.clone())?;
+    Ok(Stores {
+        records,
+        tmp,
+        blobs,
+        services,
+    })
+}
+
+/// The swarm and what the rest of the node needs from its behaviours.
+struct Built {
+    swarm: libp2p::Swarm<Behaviour>,
+    gates: mcc_admission::Gates,
+    control: libp2p_stream::Control,
+    mdns_on: bool,
+    agent_version: String,
+}
+
+/// Step 3: the transports and the composed behaviour, built inside the swarm builder.
+fn build_swarm(
+    config: &Config,
+    id: &Identity,
+    records: mcc_records::ValidatingStore<crate::storage::records::RedbStore>,
+    methods: &Methods,
+    registry: &mut Registry,
+) -> Result<Built, Error> {
+    let agent_version = format!("mcc/{VERSION} ({})", id.label);
+    let mdns_on = match config.mdns {
+        MdnsMode::On => true,
+        MdnsMode::Off => false,
+        MdnsMode::Auto => config.listen.iter().any(|a| !addr::is_loopback(a)),
+    };
+    let admission_config = &id.admission;
+    let admission = mcc_admission::Behaviour::new(
+        id.certificate.clone(),
+        mcc_admission::Config {
+            trusted_ca: admission_config.trusted_ca.clone(),
+            revocations: admission_config.revocations.clone(),
+            timeout: admission_config.timeout,
+            ban_duration: admission_config.ban_duration,
+            recheck_interval: admission_config.recheck_interval,
+        },
+    );
+    let gates = admission.gates();
+    let store = GuardedStore::new(records, gates.clone())
+        .with_rendezvous(config.rendezvous.as_deref().map(event_loop::provider_key));
+    let stream = libp2p_stream::Behaviour::new();
+    let control = stream.new_control();
+    let behaviour_config = BehaviourConfig {
+        admission,
+        store,
+        stream,
+        agent_version: agent_version.clone(),
+        methods: methods.clone(),
+        mdns: mdns_on,
+        kad_protocol: config.kad_protocol.clone(),
+        dht_alpha: config.dht_alpha,
+        max_record_size: config.records.limits.max_value_size,
+        ping_interval: config.ping_interval,
+        rpc: config.rpc.clone(),
+    };
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(id.keypair.clone())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| Error::Transport(e.to_string()))?
+        .with_quic()
+        .with_dns()
+        .map_err(|e| Error::Transport(e.to_string()))?
+        .with_bandwidth_metrics(registry)
+        .with_behaviour(|key| {
+            Behaviour::new(key, behaviour_config)
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        })
+        .map_err(Error::Behaviour)?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_connection_timeout))
+        .build();
+    Ok(Built {
+        swarm,
+        gates,
+        control,
+        mdns_on,
+        agent_version,
+    })
+}
+
+/// Step 4: the servers, owned by `tasks` and ended by `stopped`: the forward server and the
+/// blob server (with `blobs:seed`).
+fn start_servers(
+    node: &Node,
+    config: &Config,
+    control: libp2p_stream::Control,
+    tasks: &TaskTracker,
+    stopped: &CancellationToken,
+) {
+    let services = &node.inner.services;
+    {
+        let (resolver, stats, stopped) =
+            (services.resolver(), services.stats.clone(), stopped.clone());
+        let server = mcc_forward::serve(control.clone(), resolver, config.forward.clone(), stats);
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = stopped.cancelled() => {}
+                r = server => if let Err(e) = r {
+                    tracing::error!("forwarding server: {e}");
+                }
+            }
+        });
+    }
+    if node
+        .certificate()
+        .permissions()
+        .allows(mcc_admission::Permission::BlobsSeed)
+    {
+        let server = mcc_blobs::transfer::serve(
+            control,
+            Arc::clone(&node.inner.blobs) as Arc<dyn mcc_blobs::BlockStore>,
+            mcc_blobs::transfer::ServeStats::default(),
+        );
+        let stopped = stopped.clone();
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = stopped.cancelled() => {}
+                r = server => if let Err(e) = r {
+                    tracing::error!("blob server: {e}");
+                }
+            }
+        });
     }
 }
 

@@ -20,6 +20,9 @@ pub enum Error {
     },
     #[error("transport setup failed: {0}")]
     Transport(String),
+    /// A behaviour could not be built (mDNS cannot bind its socket, ...).
+    #[error("cannot build the network behaviour")]
+    Behaviour(#[source] libp2p::BehaviourBuilderError),
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: Multiaddr, reason: String },
     #[error(transparent)]

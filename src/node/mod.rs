@@ -1,6 +1,43 @@
 //! The node: one event loop task that alone owns the libp2p `Swarm`, and a cloneable
 //! [`Node`] handle that talks to it with bounded commands and oneshot replies.
 //!
+//! # Layout
+//!
+//! - `config.rs`: [`Config`] and its parts; `error.rs`: [`Error`]; `info.rs`: what the node
+//!   reports ([`NodeInfo`], [`PeerInfo`], ...).
+//! - `builder.rs`: [`Builder::spawn`], in steps: identity, stores, swarm, event loop, servers.
+//! - `behaviour.rs`: the composed libp2p behaviour, built inside the swarm builder's closure.
+//! - `event_loop*`: the only owner of the `Swarm`, and the `Command`s it answers.
+//! - `admission.rs`: certificates, revocations, the `records:write` guard of the record store.
+//!
+//! # Tasks
+//!
+//! - **Event loop** (`event_loop.rs`): owns the `Swarm` and every behaviour; it alone touches
+//!   libp2p state. Handles reach it through the bounded `Command` channel (256).
+//! - **Forward server** (`mcc_forward::serve`): answers inbound `/mcc/forward/1.0.0` streams
+//!   and owns their tunnels in its own `JoinSet`.
+//! - **Blob server** (`mcc_blobs::transfer::serve`, with `blobs:seed` only): answers block
+//!   requests from the blob store.
+//! - **Admission task** (`admission::admission_task`): certificate expiry warnings and the
+//!   revocation list refresh; holds the node weakly.
+//! - **Listeners** (`services`): one accept loop per local listener plus one task per tunnel.
+//! - **API server** (`crate::api`, spawned by the daemon, not here).
+//!
+//! All but the event loop and the API are owned by one `TaskTracker` and end when the
+//! node's `stopped` token is cancelled, which the event loop does when it ends; the task that
+//! [`Builder::spawn`] returns ends only once all of them have ended.
+//!
+//! # Shared state
+//!
+//! Outside the event loop, state is shared only where tasks must decide without a round trip:
+//! - `mcc_admission::Gates` (a lock inside): who is admitted, with which permissions. The
+//!   admission behaviour writes it; the other behaviours, the record store, the forward
+//!   resolver, listeners and blob fetches read it on every stream.
+//! - `services::Services`: the registry (a mutex around the saved services and listeners,
+//!   written by the API, read by the forward server's resolver), the provider cache and the
+//!   cancellation tokens of the running listeners (each a short-held mutex).
+//! - The blob store (redb, its own locking): written by the API, read by the blob server.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), mcc::node::Error> {
 //! use mcc::node::{Config, Node};

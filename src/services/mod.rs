@@ -92,6 +92,8 @@ pub(crate) struct Services {
     pub stopped: CancellationToken,
     /// Admitted peers and their permissions.
     gates: mcc_admission::Gates,
+    /// Owns the listener tasks and their tunnels, with the node's other tasks.
+    tasks: tokio_util::task::TaskTracker,
     /// Listener connections through which nothing passed for this long are closed (both the
     /// local connection and the tunnel); `None`: never.
     tunnel_idle_timeout: Option<Duration>,
@@ -104,9 +106,11 @@ impl Services {
         stats: mcc_forward::Stats,
         stopped: CancellationToken,
         gates: mcc_admission::Gates,
+        tasks: tokio_util::task::TaskTracker,
     ) -> Self {
         Self {
             gates,
+            tasks,
             registry,
             control,
             stats,
@@ -589,7 +593,8 @@ impl Node {
         let node = self.clone();
         let service = listener.service.clone();
         tracing::info!(address = %listener.address, %service, "listener started");
-        tokio::spawn(async move {
+        let tasks = self.services().tasks.clone();
+        self.services().tasks.spawn(async move {
             loop {
                 let accepted = tokio::select! {
                     _ = token.cancelled() => break,
@@ -609,7 +614,7 @@ impl Node {
                 let token = token.clone();
                 let idle = node.services().tunnel_idle_timeout;
                 let pin = pin.clone();
-                tokio::spawn(async move {
+                tasks.spawn(async move {
                     let opened = match &pin {
                         Some(pin) => node.open_pinned_tunnel(&service, pin).await,
                         None => node.open_tunnel(&service, None).await,
