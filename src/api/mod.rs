@@ -101,38 +101,23 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+// Each subsystem maps its own errors to a status next to its enum (`status()`); the message
+// is the error with its sources.
 impl From<node::Error> for ApiError {
     fn from(e: node::Error) -> Self {
-        use mcc_records::ValidationError as V;
-        let status = match &e {
-            node::Error::Invalid(V::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
-            node::Error::Invalid(V::Stale { .. }) | node::Error::Refused => StatusCode::CONFLICT,
-            node::Error::Invalid(_) => StatusCode::BAD_REQUEST,
-            node::Error::NotFound(_) => StatusCode::NOT_FOUND,
-            node::Error::StoreFull(_) => StatusCode::INSUFFICIENT_STORAGE,
-            node::Error::Services(e) => {
-                use crate::services::registry::Error as R;
-                match e {
-                    R::UnknownService(_) | R::UnknownListener(_) => StatusCode::NOT_FOUND,
-                    R::DuplicateListener(_) => StatusCode::CONFLICT,
-                    R::InvalidName { .. } | R::InvalidAddress { .. } => StatusCode::BAD_REQUEST,
-                    R::Save { .. } | R::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-                }
-            }
-            node::Error::NoProvider(_) => StatusCode::NOT_FOUND,
-            node::Error::Tunnel(_) => StatusCode::BAD_GATEWAY,
-            node::Error::ListenerBind { .. } => StatusCode::CONFLICT,
-            node::Error::InvalidPeer(_) | node::Error::InvalidCid(_) => StatusCode::BAD_REQUEST,
-            node::Error::Blob(_) => StatusCode::BAD_GATEWAY,
-            node::Error::BlobRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            node::Error::Addr(_) => StatusCode::BAD_REQUEST,
-            node::Error::Dial { .. } | node::Error::Call(_) => StatusCode::BAD_GATEWAY,
-            node::Error::Stopped => StatusCode::SERVICE_UNAVAILABLE,
-            node::Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            node::Error::BadRequest(_) => StatusCode::BAD_REQUEST,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        Self::new(status, e.to_string())
+        Self::new(e.status(), node::error_chain(&e))
+    }
+}
+
+impl From<crate::services::Error> for ApiError {
+    fn from(e: crate::services::Error) -> Self {
+        Self::new(e.status(), node::error_chain(&e))
+    }
+}
+
+impl From<crate::blobs::Error> for ApiError {
+    fn from(e: crate::blobs::Error) -> Self {
+        Self::new(e.status(), node::error_chain(&e))
     }
 }
 
@@ -485,7 +470,7 @@ async fn put_record(
     let query = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let body = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     let ttl = query.0.ttl.map(std::time::Duration::from_secs);
-    s.node.may(Permission::RecordsWrite)?;
+    s.node.admission().may(Permission::RecordsWrite)?;
     Ok(Json(s.node.put_record(key, body.to_vec(), ttl).await?))
 }
 
@@ -581,7 +566,7 @@ async fn put_did(
     ApiJson(doc): ApiJson<mcc_records::did::SignedDocument>,
 ) -> Result<Json<PutOutcome>, ApiError> {
     parse_did(&did)?;
-    s.node.may(Permission::RecordsWrite)?;
+    s.node.admission().may(Permission::RecordsWrite)?;
     if doc.did() != Some(did.as_str()) {
         return Err(ApiError::bad_request(format!(
             "the document's id ({}) is not {did}",
@@ -597,7 +582,7 @@ async fn put_did(
 #[utoipa::path(get, path = "/services", tag = "services",
     responses((status = 200, body = Vec<Service>)))]
 async fn get_services(State(s): State<AppState>) -> Json<Vec<Service>> {
-    Json(s.node.local_services())
+    Json(s.node.services().list())
 }
 
 /// Registers (or replaces) a local service and announces it in the DHT.
@@ -607,7 +592,7 @@ async fn post_services(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<ServiceRequest>,
 ) -> Result<(StatusCode, Json<Service>), ApiError> {
-    let svc = s.node.add_service(&req.name, &req.address).await?;
+    let svc = s.node.services().add(&req.name, &req.address).await?;
     Ok((StatusCode::CREATED, Json(svc)))
 }
 
@@ -619,7 +604,7 @@ async fn delete_service(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Service>, ApiError> {
-    Ok(Json(s.node.remove_service(&name).await?))
+    Ok(Json(s.node.services().remove(&name).await?))
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
@@ -640,16 +625,16 @@ async fn get_providers(
 ) -> Result<Json<Vec<Provider>>, ApiError> {
     let query = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     if query.0.local.unwrap_or(false) {
-        return Ok(Json(s.node.stored_providers(&name).await?));
+        return Ok(Json(s.node.services().stored_providers(&name).await?));
     }
-    Ok(Json(s.node.providers(&name).await?))
+    Ok(Json(s.node.services().providers(&name).await?))
 }
 
 /// Local listeners forwarding to services in the mesh.
 #[utoipa::path(get, path = "/listeners", tag = "services",
     responses((status = 200, body = Vec<Listener>)))]
 async fn get_listeners(State(s): State<AppState>) -> Json<Vec<Listener>> {
-    Json(s.node.listeners())
+    Json(s.node.services().listeners())
 }
 
 /// Starts a listener: every connection to `address` is tunnelled to a provider of `service`.
@@ -660,9 +645,10 @@ async fn post_listeners(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<ListenerRequest>,
 ) -> Result<(StatusCode, Json<Listener>), ApiError> {
-    s.node.may(Permission::ServicesConsume)?;
+    s.node.admission().may(Permission::ServicesConsume)?;
     let l = s
         .node
+        .services()
         .add_listener(&req.service, &req.address, req.peer.as_deref())
         .await?;
     Ok((StatusCode::CREATED, Json(l)))
@@ -676,7 +662,7 @@ async fn delete_listener(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Listener>, ApiError> {
-    Ok(Json(s.node.remove_listener(&id)?))
+    Ok(Json(s.node.services().remove_listener(&id)?))
 }
 
 /// Proxies any HTTP request to the named HTTP service on a provider and streams the answer

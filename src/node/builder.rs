@@ -18,10 +18,12 @@ use tokio_util::task::TaskTracker;
 
 use super::behaviour::BehaviourConfig;
 use super::event_loop::{self, EventLoop};
+use super::{Admission, Network};
 use super::{
     AdmissionConfig, Behaviour, Config, Error, GuardedStore, Inner, MdnsMode, Node, VERSION, addr,
     admission, error_chain, metrics,
 };
+use crate::blobs::Blobs;
 use crate::services::Services;
 
 /// Builds and starts a node.
@@ -137,41 +139,38 @@ impl Builder {
                 tasks.wait().await;
             })
         };
-        let services = Arc::new(
-            Services::new(
-                stores.services,
-                control.clone(),
-                forward_stats,
-                stopped.clone(),
-                gates.clone(),
-                tasks.clone(),
-            )
-            .with_tunnel_idle_timeout(config.forward.idle_timeout),
+        let net = Network::new(tx, control, id.peer_id, &id.label, id.certificate);
+        let services = Services::new(
+            net.clone(),
+            stores.services,
+            forward_stats,
+            gates.clone(),
+            tasks.clone(),
+            stopped.clone(),
+            config.forward.idle_timeout,
         );
-        let peer_id = id.peer_id;
-        let label = id.label;
-        tracing::info!(%peer_id, %label, "node started");
+        let blobs = Blobs::new(net.clone(), stores.blobs, gates, config.keep_blobs);
+        let admission = Admission::new(
+            net.clone(),
+            id.admission.trusted_ca.clone(),
+            config.data_dir.clone(),
+            config.records.limits.max_value_size,
+            cert_metrics,
+        );
+        tracing::info!(peer_id = %net.peer_id(), label = %net.label(), "node started");
         let node = Node {
             inner: Arc::new(Inner {
-                tx,
-                peer_id,
+                net,
+                services,
+                blobs,
+                admission,
                 did: id.did,
-                label,
                 methods,
                 registry: Arc::new(registry),
                 call_guard: config.rpc.request_timeout() + Duration::from_secs(5),
-                services,
-                blobs: stores.blobs,
-                keep_blobs: config.keep_blobs,
-                certificate: id.certificate,
-                trusted_ca: id.admission.trusted_ca.clone(),
-                data_dir: config.data_dir.clone(),
-                record_max_value: config.records.limits.max_value_size,
-                cert_metrics,
-                gates,
             }),
         };
-        start_servers(&node, &config, control, &tasks, &stopped);
+        start_servers(&node, &config, &tasks, &stopped);
         node.start_services(&config).await?;
         tasks.spawn(admission::admission_task(
             Arc::downgrade(&node.inner),
@@ -285,7 +284,8 @@ fn open_stores(config: &Config, peer_id: PeerId) -> Result<Stores, Error> {
         crate::storage::blobs::BlobStore::open(&state_dir.join("blobs"))
             .map_err(|e| Error::Store(e.to_string()))?,
     );
-    let services = crate::services::Registry::load(config.data_dir.clone())?;
+    let services = crate::services::Registry::load(config.data_dir.clone())
+        .map_err(|e| Error::Start(Box::new(e)))?;
     Ok(Stores {
         records,
         tmp,
@@ -376,17 +376,15 @@ fn build_swarm(
 
 /// Step 4: the servers, owned by `tasks` and ended by `stopped`: the forward server and the
 /// blob server (with `blobs:seed`).
-fn start_servers(
-    node: &Node,
-    config: &Config,
-    control: libp2p_stream::Control,
-    tasks: &TaskTracker,
-    stopped: &CancellationToken,
-) {
-    let services = &node.inner.services;
+fn start_servers(node: &Node, config: &Config, tasks: &TaskTracker, stopped: &CancellationToken) {
+    let services = node.services();
+    let control = node.network().control();
     {
-        let (resolver, stats, stopped) =
-            (services.resolver(), services.stats.clone(), stopped.clone());
+        let (resolver, stats, stopped) = (
+            services.resolver(),
+            services.stats().clone(),
+            stopped.clone(),
+        );
         let server = mcc_forward::serve(control.clone(), resolver, config.forward.clone(), stats);
         tasks.spawn(async move {
             tokio::select! {
@@ -398,13 +396,14 @@ fn start_servers(
         });
     }
     if node
+        .admission()
         .certificate()
         .permissions()
         .allows(mcc_admission::Permission::BlobsSeed)
     {
         let server = mcc_blobs::transfer::serve(
             control,
-            Arc::clone(&node.inner.blobs) as Arc<dyn mcc_blobs::BlockStore>,
+            Arc::clone(node.blobs().store()) as Arc<dyn mcc_blobs::BlockStore>,
             mcc_blobs::transfer::ServeStats::default(),
         );
         let stopped = stopped.clone();

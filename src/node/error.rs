@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use axum::http::StatusCode;
 use libp2p::Multiaddr;
 use mcc_rpc::CallError;
 
@@ -21,7 +22,7 @@ pub enum Error {
     #[error("transport setup failed: {0}")]
     Transport(String),
     /// A behaviour could not be built (mDNS cannot bind its socket, ...).
-    #[error("cannot build the network behaviour")]
+    #[error("cannot build the network behaviour: {0}")]
     Behaviour(#[source] libp2p::BehaviourBuilderError),
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: Multiaddr, reason: String },
@@ -46,30 +47,52 @@ pub enum Error {
     StoreFull(String),
     #[error("every peer refused the record (is a newer version already published?)")]
     Refused,
+    /// A feature (services, blobs) could not be set up at start; its own error inside.
     #[error(transparent)]
-    Services(#[from] crate::services::registry::Error),
-    #[error("no reachable provider of service {0}")]
-    NoProvider(String),
-    #[error("tunnel: {0}")]
-    Tunnel(String),
-    #[error("cannot listen on {address}: {reason}")]
-    ListenerBind { address: String, reason: String },
-    #[error("invalid peer id: {0}")]
-    InvalidPeer(String),
-    #[error("invalid CID {0}")]
-    InvalidCid(String),
-    #[error("{0}")]
-    Blob(String),
-    /// A blob's DAG is out of proportion (a "DAG bomb"): it is neither read nor stored.
-    #[error("blob DAG refused: {0}")]
-    BlobRefused(String),
+    Start(Box<dyn std::error::Error + Send + Sync>),
     #[error(transparent)]
     Certificate(Box<CertificateError>),
     /// This node (or the peer asked) may not do this: a permission is missing.
     #[error("forbidden: {0}")]
     Forbidden(String),
-    #[error("{0}")]
-    BadRequest(String),
+    /// A revocation list that does not verify or cannot be installed.
+    #[error("revocation list: {0}")]
+    Revocations(#[source] mcc_admission::CertError),
+    /// A revocation list in the DHT that does not decode.
+    #[error("revocation list in the DHT: {0}")]
+    RevocationsDecode(#[source] mcc_admission::DecodeError),
+    /// A blocking task did not finish.
+    #[error("background task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl Error {
+    /// The HTTP status of this error in the REST API.
+    pub fn status(&self) -> StatusCode {
+        use mcc_records::ValidationError as V;
+        match self {
+            Error::Invalid(V::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Invalid(V::Stale { .. }) | Error::Refused => StatusCode::CONFLICT,
+            Error::Invalid(_) => StatusCode::BAD_REQUEST,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::StoreFull(_) => StatusCode::INSUFFICIENT_STORAGE,
+            Error::Addr(_) | Error::Revocations(_) => StatusCode::BAD_REQUEST,
+            Error::Dial { .. } | Error::Call(_) => StatusCode::BAD_GATEWAY,
+            Error::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::Identity(_)
+            | Error::DataDir { .. }
+            | Error::Transport(_)
+            | Error::Behaviour(_)
+            | Error::Listen { .. }
+            | Error::NotEd25519
+            | Error::Store(_)
+            | Error::Certificate(_)
+            | Error::Start(_)
+            | Error::RevocationsDecode(_)
+            | Error::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
 }
 
 impl From<CertificateError> for Error {

@@ -105,3 +105,17 @@ pub struct PutOutcome {
     /// when peers arrive).
     pub replicated: bool,
 }
+
+/// A provider of a DHT key (a service, a blob), with what is known of it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Provider {
+    #[schema(value_type = String)]
+    pub peer_id: PeerId,
+    pub label: Option<String>,
+    /// This node itself.
+    pub local: bool,
+    pub connected: bool,
+    pub rtt_ms: Option<f64>,
+    #[schema(value_type = Vec<String>)]
+    pub addrs: Vec<libp2p::Multiaddr>,
+}

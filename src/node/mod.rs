@@ -68,8 +68,8 @@ mod error;
 mod event_loop;
 mod info;
 mod metrics;
+mod network;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -79,11 +79,10 @@ use mcc_records::did::SignedDocument;
 use mcc_rpc::{CallError, Methods};
 use prometheus_client::registry::Registry;
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
 
 pub use self::addr::AddrError;
 pub use self::admission::{
-    AdmissionConfig, AdmissionInfo, CertificateError, CertificateInfo, GuardedStore,
+    Admission, AdmissionConfig, AdmissionInfo, CertificateError, CertificateInfo, GuardedStore,
     REVOCATIONS_FILE, RevocationOutcome,
 };
 pub use self::behaviour::{Behaviour, BehaviourEvent};
@@ -92,32 +91,26 @@ pub use self::config::{Config, DEFAULT_PORT, MdnsMode, RecordsConfig};
 pub use self::error::Error;
 pub(crate) use self::error::error_chain;
 pub(crate) use self::event_loop::{Command, provider_key};
-pub use self::info::{CallOutcome, Direction, FoundRecord, NodeInfo, PeerInfo, PutOutcome};
-use crate::services::{Listener, Services};
+pub use self::info::{
+    CallOutcome, Direction, FoundRecord, NodeInfo, PeerInfo, Provider, PutOutcome,
+};
+pub use self::network::Network;
+use crate::blobs::Blobs;
+use crate::services::Services;
 
 /// Version of this crate, announced by identify and in the REST API.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub(crate) struct Inner {
-    pub(crate) services: Arc<Services>,
-    pub(crate) blobs: Arc<crate::storage::blobs::BlobStore>,
-    pub(crate) keep_blobs: bool,
-    tx: mpsc::Sender<Command>,
-    peer_id: PeerId,
+    net: Network,
+    services: Services,
+    blobs: Blobs,
+    admission: Admission,
     did: String,
-    label: String,
     methods: Methods,
     registry: Arc<Registry>,
     /// Last-resort bound on a call, above the RPC request timeout.
     call_guard: Duration,
-    certificate: mcc_admission::Certificate,
-    trusted_ca: Option<mcc_admission::Certificate>,
-    data_dir: Option<PathBuf>,
-    /// Largest record value (`--max-record-size`): a revocation list must fit one.
-    record_max_value: usize,
-    cert_metrics: metrics::CertMetrics,
-    /// Who is admitted, with which permissions.
-    pub(crate) gates: mcc_admission::Gates,
 }
 
 /// A cloneable handle to a running node.
@@ -133,11 +126,31 @@ impl Node {
     }
 
     pub fn peer_id(&self) -> PeerId {
-        self.inner.peer_id
+        self.inner.net.peer_id()
     }
 
     pub fn label(&self) -> &str {
-        &self.inner.label
+        self.inner.net.label()
+    }
+
+    /// The network handle every feature handle is built on.
+    pub fn network(&self) -> &Network {
+        &self.inner.net
+    }
+
+    /// Services, listeners and tunnels.
+    pub fn services(&self) -> &Services {
+        &self.inner.services
+    }
+
+    /// Blobs: add, fetch, read, delete, seed.
+    pub fn blobs(&self) -> &Blobs {
+        &self.inner.blobs
+    }
+
+    /// Certificate, permissions, admission state and revocation lists.
+    pub fn admission(&self) -> &Admission {
+        &self.inner.admission
     }
 
     /// The RPC methods this node serves; register more at runtime here.
@@ -150,78 +163,41 @@ impl Node {
         &self.inner.registry
     }
 
-    /// Registers the config file's services, announces saved ones and starts listeners.
+    /// Registers the config file's services, announces saved ones, starts listeners and seeds
+    /// the blobs stored here.
     async fn start_services(&self, config: &Config) -> Result<(), Error> {
-        for (name, address) in &config.services {
-            self.add_service_from(name, address, true).await?;
-        }
-        for s in self.local_services().into_iter().filter(|s| !s.from_config) {
-            self.send(Command::Provide {
-                key: crate::services::service_key(&s.name),
-            })
-            .await?;
-        }
-        // Seed the blobs stored here.
-        let seeding = self.may(mcc_admission::Permission::BlobsSeed).is_ok();
-        for b in self.blobs().into_iter().filter(|_| seeding) {
-            if let Ok(cid) = crate::blobs::parse_cid(&b.cid) {
-                self.send(Command::Provide {
-                    key: crate::blobs::provider_key(&cid),
-                })
-                .await?;
-            }
-        }
-        let mut listeners = self.listeners();
-        for (service, address, peer) in &config.listeners {
-            let l = Listener {
-                id: format!("config-{}", listeners.len()),
-                service: service.clone(),
-                address: address.clone(),
-                peer: peer.clone(),
-                from_config: true,
-            };
-            self.inner.services.registry.add_listener(l.clone())?;
-            listeners.push(l);
-        }
-        for l in listeners {
-            // A saved listener that cannot bind must not keep the node from starting.
-            if let Err(e) = self.start_listener(&l).await {
-                tracing::error!(address = %l.address, service = %l.service, "listener not started: {e}");
-            }
-        }
-        Ok(())
-    }
-
-    pub(crate) async fn send(&self, cmd: Command) -> Result<(), Error> {
-        self.inner.tx.send(cmd).await.map_err(|_| Error::Stopped)
-    }
-
-    pub(crate) async fn request<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<T>) -> Command,
-    ) -> Result<T, Error> {
-        let (tx, rx) = oneshot::channel();
-        self.inner
-            .tx
-            .send(make(tx))
+        match self
+            .services()
+            .start(&config.services, &config.listeners)
             .await
-            .map_err(|_| Error::Stopped)?;
-        rx.await.map_err(|_| Error::Stopped)
+        {
+            Ok(()) => {}
+            Err(crate::services::Error::Node(e)) => return Err(e),
+            Err(e) => return Err(Error::Start(Box::new(e))),
+        }
+        match self.blobs().seed_stored().await {
+            Ok(()) => Ok(()),
+            Err(crate::blobs::Error::Node(e)) => Err(e),
+            Err(e) => {
+                tracing::warn!("cannot seed the stored blobs: {}", error_chain(&e));
+                Ok(())
+            }
+        }
     }
 
     /// What the node says about itself.
     pub async fn info(&self) -> Result<NodeInfo, Error> {
-        self.request(Command::Info).await
+        self.inner.net.info().await
     }
 
     /// The connected peers.
     pub async fn peers(&self) -> Result<Vec<PeerInfo>, Error> {
-        self.request(Command::Peers).await
+        self.inner.net.peers().await
     }
 
     /// Dials an address (see [`addr::parse_dial`]) and waits for the connection.
     pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, Error> {
-        let fut = self.request(|reply| Command::Dial {
+        let fut = self.inner.net.request(|reply| Command::Dial {
             addr: addr.clone(),
             reply,
         });
@@ -242,21 +218,17 @@ impl Node {
     /// Like [`Node::call`], with the round-trip time and the error kept per peer.
     pub async fn call_outcome(&self, peer: PeerId, method: &str, params: Value) -> CallOutcome {
         let start = Instant::now();
-        let result = if peer == self.inner.peer_id {
+        let result = if peer == self.peer_id() {
             self.inner
                 .methods
                 .invoke(peer, method, params)
                 .await
                 .map_err(CallError::Remote)
         } else {
-            let fut = self.request(|reply| Command::Call {
-                peer,
-                method: method.to_string(),
-                params,
-                reply,
-            });
+            let fut = self.inner.net.call(peer, method, params);
             match tokio::time::timeout(self.inner.call_guard, fut).await {
-                Ok(Ok(r)) => r,
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(Error::Call(e))) => Err(e),
                 Ok(Err(_)) => Err(CallError::Io("the node is not running".to_string())),
                 Err(_) => Err(CallError::Timeout),
             }
@@ -276,10 +248,10 @@ impl Node {
         params: Value,
         include_self: bool,
     ) -> Result<Vec<CallOutcome>, Error> {
-        let mut targets = self.request(Command::RpcPeers).await?;
+        let mut targets = self.inner.net.rpc_peers().await?;
         targets.sort();
         if include_self {
-            targets.insert(0, self.inner.peer_id);
+            targets.insert(0, self.peer_id());
         }
         Ok(join_all(
             targets
@@ -314,26 +286,21 @@ impl Node {
         value: Vec<u8>,
         ttl: Option<Duration>,
     ) -> Result<PutOutcome, Error> {
-        self.request(|reply| Command::PutRecord {
-            key,
-            value,
-            ttl,
-            reply,
-        })
-        .await?
+        self.inner.net.put_record(key, value, ttl).await
     }
 
     /// Looks a record up (locally and in the DHT) and returns the best valid version.
     pub async fn get_record(&self, key: Vec<u8>) -> Result<FoundRecord, Error> {
-        self.request(|reply| Command::GetRecord { key, reply })
-            .await?
+        self.inner.net.get_record(key).await
     }
 
     /// This node's own copy of a record, without asking the network.
     pub async fn get_local_record(&self, key: Vec<u8>) -> Result<FoundRecord, Error> {
         let name = String::from_utf8_lossy(&key).into_owned();
         let record = self
-            .request(|reply| Command::GetLocalRecord { key, reply })
+            .inner
+            .net
+            .get_local_record(key)
             .await?
             .ok_or(Error::NotFound(name))?;
         Ok(FoundRecord {
@@ -363,6 +330,6 @@ impl Node {
 
     /// Completes when the event loop has stopped.
     pub async fn closed(&self) {
-        self.inner.tx.closed().await
+        self.inner.net.closed().await
     }
 }
