@@ -203,7 +203,13 @@ impl<S: mcc_records::SourcedStore> mcc_records::SourcedStore for GuardedStore<Va
             && !self.gates.allows(&peer, Permission::RecordsWrite)
         {
             tracing::info!(%peer, "record refused: the peer's certificate lacks records:write");
-            // kad has no error for this; any error makes it reset the peer's stream.
+            // Not really "too large": kad's store error is a closed enum of three variants
+            // (MaxRecords, MaxProvidedKeys, ValueTooLarge) with no way to say "refused", and
+            // any error makes kad reset the peer's stream, which is all that is wanted here.
+            // Only a write on behalf of a peer (`source` is `Some`: an inbound PUT, or keeping a
+            // newer version a peer supplied during a lookup, logged at debug by the event loop)
+            // gets here; the node's own writes (`None`) never do, so no API caller sees this
+            // error. The log line above says what really happened.
             return Err(store::Error::ValueTooLarge);
         }
         self.store.put_from(r, source)

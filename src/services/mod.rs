@@ -1,25 +1,27 @@
 //! Services: advertise local services by name, find providers, open tunnels to them, and run
 //! local listeners that forward to a service somewhere in the mesh.
 //!
+//! [`Services`] is the handle (over the node's [`Network`], as `node.services()`), with its
+//! [`Error`]; [`Registry`] keeps the saved services and listeners; [`Tunnel`] is one tunnel.
+//!
 //! Tunnel bytes flow between a local TCP socket and a libp2p stream (`/mcc/forward/1.0.0`,
 //! crate `mcc-forward`) in their own tasks, never through the node's event loop.
 
 mod error;
 pub mod registry;
+mod tunnel;
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 pub use self::error::Error;
 pub use self::registry::{Address, Listener, Registry, Scheme, Service};
+pub use self::tunnel::Tunnel;
 use crate::node::Network;
 pub use crate::node::Provider;
 
@@ -142,63 +144,6 @@ impl Services {
                 .map(|a| a.host_port)
                 .ok_or(mcc_forward::Refusal::UnknownService)
         })
-    }
-}
-
-/// Either end of a tunnel: a libp2p stream to a remote provider, or a direct connection when
-/// this node provides the service itself.
-pub enum Tunnel {
-    Remote(mcc_forward::Tunnel),
-    Local(TcpStream),
-}
-
-impl Tunnel {
-    /// The provider at the other end (`None`: this node).
-    pub fn peer(&self) -> Option<PeerId> {
-        match self {
-            Tunnel::Remote(t) => Some(t.peer()),
-            Tunnel::Local(_) => None,
-        }
-    }
-}
-
-impl AsyncRead for Tunnel {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Tunnel::Remote(t) => Pin::new(t).poll_read(cx, buf),
-            Tunnel::Local(t) => Pin::new(t).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Tunnel {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Tunnel::Remote(t) => Pin::new(t).poll_write(cx, buf),
-            Tunnel::Local(t) => Pin::new(t).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Tunnel::Remote(t) => Pin::new(t).poll_flush(cx),
-            Tunnel::Local(t) => Pin::new(t).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Tunnel::Remote(t) => Pin::new(t).poll_shutdown(cx),
-            Tunnel::Local(t) => Pin::new(t).poll_shutdown(cx),
-        }
     }
 }
 
