@@ -938,7 +938,7 @@ impl Running {
 
 async fn add_file(node: &Node, src: &Path, dag: &Dag) -> Result<()> {
     let file = tokio::fs::File::open(src).await?;
-    let info = node.add_blob(file).await?;
+    let info = node.blobs().add(file).await?;
     ensure!(
         info.cid == dag.root.to_string(),
         "add_blob gave {}, expected {}",
@@ -975,7 +975,7 @@ async fn fetch_row(
     let lookup = setup("waiting for the seeders to show as providers", async {
         loop {
             let start = Instant::now();
-            let found = fetcher.node.blob_providers(root).await?;
+            let found = fetcher.node.blobs().providers(root).await?;
             let took = start.elapsed();
             if ids.iter().all(|id| found.iter().any(|p| p.peer_id == *id)) {
                 return Ok(took);
@@ -999,7 +999,7 @@ async fn fetch_row(
             first.get_or_insert(now);
             last = Some(now);
         };
-        Ok(fetcher.node.fetch_blob(root, on_progress).await?)
+        Ok(fetcher.node.blobs().fetch(root, on_progress).await?)
     })
     .await?;
     ensure!(!summary.local, "{name}: the blob was already there");
@@ -1068,7 +1068,7 @@ async fn fetch_row(
 
 async fn read_row(plan: &Plan, fetcher: &Running, root: &Cid, checksum: u64) -> Result<Row> {
     let ((len, got), m) = measure("read_blob", plan.row_limit(), async {
-        let (len, stream) = fetcher.node.read_blob(root, None).await?;
+        let (len, stream) = fetcher.node.blobs().read(root, None).await?;
         let mut stream = std::pin::pin!(stream);
         let mut sum = Checksum::default();
         while let Some(chunk) = stream.next().await {

@@ -793,7 +793,7 @@ async fn connect_nodes(a: &Running, b: &Running, quic: bool) -> Result<(SocketAd
     let deadline = Instant::now() + SETUP_CAP;
     loop {
         let providers = capped(SETUP_CAP, "provider lookup", async {
-            Ok(b.node.providers(SERVICE).await?)
+            Ok(b.node.services().providers(SERVICE).await?)
         })
         .await?;
         if providers.iter().any(|p| p.peer_id == a_id) {
@@ -808,6 +808,7 @@ async fn connect_nodes(a: &Running, b: &Running, quic: bool) -> Result<(SocketAd
 
     let port = free_port()?;
     b.node
+        .services()
         .add_listener(SERVICE, &format!("tcp://127.0.0.1:{port}"), None)
         .await?;
 
@@ -864,7 +865,8 @@ impl McPair {
         };
         let setup = async {
             a.node
-                .add_service(SERVICE, &format!("tcp://{service}"))
+                .services()
+                .add(SERVICE, &format!("tcp://{service}"))
                 .await?;
             connect_nodes(&a, &b, quic).await
         };

@@ -6,8 +6,9 @@
 //!
 //! Embed a node in your own program with [`Node::builder`]; see `examples/embed.rs`.
 //!
-//! Data flow: CLI → [`client`] → [`api`] handler → [`Node`] handle → event loop (the only
-//! owner of the `Swarm`) → behaviours → network.
+//! Data flow: CLI → [`client`] → [`api`] handler → [`Node`] handle, or one of its feature
+//! handles (`node.services()`, `node.blobs()`, `node.admission()`, each over a
+//! [`node::Network`]) → event loop (the only owner of the `Swarm`) → behaviours → network.
 
 pub mod api;
 pub mod blobs;

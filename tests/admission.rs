@@ -352,7 +352,7 @@ async fn permissions_are_enforced() -> Result<()> {
             .any(|p| p.peer_id == a_peer && p.admitted))
     })
     .await?;
-    let err = match node.open_tunnel("web", Some(a_peer)).await {
+    let err = match node.services().open_tunnel("web", Some(a_peer)).await {
         Ok(_) => bail!("A opened a tunnel for a node without services:consume"),
         Err(e) => e.to_string(),
     };

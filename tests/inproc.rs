@@ -83,10 +83,12 @@ async fn a_service_is_forwarded_between_two_nodes() -> Result<()> {
     let nodes = spawn_nodes(2, |_, _| {}).await?;
     nodes[1].connect(&nodes[0]).await?;
     nodes[0]
-        .add_service("echo", &format!("tcp://{service_addr}"))
+        .services()
+        .add("echo", &format!("tcp://{service_addr}"))
         .await?;
 
     let mut tunnel = nodes[1]
+        .services()
         .open_tunnel("echo", Some(nodes[0].peer_id()))
         .await?;
     assert_eq!(tunnel.peer(), Some(nodes[0].peer_id()));

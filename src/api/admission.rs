@@ -22,7 +22,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 pub(super) async fn get_admission(
     State(s): State<AppState>,
 ) -> Result<Json<AdmissionInfo>, ApiError> {
-    Ok(Json(s.node.admission().await?))
+    Ok(Json(s.node.admission().info().await?))
 }
 
 /// Publishes a CA-signed revocation list (the base64 text of `mcc ca revoke`'s file): this
@@ -40,6 +40,8 @@ pub(super) async fn put_revocations(
     let body = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     let list = mcc_admission::RevocationList::from_base64(&body)
         .map_err(|e| ApiError::bad_request(format!("not a revocation list: {e}")))?;
-    s.node.may(mcc_admission::Permission::RecordsWrite)?;
-    Ok(Json(s.node.publish_revocations(list).await?))
+    s.node
+        .admission()
+        .may(mcc_admission::Permission::RecordsWrite)?;
+    Ok(Json(s.node.admission().publish_revocations(list).await?))
 }

@@ -30,12 +30,14 @@ pub(super) async fn post_blob(
     State(s): State<AppState>,
     body: Body,
 ) -> Result<(StatusCode, Json<BlobInfo>), ApiError> {
-    s.node.may(mcc_admission::Permission::BlobsSeed)?;
+    s.node
+        .admission()
+        .may(mcc_admission::Permission::BlobsSeed)?;
     let stream = body
         .into_data_stream()
         .map(|r| r.map_err(std::io::Error::other));
     let reader = tokio_util::io::StreamReader::new(stream);
-    let info = s.node.add_blob(reader).await?;
+    let info = s.node.blobs().add(reader).await?;
     Ok((StatusCode::CREATED, Json(info)))
 }
 
@@ -43,7 +45,7 @@ pub(super) async fn post_blob(
 #[utoipa::path(get, path = "/blobs", tag = "blobs",
     responses((status = 200, body = Vec<BlobInfo>)))]
 pub(super) async fn list_blobs(State(s): State<AppState>) -> Json<Vec<BlobInfo>> {
-    Json(s.node.blobs())
+    Json(s.node.blobs().list())
 }
 
 /// A single byte range of a `Range` header, or `None` for the whole blob. `Err(())`: the
@@ -101,10 +103,11 @@ pub(super) async fn get_blob(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let cid = parse_cid(&cid)?;
-    s.node.fetch_blob(&cid, |_| {}).await?;
+    s.node.blobs().fetch(&cid, |_| {}).await?;
     let size = s
         .node
         .blobs()
+        .list()
         .into_iter()
         .find(|b| b.cid == cid.to_string())
         .map(|b| b.size)
@@ -123,7 +126,7 @@ pub(super) async fn get_blob(
             return Ok(resp);
         }
     };
-    let (total, stream) = s.node.read_blob(&cid, range.clone()).await?;
+    let (total, stream) = s.node.blobs().read(&cid, range.clone()).await?;
     let mut resp = Response::new(Body::from_stream(stream));
     let h = resp.headers_mut();
     h.insert(
@@ -171,7 +174,8 @@ pub(super) async fn fetch_blob(
         let progress_tx = tx.clone();
         let mut last = std::time::Instant::now();
         let result = node
-            .fetch_blob(&cid, move |p| {
+            .blobs()
+            .fetch(&cid, move |p| {
                 if last.elapsed() >= std::time::Duration::from_millis(100) {
                     last = std::time::Instant::now();
                     let line = serde_json::json!({
@@ -212,7 +216,7 @@ pub(super) async fn delete_blob(
     Path(cid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let cid = parse_cid(&cid)?;
-    s.node.delete_blob(&cid).await?;
+    s.node.blobs().delete(&cid).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -225,5 +229,5 @@ pub(super) async fn blob_providers(
     Path(cid): Path<String>,
 ) -> Result<Json<Vec<Provider>>, ApiError> {
     let cid = parse_cid(&cid)?;
-    Ok(Json(s.node.blob_providers(&cid).await?))
+    Ok(Json(s.node.blobs().providers(&cid).await?))
 }

@@ -48,40 +48,23 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+// Each subsystem maps its own errors to a status next to its enum (`status()`, no wildcard
+// arm); the message is the error with its sources.
 impl From<node::Error> for ApiError {
     fn from(e: node::Error) -> Self {
-        use mcc_records::ValidationError as V;
-        let status = match &e {
-            node::Error::Invalid(V::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
-            node::Error::Invalid(V::Stale { .. }) | node::Error::Refused => StatusCode::CONFLICT,
-            node::Error::Invalid(_) => StatusCode::BAD_REQUEST,
-            node::Error::NotFound(_) => StatusCode::NOT_FOUND,
-            node::Error::StoreFull(_) => StatusCode::INSUFFICIENT_STORAGE,
-            node::Error::Services(e) => {
-                use crate::services::registry::Error as R;
-                match e {
-                    R::UnknownService(_) | R::UnknownListener(_) => StatusCode::NOT_FOUND,
-                    R::DuplicateListener(_) => StatusCode::CONFLICT,
-                    R::InvalidName { .. } | R::InvalidAddress { .. } => StatusCode::BAD_REQUEST,
-                    R::Save { .. } | R::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-                }
-            }
-            node::Error::NoProvider(_) => StatusCode::NOT_FOUND,
-            node::Error::Tunnel(_) => StatusCode::BAD_GATEWAY,
-            node::Error::ListenerBind { .. } => StatusCode::CONFLICT,
-            node::Error::InvalidPeer(_) | node::Error::InvalidCid(_) => StatusCode::BAD_REQUEST,
-            node::Error::Blob(_) => StatusCode::BAD_GATEWAY,
-            node::Error::BlobRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            node::Error::Addr(_) => StatusCode::BAD_REQUEST,
-            node::Error::Dial { .. } | node::Error::Call(_) => StatusCode::BAD_GATEWAY,
-            node::Error::Stopped => StatusCode::SERVICE_UNAVAILABLE,
-            node::Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            node::Error::BadRequest(_) => StatusCode::BAD_REQUEST,
-            // TODO(core): each subsystem's error will map its own status; this wildcard goes
-            // then, so that a new variant can no longer become a 500 unnoticed.
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        Self::new(status, e.to_string())
+        Self::new(e.status(), node::error_chain(&e))
+    }
+}
+
+impl From<crate::services::Error> for ApiError {
+    fn from(e: crate::services::Error) -> Self {
+        Self::new(e.status(), node::error_chain(&e))
+    }
+}
+
+impl From<crate::blobs::Error> for ApiError {
+    fn from(e: crate::blobs::Error) -> Self {
+        Self::new(e.status(), node::error_chain(&e))
     }
 }
 

@@ -122,7 +122,7 @@ async fn forward_to(
     req: Request<Body>,
 ) -> Response {
     let result = async {
-        s.node.may(Permission::ServicesConsume)?;
+        s.node.admission().may(Permission::ServicesConsume)?;
         proxy(&s.node, service, prefix, path_and_query, req).await
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
@@ -249,7 +249,7 @@ pub(crate) async fn proxy(
     path_and_query: &str,
     req: Request<Body>,
 ) -> Result<Response, ApiError> {
-    let tunnel = node.open_tunnel(service, None).await?;
+    let tunnel = node.services().open_tunnel(service, None).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tunnel))
         .await
         .map_err(bad_gateway)?;

@@ -65,7 +65,7 @@ async fn put_record(
     let query = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let body = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     let ttl = query.0.ttl.map(std::time::Duration::from_secs);
-    s.node.may(Permission::RecordsWrite)?;
+    s.node.admission().may(Permission::RecordsWrite)?;
     Ok(Json(s.node.put_record(key, body.to_vec(), ttl).await?))
 }
 
@@ -161,7 +161,7 @@ async fn put_did(
     ApiJson(doc): ApiJson<mcc_records::did::SignedDocument>,
 ) -> Result<Json<PutOutcome>, ApiError> {
     parse_did(&did)?;
-    s.node.may(Permission::RecordsWrite)?;
+    s.node.admission().may(Permission::RecordsWrite)?;
     if doc.did() != Some(did.as_str()) {
         return Err(ApiError::bad_request(format!(
             "the document's id ({}) is not {did}",

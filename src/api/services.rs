@@ -24,7 +24,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/services", tag = "services",
     responses((status = 200, body = Vec<Service>)))]
 async fn get_services(State(s): State<AppState>) -> Json<Vec<Service>> {
-    Json(s.node.local_services())
+    Json(s.node.services().list())
 }
 
 /// Registers (or replaces) a local service and announces it in the DHT.
@@ -34,7 +34,7 @@ async fn post_services(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<ServiceRequest>,
 ) -> Result<(StatusCode, Json<Service>), ApiError> {
-    let svc = s.node.add_service(&req.name, &req.address).await?;
+    let svc = s.node.services().add(&req.name, &req.address).await?;
     Ok((StatusCode::CREATED, Json(svc)))
 }
 
@@ -46,7 +46,7 @@ async fn delete_service(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Service>, ApiError> {
-    Ok(Json(s.node.remove_service(&name).await?))
+    Ok(Json(s.node.services().remove(&name).await?))
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
@@ -67,16 +67,16 @@ async fn get_providers(
 ) -> Result<Json<Vec<Provider>>, ApiError> {
     let query = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     if query.0.local.unwrap_or(false) {
-        return Ok(Json(s.node.stored_providers(&name).await?));
+        return Ok(Json(s.node.services().stored_providers(&name).await?));
     }
-    Ok(Json(s.node.providers(&name).await?))
+    Ok(Json(s.node.services().providers(&name).await?))
 }
 
 /// Local listeners forwarding to services in the mesh.
 #[utoipa::path(get, path = "/listeners", tag = "services",
     responses((status = 200, body = Vec<Listener>)))]
 async fn get_listeners(State(s): State<AppState>) -> Json<Vec<Listener>> {
-    Json(s.node.listeners())
+    Json(s.node.services().listeners())
 }
 
 /// Starts a listener: every connection to `address` is tunnelled to a provider of `service`.
@@ -87,9 +87,10 @@ async fn post_listeners(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<ListenerRequest>,
 ) -> Result<(StatusCode, Json<Listener>), ApiError> {
-    s.node.may(Permission::ServicesConsume)?;
+    s.node.admission().may(Permission::ServicesConsume)?;
     let l = s
         .node
+        .services()
         .add_listener(&req.service, &req.address, req.peer.as_deref())
         .await?;
     Ok((StatusCode::CREATED, Json(l)))
@@ -103,5 +104,5 @@ async fn delete_listener(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Listener>, ApiError> {
-    Ok(Json(s.node.remove_listener(&id)?))
+    Ok(Json(s.node.services().remove_listener(&id)?))
 }

@@ -1,6 +1,6 @@
 //! Certificates and admission on the node: this node's own certificate, the record store that
 //! enforces `records:write`, the revocation list (file, data folder, DHT) and what the API
-//! shows about them.
+//! shows about them. [`Admission`] is the handle the node exposes as `node.admission()`.
 
 use std::borrow::Cow;
 use std::ops::{Deref, DerefMut};
@@ -18,11 +18,12 @@ use mcc_admission::{
 use mcc_records::{Origin, ValidatingStore};
 use serde::{Deserialize, Serialize};
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Command, Error, Inner, Node};
+use super::metrics::CertMetrics;
+use super::{Command, Error, Inner, Network, Node};
 
 /// File in the data folder with the newest revocation list this node has seen.
 pub const REVOCATIONS_FILE: &str = "revocations.crl";
@@ -202,7 +203,13 @@ impl<S: mcc_records::SourcedStore> mcc_records::SourcedStore for GuardedStore<Va
             && !self.gates.allows(&peer, Permission::RecordsWrite)
         {
             tracing::info!(%peer, "record refused: the peer's certificate lacks records:write");
-            // kad has no error for this; any error makes it reset the peer's stream.
+            // Not really "too large": kad's store error is a closed enum of three variants
+            // (MaxRecords, MaxProvidedKeys, ValueTooLarge) with no way to say "refused", and
+            // any error makes kad reset the peer's stream, which is all that is wanted here.
+            // Only a write on behalf of a peer (`source` is `Some`: an inbound PUT, or keeping a
+            // newer version a peer supplied during a lookup, logged at debug by the event loop)
+            // gets here; the node's own writes (`None`) never do, so no API caller sees this
+            // error. The log line above says what really happened.
             return Err(store::Error::ValueTooLarge);
         }
         self.store.put_from(r, source)
@@ -353,26 +360,55 @@ pub struct RevocationOutcome {
     pub published: bool,
 }
 
-impl Node {
+/// Admission on a node: its certificate and permissions, the admission state, revocation
+/// lists. A cloneable handle over the node's [`Network`].
+#[derive(Clone)]
+pub struct Admission {
+    net: Network,
+    state: Arc<State>,
+}
+
+/// What the clones of [`Admission`] share.
+struct State {
+    trusted_ca: Option<Certificate>,
+    data_dir: Option<PathBuf>,
+    /// Largest record value (`--max-record-size`): a revocation list must fit one.
+    record_max_value: usize,
+    cert_metrics: CertMetrics,
+}
+
+impl Admission {
+    pub(crate) fn new(
+        net: Network,
+        trusted_ca: Option<Certificate>,
+        data_dir: Option<PathBuf>,
+        record_max_value: usize,
+        cert_metrics: CertMetrics,
+    ) -> Self {
+        Self {
+            net,
+            state: Arc::new(State {
+                trusted_ca,
+                data_dir,
+                record_max_value,
+                cert_metrics,
+            }),
+        }
+    }
+
     /// This node's certificate.
     pub fn certificate(&self) -> &Certificate {
-        &self.inner.certificate
+        self.net.certificate()
     }
 
     /// Whether this node's own certificate grants `permission`: the check made before it acts.
     pub fn may(&self, permission: Permission) -> Result<(), Error> {
-        if self.inner.certificate.permissions().allows(permission) {
-            Ok(())
-        } else {
-            Err(Error::Forbidden(format!(
-                "this node's certificate lacks the {permission} permission"
-            )))
-        }
+        self.net.may(permission)
     }
 
     /// Admission state: mode, trusted CA, revocations, bans.
-    pub async fn admission(&self) -> Result<AdmissionInfo, Error> {
-        self.request(Command::Admission).await
+    pub async fn info(&self) -> Result<AdmissionInfo, Error> {
+        self.net.request(Command::Admission).await
     }
 
     /// Installs a revocation list (if this node trusts its CA and it is newer), saves it in the
@@ -381,21 +417,20 @@ impl Node {
         &self,
         list: RevocationList,
     ) -> Result<RevocationOutcome, Error> {
-        list.verify_issuer_signature()
-            .map_err(|e| Error::BadRequest(format!("revocation list: {e}")))?;
+        list.verify_issuer_signature().map_err(Error::Revocations)?;
         // It travels as one DHT record: a list that does not fit is refused before it is
         // applied or saved.
         let size = list.to_bytes().len();
-        if size > self.inner.record_max_value {
+        if size > self.state.record_max_value {
             return Err(Error::Invalid(mcc_records::ValidationError::TooLarge {
                 size,
-                max: self.inner.record_max_value,
+                max: self.state.record_max_value,
             }));
         }
         let applied = self.apply_revocations(list.clone()).await?;
         let issuer = keys::peer_id_of(list.issuer());
         let key = mcc_records::revocations_key(&issuer).into_bytes();
-        let published = match self.put_record(key, list.to_bytes(), None).await {
+        let published = match self.net.put_record(key, list.to_bytes(), None).await {
             Ok(o) => o.stored_locally || o.replicated,
             Err(Error::Invalid(mcc_records::ValidationError::Stale { .. })) => false,
             Err(e) => return Err(e),
@@ -409,32 +444,32 @@ impl Node {
 
     /// Hands a list to the admission behaviour; saves it when it was newer and applied.
     async fn apply_revocations(&self, list: RevocationList) -> Result<bool, Error> {
-        if self.inner.trusted_ca.is_none() {
+        if self.state.trusted_ca.is_none() {
             // An open node enforces nothing, but may still publish the list for the others.
             return Ok(false);
         }
         let applied = self
+            .net
             .request(|reply| Command::SetRevocations {
                 list: Box::new(list.clone()),
                 reply,
             })
             .await?
-            .map_err(|e| Error::BadRequest(format!("revocation list: {e}")))?;
+            .map_err(Error::Revocations)?;
         if applied && let Some(path) = self.revocations_path() {
             let text = format!("{}\n", list.to_base64());
             let path2 = path.clone();
             tokio::task::spawn_blocking(move || {
                 crate::fsutil::write_atomic(&path2, text.as_bytes(), 0o600)
             })
-            .await
-            .map_err(|e| Error::Store(e.to_string()))?
+            .await?
             .map_err(|source| Error::DataDir { path, source })?;
         }
         Ok(applied)
     }
 
     fn revocations_path(&self) -> Option<PathBuf> {
-        self.inner
+        self.state
             .data_dir
             .as_ref()
             .map(|d| d.join(REVOCATIONS_FILE))
@@ -443,21 +478,20 @@ impl Node {
     /// Looks the trusted CA's revocation list up in the DHT and applies it if newer.
     pub(crate) async fn refresh_revocations(&self, ca: &PeerId) -> Result<bool, Error> {
         let key = mcc_records::revocations_key(ca).into_bytes();
-        let found = match self.get_record(key).await {
+        let found = match self.net.get_record(key).await {
             Ok(f) => f,
             Err(Error::NotFound(_)) => return Ok(false),
             Err(e) => return Err(e),
         };
-        let list = RevocationList::from_bytes(&found.value)
-            .map_err(|e| Error::Store(format!("revocation list in the DHT: {e}")))?;
+        let list = RevocationList::from_bytes(&found.value).map_err(Error::RevocationsDecode)?;
         self.apply_revocations(list).await
     }
 
     /// Updates the expiry metrics and warns from 30 days before expiry.
     fn check_expiry(&self) {
-        let cert = &self.inner.certificate;
+        let cert = self.net.certificate();
         let info = CertificateInfo::of(cert);
-        self.inner
+        self.state
             .cert_metrics
             .update(info.expires_in_secs, info.expiring_soon);
         if info.self_signed {
@@ -475,7 +509,7 @@ impl Node {
                 info.expires
             );
         }
-        if let Some(ca) = &self.inner.trusted_ca
+        if let Some(ca) = &self.state.trusted_ca
             && ca.expires_within(now_unix(), mcc_admission::EXPIRY_WARNING)
         {
             tracing::warn!(
@@ -497,6 +531,8 @@ pub(crate) async fn admission_task(
 ) {
     let ca = match node.upgrade() {
         Some(inner) => inner
+            .admission
+            .state
             .trusted_ca
             .as_ref()
             .map(|c| keys::peer_id_of(c.issuer())),
@@ -510,11 +546,11 @@ pub(crate) async fn admission_task(
             _ = stopped.cancelled() => break,
             _ = expiry_tick.tick() => {
                 let Some(inner) = node.upgrade() else { break };
-                Node { inner }.check_expiry();
+                Node { inner }.admission().check_expiry();
             }
             _ = refresh_tick.tick(), if ca.is_some() => {
                 let (Some(ca), Some(inner)) = (&ca, node.upgrade()) else { break };
-                match (Node { inner }).refresh_revocations(ca).await {
+                match (Node { inner }).admission().refresh_revocations(ca).await {
                     Ok(true) => tracing::info!("newer revocation list from the DHT applied"),
                     Ok(false) => {}
                     Err(Error::Stopped) => break,

@@ -1,13 +1,14 @@
 //! The composed behaviour: every feature of the node in one `NetworkBehaviour`.
 
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{identify, identity::Keypair, kad, mdns, ping};
+use libp2p::{StreamProtocol, identify, identity::Keypair, kad, mdns, ping};
 use mcc_admission::{Gated, Gates};
 
-use super::{Config, Error, RecordStore};
+use super::RecordStore;
 
 /// Protocol version announced by identify.
 pub const IDENTIFY_PROTOCOL: &str = "/mcc/id/1.0.0";
@@ -29,18 +30,43 @@ pub struct Behaviour {
     pub stream: Gated<libp2p_stream::Behaviour>,
 }
 
+/// What [`Behaviour::new`] needs besides the key, which only the swarm builder's closure
+/// has: the parts built up front (admission, record store, streams) and the settings.
+pub(crate) struct BehaviourConfig {
+    pub admission: mcc_admission::Behaviour,
+    pub store: RecordStore,
+    pub stream: libp2p_stream::Behaviour,
+    /// Announced by identify.
+    pub agent_version: String,
+    pub methods: mcc_rpc::Methods,
+    /// Run mDNS.
+    pub mdns: bool,
+    pub kad_protocol: StreamProtocol,
+    /// Kademlia query parallelism.
+    pub dht_alpha: NonZeroUsize,
+    /// Largest record value: sizes kad's packets.
+    pub max_record_size: usize,
+    pub ping_interval: Duration,
+    pub rpc: mcc_rpc::Config,
+}
+
 impl Behaviour {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        key: &Keypair,
-        config: &Config,
-        admission: mcc_admission::Behaviour,
-        store: RecordStore,
-        stream: libp2p_stream::Behaviour,
-        agent_version: String,
-        methods: mcc_rpc::Methods,
-        mdns_on: bool,
-    ) -> Result<Self, Error> {
+    /// Builds every behaviour; called inside `SwarmBuilder::with_behaviour`. Fails only when
+    /// mDNS cannot start.
+    pub(crate) fn new(key: &Keypair, config: BehaviourConfig) -> std::io::Result<Self> {
+        let BehaviourConfig {
+            admission,
+            store,
+            stream,
+            agent_version,
+            methods,
+            mdns: mdns_on,
+            kad_protocol,
+            dht_alpha,
+            max_record_size,
+            ping_interval,
+            rpc: rpc_config,
+        } = config;
         let peer_id = key.public().to_peer_id();
 
         let identify = identify::Behaviour::new(
@@ -51,13 +77,13 @@ impl Behaviour {
 
         let ping = ping::Behaviour::new(
             ping::Config::new()
-                .with_interval(config.ping_interval)
+                .with_interval(ping_interval)
                 .with_timeout(Duration::from_secs(20)),
         );
 
-        let mut kad_config = kad::Config::new(config.kad_protocol.clone());
+        let mut kad_config = kad::Config::new(kad_protocol);
         kad_config
-            .set_parallelism(config.dht_alpha)
+            .set_parallelism(dht_alpha)
             // Only peers whose identify lists our kad protocol go into the routing table; the
             // event loop inserts them itself.
             .set_kbucket_inserts(kad::BucketInserts::Manual)
@@ -66,7 +92,7 @@ impl Behaviour {
             // it lazily): keep that short.
             .set_substreams_timeout(Duration::from_secs(5))
             // A message carries at most one record: room for the largest value plus framing.
-            .set_max_packet_size(config.records.limits.max_value_size + 16 * 1024)
+            .set_max_packet_size(max_record_size + 16 * 1024)
             // kad's own job loads every stored record into memory at once; the event loop
             // replicates and republishes in bounded batches instead (event_loop/records.rs).
             .set_replication_interval(None)
@@ -77,10 +103,10 @@ impl Behaviour {
         kad.set_mode(Some(kad::Mode::Server));
 
         let mdns = if mdns_on {
-            Some(
-                mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)
-                    .map_err(|e| Error::Transport(format!("mdns: {e}")))?,
-            )
+            Some(mdns::tokio::Behaviour::new(
+                mdns::Config::default(),
+                peer_id,
+            )?)
         } else {
             None
         };
@@ -99,7 +125,7 @@ impl Behaviour {
                 }
             })
         };
-        let rpc = mcc_rpc::Behaviour::new(config.rpc.clone().with_authorizer(authorizer), methods);
+        let rpc = mcc_rpc::Behaviour::new(rpc_config.with_authorizer(authorizer), methods);
         Ok(Self {
             admission,
             identify,

@@ -1,26 +1,29 @@
 //! Services: advertise local services by name, find providers, open tunnels to them, and run
 //! local listeners that forward to a service somewhere in the mesh.
 //!
+//! [`Services`] is the handle (over the node's [`Network`], as `node.services()`), with its
+//! [`Error`]; [`Registry`] keeps the saved services and listeners; [`Tunnel`] is one tunnel.
+//!
 //! Tunnel bytes flow between a local TCP socket and a libp2p stream (`/mcc/forward/1.0.0`,
 //! crate `mcc-forward`) in their own tasks, never through the node's event loop.
 
+mod error;
 pub mod registry;
+mod tunnel;
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
-use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
-use utoipa::ToSchema;
 
+pub use self::error::Error;
 pub use self::registry::{Address, Listener, Registry, Scheme, Service};
-use crate::node::{Error, Node};
+pub use self::tunnel::Tunnel;
+use crate::node::Network;
+pub use crate::node::Provider;
 
 /// How long a provider list is reused before asking the DHT again.
 const PROVIDER_CACHE: Duration = Duration::from_secs(10);
@@ -52,80 +55,82 @@ impl ProviderPin {
             return Ok(ProviderPin::Peer(peer));
         }
         if s.starts_with("did:") {
-            let key = mcc_records::did::public_from_did(s)
-                .map_err(|e| Error::InvalidPeer(format!("{s}: {e}")))?;
+            let key = mcc_records::did::public_from_did(s).map_err(|source| Error::InvalidDid {
+                did: s.to_string(),
+                source,
+            })?;
             let key = libp2p::identity::PublicKey::from(key);
             return Ok(ProviderPin::Peer(key.to_peer_id()));
         }
         match mcc_admission::normalize_label(s) {
             Some(label) if label == s => Ok(ProviderPin::Label(label)),
-            _ => Err(Error::InvalidPeer(format!(
-                "{s:?} is neither a peer id, a did:key DID, nor a label (lowercase letters and \
-                 digits)"
-            ))),
+            _ => Err(Error::InvalidPin(s.to_string())),
         }
     }
 }
 
-/// A provider of a service.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Provider {
-    #[schema(value_type = String)]
-    pub peer_id: PeerId,
-    pub label: Option<String>,
-    /// This node itself.
-    pub local: bool,
-    pub connected: bool,
-    pub rtt_ms: Option<f64>,
-    #[schema(value_type = Vec<String>)]
-    pub addrs: Vec<libp2p::Multiaddr>,
+/// The services of a node: a cloneable handle over the node's [`Network`] and the state its
+/// clones share.
+#[derive(Clone)]
+pub struct Services {
+    net: Network,
+    state: Arc<State>,
 }
 
-/// Shared state of the services of one node.
-pub(crate) struct Services {
-    pub registry: Registry,
-    pub control: libp2p_stream::Control,
-    pub stats: mcc_forward::Stats,
+/// State shared by the clones of [`Services`], the forward server's resolver and the
+/// listener tasks.
+struct State {
+    registry: Registry,
+    stats: mcc_forward::Stats,
     providers: Mutex<HashMap<String, (Instant, Vec<PeerId>)>>,
     listeners: Mutex<HashMap<String, CancellationToken>>,
     /// Cancelled when the node stops.
-    pub stopped: CancellationToken,
+    stopped: CancellationToken,
     /// Admitted peers and their permissions.
     gates: mcc_admission::Gates,
+    /// Owns the listener tasks and their tunnels, with the node's other tasks.
+    tasks: tokio_util::task::TaskTracker,
     /// Listener connections through which nothing passed for this long are closed (both the
     /// local connection and the tunnel); `None`: never.
     tunnel_idle_timeout: Option<Duration>,
 }
 
 impl Services {
-    pub fn new(
+    /// The services of a node on `net`: `registry` holds the saved ones, `gates` who may
+    /// consume and provide, `tasks` owns the listeners and `stopped` ends them; listener
+    /// connections idle (no byte in either direction) for `tunnel_idle_timeout` are closed.
+    pub(crate) fn new(
+        net: Network,
         registry: Registry,
-        control: libp2p_stream::Control,
         stats: mcc_forward::Stats,
-        stopped: CancellationToken,
         gates: mcc_admission::Gates,
+        tasks: tokio_util::task::TaskTracker,
+        stopped: CancellationToken,
+        tunnel_idle_timeout: Option<Duration>,
     ) -> Self {
         Self {
-            gates,
-            registry,
-            control,
-            stats,
-            providers: Mutex::new(HashMap::new()),
-            listeners: Mutex::new(HashMap::new()),
-            stopped,
-            tunnel_idle_timeout: None,
+            net,
+            state: Arc::new(State {
+                gates,
+                tasks,
+                registry,
+                stats,
+                providers: Mutex::new(HashMap::new()),
+                listeners: Mutex::new(HashMap::new()),
+                stopped,
+                tunnel_idle_timeout,
+            }),
         }
     }
 
-    /// Closes listener connections idle (no byte in either direction) for `timeout`.
-    pub fn with_tunnel_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.tunnel_idle_timeout = timeout;
-        self
+    /// The counters of the tunnels this node serves.
+    pub(crate) fn stats(&self) -> &mcc_forward::Stats {
+        &self.state.stats
     }
 
     /// Resolves a service name for the forwarding server.
-    pub fn resolver(self: &Arc<Self>) -> Arc<dyn mcc_forward::Resolver> {
-        let this = Arc::clone(self);
+    pub fn resolver(&self) -> Arc<dyn mcc_forward::Resolver> {
+        let this = Arc::clone(&self.state);
         Arc::new(move |peer: &PeerId, name: &str| {
             if !this
                 .gates
@@ -142,105 +147,72 @@ impl Services {
     }
 }
 
-/// Either end of a tunnel: a libp2p stream to a remote provider, or a direct connection when
-/// this node provides the service itself.
-pub enum Tunnel {
-    Remote(mcc_forward::Tunnel),
-    Local(TcpStream),
-}
-
-impl Tunnel {
-    /// The provider at the other end (`None`: this node).
-    pub fn peer(&self) -> Option<PeerId> {
-        match self {
-            Tunnel::Remote(t) => Some(t.peer()),
-            Tunnel::Local(_) => None,
+impl Services {
+    /// Registers the config file's services and listeners, announces the saved services and
+    /// starts every listener (one that cannot bind is logged, not fatal).
+    pub(crate) async fn start(
+        &self,
+        services: &[(String, String)],
+        listeners: &[(String, String, Option<String>)],
+    ) -> Result<(), Error> {
+        for (name, address) in services {
+            self.add_from(name, address, true).await?;
         }
-    }
-}
-
-impl AsyncRead for Tunnel {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Tunnel::Remote(t) => Pin::new(t).poll_read(cx, buf),
-            Tunnel::Local(t) => Pin::new(t).poll_read(cx, buf),
+        for s in self.list().into_iter().filter(|s| !s.from_config) {
+            self.net.provide(service_key(&s.name)).await?;
         }
-    }
-}
-
-impl AsyncWrite for Tunnel {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Tunnel::Remote(t) => Pin::new(t).poll_write(cx, buf),
-            Tunnel::Local(t) => Pin::new(t).poll_write(cx, buf),
+        let mut all = self.listeners();
+        for (service, address, peer) in listeners {
+            let l = Listener {
+                id: format!("config-{}", all.len()),
+                service: service.clone(),
+                address: address.clone(),
+                peer: peer.clone(),
+                from_config: true,
+            };
+            self.state.registry.add_listener(l.clone())?;
+            all.push(l);
         }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Tunnel::Remote(t) => Pin::new(t).poll_flush(cx),
-            Tunnel::Local(t) => Pin::new(t).poll_flush(cx),
+        for l in all {
+            // A saved listener that cannot bind must not keep the node from starting.
+            if let Err(e) = self.start_listener(&l).await {
+                tracing::error!(address = %l.address, service = %l.service, "listener not started: {e}");
+            }
         }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Tunnel::Remote(t) => Pin::new(t).poll_shutdown(cx),
-            Tunnel::Local(t) => Pin::new(t).poll_shutdown(cx),
-        }
-    }
-}
-
-impl Node {
-    fn services(&self) -> &Arc<Services> {
-        &self.inner.services
+        Ok(())
     }
 
     /// The services this node offers.
-    pub fn local_services(&self) -> Vec<Service> {
-        self.services().registry.services()
+    pub fn list(&self) -> Vec<Service> {
+        self.state.registry.services()
     }
 
     /// Registers (or replaces) a local service and announces it in the DHT.
-    pub async fn add_service(&self, name: &str, address: &str) -> Result<Service, Error> {
-        self.add_service_from(name, address, false).await
+    pub async fn add(&self, name: &str, address: &str) -> Result<Service, Error> {
+        self.add_from(name, address, false).await
     }
 
-    pub(crate) async fn add_service_from(
+    async fn add_from(
         &self,
         name: &str,
         address: &str,
         from_config: bool,
     ) -> Result<Service, Error> {
-        self.may(mcc_admission::Permission::ServicesProvide)?;
+        self.net.may(mcc_admission::Permission::ServicesProvide)?;
         let service = Service {
             name: name.to_string(),
             address: address.to_string(),
             from_config,
         };
-        self.services().registry.add_service(service.clone())?;
-        self.send(crate::node::Command::Provide {
-            key: service_key(name),
-        })
-        .await?;
+        self.state.registry.add_service(service.clone())?;
+        self.net.provide(service_key(name)).await?;
         Ok(service)
     }
 
     /// Removes a local service and withdraws its announcement.
-    pub async fn remove_service(&self, name: &str) -> Result<Service, Error> {
-        let old = self.services().registry.remove_service(name)?;
-        self.send(crate::node::Command::StopProviding {
-            key: service_key(name),
-        })
-        .await?;
+    pub async fn remove(&self, name: &str) -> Result<Service, Error> {
+        let old = self.state.registry.remove_service(name)?;
+        self.net.stop_providing(service_key(name)).await?;
         Ok(old)
     }
 
@@ -248,8 +220,8 @@ impl Node {
     /// by round-trip time, then the others.
     pub async fn providers(&self, name: &str) -> Result<Vec<Provider>, Error> {
         registry::validate_name(name)?;
-        let local = self.services().registry.service(name).is_some();
-        let out = self.providers_of(service_key(name), local).await?;
+        let local = self.state.registry.service(name).is_some();
+        let out = self.net.ranked_providers(service_key(name), local).await?;
         let ids: Vec<PeerId> = out.iter().filter(|p| !p.local).map(|p| p.peer_id).collect();
         self.cache_providers(name, &ids);
         Ok(out)
@@ -260,11 +232,9 @@ impl Node {
     pub async fn stored_providers(&self, name: &str) -> Result<Vec<Provider>, Error> {
         registry::validate_name(name)?;
         let key = service_key(name);
-        let ids = self
-            .request(|reply| crate::node::Command::GetLocalProviders { key, reply })
-            .await?;
-        let me = self.peer_id();
-        let peers = self.peers().await?;
+        let ids = self.net.local_providers(key).await?;
+        let me = self.net.peer_id();
+        let peers = self.net.peers().await?;
         Ok(ids
             .into_iter()
             .map(|id| {
@@ -272,7 +242,7 @@ impl Node {
                 Provider {
                     peer_id: id,
                     label: if id == me {
-                        Some(self.label().to_string())
+                        Some(self.net.label().to_string())
                     } else {
                         p.and_then(|p| p.label.clone())
                     },
@@ -285,58 +255,8 @@ impl Node {
             .collect())
     }
 
-    /// The providers of a DHT key, this node included when `local`, best first.
-    pub(crate) async fn providers_of(
-        &self,
-        key: libp2p::kad::RecordKey,
-        local: bool,
-    ) -> Result<Vec<Provider>, Error> {
-        let me = self.peer_id();
-        let ids: Vec<PeerId> = self
-            .request(|reply| crate::node::Command::GetProviders { key, reply })
-            .await?
-            .into_iter()
-            .filter(|p| *p != me)
-            .collect();
-        let peers = self.peers().await?;
-        let mut out: Vec<Provider> = ids
-            .into_iter()
-            .map(|id| {
-                let p = peers.iter().find(|p| p.peer_id == id);
-                Provider {
-                    peer_id: id,
-                    label: p.and_then(|p| p.label.clone()),
-                    local: false,
-                    connected: p.is_some(),
-                    rtt_ms: p.and_then(|p| p.rtt_ms),
-                    addrs: p.map(|p| p.addrs.clone()).unwrap_or_default(),
-                }
-            })
-            .collect();
-        if local {
-            out.push(Provider {
-                peer_id: self.peer_id(),
-                label: Some(self.label().to_string()),
-                local: true,
-                connected: true,
-                rtt_ms: Some(0.0),
-                addrs: Vec::new(),
-            });
-        }
-        out.sort_by(|a, b| {
-            (!a.local, !a.connected)
-                .cmp(&(!b.local, !b.connected))
-                .then(
-                    a.rtt_ms
-                        .unwrap_or(f64::MAX)
-                        .total_cmp(&b.rtt_ms.unwrap_or(f64::MAX)),
-                )
-        });
-        Ok(out)
-    }
-
     fn cache_providers(&self, name: &str, ids: &[PeerId]) {
-        if let Ok(mut c) = self.services().providers.lock() {
+        if let Ok(mut c) = self.state.providers.lock() {
             c.insert(name.to_string(), (Instant::now(), ids.to_vec()));
         }
     }
@@ -348,13 +268,13 @@ impl Node {
         refresh: bool,
     ) -> Result<Vec<Option<PeerId>>, Error> {
         let cached = self
-            .services()
+            .state
             .providers
             .lock()
             .ok()
             .and_then(|c| c.get(name).cloned())
             .filter(|(at, ids)| !refresh && at.elapsed() < PROVIDER_CACHE && !ids.is_empty());
-        let local = self.services().registry.service(name).is_some();
+        let local = self.state.registry.service(name).is_some();
         let mut out: Vec<Option<PeerId>> = Vec::new();
         if local {
             out.push(None);
@@ -362,7 +282,7 @@ impl Node {
         match cached {
             Some((_, ids)) => {
                 // Keep the cheap path cheap: order cached ids by what we know now.
-                let peers = self.peers().await?;
+                let peers = self.net.peers().await?;
                 let mut ids = ids;
                 ids.sort_by(|a, b| {
                     let rtt = |id: &PeerId| {
@@ -394,7 +314,7 @@ impl Node {
         let mut last_error = None;
         for refresh in [false, true] {
             let candidates = match peer {
-                Some(p) if p == self.peer_id() => vec![None],
+                Some(p) if p == self.net.peer_id() => vec![None],
                 Some(p) => vec![Some(p)],
                 None => self.tunnel_candidates(service, refresh).await?,
             };
@@ -430,7 +350,7 @@ impl Node {
         };
         registry::validate_name(service)?;
         let mut candidates = Vec::new();
-        if self.label() == label.as_str() && self.services().registry.service(service).is_some() {
+        if self.net.label() == label.as_str() && self.state.registry.service(service).is_some() {
             candidates.push(None);
         }
         candidates.extend(self.peers_labelled(label).await?.into_iter().map(Some));
@@ -452,8 +372,9 @@ impl Node {
     /// Connected peers labelled `label`, nearest first: by their verified certificate under
     /// `--trust-ca`, by the label they announce in an open network.
     async fn peers_labelled(&self, label: &str) -> Result<Vec<PeerId>, Error> {
-        let closed = self.services().gates.is_enforcing();
+        let closed = self.state.gates.is_enforcing();
         let mut peers: Vec<_> = self
+            .net
             .peers()
             .await?
             .into_iter()
@@ -477,32 +398,35 @@ impl Node {
         match peer {
             None => {
                 let svc = self
-                    .services()
+                    .state
                     .registry
                     .service(service)
                     .ok_or_else(|| Error::NoProvider(service.to_string()))?;
                 let addr = Address::parse(&svc.address)?;
                 let tcp = tokio::time::timeout(OPEN_TIMEOUT, TcpStream::connect(&addr.host_port))
                     .await
-                    .map_err(|_| Error::Tunnel(format!("{}: connect timed out", addr.host_port)))?
-                    .map_err(|e| Error::Tunnel(format!("{}: {e}", addr.host_port)))?;
+                    .map_err(|_| Error::ConnectTimeout {
+                        address: addr.host_port.clone(),
+                    })?
+                    .map_err(|source| Error::Connect {
+                        address: addr.host_port.clone(),
+                        source,
+                    })?;
                 let _ = tcp.set_nodelay(true);
                 Ok(Tunnel::Local(tcp))
             }
             Some(p) => {
-                let mut control = self.services().control.clone();
+                let mut control = self.net.control();
                 let tunnel = mcc_forward::open(&mut control, p, service, OPEN_TIMEOUT)
                     .await
-                    .map_err(|e| Error::Tunnel(e.to_string()))?;
+                    .map_err(Error::Open)?;
                 // The stream only opens once the peer is admitted, so its certificate is known.
                 if !self
-                    .inner
+                    .state
                     .gates
                     .allows(&p, mcc_admission::Permission::ServicesProvide)
                 {
-                    return Err(Error::Forbidden(format!(
-                        "provider {p} lacks the services:provide permission"
-                    )));
+                    return Err(Error::ProviderForbidden(p));
                 }
                 Ok(Tunnel::Remote(tunnel))
             }
@@ -511,7 +435,7 @@ impl Node {
 
     /// The listeners of this node.
     pub fn listeners(&self) -> Vec<Listener> {
-        self.services().registry.listeners()
+        self.state.registry.listeners()
     }
 
     /// Starts a local listener (`tcp://127.0.0.1:5000`) that forwards every connection to a
@@ -534,7 +458,7 @@ impl Node {
             from_config: false,
         };
         self.start_listener(&listener).await?;
-        if let Err(e) = self.services().registry.add_listener(listener.clone()) {
+        if let Err(e) = self.state.registry.add_listener(listener.clone()) {
             self.stop_listener(&listener.id);
             return Err(e.into());
         }
@@ -543,14 +467,14 @@ impl Node {
 
     /// Stops and forgets a listener.
     pub fn remove_listener(&self, id: &str) -> Result<Listener, Error> {
-        let old = self.services().registry.remove_listener(id)?;
+        let old = self.state.registry.remove_listener(id)?;
         self.stop_listener(id);
         Ok(old)
     }
 
     fn stop_listener(&self, id: &str) {
         if let Some(token) = self
-            .services()
+            .state
             .listeners
             .lock()
             .ok()
@@ -561,7 +485,7 @@ impl Node {
     }
 
     /// Binds and runs a listener's accept loop.
-    pub(crate) async fn start_listener(&self, listener: &Listener) -> Result<(), Error> {
+    async fn start_listener(&self, listener: &Listener) -> Result<(), Error> {
         registry::validate_name(&listener.service)?;
         let addr = Address::parse(&listener.address)?;
         if addr.scheme != Scheme::Tcp {
@@ -578,18 +502,19 @@ impl Node {
             .transpose()?;
         let socket = tokio::net::TcpListener::bind(&addr.host_port)
             .await
-            .map_err(|e| Error::ListenerBind {
+            .map_err(|source| Error::ListenerBind {
                 address: listener.address.clone(),
-                reason: e.to_string(),
+                source,
             })?;
-        let token = self.services().stopped.child_token();
-        if let Ok(mut l) = self.services().listeners.lock() {
+        let token = self.state.stopped.child_token();
+        if let Ok(mut l) = self.state.listeners.lock() {
             l.insert(listener.id.clone(), token.clone());
         }
-        let node = self.clone();
+        let services = self.clone();
         let service = listener.service.clone();
         tracing::info!(address = %listener.address, %service, "listener started");
-        tokio::spawn(async move {
+        let tasks = self.state.tasks.clone();
+        self.state.tasks.spawn(async move {
             loop {
                 let accepted = tokio::select! {
                     _ = token.cancelled() => break,
@@ -604,15 +529,15 @@ impl Node {
                     }
                 };
                 let _ = tcp.set_nodelay(true);
-                let node = node.clone();
+                let services = services.clone();
                 let service = service.clone();
                 let token = token.clone();
-                let idle = node.services().tunnel_idle_timeout;
+                let idle = services.state.tunnel_idle_timeout;
                 let pin = pin.clone();
-                tokio::spawn(async move {
+                tasks.spawn(async move {
                     let opened = match &pin {
-                        Some(pin) => node.open_pinned_tunnel(&service, pin).await,
-                        None => node.open_tunnel(&service, None).await,
+                        Some(pin) => services.open_pinned_tunnel(&service, pin).await,
+                        None => services.open_tunnel(&service, None).await,
                     };
                     let tunnel = match opened {
                         Ok(t) => t,

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -39,6 +40,19 @@ pub enum Error {
     },
     #[error("{path} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+}
+
+impl Error {
+    /// The HTTP status of this error in the REST API.
+    pub fn status(&self) -> StatusCode {
+        use Error as R;
+        match self {
+            R::UnknownService(_) | R::UnknownListener(_) => StatusCode::NOT_FOUND,
+            R::DuplicateListener(_) => StatusCode::CONFLICT,
+            R::InvalidName { .. } | R::InvalidAddress { .. } => StatusCode::BAD_REQUEST,
+            R::Save { .. } | R::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
 }
 
 /// The kind of a service address.

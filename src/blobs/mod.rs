@@ -1,8 +1,12 @@
 //! Blobs on a node: add a file (IPFS-compatible CIDs), fetch one from every seeder at once,
 //! read it back (whole or a byte range), delete it, and seed it in the DHT.
 //!
+//! [`Blobs`] is the handle (over the node's [`Network`]); [`Error`] its errors.
+//!
 //! Block bytes move between the disk store and libp2p streams (`/mcc/blobs/1.0.0`, crate
 //! `mcc-blobs`) in their own tasks, never through the node's event loop.
+
+mod error;
 
 use mcc_admission::Permission;
 use std::ops::Range;
@@ -15,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use utoipa::ToSchema;
 
-use crate::node::{Command, Error, Node};
-use crate::services::Provider;
+pub use self::error::{CidError, Error};
+use crate::node::{Network, Provider};
 pub use crate::storage::blobs::{BlobInfo, BlobStore};
 pub use mcc_blobs::transfer::{Progress, SeederReport};
 
@@ -27,9 +31,12 @@ pub fn provider_key(cid: &Cid) -> RecordKey {
 
 /// Parses a CID string (400-worthy errors).
 pub fn parse_cid(s: &str) -> Result<Cid, Error> {
-    let cid = Cid::try_from(s).map_err(|e| Error::InvalidCid(format!("{s:?}: {e}")))?;
+    let cid = Cid::try_from(s).map_err(|source| Error::InvalidCid {
+        cid: s.to_string(),
+        source,
+    })?;
     if cid.codec() != RAW && cid.codec() != DAG_PB {
-        return Err(Error::InvalidCid(format!("{s}: not a raw or dag-pb CID")));
+        return Err(Error::UnsupportedCodec(s.to_string()));
     }
     Ok(cid)
 }
@@ -45,7 +52,7 @@ pub struct Layout {
 
 impl Layout {
     /// Measures the DAG under `root` in `store` ([`unixfs::measure`]: each distinct dag-pb node
-    /// is read once, no leaf is); fails with [`Error::BlobRefused`] for a DAG out of proportion
+    /// is read once, no leaf is); fails with [`Error::Refused`] for a DAG out of proportion
     /// (a "DAG bomb").
     pub fn read(store: &dyn BlockStore, root: &Cid) -> Result<Self, Error> {
         let shape = unixfs::measure(root, |c| store.get(c)).map_err(|e| dag_error(root, e))?;
@@ -57,21 +64,19 @@ impl Layout {
     }
 }
 
-/// The node error for a DAG that cannot be walked.
+/// The error for a DAG that cannot be walked.
 fn dag_error(root: &Cid, e: unixfs::DecodeError) -> Error {
     match e {
-        unixfs::DecodeError::Refused(why) => Error::BlobRefused(format!("{root}: {why}")),
-        unixfs::DecodeError::Store(e) => io_err(e),
-        e => Error::Blob(format!("{root}: {e}")),
+        unixfs::DecodeError::Refused(reason) => Error::Refused {
+            root: *root,
+            reason,
+        },
+        unixfs::DecodeError::Store(e) => Error::Io(e),
+        source => Error::Dag {
+            root: *root,
+            source: Box::new(source),
+        },
     }
-}
-
-fn io_err(e: std::io::Error) -> Error {
-    Error::Blob(format!("blob store: {e}"))
-}
-
-fn store_err(e: impl std::fmt::Display) -> Error {
-    Error::Blob(format!("blob store: {e}"))
 }
 
 /// The wanted part of the next leaf under `cursor`, read from `store` and checked against the
@@ -119,34 +124,72 @@ pub struct SeederSummary {
     pub dropped: Option<String>,
 }
 
-impl Node {
+/// The blobs of a node: a cloneable handle over the node's [`Network`] and its blob store.
+#[derive(Clone)]
+pub struct Blobs {
+    net: Network,
+    store: Arc<BlobStore>,
+    /// Who may seed (with `--trust-ca`).
+    gates: mcc_admission::Gates,
+    /// Seed blobs fetched from others too.
+    keep: bool,
+}
+
+impl Blobs {
+    /// The blobs of a node on `net`, kept in `store`; `keep`: seed fetched blobs too.
+    pub(crate) fn new(
+        net: Network,
+        store: Arc<BlobStore>,
+        gates: mcc_admission::Gates,
+        keep: bool,
+    ) -> Self {
+        Self {
+            net,
+            store,
+            gates,
+            keep,
+        }
+    }
+
     fn blob_store(&self) -> &Arc<BlobStore> {
-        &self.inner.blobs
+        &self.store
+    }
+
+    /// The block store, for the blob server.
+    pub(crate) fn store(&self) -> &Arc<BlobStore> {
+        &self.store
+    }
+
+    /// Announces this node as a seeder of every blob stored here (with `blobs:seed`).
+    pub(crate) async fn seed_stored(&self) -> Result<(), Error> {
+        if self.net.may(Permission::BlobsSeed).is_err() {
+            return Ok(());
+        }
+        for b in self.list() {
+            if let Ok(cid) = parse_cid(&b.cid) {
+                self.net.provide(provider_key(&cid)).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Blobs stored here (complete ones).
-    pub fn blobs(&self) -> Vec<BlobInfo> {
+    pub fn list(&self) -> Vec<BlobInfo> {
         self.blob_store().list()
     }
 
     /// Adds a file from `reader`: cuts it into blocks, stores them, commits the blob and
     /// announces this node as a seeder.
-    pub async fn add_blob<R: AsyncRead + Unpin>(&self, mut reader: R) -> Result<BlobInfo, Error> {
+    pub async fn add<R: AsyncRead + Unpin>(&self, mut reader: R) -> Result<BlobInfo, Error> {
         let store = Arc::clone(self.blob_store());
         let mut session = {
             let store = Arc::clone(&store);
-            tokio::task::spawn_blocking(move || store.begin_add())
-                .await
-                .map_err(store_err)?
-                .map_err(store_err)?
+            tokio::task::spawn_blocking(move || store.begin_add()).await??
         };
         let mut builder = unixfs::Builder::new();
         let mut buf = vec![0u8; 1024 * 1024];
         loop {
-            let n = reader
-                .read(&mut buf)
-                .await
-                .map_err(|e| Error::Blob(format!("reading the upload: {e}")))?;
+            let n = reader.read(&mut buf).await.map_err(Error::Upload)?;
             if n == 0 {
                 break;
             }
@@ -158,9 +201,7 @@ impl Node {
                     }
                     Ok::<_, crate::storage::StorageError>(session)
                 })
-                .await
-                .map_err(store_err)?
-                .map_err(store_err)?;
+                .await??;
             }
         }
         let (blocks, root, size) = builder.finish();
@@ -170,20 +211,15 @@ impl Node {
             }
             session.commit(&root, size)
         })
-        .await
-        .map_err(store_err)?
-        .map_err(store_err)?;
-        self.send(Command::Provide {
-            key: provider_key(&root),
-        })
-        .await?;
+        .await??;
+        self.net.provide(provider_key(&root)).await?;
         tracing::info!(cid = %root, size, "blob added");
         Ok(info)
     }
 
     /// Makes sure the blob is stored here: downloads it from every seeder found in the DHT,
     /// in parallel, verifying each block; resumes from blocks already stored.
-    pub async fn fetch_blob(
+    pub async fn fetch(
         &self,
         cid: &Cid,
         progress: impl FnMut(&Progress) + Send,
@@ -197,13 +233,11 @@ impl Node {
                 seeders: Vec::new(),
             });
         }
-        let me = self.peer_id();
-        let gates = &self.inner.gates;
+        let me = self.net.peer_id();
+        let gates = &self.gates;
         let seeders: Vec<_> = self
-            .request(|reply| Command::GetProviders {
-                key: provider_key(cid),
-                reply,
-            })
+            .net
+            .providers(provider_key(cid))
             .await?
             .into_iter()
             .filter(|p| *p != me)
@@ -212,11 +246,11 @@ impl Node {
             .filter(|p| !gates.is_admitted(p) || gates.allows(p, Permission::BlobsSeed))
             .collect();
         if seeders.is_empty() {
-            return Err(Error::NoProvider(cid.to_string()));
+            return Err(Error::NoSeeder(*cid));
         }
         // Recorded only now that there is something to fetch from, so a GET of an unknown CID
         // leaves nothing behind.
-        store.begin_fetch(cid).map_err(store_err)?;
+        store.begin_fetch(cid)?;
         let allow: transfer::AllowSeeder = {
             let gates = gates.clone();
             Arc::new(move |p| gates.allows(p, Permission::BlobsSeed))
@@ -228,7 +262,7 @@ impl Node {
         let root = *cid;
         let fetched = transfer::fetch_with(
             config,
-            self.inner.services.control.clone(),
+            self.net.control(),
             seeders,
             root,
             Arc::clone(&store) as Arc<dyn BlockStore>,
@@ -243,10 +277,11 @@ impl Node {
                 // root) leaves no row behind. One that stored blocks keeps them, to resume.
                 self.forget_fetch(&root, refused).await;
                 return Err(match e {
-                    transfer::FetchError::Refused(why) => {
-                        Error::BlobRefused(format!("{cid}: {why}"))
-                    }
-                    e => Error::Blob(format!("fetching {cid}: {e}")),
+                    transfer::FetchError::Refused(reason) => Error::Refused { root, reason },
+                    source => Error::Fetch {
+                        cid: root,
+                        source: Box::new(source),
+                    },
                 });
             }
         };
@@ -254,27 +289,21 @@ impl Node {
             let store = Arc::clone(&store);
             tokio::task::spawn_blocking(move || {
                 let layout = Layout::read(store.as_ref(), &root)?;
-                store
-                    .commit(&root, layout.size, &layout.blocks)
-                    .map_err(store_err)
+                Ok::<_, Error>(store.commit(&root, layout.size, &layout.blocks)?)
             })
-            .await
-            .map_err(store_err)?
+            .await?
         };
         let info = match committed {
             Ok(info) => info,
             Err(e) => {
-                if matches!(e, Error::BlobRefused(_)) {
+                if matches!(e, Error::Refused { .. }) {
                     self.forget_fetch(&root, true).await;
                 }
                 return Err(e);
             }
         };
-        if self.inner.keep_blobs && self.may(Permission::BlobsSeed).is_ok() {
-            self.send(Command::Provide {
-                key: provider_key(cid),
-            })
-            .await?;
+        if self.keep && self.net.may(Permission::BlobsSeed).is_ok() {
+            self.net.provide(provider_key(cid)).await?;
         }
         tracing::info!(%cid, size = info.size, "blob fetched");
         Ok(FetchSummary {
@@ -314,10 +343,10 @@ impl Node {
 
     /// The bytes of a stored blob, or of `range` of it, as a stream of chunks.
     ///
-    /// The DAG is measured first (a "DAG bomb" is refused with [`Error::BlobRefused`]); the
+    /// The DAG is measured first (a "DAG bomb" is refused with [`Error::Refused`]); the
     /// leaves are then found one at a time as the stream is read, holding only the dag-pb nodes
     /// on the path to the current leaf.
-    pub async fn read_blob(
+    pub async fn read(
         &self,
         cid: &Cid,
         range: Option<Range<u64>>,
@@ -330,14 +359,12 @@ impl Node {
     > {
         let store = Arc::clone(self.blob_store());
         if store.info(cid).is_none() {
-            return Err(Error::NotFound(cid.to_string()));
+            return Err(Error::NotFound(*cid));
         }
         let root = *cid;
         let layout = {
             let store = Arc::clone(&store);
-            tokio::task::spawn_blocking(move || Layout::read(store.as_ref(), &root))
-                .await
-                .map_err(store_err)??
+            tokio::task::spawn_blocking(move || Layout::read(store.as_ref(), &root)).await??
         };
         let size = layout.size;
         let want = range.unwrap_or(0..size);
@@ -361,26 +388,20 @@ impl Node {
     }
 
     /// Deletes a blob (blocks no other blob uses go too) and stops seeding it.
-    pub async fn delete_blob(&self, cid: &Cid) -> Result<(), Error> {
+    pub async fn delete(&self, cid: &Cid) -> Result<(), Error> {
         let store = Arc::clone(self.blob_store());
         let root = *cid;
-        let deleted = tokio::task::spawn_blocking(move || store.delete(&root))
-            .await
-            .map_err(store_err)?
-            .map_err(store_err)?;
+        let deleted = tokio::task::spawn_blocking(move || store.delete(&root)).await??;
         if !deleted {
-            return Err(Error::NotFound(cid.to_string()));
+            return Err(Error::NotFound(*cid));
         }
-        self.send(Command::StopProviding {
-            key: provider_key(cid),
-        })
-        .await
+        Ok(self.net.stop_providing(provider_key(cid)).await?)
     }
 
     /// Seeders of a blob, best first.
-    pub async fn blob_providers(&self, cid: &Cid) -> Result<Vec<Provider>, Error> {
+    pub async fn providers(&self, cid: &Cid) -> Result<Vec<Provider>, Error> {
         let local = self.blob_store().info(cid).is_some();
-        self.providers_of(provider_key(cid), local).await
+        Ok(self.net.ranked_providers(provider_key(cid), local).await?)
     }
 }
 
@@ -420,15 +441,21 @@ mod tests {
             let root = commit_bomb(&store, depth);
             let started = std::time::Instant::now();
             match Layout::read(&store, &root) {
-                Err(Error::BlobRefused(why)) => assert!(why.contains("leaves"), "{why}"),
+                Err(Error::Refused { reason, .. }) => {
+                    assert!(reason.to_string().contains("leaves"), "{reason}")
+                }
                 Err(e) => panic!("depth {depth}: {e}"),
                 Ok(layout) => panic!("depth {depth}: accepted {} leaves", layout.leaves),
             }
             assert!(started.elapsed() < std::time::Duration::from_secs(2));
         }
-        assert_eq!(
-            Error::BlobRefused("x".into()).to_string(),
-            "blob DAG refused: x"
+        let refused = Error::Refused {
+            root: commit_bomb(&store, 3),
+            reason: unixfs::Refusal::TooManyLeaves { leaves: 1 },
+        };
+        assert!(
+            refused.to_string().starts_with("blob DAG refused: "),
+            "{refused}"
         );
     }
 

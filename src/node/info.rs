@@ -1,0 +1,121 @@
+//! What the node reports: about itself ([`NodeInfo`]), its peers ([`PeerInfo`], [`Direction`]),
+//! calls ([`CallOutcome`]) and records ([`FoundRecord`], [`PutOutcome`]).
+
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId};
+use mcc_rpc::CallError;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{AdmissionInfo, CertificateInfo};
+
+/// Who opened a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+/// What a node says about itself.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NodeInfo {
+    #[schema(value_type = String)]
+    pub peer_id: PeerId,
+    pub label: String,
+    /// This node's `did:key`, derived from its identity.
+    pub did: String,
+    pub version: String,
+    pub agent_version: String,
+    #[schema(value_type = Vec<String>)]
+    pub listen_addrs: Vec<Multiaddr>,
+    #[schema(value_type = Vec<String>)]
+    pub external_addrs: Vec<Multiaddr>,
+    pub kad_protocol: String,
+    pub rendezvous: Option<String>,
+    pub mdns: bool,
+    pub rpc_methods: Vec<String>,
+    pub connected_peers: usize,
+    pub routing_table_size: usize,
+    pub uptime_secs: u64,
+    /// This node's certificate (label, permissions, expiry).
+    pub certificate: CertificateInfo,
+    pub admission: AdmissionInfo,
+    /// URL of the forward listener (`--http-forward`), where browsers open forwarded web
+    /// services on an origin of their own; absent when it is off.
+    #[serde(default)]
+    pub http_forward: Option<String>,
+}
+
+/// A connected peer.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PeerInfo {
+    #[schema(value_type = String)]
+    pub peer_id: PeerId,
+    /// Label from the peer's verified certificate, else from its identify agent version.
+    pub label: Option<String>,
+    /// Served by this node's protocols (always true in an open network).
+    pub admitted: bool,
+    /// The peer's verified certificate (with `--trust-ca` only).
+    pub certificate: Option<CertificateInfo>,
+    /// Remote addresses of the open connections, then the listen addresses it announced.
+    #[schema(value_type = Vec<String>)]
+    pub addrs: Vec<Multiaddr>,
+    /// Last ping round-trip time.
+    pub rtt_ms: Option<f64>,
+    /// Direction of the oldest open connection.
+    pub direction: Direction,
+    pub connections: usize,
+    pub agent_version: Option<String>,
+    pub protocols: Vec<String>,
+    /// Found as a provider of this node's rendezvous key (same application).
+    pub rendezvous: bool,
+    /// In the Kademlia routing table.
+    pub in_routing_table: bool,
+    pub connected_secs: u64,
+}
+
+/// One peer's answer to a (multi)call.
+#[derive(Debug, Clone)]
+pub struct CallOutcome {
+    pub peer_id: PeerId,
+    pub result: Result<Value, CallError>,
+    pub rtt: Duration,
+}
+
+/// A record found in the DHT: the best valid version among those seen.
+#[derive(Debug, Clone)]
+pub struct FoundRecord {
+    pub value: Vec<u8>,
+    pub publisher: Option<PeerId>,
+    /// Valid versions seen (this node's own copy included).
+    pub versions: usize,
+    /// Peers asked during the lookup (a measure of hops).
+    pub queried: u32,
+    pub duration: Duration,
+}
+
+/// How a put went.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PutOutcome {
+    /// Stored in this node's own store.
+    pub stored_locally: bool,
+    /// Stored on at least one other peer (false on a node without peers: it is replicated
+    /// when peers arrive).
+    pub replicated: bool,
+}
+
+/// A provider of a DHT key (a service, a blob), with what is known of it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Provider {
+    #[schema(value_type = String)]
+    pub peer_id: PeerId,
+    pub label: Option<String>,
+    /// This node itself.
+    pub local: bool,
+    pub connected: bool,
+    pub rtt_ms: Option<f64>,
+    #[schema(value_type = Vec<String>)]
+    pub addrs: Vec<libp2p::Multiaddr>,
+}
