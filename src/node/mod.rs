@@ -26,6 +26,7 @@ pub mod addr;
 mod admission;
 mod behaviour;
 mod event_loop;
+mod keys;
 mod metrics;
 
 use std::future::Future;
@@ -51,8 +52,9 @@ pub use self::admission::{
     REVOCATIONS_FILE, RevocationOutcome,
 };
 pub use self::behaviour::{Behaviour, BehaviourEvent};
+pub(crate) use self::event_loop::Command;
 use self::event_loop::EventLoop;
-pub(crate) use self::event_loop::{Command, provider_key};
+pub(crate) use self::keys::provider_key;
 use crate::services::{Listener, Services};
 
 /// Version of this crate, announced by identify and in the REST API.

@@ -25,6 +25,9 @@ use super::{
     Behaviour, BehaviourEvent, Config, Direction, Error, NodeInfo, PeerInfo, VERSION, addr,
 };
 
+/// Old path of [`crate::node::provider_key`], which now lives in node/keys.rs.
+pub(crate) use super::keys::provider_key;
+
 /// How often boot addresses are dialed again while the node has no peer at all.
 const BOOT_RETRY: Duration = Duration::from_secs(5);
 /// How often expired records are swept from the store (kad also drops them when read).
@@ -984,18 +987,6 @@ impl EventLoop {
     }
 }
 
-/// The provider key of a string (rendezvous key, `/mcc/service/<name>`): the sha2-256
-/// multihash of its bytes.
-pub fn provider_key(key: &str) -> RecordKey {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(key.as_bytes());
-    // Multihash: code 0x12 (sha2-256), length 32, digest.
-    let mut mh = Vec::with_capacity(34);
-    mh.extend_from_slice(&[0x12, 0x20]);
-    mh.extend_from_slice(&digest);
-    RecordKey::new(&mh)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1032,13 +1023,5 @@ mod tests {
         assert!(peers.may_look_up(newcomer, 1, now));
         assert!(!peers.may_look_up(PeerId::random(), 0, now));
         assert!(peers.may_look_up(keep, 0, now + ADDRESS_LOOKUP_RETRY));
-    }
-
-    #[test]
-    fn rendezvous_key_is_a_sha256_multihash() {
-        let k = provider_key("mcc");
-        assert_eq!(k.as_ref().len(), 34);
-        assert_eq!(&k.as_ref()[..2], &[0x12, 0x20]);
-        assert_ne!(provider_key("a"), provider_key("b"));
     }
 }
