@@ -329,7 +329,7 @@ fn build_swarm(
     );
     let gates = admission.gates();
     let store = GuardedStore::new(records, gates.clone())
-        .with_rendezvous(config.rendezvous.as_deref().map(event_loop::provider_key));
+        .with_rendezvous(config.rendezvous.as_deref().map(super::provider_key));
     let stream = libp2p_stream::Behaviour::new();
     let control = stream.new_control();
     let behaviour_config = BehaviourConfig {

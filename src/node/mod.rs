@@ -67,6 +67,7 @@ mod config;
 mod error;
 mod event_loop;
 mod info;
+mod keys;
 mod metrics;
 mod network;
 
@@ -90,10 +91,11 @@ pub use self::builder::{Builder, RecordStore};
 pub use self::config::{Config, DEFAULT_PORT, MdnsMode, RecordsConfig};
 pub use self::error::Error;
 pub(crate) use self::error::error_chain;
-pub(crate) use self::event_loop::{Command, provider_key};
+pub(crate) use self::event_loop::Command;
 pub use self::info::{
     CallOutcome, Direction, FoundRecord, NodeInfo, PeerInfo, Provider, PutOutcome,
 };
+pub(crate) use self::keys::provider_key;
 pub use self::network::Network;
 use crate::blobs::Blobs;
 use crate::services::Services;

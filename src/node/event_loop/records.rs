@@ -1,7 +1,9 @@
 //! DHT records in the event loop: validated puts, lookups that keep the best of several
-//! versions, and repair of peers that hold a stale one.
+//! versions, repair of peers that hold a stale one (read-repair), this node's DID document,
+//! and the sweep of expired records. The periodic replication of stored records is in
+//! replication.rs.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
@@ -15,7 +17,33 @@ use mcc_admission::{Gates, Permission};
 use mcc_records::SourcedStore as _;
 
 use super::EventLoop;
-use crate::node::{Error, FoundRecord, PutOutcome};
+use crate::node::{Config, Error, FoundRecord, PutOutcome};
+
+/// How often expired records are swept from the store (kad also drops them when read).
+pub(super) const EXPIRY_SWEEP: Duration = Duration::from_secs(600);
+
+/// What the loop keeps about record gets and puts.
+pub(super) struct Records {
+    /// Lookups under way.
+    pending_gets: HashMap<QueryId, PendingGet>,
+    /// Puts the API asked for, answered when kad reports the outcome.
+    pending_puts: HashMap<QueryId, PendingPut>,
+    /// Largest value a version found in a lookup may have.
+    max_value: usize,
+    /// A lookup ends once this many valid versions are found.
+    get_quorum: usize,
+}
+
+impl Records {
+    pub(super) fn new(config: &Config) -> Self {
+        Self {
+            pending_gets: HashMap::new(),
+            pending_puts: HashMap::new(),
+            max_value: config.records.limits.max_value_size,
+            get_quorum: config.records.get_quorum.get(),
+        }
+    }
+}
 
 /// Why a version a peer supplied in a lookup does not count, if it does not: with
 /// `--trust-ca` only versions from peers holding `records:write` count (the record's
@@ -88,7 +116,7 @@ pub(crate) fn repair_plan(
     }
 }
 
-pub(crate) struct PendingGet {
+struct PendingGet {
     key: RecordKey,
     /// Valid versions found: holder (None = this node) and record.
     found: Vec<(Option<PeerId>, Record)>,
@@ -98,67 +126,8 @@ pub(crate) struct PendingGet {
     reply: Option<oneshot::Sender<Result<FoundRecord, Error>>>,
 }
 
-pub(crate) struct PendingPut {
+struct PendingPut {
     reply: Option<oneshot::Sender<Result<PutOutcome, Error>>>,
-}
-
-/// Keys read from the store at a time by the replication walk.
-const REPLICATION_BATCH: usize = 32;
-/// Records the replication walk works on at once (closest-peer lookups and puts).
-const REPLICATION_IN_FLIGHT: usize = 8;
-/// Expiry given to this node's own records when they are published again (kad's default TTL).
-const RECORD_TTL: Duration = Duration::from_secs(36 * 3600);
-
-/// Periodic replication and republication of stored records, in place of kad's job (which
-/// collects every record into memory at once): the store is walked in key order, a batch of
-/// [`REPLICATION_BATCH`] keys at a time, and each record is loaded only when its turn comes,
-/// with at most [`REPLICATION_IN_FLIGHT`] records in the network at once.
-///
-/// As kad does: other publishers' records are put again to the peers closest to their key on
-/// every run (with the expiry they have); this node's own records only on the runs where the
-/// publication interval has passed, with a fresh 36 h expiry unless they have their own.
-pub(crate) struct Replication {
-    interval: Duration,
-    publication_interval: Duration,
-    next_publish: Instant,
-    /// Whether a walk is under way.
-    running: bool,
-    /// The walk of this run also publishes this node's own records.
-    publish: bool,
-    /// The last key read from the store in this run.
-    cursor: Option<RecordKey>,
-    /// Keys of the current batch still to do.
-    queue: VecDeque<RecordKey>,
-    lookups: HashMap<QueryId, RecordKey>,
-    puts: HashSet<QueryId>,
-    /// Records sent out in this run.
-    sent: usize,
-}
-
-impl Replication {
-    pub(crate) fn new(interval: Duration, publication_interval: Duration) -> Self {
-        Replication {
-            interval,
-            publication_interval,
-            next_publish: Instant::now() + publication_interval,
-            running: false,
-            publish: false,
-            cursor: None,
-            queue: VecDeque::new(),
-            lookups: HashMap::new(),
-            puts: HashSet::new(),
-            sent: 0,
-        }
-    }
-
-    /// How often a run starts.
-    pub(crate) fn interval(&self) -> Duration {
-        self.interval
-    }
-
-    fn in_flight(&self) -> usize {
-        self.lookups.len() + self.puts.len()
-    }
 }
 
 impl EventLoop {
@@ -189,7 +158,7 @@ impl EventLoop {
         record.expires = ttl.map(|t| Instant::now() + t);
         match kad.put_record(record, Quorum::One) {
             Ok(id) => {
-                self.pending_puts.insert(id, PendingPut { reply });
+                self.records.pending_puts.insert(id, PendingPut { reply });
             }
             Err(e @ kad::store::Error::MaxRecords) => fail(reply, Error::StoreFull(e.to_string())),
             Err(e) => fail(reply, Error::Store(e.to_string())),
@@ -207,7 +176,7 @@ impl EventLoop {
         }
         let key = RecordKey::new(&key);
         let id = self.swarm.behaviour_mut().kad.get_record(key.clone());
-        self.pending_gets.insert(
+        self.records.pending_gets.insert(
             id,
             PendingGet {
                 key,
@@ -252,9 +221,9 @@ impl EventLoop {
         step: ProgressStep,
         stats: QueryStats,
     ) {
-        let max = self.record_max_value;
-        let quorum = self.get_quorum;
-        let Some(pending) = self.pending_gets.get_mut(&id) else {
+        let max = self.records.max_value;
+        let quorum = self.records.get_quorum;
+        let Some(pending) = self.records.pending_gets.get_mut(&id) else {
             return;
         };
         match result {
@@ -287,7 +256,7 @@ impl EventLoop {
     }
 
     fn finish_get(&mut self, id: QueryId, stats: QueryStats) {
-        let Some(mut pending) = self.pending_gets.remove(&id) else {
+        let Some(mut pending) = self.records.pending_gets.remove(&id) else {
             return;
         };
         let Some(reply) = pending.reply.take() else {
@@ -299,7 +268,7 @@ impl EventLoop {
             .map(|(_, r)| r.value.as_slice())
             .collect();
         let key_bytes = pending.key.to_vec();
-        let Some(best) = mcc_records::select_best(&key_bytes, &values, self.record_max_value)
+        let Some(best) = mcc_records::select_best(&key_bytes, &values, self.records.max_value)
         else {
             let _ = reply.send(Err(Error::NotFound(
                 String::from_utf8_lossy(&key_bytes).into_owned(),
@@ -350,126 +319,12 @@ impl EventLoop {
         }));
     }
 
-    /// Starts a replication run (on the replication tick), unless one is still under way.
-    pub(super) fn start_replication(&mut self) {
-        let r = &mut self.replication;
-        if r.running {
-            tracing::debug!("record replication still running, skipping this tick");
-            return;
-        }
-        let now = Instant::now();
-        r.publish = now >= r.next_publish;
-        if r.publish {
-            r.next_publish = now + r.publication_interval;
-        }
-        r.running = true;
-        r.cursor = None;
-        r.queue.clear();
-        r.sent = 0;
-        self.pump_replication();
-    }
-
-    /// Whether `id` is a closest-peer lookup of the replication walk.
-    pub(super) fn is_replication_lookup(&self, id: &QueryId) -> bool {
-        self.replication.lookups.contains_key(id)
-    }
-
-    /// Whether a replication run is under way (the event loop then calls
-    /// [`pump_replication`](Self::pump_replication) on a short tick too).
-    pub(super) fn replication_running(&self) -> bool {
-        self.replication.running
-    }
-
-    /// Starts work on the next records of the walk while fewer than
-    /// [`REPLICATION_IN_FLIGHT`] are in the network, looking at no more than
-    /// [`REPLICATION_BATCH`] records per call so the event loop never stalls on a long run
-    /// of records that need nothing (the short tick carries on).
-    pub(super) fn pump_replication(&mut self) {
-        let local = *self.swarm.local_peer_id();
-        let now = Instant::now();
-        let mut budget = REPLICATION_BATCH;
-        while self.replication.running
-            && self.replication.in_flight() < REPLICATION_IN_FLIGHT
-            && budget > 0
-        {
-            budget -= 1;
-            let store = self.swarm.behaviour_mut().kad.store_mut();
-            let Some(key) = self.replication.queue.pop_front() else {
-                let batch = store.inner().keys_after(
-                    self.replication.cursor.as_ref().map(|k| k.as_ref()),
-                    REPLICATION_BATCH,
-                );
-                match batch.last() {
-                    Some(last) => {
-                        self.replication.cursor = Some(last.clone());
-                        self.replication.queue.extend(batch);
-                    }
-                    None => {
-                        self.replication.running = false;
-                        tracing::debug!(
-                            sent = self.replication.sent,
-                            published = self.replication.publish,
-                            "record replication run done"
-                        );
-                    }
-                }
-                continue;
-            };
-            let Some(record) = store.get(&key).map(|r| r.into_owned()) else {
-                continue;
-            };
-            if record.is_expired(now) {
-                store.remove(&key);
-                continue;
-            }
-            if record.publisher == Some(local) && !self.replication.publish {
-                continue;
-            }
-            let id = self
-                .swarm
-                .behaviour_mut()
-                .kad
-                .get_closest_peers(key.to_vec());
-            self.replication.lookups.insert(id, key);
-        }
-    }
-
-    /// The peers closest to a record's key are known: put the record to them.
-    pub(super) fn on_replication_peers(&mut self, id: QueryId, peers: Vec<PeerId>) {
-        let Some(key) = self.replication.lookups.remove(&id) else {
-            return;
-        };
-        let local = *self.swarm.local_peer_id();
-        let publish = self.replication.publish;
-        let kad = &mut self.swarm.behaviour_mut().kad;
-        let peers: Vec<PeerId> = peers.into_iter().filter(|p| *p != local).collect();
-        if let Some(mut record) = kad.store_mut().get(&key).map(|r| r.into_owned())
-            && !peers.is_empty()
-            && !record.is_expired(Instant::now())
-        {
-            if publish && record.publisher == Some(local) {
-                record.expires = record.expires.or_else(|| Some(Instant::now() + RECORD_TTL));
-            }
-            let put = kad.put_record_to(record, peers.into_iter(), Quorum::One);
-            self.replication.puts.insert(put);
-            self.replication.sent += 1;
-        }
-        self.pump_replication();
-    }
-
     pub(super) fn on_put_record_result(
         &mut self,
         id: QueryId,
         result: Result<kad::PutRecordOk, PutRecordError>,
     ) {
-        if self.replication.puts.remove(&id) {
-            if let Err(e) = result {
-                tracing::debug!("replicating a record: {e}");
-            }
-            self.pump_replication();
-            return;
-        }
-        let Some(pending) = self.pending_puts.remove(&id) else {
+        let Some(pending) = self.records.pending_puts.remove(&id) else {
             return;
         };
         let outcome = match result {
@@ -497,7 +352,30 @@ impl EventLoop {
     /// Whether a put that reached no peer was refused rather than had nowhere to go: with
     /// peers connected, a put that nobody stored means they refused it.
     fn peers_refused_put(&self) -> bool {
-        !self.peers.is_empty()
+        !self.peers.connected.is_empty()
+    }
+
+    /// `Command::GetLocalRecord`: this node's own unexpired copy.
+    pub(super) fn local_record(&mut self, key: &[u8]) -> Option<Record> {
+        let store = self.swarm.behaviour_mut().kad.store_mut();
+        store
+            .get(&RecordKey::new(&key))
+            .map(|r| r.into_owned())
+            .filter(|r| !r.is_expired(Instant::now()))
+    }
+
+    /// Removes expired records from the store (every [`EXPIRY_SWEEP`]).
+    pub(super) fn sweep_expired_records(&mut self) {
+        let removed = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .store_mut()
+            .inner_mut()
+            .remove_expired();
+        if removed > 0 {
+            tracing::debug!(removed, "expired records swept");
+        }
     }
 }
 

@@ -1,0 +1,305 @@
+//! Connected peers: what the loop knows of each (connections, identify info, ping round
+//! trip), API dials, the kad routing table they enter, and the `PeerInfo` list of the API.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use libp2p::core::ConnectedPoint;
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{ConnectionError, ConnectionId, DialError};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, identify, ping};
+use tokio::sync::oneshot;
+
+use super::EventLoop;
+use crate::node::{CertificateInfo, Direction, Error, PeerInfo, addr};
+
+/// The loop's view of the connected peers.
+pub(super) struct Peers {
+    /// Every connected peer (removed with its last connection).
+    pub(super) connected: HashMap<PeerId, PeerState>,
+    /// Dials the API asked for, answered when the connection is up or failed.
+    pending_dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, Error>>)>,
+    /// The kad protocol a peer must speak to enter the routing table.
+    pub(super) kad_protocol: StreamProtocol,
+}
+
+impl Peers {
+    pub(super) fn new(kad_protocol: StreamProtocol) -> Self {
+        Self {
+            connected: HashMap::new(),
+            pending_dials: HashMap::new(),
+            kad_protocol,
+        }
+    }
+}
+
+pub(super) struct PeerState {
+    /// Open connections: remote address and direction.
+    connections: HashMap<ConnectionId, (Multiaddr, Direction, Instant)>,
+    listen_addrs: Vec<Multiaddr>,
+    rtt: Option<Duration>,
+    agent_version: Option<String>,
+    pub(super) protocols: Vec<StreamProtocol>,
+}
+
+impl PeerState {
+    fn new() -> Self {
+        Self {
+            connections: HashMap::new(),
+            listen_addrs: Vec::new(),
+            rtt: None,
+            agent_version: None,
+            protocols: Vec::new(),
+        }
+    }
+}
+
+/// The label an mcc node puts in its agent version: `mcc/<version> (<label>)`.
+fn label_of(agent: &str) -> Option<String> {
+    let rest = agent.strip_prefix("mcc/")?;
+    let (_, tail) = rest.split_once(" (")?;
+    mcc_admission::normalize_label(tail.strip_suffix(')')?)
+}
+
+impl EventLoop {
+    /// `Command::Dial`: dials `addr`, answered in [`on_connection_established`] or
+    /// [`on_dial_failure`].
+    ///
+    /// [`on_connection_established`]: Self::on_connection_established
+    /// [`on_dial_failure`]: Self::on_dial_failure
+    pub(super) fn dial(&mut self, addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, Error>>) {
+        let opts = match addr::peer_id_of(&addr) {
+            Some(peer) => DialOpts::peer_id(peer)
+                .addresses(vec![addr.clone()])
+                .build(),
+            None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
+        };
+        let id = opts.connection_id();
+        self.metrics
+            .dials
+            .get_or_create(&vec![("reason", "api")])
+            .inc();
+        match self.swarm.dial(opts) {
+            Ok(()) => {
+                self.peers.pending_dials.insert(id, (addr, reply));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(Error::Dial {
+                    addr,
+                    reason: e.to_string(),
+                }));
+            }
+        }
+    }
+
+    pub(super) fn on_connection_established(
+        &mut self,
+        peer_id: PeerId,
+        connection_id: ConnectionId,
+        endpoint: &ConnectedPoint,
+    ) {
+        let (remote, direction) = match endpoint {
+            ConnectedPoint::Dialer { address, .. } => (address.clone(), Direction::Outbound),
+            ConnectedPoint::Listener { send_back_addr, .. } => {
+                (send_back_addr.clone(), Direction::Inbound)
+            }
+        };
+        tracing::debug!(%peer_id, %remote, ?direction, "connected");
+        self.peers
+            .connected
+            .entry(peer_id)
+            .or_insert_with(PeerState::new)
+            .connections
+            .insert(connection_id, (remote, direction, Instant::now()));
+        self.metrics
+            .connected_peers
+            .set(self.peers.connected.len() as i64);
+        if let Some((_, reply)) = self.peers.pending_dials.remove(&connection_id) {
+            let _ = reply.send(Ok(peer_id));
+        }
+    }
+
+    pub(super) fn on_connection_closed(
+        &mut self,
+        peer_id: PeerId,
+        connection_id: ConnectionId,
+        num_established: u32,
+        cause: Option<&ConnectionError>,
+    ) {
+        match cause {
+            Some(e) => tracing::info!(%peer_id, "connection closed: {e}"),
+            None => tracing::debug!(%peer_id, "connection closed"),
+        }
+        if num_established == 0 {
+            self.peers.connected.remove(&peer_id);
+        } else if let Some(s) = self.peers.connected.get_mut(&peer_id) {
+            s.connections.remove(&connection_id);
+        }
+        self.metrics
+            .connected_peers
+            .set(self.peers.connected.len() as i64);
+    }
+
+    /// An outgoing connection failed: answers the API dial it was, and looks up the address
+    /// of a rendezvous peer it had none for.
+    pub(super) fn on_dial_failure(
+        &mut self,
+        connection_id: ConnectionId,
+        peer_id: Option<PeerId>,
+        error: DialError,
+    ) {
+        tracing::debug!(?peer_id, "dial failed: {error}");
+        if let Some((addr, reply)) = self.peers.pending_dials.remove(&connection_id) {
+            let _ = reply.send(Err(Error::Dial {
+                addr,
+                reason: error.to_string(),
+            }));
+        }
+        // A rendezvous peer we know no address for: ask the DHT where it is.
+        if let (Some(peer), DialError::NoAddresses) = (peer_id, &error) {
+            self.look_up_address_of(peer);
+        }
+    }
+
+    pub(super) fn on_identify(&mut self, event: identify::Event) {
+        let identify::Event::Received { peer_id, info, .. } = event else {
+            return;
+        };
+        if let Some(s) = self.peers.connected.get_mut(&peer_id) {
+            s.agent_version = Some(info.agent_version.clone());
+            s.protocols = info.protocols.clone();
+            s.listen_addrs = info.listen_addrs.clone();
+        }
+        self.add_to_routing_table(peer_id, &info.protocols, &info.listen_addrs);
+    }
+
+    /// A peer was admitted: identify may have come first, so it can enter the routing table
+    /// now.
+    pub(super) fn on_peer_admitted(&mut self, peer: PeerId) {
+        if let Some(s) = self.peers.connected.get(&peer) {
+            let (protocols, addrs) = (s.protocols.clone(), s.listen_addrs.clone());
+            self.add_to_routing_table(peer, &protocols, &addrs);
+        }
+    }
+
+    /// Puts a peer that speaks our kad protocol into the routing table, once it is admitted.
+    fn add_to_routing_table(
+        &mut self,
+        peer_id: PeerId,
+        protocols: &[StreamProtocol],
+        listen_addrs: &[Multiaddr],
+    ) {
+        if !protocols.contains(&self.peers.kad_protocol)
+            || !self
+                .swarm
+                .behaviour()
+                .admission
+                .gates()
+                .is_admitted(&peer_id)
+        {
+            return;
+        }
+        let was_empty = self.routing_table_size() == 0;
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        for a in listen_addrs.iter().filter(|a| !addr::is_unspecified(a)) {
+            kad.add_address(&peer_id, a.clone());
+        }
+        if was_empty && self.routing_table_size() > 0 {
+            // First peer in the table: join the DHT now rather than at the next tick.
+            if let Err(e) = self.swarm.behaviour_mut().kad.bootstrap() {
+                tracing::debug!("bootstrap: {e}");
+            }
+            self.refresh_metrics();
+            self.rendezvous_tick();
+        }
+    }
+
+    /// How many peers the kad routing table holds.
+    pub(super) fn routing_table_size(&mut self) -> usize {
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .map(|b| b.num_entries())
+            .sum()
+    }
+
+    pub(super) fn on_ping(&mut self, event: ping::Event) {
+        match event.result {
+            Ok(rtt) => {
+                if let Some(s) = self.peers.connected.get_mut(&event.peer) {
+                    s.rtt = Some(rtt);
+                }
+            }
+            Err(ping::Failure::Timeout) => {
+                tracing::debug!(peer = %event.peer, "ping timed out; closing the connection");
+                self.swarm.close_connection(event.connection);
+            }
+            Err(e) => tracing::debug!(peer = %event.peer, "ping: {e}"),
+        }
+    }
+
+    /// `Command::Peers`: the connected peers, sorted by id.
+    pub(super) fn peer_infos(&mut self) -> Vec<PeerInfo> {
+        let in_table: HashSet<PeerId> = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .flat_map(|b| b.iter().map(|e| *e.node.key.preimage()).collect::<Vec<_>>())
+            .collect();
+        let gates = self.swarm.behaviour().admission.gates();
+        let mut out: Vec<PeerInfo> = self
+            .peers
+            .connected
+            .iter()
+            .map(|(peer_id, s)| {
+                let oldest = s.connections.values().min_by_key(|(_, _, at)| *at);
+                let mut addrs: Vec<Multiaddr> = Vec::new();
+                for a in s
+                    .connections
+                    .values()
+                    .map(|(a, _, _)| a)
+                    .chain(s.listen_addrs.iter())
+                {
+                    if !addrs.contains(a) {
+                        addrs.push(a.clone());
+                    }
+                }
+                let certificate = gates.certificate(peer_id);
+                PeerInfo {
+                    peer_id: *peer_id,
+                    label: certificate
+                        .as_ref()
+                        .map(|c| c.label().to_string())
+                        .or_else(|| s.agent_version.as_deref().and_then(label_of)),
+                    admitted: gates.is_admitted(peer_id),
+                    certificate: certificate.as_ref().map(CertificateInfo::of),
+                    addrs,
+                    rtt_ms: s.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                    direction: oldest.map(|(_, d, _)| *d).unwrap_or(Direction::Outbound),
+                    connections: s.connections.len(),
+                    agent_version: s.agent_version.clone(),
+                    protocols: s.protocols.iter().map(|p| p.to_string()).collect(),
+                    rendezvous: self.discovery.is_rendezvous_peer(peer_id),
+                    in_routing_table: in_table.contains(peer_id),
+                    connected_secs: oldest.map(|(_, _, at)| at.elapsed().as_secs()).unwrap_or(0),
+                }
+            })
+            .collect();
+        out.sort_by_key(|p| p.peer_id);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_come_from_mcc_agent_versions() {
+        assert_eq!(label_of("mcc/0.1.0 (kitchen)").as_deref(), Some("kitchen"));
+        assert_eq!(label_of("js-libp2p/2.0"), None);
+        assert_eq!(label_of("mcc/0.1.0"), None);
+    }
+}

@@ -1,0 +1,131 @@
+//! Provider records: the keys this node announces (services, blobs, the rendezvous key),
+//! announced again when the network has grown or [`REANNOUNCE`] has passed, and provider
+//! lookups for the API.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use libp2p::kad::{self, GetProvidersOk, ProgressStep, QueryId, RecordKey};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use tokio::sync::oneshot;
+
+use super::EventLoop;
+
+/// Announce the provided keys again at least this often.
+const REANNOUNCE: Duration = Duration::from_secs(600);
+/// Most providers one provider lookup collects.
+const MAX_FOUND_PROVIDERS: usize = 256;
+
+/// What the loop keeps about provider records.
+#[derive(Default)]
+pub(super) struct Providers {
+    /// Keys this node provides (services, blobs), announced again when due; the rendezvous
+    /// key is announced with them.
+    provided: HashSet<RecordKey>,
+    /// Provider lookups the API asked for: providers found so far, and where to answer.
+    lookups: HashMap<QueryId, (HashSet<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
+    /// When the keys were last announced, and the routing table's size then.
+    announced: Option<(Instant, usize)>,
+}
+
+impl Providers {
+    /// Whether `id` is a provider lookup the API asked for (and not the rendezvous one).
+    pub(super) fn is_lookup(&self, id: &QueryId) -> bool {
+        self.lookups.contains_key(id)
+    }
+}
+
+impl EventLoop {
+    /// `Command::Provide`.
+    pub(super) fn provide(&mut self, key: RecordKey) {
+        if let Err(e) = self.swarm.behaviour_mut().kad.start_providing(key.clone()) {
+            tracing::warn!("cannot announce a provider record: {e}");
+        }
+        self.providers.provided.insert(key);
+    }
+
+    /// `Command::StopProviding`.
+    pub(super) fn stop_providing(&mut self, key: RecordKey) {
+        self.swarm.behaviour_mut().kad.stop_providing(&key);
+        self.providers.provided.remove(&key);
+    }
+
+    /// `Command::GetProviders`: answered in [`on_provider_lookup`](Self::on_provider_lookup).
+    pub(super) fn find_providers(&mut self, key: RecordKey, reply: oneshot::Sender<Vec<PeerId>>) {
+        let id = self.swarm.behaviour_mut().kad.get_providers(key);
+        self.providers.lookups.insert(id, (HashSet::new(), reply));
+    }
+
+    /// `Command::GetLocalProviders`: the unexpired providers of `key` in this node's store.
+    pub(super) fn local_providers(&mut self, key: &RecordKey) -> Vec<PeerId> {
+        use libp2p::kad::store::RecordStore as _;
+        let now = Instant::now();
+        let store = self.swarm.behaviour_mut().kad.store_mut();
+        store
+            .providers(key)
+            .into_iter()
+            .filter(|p| !p.is_expired(now))
+            .map(|p| p.provider)
+            .collect()
+    }
+
+    /// A step of an API provider lookup: connect to the providers found (while the query
+    /// still knows their addresses), and answer on the last step.
+    pub(super) fn on_provider_lookup(
+        &mut self,
+        id: QueryId,
+        result: Result<GetProvidersOk, kad::GetProvidersError>,
+        step: ProgressStep,
+    ) {
+        let local = *self.swarm.local_peer_id();
+        if let Ok(GetProvidersOk::FoundProviders { providers, .. }) = result {
+            for peer in providers.into_iter().filter(|p| *p != local) {
+                if !self.swarm.is_connected(&peer) {
+                    // Connect now, while the query still knows its addresses.
+                    let opts = DialOpts::peer_id(peer)
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .build();
+                    let _ = self.swarm.dial(opts);
+                }
+                if let Some((found, _)) = self.providers.lookups.get_mut(&id)
+                    && found.len() < MAX_FOUND_PROVIDERS
+                {
+                    found.insert(peer);
+                }
+            }
+        }
+        if step.last
+            && let Some((found, reply)) = self.providers.lookups.remove(&id)
+        {
+            let _ = reply.send(found.into_iter().collect());
+        }
+    }
+
+    /// Announces the provided keys and the rendezvous key again (and puts this node's DID
+    /// document again) when new peers arrived since the last time or every [`REANNOUNCE`].
+    /// `size` is the routing table's size now.
+    pub(super) fn reannounce_if_due(&mut self, size: usize) {
+        let due = match self.providers.announced {
+            None => true,
+            // Again when the routing table has doubled (1, 2, 4, 8... peers): a forming
+            // network learns about us quickly without a storm of re-announcements.
+            Some((at, n)) => size >= (2 * n).max(1) || at.elapsed() >= REANNOUNCE,
+        };
+        if !due {
+            return;
+        }
+        self.providers.announced = Some((Instant::now(), size));
+        if size > 0 {
+            // New peers since the last time: make sure they can resolve our DID.
+            self.announce_did();
+        }
+        let mut keys: Vec<RecordKey> = self.providers.provided.iter().cloned().collect();
+        keys.extend(self.discovery.rendezvous.iter().map(|(_, k)| k.clone()));
+        for key in keys {
+            if let Err(e) = self.swarm.behaviour_mut().kad.start_providing(key) {
+                tracing::warn!("cannot announce a provider record: {e}");
+            }
+        }
+    }
+}
