@@ -12,7 +12,7 @@
 //!
 //! # Tasks
 //!
-//! - **Event loop** (`event_loop.rs`): owns the `Swarm` and every behaviour; it alone touches
+//! - **Event loop** (`event_loop/`): owns the `Swarm` and every behaviour; it alone touches
 //!   libp2p state. Handles reach it through the bounded `Command` channel (256).
 //! - **Forward server** (`mcc_forward::serve`): answers inbound `/mcc/forward/1.0.0` streams
 //!   and owns their tunnels in its own `JoinSet`.
