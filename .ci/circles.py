@@ -108,7 +108,7 @@ def target(rel, segs):
         while segs and segs[0] in ("self", "super"):
             if segs.pop(0) == "super":
                 mod = mod[:-1]
-    elif file_of(here + segs[:1]) and segs[:1] != here[-1:]:
+    elif file_of(here + segs[:1]):
         mod = list(here)  # 2018 uniform path through a child module: `use registry::X`
     else:
         return None
