@@ -6,7 +6,8 @@
 use axum::http::StatusCode;
 use mcc_blobs::{Cid, transfer, unixfs};
 
-use crate::node;
+// The defining file of `node::Error`, not `crate::node` (which imports this module).
+use crate::node::error as node;
 
 /// Why a CID string does not parse.
 pub type CidError = <Cid as TryFrom<&'static str>>::Error;

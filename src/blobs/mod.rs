@@ -20,7 +20,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use utoipa::ToSchema;
 
 pub use self::error::{CidError, Error};
-use crate::node::{Network, Provider};
+use crate::node::info::Provider;
+use crate::node::network::Network;
 pub use crate::storage::blobs::{BlobInfo, BlobStore};
 pub use mcc_blobs::transfer::{Progress, SeederReport};
 

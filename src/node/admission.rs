@@ -12,8 +12,8 @@ use libp2p::identity::ed25519;
 use libp2p::kad::store::{self, RecordStore};
 use libp2p::kad::{ProviderRecord, Record, RecordKey};
 use mcc_admission::{
-    CertError, Certificate, CertificateFields, Gates, Permission, Permissions, RevocationList,
-    format_unix, keys, now_unix,
+    Certificate, CertificateFields, Gates, Permission, Permissions, RevocationList, format_unix,
+    keys, now_unix,
 };
 use mcc_records::{Origin, ValidatingStore};
 use serde::{Deserialize, Serialize};
@@ -22,6 +22,8 @@ use std::sync::{Arc, Weak};
 
 use tokio_util::sync::CancellationToken;
 
+use super::error::CertificateError;
+use super::info::{AdmissionInfo, CertificateInfo};
 use super::metrics::CertMetrics;
 use super::{Command, Error, Inner, Network, Node};
 
@@ -65,26 +67,6 @@ impl Default for AdmissionConfig {
             recheck_interval: d.recheck_interval(),
         }
     }
-}
-
-/// Why this node cannot start with its certificate settings.
-#[derive(Debug, thiserror::Error)]
-pub enum CertificateError {
-    #[error(
-        "the certificate is for peer {cert}, but this node's key is {node}: start with \
-         --privkey set to the key made together with the certificate"
-    )]
-    WrongKey { cert: String, node: String },
-    #[error("this node's certificate cannot be used: {0}")]
-    Invalid(CertError),
-    #[error("the trusted CA certificate cannot be used: {0}")]
-    BadCa(CertError),
-    #[error("this node's certificate is not accepted by the trusted CA: {0}")]
-    NotTrusted(CertError),
-    #[error("the revocation list is not from the trusted CA: {0}")]
-    BadRevocations(CertError),
-    #[error("cannot create the self-signed certificate: {0}")]
-    SelfSigned(String),
 }
 
 /// This node's certificate: the configured one, checked, or a fresh self-signed one.
@@ -293,60 +275,6 @@ impl<S: mcc_records::SourcedStore> RecordStore for GuardedStore<ValidatingStore<
     fn remove_provider(&mut self, k: &RecordKey, p: &PeerId) {
         self.store.remove_provider(k, p)
     }
-}
-
-/// A certificate as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct CertificateInfo {
-    pub label: String,
-    pub permissions: Vec<String>,
-    pub serial: String,
-    /// Peer id form of the issuing key.
-    pub issuer: String,
-    /// Issued by this node's own key (open mode), not by a CA.
-    pub self_signed: bool,
-    pub not_before: u64,
-    pub not_after: u64,
-    /// `not_after` as UTC text.
-    pub expires: String,
-    /// Seconds left; 0 once expired.
-    pub expires_in_secs: u64,
-    /// Within 30 days of expiry (or expired).
-    pub expiring_soon: bool,
-}
-
-impl CertificateInfo {
-    pub fn of(cert: &Certificate) -> Self {
-        let now = now_unix();
-        CertificateInfo {
-            label: cert.label().to_string(),
-            permissions: cert.permissions().names().map(str::to_string).collect(),
-            serial: cert.serial().to_string(),
-            issuer: keys::peer_id_of(cert.issuer()).to_string(),
-            self_signed: keys::peer_id_of(cert.issuer()) == cert.peer_id(),
-            not_before: cert.not_before(),
-            not_after: cert.not_after(),
-            expires: format_unix(cert.not_after()),
-            expires_in_secs: cert.expires_in(now).map(|d| d.as_secs()).unwrap_or(0),
-            expiring_soon: cert.expires_within(now, mcc_admission::EXPIRY_WARNING),
-        }
-    }
-}
-
-/// How admission stands on this node.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct AdmissionInfo {
-    /// `open` (any peer) or `closed` (only certificates from the trusted CA).
-    pub mode: String,
-    /// Peer id form of the trusted CA key.
-    pub trusted_ca: Option<String>,
-    pub trusted_ca_expires: Option<String>,
-    /// Sequence number of the revocation list in force.
-    pub revocations_sequence: Option<u64>,
-    pub revoked_serials: Vec<String>,
-    pub revoked_peers: Vec<String>,
-    /// Peers refused recently and still kept out.
-    pub banned: Vec<String>,
 }
 
 /// What publishing a revocation list did.

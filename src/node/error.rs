@@ -1,13 +1,14 @@
-//! The core errors of a node and its handle ([`Error`]), and [`error_chain`] to print one with
-//! its sources.
+//! The core errors of a node and its handle ([`Error`]), why its certificate settings are
+//! refused ([`CertificateError`]), and [`error_chain`] to print one with its sources.
 
 use std::path::PathBuf;
 
 use axum::http::StatusCode;
 use libp2p::Multiaddr;
+use mcc_admission::CertError;
 use mcc_rpc::CallError;
 
-use super::{AddrError, CertificateError};
+use super::addr::AddrError;
 
 /// Errors of the node and its handle.
 #[derive(Debug, thiserror::Error)]
@@ -116,4 +117,24 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// Why this node cannot start with its certificate settings.
+#[derive(Debug, thiserror::Error)]
+pub enum CertificateError {
+    #[error(
+        "the certificate is for peer {cert}, but this node's key is {node}: start with \
+         --privkey set to the key made together with the certificate"
+    )]
+    WrongKey { cert: String, node: String },
+    #[error("this node's certificate cannot be used: {0}")]
+    Invalid(CertError),
+    #[error("the trusted CA certificate cannot be used: {0}")]
+    BadCa(CertError),
+    #[error("this node's certificate is not accepted by the trusted CA: {0}")]
+    NotTrusted(CertError),
+    #[error("the revocation list is not from the trusted CA: {0}")]
+    BadRevocations(CertError),
+    #[error("cannot create the self-signed certificate: {0}")]
+    SelfSigned(String),
 }

@@ -1,14 +1,14 @@
 //! What the node reports: about itself ([`NodeInfo`]), its peers ([`PeerInfo`], [`Direction`]),
-//! calls ([`CallOutcome`]) and records ([`FoundRecord`], [`PutOutcome`]).
+//! calls ([`CallOutcome`]), records ([`FoundRecord`], [`PutOutcome`]) and admission
+//! ([`AdmissionInfo`], [`CertificateInfo`]).
 
 use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId};
+use mcc_admission::{Certificate, format_unix, keys, now_unix};
 use mcc_rpc::CallError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-use super::{AdmissionInfo, CertificateInfo};
 
 /// Who opened a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -118,4 +118,58 @@ pub struct Provider {
     pub rtt_ms: Option<f64>,
     #[schema(value_type = Vec<String>)]
     pub addrs: Vec<libp2p::Multiaddr>,
+}
+
+/// A certificate as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CertificateInfo {
+    pub label: String,
+    pub permissions: Vec<String>,
+    pub serial: String,
+    /// Peer id form of the issuing key.
+    pub issuer: String,
+    /// Issued by this node's own key (open mode), not by a CA.
+    pub self_signed: bool,
+    pub not_before: u64,
+    pub not_after: u64,
+    /// `not_after` as UTC text.
+    pub expires: String,
+    /// Seconds left; 0 once expired.
+    pub expires_in_secs: u64,
+    /// Within 30 days of expiry (or expired).
+    pub expiring_soon: bool,
+}
+
+impl CertificateInfo {
+    pub fn of(cert: &Certificate) -> Self {
+        let now = now_unix();
+        CertificateInfo {
+            label: cert.label().to_string(),
+            permissions: cert.permissions().names().map(str::to_string).collect(),
+            serial: cert.serial().to_string(),
+            issuer: keys::peer_id_of(cert.issuer()).to_string(),
+            self_signed: keys::peer_id_of(cert.issuer()) == cert.peer_id(),
+            not_before: cert.not_before(),
+            not_after: cert.not_after(),
+            expires: format_unix(cert.not_after()),
+            expires_in_secs: cert.expires_in(now).map(|d| d.as_secs()).unwrap_or(0),
+            expiring_soon: cert.expires_within(now, mcc_admission::EXPIRY_WARNING),
+        }
+    }
+}
+
+/// How admission stands on this node.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AdmissionInfo {
+    /// `open` (any peer) or `closed` (only certificates from the trusted CA).
+    pub mode: String,
+    /// Peer id form of the trusted CA key.
+    pub trusted_ca: Option<String>,
+    pub trusted_ca_expires: Option<String>,
+    /// Sequence number of the revocation list in force.
+    pub revocations_sequence: Option<u64>,
+    pub revoked_serials: Vec<String>,
+    pub revoked_peers: Vec<String>,
+    /// Peers refused recently and still kept out.
+    pub banned: Vec<String>,
 }

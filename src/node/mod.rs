@@ -64,12 +64,12 @@ mod admission;
 mod behaviour;
 mod builder;
 mod config;
-mod error;
+pub(crate) mod error;
 mod event_loop;
-mod info;
-mod keys;
+pub(crate) mod info;
+pub(crate) mod keys;
 mod metrics;
-mod network;
+pub(crate) mod network;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,17 +83,17 @@ use serde_json::Value;
 
 pub use self::addr::AddrError;
 pub use self::admission::{
-    Admission, AdmissionConfig, AdmissionInfo, CertificateError, CertificateInfo, GuardedStore,
-    REVOCATIONS_FILE, RevocationOutcome,
+    Admission, AdmissionConfig, GuardedStore, REVOCATIONS_FILE, RevocationOutcome,
 };
 pub use self::behaviour::{Behaviour, BehaviourEvent};
 pub use self::builder::{Builder, RecordStore};
 pub use self::config::{Config, DEFAULT_PORT, MdnsMode, RecordsConfig};
-pub use self::error::Error;
 pub(crate) use self::error::error_chain;
+pub use self::error::{CertificateError, Error};
 pub(crate) use self::event_loop::Command;
 pub use self::info::{
-    CallOutcome, Direction, FoundRecord, NodeInfo, PeerInfo, Provider, PutOutcome,
+    AdmissionInfo, CallOutcome, CertificateInfo, Direction, FoundRecord, NodeInfo, PeerInfo,
+    Provider, PutOutcome,
 };
 pub(crate) use self::keys::provider_key;
 pub use self::network::Network;

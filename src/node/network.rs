@@ -12,7 +12,9 @@ use mcc_admission::{Certificate, Permission};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Command, Error, FoundRecord, NodeInfo, PeerInfo, Provider, PutOutcome};
+use super::error::Error;
+use super::event_loop::command::Command;
+use super::info::{FoundRecord, NodeInfo, PeerInfo, Provider, PutOutcome};
 
 /// A cloneable handle to the event loop: commands, raw streams and who this node is.
 #[derive(Clone)]

@@ -7,7 +7,8 @@
 use axum::http::StatusCode;
 
 use super::registry;
-use crate::node;
+// The defining file of `node::Error`, not `crate::node` (which imports this module).
+use crate::node::error as node;
 
 /// Errors of [`super::Services`].
 #[derive(Debug, thiserror::Error)]

@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 pub use self::error::Error;
 pub use self::registry::{Address, Listener, Registry, Scheme, Service};
 pub use self::tunnel::Tunnel;
-use crate::node::Network;
-pub use crate::node::Provider;
+pub use crate::node::info::Provider;
+use crate::node::network::Network;
 
 /// How long a provider list is reused before asking the DHT again.
 const PROVIDER_CACHE: Duration = Duration::from_secs(10);
@@ -32,7 +32,7 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The provider key of a service: sha2-256 multihash of `/mcc/service/<name>`.
 pub fn service_key(name: &str) -> libp2p::kad::RecordKey {
-    crate::node::provider_key(&format!("/mcc/service/{name}"))
+    crate::node::keys::provider_key(&format!("/mcc/service/{name}"))
 }
 
 /// The provider a listener is pinned to (`listen add --peer`, the `peer` of a listener).

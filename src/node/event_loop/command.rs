@@ -13,7 +13,8 @@ use mcc_rpc::CallError;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::node::{AdmissionInfo, Error, FoundRecord, NodeInfo, PeerInfo, PutOutcome};
+use crate::node::error::Error;
+use crate::node::info::{AdmissionInfo, FoundRecord, NodeInfo, PeerInfo, PutOutcome};
 
 pub(crate) enum Command {
     /// This node's facts and counters.

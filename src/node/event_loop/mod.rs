@@ -24,7 +24,7 @@
 //! handles ask it things).
 
 mod admission;
-mod command;
+pub(crate) mod command;
 mod discovery;
 mod peers;
 mod providers;

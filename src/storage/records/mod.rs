@@ -71,6 +71,7 @@ use libp2p::kad::store::{self, RecordStore};
 use libp2p::kad::{ProviderRecord, Record, RecordKey};
 use redb::{Database, Durability, ReadTransaction, ReadableDatabase, WriteTransaction};
 
+mod clock;
 mod expiry;
 mod providers;
 mod rows;

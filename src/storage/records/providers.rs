@@ -10,7 +10,7 @@ use libp2p::kad::store;
 use libp2p::kad::{ProviderRecord, RecordKey};
 use redb::{ReadOnlyTable, ReadableTable, ReadableTableMetadata};
 
-use super::expiry::Clock;
+use super::clock::Clock;
 use super::rows::{decode_provider, decode_provider_record, encode_provider};
 use super::tables::{PROVIDED, PROVIDER_KEYS, PROVIDERS, ProviderKey};
 use super::{RedbStore, Txn, hex, to_u64};

@@ -8,7 +8,7 @@
 use libp2p::kad::{ProviderRecord, Record, RecordKey};
 use libp2p::{Multiaddr, PeerId};
 
-use super::expiry::Clock;
+use super::clock::Clock;
 
 pub(super) const ROW_FORMAT_V1: u8 = 1;
 pub(super) const FLAG_PUBLISHER: u8 = 0x01;

@@ -10,7 +10,7 @@ use libp2p::kad::store;
 use libp2p::kad::{Record, RecordKey};
 use redb::{ReadableTable, ReadableTableMetadata};
 
-use super::expiry::Clock;
+use super::clock::Clock;
 use super::rows::{decode_record, encode_record};
 use super::tables::{RECORD_SOURCES, RECORDS};
 use super::{RedbStore, Txn, hex, to_u64, to_usize};
