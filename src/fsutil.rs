@@ -6,26 +6,23 @@ use std::path::Path;
 /// Writes `bytes` to `path` atomically: a temp file in the same folder, fsync, rename, then
 /// fsync of the folder. Readers see either the old or the new content, never a mix.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = builder(mode).tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        // Not every platform can fsync a directory; the rename is already done.
-        let _ = d.sync_all();
-    }
-    Ok(())
+    write_via_temp(path, bytes, mode, Replace::Yes)
 }
 
 /// Like [`write_atomic`], but never replaces an existing file (or dangling symlink): the
 /// final rename is a no-clobber link, so two writers racing for the same key file cannot
 /// overwrite each other. Fails with `AlreadyExists` when `path` exists.
 pub fn write_new_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    write_via_temp(path, bytes, mode, Replace::No)
+}
+
+#[derive(PartialEq)]
+enum Replace {
+    Yes,
+    No,
+}
+
+fn write_via_temp(path: &Path, bytes: &[u8], mode: u32, replace: Replace) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -34,8 +31,13 @@ pub fn write_new_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> 
     let mut tmp = builder(mode).tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
-    tmp.persist_noclobber(path).map_err(|e| e.error)?;
+    if replace == Replace::Yes {
+        tmp.persist(path).map_err(|e| e.error)?;
+    } else {
+        tmp.persist_noclobber(path).map_err(|e| e.error)?;
+    }
     if let Ok(d) = std::fs::File::open(dir) {
+        // Not every platform can fsync a directory; the rename is already done.
         let _ = d.sync_all();
     }
     Ok(())
