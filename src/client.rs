@@ -38,16 +38,34 @@ pub struct Client {
     http: reqwest::Client,
 }
 
+fn http_client(headers: reqwest::header::HeaderMap) -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(60))
+        .default_headers(headers)
+        .build()
+        .unwrap_or_default()
+}
+
 impl Client {
     /// `base` is the node's URL, e.g. `http://127.0.0.1:8080`.
     pub fn new(base: impl Into<String>) -> Self {
         let base = base.into().trim_end_matches('/').to_string();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap_or_default();
-        Self { base, http }
+        Self {
+            base,
+            http: http_client(reqwest::header::HeaderMap::new()),
+        }
+    }
+
+    /// Sends `token` as `Authorization: Bearer` with every request (`--api-token`).
+    pub fn with_token(mut self, token: &str) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Ok(mut value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")) {
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        self.http = http_client(headers);
+        self
     }
 
     pub fn base_url(&self) -> &str {

@@ -82,6 +82,7 @@ pub struct FileConfig {
     pub enable_cors: Option<StringList>,
     pub http_forward: Option<String>,
     pub api_hosts: Option<StringList>,
+    pub api_token: Option<String>,
     pub data_folder: Option<PathBuf>,
     pub label: Option<String>,
     pub enable_monitoring: Option<bool>,
@@ -182,6 +183,7 @@ listen:
 http: 127.0.0.1:8081
 http-forward: 127.0.0.1:8082
 api-hosts: "mcc.lan, box.lan"
+api-token: auto
 enable-monitoring: true
 dht-alpha: 5
 mdns: off
@@ -201,6 +203,7 @@ services:
         assert_eq!(c.enable_monitoring, Some(true));
         assert_eq!(c.http_forward.as_deref(), Some("127.0.0.1:8082"));
         assert_eq!(c.api_hosts.as_ref().map(|h| h.items().len()), Some(2));
+        assert_eq!(c.api_token.as_deref(), Some("auto"));
         assert_eq!(c.dht_alpha.map(|n| n.get()), Some(5));
         assert_eq!(c.mdns, Some(MdnsMode::Off));
         assert_eq!(c.services[0].name, "web");

@@ -14,6 +14,62 @@ use crate::node::{self, Node};
 /// File in the data folder holding the API base URL of the running daemon.
 pub const API_FILE: &str = "api";
 
+/// File in the data folder holding the API token made by `--api-token auto` (mode 0600).
+pub const TOKEN_FILE: &str = "api-token";
+
+/// Where the API's bearer token comes from (`--api-token`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiToken {
+    /// The data folder's [`TOKEN_FILE`], created with a random token when missing.
+    Auto,
+    /// A file holding the token (its first line).
+    File(PathBuf),
+}
+
+/// Reads a token file: its content without surrounding white space; empty is an error.
+pub fn read_token(path: &std::path::Path) -> std::io::Result<String> {
+    let token = std::fs::read_to_string(path)?.trim().to_string();
+    if token.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the token file is empty",
+        ));
+    }
+    Ok(token)
+}
+
+/// The token of `source`: read, or (for [`ApiToken::Auto`]) made once into the data folder.
+fn load_token(source: &ApiToken, data_dir: Option<&std::path::Path>) -> Result<String, Error> {
+    let path = match (source, data_dir) {
+        (ApiToken::File(p), _) => p.clone(),
+        (ApiToken::Auto, Some(dir)) => {
+            crate::fsutil::private_dir(dir).map_err(|source| Error::Token {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+            dir.join(TOKEN_FILE)
+        }
+        (ApiToken::Auto, None) => return Err(Error::NoTokenFolder),
+    };
+    let token_err = |source| Error::Token {
+        path: path.clone(),
+        source,
+    };
+    if *source == ApiToken::Auto && !path.exists() {
+        use rand::RngCore;
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        match crate::fsutil::write_new_atomic(&path, token.as_bytes(), 0o600) {
+            Ok(()) => tracing::info!(path = %path.display(), "created an API token"),
+            // Another process made it meanwhile: use that one.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(token_err(e)),
+        }
+    }
+    read_token(&path).map_err(token_err)
+}
+
 /// Everything the daemon needs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -24,6 +80,8 @@ pub struct Config {
     pub http: Option<SocketAddr>,
     /// Where the forward listener for browsers listens (`--http-forward`); `None`: off.
     pub http_forward: Option<SocketAddr>,
+    /// The API's bearer token (`--api-token`); `None`: no token (loopback only).
+    pub api_token: Option<ApiToken>,
     pub api: ApiConfig,
 }
 
@@ -41,6 +99,19 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("API token {path}: {source}")]
+    Token {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--api-token auto needs a data folder; give --api-token FILE instead")]
+    NoTokenFolder,
+    #[error(
+        "the REST API would listen on {addr}, reachable from other machines, without a token: \
+         anyone who reaches it controls this node. Add --api-token auto (the token goes to \
+         <data-folder>/api-token, where the CLI finds it), or bind --http to 127.0.0.1"
+    )]
+    Unprotected { addr: SocketAddr },
 }
 
 /// Binds a listener of the API or the forward; returns it with its bound address.
@@ -72,6 +143,17 @@ pub async fn run(
     });
 
     let data_dir = config.node.data_dir.clone();
+    // Checked before anything starts: a node never serves an open API beyond loopback.
+    let token = match &config.api_token {
+        Some(source) => Some(load_token(source, data_dir.as_deref())?),
+        None => None,
+    };
+    if let Some(addr) = config.http
+        && token.is_none()
+        && !addr.ip().is_loopback()
+    {
+        return Err(Error::Unprotected { addr });
+    }
     let mut builder = Node::builder(config.node);
     if let Some(k) = config.keypair {
         builder = builder.keypair(k);
@@ -79,6 +161,7 @@ pub async fn run(
     let (node, task) = builder.spawn(stopped()).await?;
 
     let mut api_config = config.api;
+    api_config.token = token;
     let forward_server = match config.http_forward {
         Some(addr) => {
             let (listener, bound) = bind(addr).await?;

@@ -42,7 +42,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     unsafe {
         libc::umask(0o077);
     }
-    let resolved = cli.daemon.resolve(cli.common.data_folder)?;
+    let resolved = cli
+        .daemon
+        .resolve(cli.common.data_folder, cli.common.api_token)?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_filter(resolved.loglevel)));
     tracing_subscriber::fmt()

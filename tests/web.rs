@@ -563,3 +563,98 @@ async fn chromium_forwarded_page_cannot_use_the_api() -> Result<()> {
     );
     Ok(())
 }
+
+/// `--api-token auto`: a token in the data folder (0600) that every API request must carry
+/// (401 JSON otherwise), with `/healthz`, the OpenAPI document and Swagger UI open; the CLI
+/// finds the token in the data folder or takes `--api-token FILE`. An API bound beyond
+/// loopback without a token refuses to start.
+#[tokio::test(flavor = "multi_thread")]
+async fn api_token_is_required_when_set() -> Result<()> {
+    let node = Daemon::start(&["--rendezvous", "off", "--api-token", "auto"]).await?;
+    let token_file = node.dir.join("api-token");
+    let token = std::fs::read_to_string(&token_file)?;
+    ensure!(
+        token.len() == 64 && token.chars().all(|c| c.is_ascii_hexdigit()),
+        "{token:?}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    ensure!(std::fs::metadata(&token_file)?.permissions().mode() & 0o777 == 0o600);
+
+    let url = node.api.base_url().to_string();
+    let http = reqwest::Client::new();
+    let r = http.get(format!("{url}/api/v1/node")).send().await?;
+    ensure!(r.status() == 401, "{}", r.status());
+    ensure!(
+        r.headers()
+            .get("www-authenticate")
+            .is_some_and(|v| v.to_str().unwrap_or("").starts_with("Bearer")),
+        "no WWW-Authenticate"
+    );
+    let body: serde_json::Value = r.json().await?;
+    ensure!(
+        body["error"].as_str().unwrap_or("").contains("API token"),
+        "{body}"
+    );
+    let wrong = http
+        .post(format!("{url}/api/v1/blobs"))
+        .bearer_auth("0".repeat(64))
+        .body("x")
+        .send()
+        .await?;
+    ensure!(wrong.status() == 401, "{}", wrong.status());
+    for open in ["/healthz", "/api/v1/openapi.json", "/docs/"] {
+        let r = http.get(format!("{url}{open}")).send().await?;
+        ensure!(r.status().is_success(), "{open}: {}", r.status());
+    }
+    let authed = mcc::client::Client::new(url.clone()).with_token(&token);
+    let info = authed.node().await?;
+    ensure!(!info.peer_id.to_string().is_empty());
+
+    // The CLI reads the data folder's token by itself...
+    let dir = node.dir.to_string_lossy().into_owned();
+    let (ok, out, err) = common::cli(&["node", "--json", "--data-folder", &dir])?;
+    ensure!(ok, "{err}");
+    ensure!(out.contains("peer_id"), "{out}");
+    // ...takes --api-token FILE...
+    let elsewhere = tempfile::tempdir()?;
+    let copy = elsewhere.path().join("token");
+    std::fs::write(&copy, &token)?;
+    let copy_s = copy.to_string_lossy().into_owned();
+    let empty = elsewhere.path().to_string_lossy().into_owned();
+    let (ok, _, err) = common::cli(&[
+        "node",
+        "--api",
+        &url,
+        "--data-folder",
+        &empty,
+        "--api-token",
+        &copy_s,
+    ])?;
+    ensure!(ok, "{err}");
+    // ...and without it gets a clear error and a non-zero exit.
+    let (ok, _, err) = common::cli(&["node", "--api", &url, "--data-folder", &empty])?;
+    ensure!(!ok && err.contains("API token"), "{err}");
+
+    // No token, API beyond loopback: refused before anything starts (nothing is bound).
+    let dir = tempfile::tempdir()?;
+    let out = Command::new(common::BIN)
+        .args(["--data-folder", &dir.path().to_string_lossy()])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "0.0.0.0:0",
+            "--rendezvous",
+            "off",
+        ])
+        .env_remove("MCC_API_TOKEN")
+        .stdin(Stdio::null())
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success(), "started without a token:\n{err}");
+    ensure!(
+        err.contains("without a token") && err.contains("--api-token auto"),
+        "{err}"
+    );
+    Ok(())
+}

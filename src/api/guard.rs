@@ -42,6 +42,8 @@ pub struct Guard {
     cors: Vec<String>,
     /// Port of the forward listener: its origins are never allowed on the API.
     forward_port: Option<u16>,
+    /// `--api-token`: every API request must carry `Authorization: Bearer <token>`.
+    token: Option<String>,
 }
 
 /// Scheme, host name and port of an origin such as `http://127.0.0.1:8080`.
@@ -89,7 +91,36 @@ impl Guard {
             cors_any: cors.iter().any(|o| o == "*"),
             cors: cors.iter().filter(|o| *o != "*").cloned().collect(),
             forward_port,
+            token: None,
         }
+    }
+
+    /// Requires `Authorization: Bearer <token>` on the API (not on `/healthz`, Swagger UI,
+    /// the OpenAPI document and CORS preflights, which carry no credentials).
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// Whether the request may pass the token check (no token set, an open path, or the
+    /// right bearer token).
+    fn token_ok(&self, req: &Request) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let path = req.uri().path();
+        if *req.method() == Method::OPTIONS
+            || path == "/healthz"
+            || path == super::OPENAPI_PATH
+            || path == "/docs"
+            || path.starts_with("/docs/")
+        {
+            return true;
+        }
+        header_str(req.headers(), header::AUTHORIZATION)
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .is_some_and(|g| same_secret(g.as_bytes(), token.as_bytes()))
     }
 
     /// Whether `Host` (or the request authority) names this machine or an allowed name.
@@ -221,6 +252,26 @@ impl Guard {
     }
 }
 
+/// The 401 for a request without the right token.
+fn unauthorized() -> Response {
+    let mut resp = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong API token: send `Authorization: Bearer <token>` (the CLI reads \
+         <data-folder>/api-token, or --api-token FILE)",
+    )
+    .into_response();
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"mcc\""),
+    );
+    resp
+}
+
+/// Compares two secrets in time that depends only on their lengths.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Middleware of the API listener.
 pub(super) async fn api(
     axum::extract::State(guard): axum::extract::State<Arc<Guard>>,
@@ -229,6 +280,9 @@ pub(super) async fn api(
 ) -> Response {
     if let Err(e) = guard.check_api(&req) {
         return e.into_response();
+    }
+    if !guard.token_ok(&req) {
+        return unauthorized();
     }
     let forward = req.uri().path().starts_with(API_PREFIX);
     let mut resp = next.run(req).await;
@@ -489,5 +543,45 @@ mod tests {
             "/db/f",
             &[host, origin("http://web.localhost:8081")]
         )));
+    }
+
+    #[test]
+    fn the_token_is_required_except_on_open_paths() {
+        let open = Guard::default();
+        assert!(open.token_ok(&req("GET", "/api/v1/node", &[])));
+        let g = Guard::default().with_token(Some("s3cret".into()));
+        assert!(!g.token_ok(&req("GET", "/api/v1/node", &[])));
+        assert!(!g.token_ok(&req(
+            "GET",
+            "/api/v1/node",
+            &[("authorization", "Bearer wrong")]
+        )));
+        assert!(!g.token_ok(&req("GET", "/api/v1/node", &[("authorization", "s3cret")])));
+        assert!(!g.token_ok(&req(
+            "GET",
+            "/api/v1/node",
+            &[("authorization", "Bearer s3cre")]
+        )));
+        assert!(g.token_ok(&req(
+            "GET",
+            "/api/v1/node",
+            &[("authorization", "Bearer s3cret")]
+        )));
+        assert!(g.token_ok(&req(
+            "POST",
+            "/api/v1/blobs",
+            &[("authorization", "Bearer s3cret")]
+        )));
+        for path in [
+            "/healthz",
+            "/api/v1/openapi.json",
+            "/docs",
+            "/docs/index.html",
+        ] {
+            assert!(g.token_ok(&req("GET", path, &[])), "{path}");
+        }
+        assert!(g.token_ok(&req("OPTIONS", "/api/v1/node", &[])));
+        assert!(!g.token_ok(&req("GET", "/docsx", &[])));
+        assert!(!same_secret(b"abc", b"abd") && same_secret(b"abc", b"abc"));
     }
 }

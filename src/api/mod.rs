@@ -70,6 +70,9 @@ pub struct ApiConfig {
     pub bound: Option<SocketAddr>,
     /// Where the forward listener (`--http-forward`) is bound, if it runs.
     pub http_forward: Option<SocketAddr>,
+    /// Bearer token every API request must carry (`--api-token`), `/healthz`, Swagger UI and
+    /// the OpenAPI document excepted.
+    pub token: Option<String>,
 }
 
 impl ApiConfig {
@@ -127,12 +130,15 @@ pub fn router(node: Node, config: &ApiConfig) -> Router {
     if config.monitoring {
         app = app.route("/metrics", get(metrics));
     }
-    let guard = Arc::new(guard::Guard::new(
-        &config.api_hosts,
-        config.bound,
-        &config.cors_origins,
-        config.http_forward.map(|a| a.port()),
-    ));
+    let guard = Arc::new(
+        guard::Guard::new(
+            &config.api_hosts,
+            config.bound,
+            &config.cors_origins,
+            config.http_forward.map(|a| a.port()),
+        )
+        .with_token(config.token.clone()),
+    );
     let mut app = app
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -22,9 +22,25 @@ use utoipa::OpenApi;
 )]
 pub(super) struct ApiDoc;
 
-/// Adds the 403 of [`guard`](super::guard) to every operation but `/healthz`.
+/// Adds the 401 and 403 of [`guard`](super::guard) to every operation but `/healthz`, and the
+/// bearer scheme of `--api-token` (Swagger UI's "Authorize" button takes the token; without
+/// `--api-token` no token is needed, so the requirement is optional).
 pub(super) fn document_forbidden(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::{
+        HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+    };
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    openapi
+        .components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            "api_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    openapi.security = Some(vec![
+        SecurityRequirement::default(),
+        SecurityRequirement::new("api_token", Vec::<String>::new()),
+    ]);
     for (path, item) in openapi.paths.paths.iter_mut() {
         if path == "/healthz" {
             continue;
@@ -46,6 +62,21 @@ pub(super) fn document_forbidden(openapi: &mut utoipa::openapi::OpenApi) {
                 "Refused: the Host is not this machine or an --api-hosts name, or a \
                  cross-site read from a web page whose origin --enable-cors does not allow"
             };
+            op.responses.responses.entry("401".to_string()).or_insert(
+                ResponseBuilder::new()
+                    .description(
+                        "The node runs with --api-token and the request lacks \
+                         `Authorization: Bearer <token>`",
+                    )
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build()
+                    .into(),
+            );
             op.responses.responses.entry("403".to_string()).or_insert(
                 ResponseBuilder::new()
                     .description(description)

@@ -134,7 +134,11 @@ pub struct Resolved {
 }
 
 impl DaemonArgs {
-    pub fn resolve(self, data_folder: Option<PathBuf>) -> Result<Resolved, Error> {
+    pub fn resolve(
+        self,
+        data_folder: Option<PathBuf>,
+        api_token: Option<String>,
+    ) -> Result<Resolved, Error> {
         let file = match &self.config {
             Some(p) => FileConfig::load(p)?,
             None => FileConfig::default(),
@@ -183,6 +187,12 @@ impl DaemonArgs {
                 .as_ref()
                 .map(|h| h.items())
                 .unwrap_or_default()
+        };
+
+        let api_token = match api_token.or(file.api_token.clone()).as_deref() {
+            None | Some("") | Some("off") => None,
+            Some("auto") => Some(daemon::ApiToken::Auto),
+            Some(f) => Some(daemon::ApiToken::File(PathBuf::from(f))),
         };
 
         let label = self.label.or(file.label.clone());
@@ -337,6 +347,7 @@ impl DaemonArgs {
                 keypair,
                 http,
                 http_forward,
+                api_token,
                 api: ApiConfig {
                     cors_origins: cors,
                     monitoring: self.enable_monitoring || file.enable_monitoring.unwrap_or(false),

@@ -62,6 +62,11 @@ pub struct CommonArgs {
     /// http://127.0.0.1:8080).
     #[arg(long, env = "MCC_API", global = true)]
     pub api: Option<String>,
+    /// Bearer token of the API: a file holding it, or `auto` (the data folder's
+    /// `api-token`, created by the daemon when missing). The CLI also reads the data folder's
+    /// `api-token` by itself when this is not given.
+    #[arg(long, env = "MCC_API_TOKEN", global = true, value_name = "FILE|auto")]
+    pub api_token: Option<String>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -147,9 +152,34 @@ fn read_api_file(dir: &Path) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
 
+/// The API token the client commands send: `--api-token FILE`, or the data folder's
+/// `api-token` (with `--api-token auto` or when present).
+pub fn api_token(common: &CommonArgs) -> Result<Option<String>, Error> {
+    let dir = common
+        .data_folder
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_FOLDER));
+    let path = match common.api_token.as_deref() {
+        Some("auto") | None => dir.join(crate::daemon::TOKEN_FILE),
+        Some(file) => PathBuf::from(file),
+    };
+    match crate::daemon::read_token(&path) {
+        Ok(token) => Ok(Some(token)),
+        Err(e) if common.api_token.is_none() && e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(None)
+        }
+        Err(source) => Err(Error::File { path, source }),
+    }
+}
+
 /// Runs a client subcommand and prints its result.
 pub async fn run_command(cmd: Subcommand, common: &CommonArgs) -> Result<(), Error> {
-    let client = Client::new(api_url(common));
+    let mut client = Client::new(api_url(common));
+    if !matches!(cmd, Subcommand::Ca(_) | Subcommand::Cert(_))
+        && let Some(token) = api_token(common)?
+    {
+        client = client.with_token(&token);
+    }
     let json = common.json;
     match cmd {
         Subcommand::Node(cmd) => node::run(cmd, &client, json).await?,
