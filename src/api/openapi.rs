@@ -29,7 +29,6 @@ pub(super) fn document_forbidden(openapi: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::security::{
         HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
     };
-    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
     openapi
         .components
         .get_or_insert_with(Default::default)
@@ -62,35 +61,35 @@ pub(super) fn document_forbidden(openapi: &mut utoipa::openapi::OpenApi) {
                 "Refused: the Host is not this machine or an --api-hosts name, or a \
                  cross-site read from a web page whose origin --enable-cors does not allow"
             };
-            op.responses.responses.entry("401".to_string()).or_insert(
-                ResponseBuilder::new()
-                    .description(
-                        "The node runs with --api-token and the request lacks \
-                         `Authorization: Bearer <token>`",
-                    )
-                    .content(
-                        "application/json",
-                        ContentBuilder::new()
-                            .schema(Some(Ref::from_schema_name("ErrorBody")))
-                            .build(),
-                    )
-                    .build()
-                    .into(),
-            );
-            op.responses.responses.entry("403".to_string()).or_insert(
-                ResponseBuilder::new()
-                    .description(description)
-                    .content(
-                        "application/json",
-                        ContentBuilder::new()
-                            .schema(Some(Ref::from_schema_name("ErrorBody")))
-                            .build(),
-                    )
-                    .build()
-                    .into(),
-            );
+            let responses = &mut op.responses.responses;
+            responses.entry("401".to_string()).or_insert_with(|| {
+                error_response(
+                    "The node runs with --api-token and the request lacks \
+                     `Authorization: Bearer <token>`",
+                )
+            });
+            responses
+                .entry("403".to_string())
+                .or_insert_with(|| error_response(description));
         }
     }
+}
+
+/// A documented error answer: `description` with the JSON `{"error": ...}` body.
+fn error_response(
+    description: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::response::Response> {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
+        .into()
 }
 
 #[cfg(test)]
