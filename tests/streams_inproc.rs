@@ -1,0 +1,116 @@
+//! User streams between in-process nodes (`node.listen_streams`, `node.open_stream`): bytes
+//! both ways, half-close, one listener per name, and the errors of a bad name, a peer that
+//! does not listen and a peer that cannot be reached.
+
+mod common {
+    pub mod inproc;
+}
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use common::inproc::spawn_nodes;
+use mcc::streams;
+use rand::RngCore;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A opens "chat" to B and sends 1 MiB then half-closes; B reads it all to the end, and only
+/// then answers over the same stream: the direction B → A still works after A's side closed.
+#[tokio::test(flavor = "multi_thread")]
+async fn bytes_flow_both_ways_and_a_half_close_keeps_the_other_direction() -> Result<()> {
+    let nodes = spawn_nodes(2, |_, _| {}).await?;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    a.connect(b).await?;
+
+    let mut incoming = b.listen_streams("chat")?;
+    assert_eq!(incoming.name(), "chat");
+    let mut data = vec![0u8; 1024 * 1024];
+    rand::thread_rng().fill_bytes(&mut data);
+
+    let server = tokio::spawn(async move {
+        let (from, mut stream) = incoming.accept().await.context("no incoming stream")?;
+        ensure!(stream.peer() == from && stream.name() == "chat");
+        let mut got = Vec::new();
+        stream.read_to_end(&mut got).await?;
+        stream.write_all(b"got ").await?;
+        stream.write_all(got.len().to_string().as_bytes()).await?;
+        stream.shutdown().await?;
+        anyhow::Ok((from, got))
+    });
+
+    let mut out = tokio::time::timeout(WAIT, a.open_stream(b.peer_id(), "chat")).await??;
+    assert_eq!(out.peer(), b.peer_id());
+    out.write_all(&data).await?;
+    out.shutdown().await?;
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, out.read_to_end(&mut answer)).await??;
+    assert_eq!(String::from_utf8_lossy(&answer), format!("got {}", data.len()));
+
+    let (from, got) = tokio::time::timeout(WAIT, server).await???;
+    assert_eq!(from, a.peer_id());
+    assert!(got == data, "the bytes arrived changed");
+    Ok(())
+}
+
+/// A name has one listener at a time; dropping it frees the name, and a peer then hears
+/// that nobody listens.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_listener_per_name_until_it_is_dropped() -> Result<()> {
+    let nodes = spawn_nodes(2, |_, _| {}).await?;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    a.connect(b).await?;
+
+    let first = b.listen_streams("chat")?;
+    assert!(matches!(
+        b.listen_streams("chat"),
+        Err(streams::Error::AlreadyListening(n)) if n == "chat"
+    ));
+    // Another name is free.
+    let _other = b.listen_streams("chat2")?;
+    drop(first);
+    let again = b.listen_streams("chat")?;
+    drop(again);
+
+    match tokio::time::timeout(WAIT, a.open_stream(b.peer_id(), "nobody")).await? {
+        Err(streams::Error::NotListening { peer, name }) => {
+            assert_eq!((peer, name.as_str()), (b.peer_id(), "nobody"));
+        }
+        other => anyhow::bail!("expected NotListening, got {:?}", other.map(|s| s.peer())),
+    }
+    Ok(())
+}
+
+/// Bad names, this node itself and an unknown peer are typed errors, each with its status.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_names_self_and_unreachable_peers_are_typed_errors() -> Result<()> {
+    let nodes = spawn_nodes(1, |_, _| {}).await?;
+    let a = &nodes[0];
+    for bad in ["", "a/b", "with space", &"x".repeat(65)] {
+        let e = a.listen_streams(bad).err().context("a bad name was accepted")?;
+        assert!(matches!(e, streams::Error::InvalidName(_)), "{bad:?}: {e}");
+        assert_eq!(e.status(), 400);
+        let e = a
+            .open_stream(libp2p::PeerId::random(), bad)
+            .await
+            .err()
+            .context("a bad name was accepted")?;
+        assert!(matches!(e, streams::Error::InvalidName(_)), "{bad:?}: {e}");
+    }
+    let e = a.open_stream(a.peer_id(), "chat").await.err().context("self")?;
+    assert!(matches!(e, streams::Error::SelfStream), "{e}");
+
+    // A peer nobody knows an address of: the dial fails (or times out), never hangs.
+    let quick = a.streams().clone().with_open_timeout(Duration::from_secs(3));
+    let e = tokio::time::timeout(WAIT, quick.open(libp2p::PeerId::random(), "chat"))
+        .await?
+        .err()
+        .context("a stream to nobody opened")?;
+    assert!(
+        matches!(e, streams::Error::Open { .. } | streams::Error::Timeout { .. }),
+        "{e}"
+    );
+    assert!(e.status() == 502 || e.status() == 504, "{}", e.status());
+    Ok(())
+}
