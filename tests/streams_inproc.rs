@@ -46,7 +46,10 @@ async fn bytes_flow_both_ways_and_a_half_close_keeps_the_other_direction() -> Re
     out.shutdown().await?;
     let mut answer = Vec::new();
     tokio::time::timeout(WAIT, out.read_to_end(&mut answer)).await??;
-    assert_eq!(String::from_utf8_lossy(&answer), format!("got {}", data.len()));
+    assert_eq!(
+        String::from_utf8_lossy(&answer),
+        format!("got {}", data.len())
+    );
 
     let (from, got) = tokio::time::timeout(WAIT, server).await???;
     assert_eq!(from, a.peer_id());
@@ -88,7 +91,10 @@ async fn bad_names_self_and_unreachable_peers_are_typed_errors() -> Result<()> {
     let nodes = spawn_nodes(1, |_, _| {}).await?;
     let a = &nodes[0];
     for bad in ["", "a/b", "with space", &"x".repeat(65)] {
-        let e = a.listen_streams(bad).err().context("a bad name was accepted")?;
+        let e = a
+            .listen_streams(bad)
+            .err()
+            .context("a bad name was accepted")?;
         assert!(matches!(e, streams::Error::InvalidName(_)), "{bad:?}: {e}");
         assert_eq!(e.status(), 400);
         let e = a
@@ -98,17 +104,27 @@ async fn bad_names_self_and_unreachable_peers_are_typed_errors() -> Result<()> {
             .context("a bad name was accepted")?;
         assert!(matches!(e, streams::Error::InvalidName(_)), "{bad:?}: {e}");
     }
-    let e = a.open_stream(a.peer_id(), "chat").await.err().context("self")?;
+    let e = a
+        .open_stream(a.peer_id(), "chat")
+        .await
+        .err()
+        .context("self")?;
     assert!(matches!(e, streams::Error::SelfStream), "{e}");
 
     // A peer nobody knows an address of: the dial fails (or times out), never hangs.
-    let quick = a.streams().clone().with_open_timeout(Duration::from_secs(3));
+    let quick = a
+        .streams()
+        .clone()
+        .with_open_timeout(Duration::from_secs(3));
     let e = tokio::time::timeout(WAIT, quick.open(libp2p::PeerId::random(), "chat"))
         .await?
         .err()
         .context("a stream to nobody opened")?;
     assert!(
-        matches!(e, streams::Error::Open { .. } | streams::Error::Timeout { .. }),
+        matches!(
+            e,
+            streams::Error::Open { .. } | streams::Error::Timeout { .. }
+        ),
         "{e}"
     );
     assert!(e.status() == 502 || e.status() == 504, "{}", e.status());

@@ -49,9 +49,10 @@ async fn listen(State(s): State<AppState>, Path(name): Path<String>, req: Reques
 async fn listen_upgrade(s: AppState, name: String, mut req: Request) -> Result<Response, ApiError> {
     let on_upgrade = upgrade_requested(&mut req)?;
     let mut listener = s.node.streams().listen(&name)?;
-    let (peer, stream) = listener.accept().await.ok_or_else(|| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the node is not running")
-    })?;
+    let (peer, stream) = listener
+        .accept()
+        .await
+        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the node is not running"))?;
     drop(listener);
     tracing::debug!(%peer, name, "stream accepted for an API client");
     Ok(switch(on_upgrade, peer, stream))
@@ -197,7 +198,10 @@ mod tests {
         assert!(!asks_upgrade(&h));
         h.insert(header::UPGRADE, HeaderValue::from_static("MCC-Stream"));
         assert!(!asks_upgrade(&h), "no Connection: upgrade");
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
         assert!(asks_upgrade(&h));
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         assert!(!asks_upgrade(&h));

@@ -95,10 +95,7 @@ async fn pipe<C: AsyncRead + AsyncWrite>(conn: C, interactive: bool) -> Result<(
     let up = async {
         while let Some(chunk) = stdin.recv().await {
             let chunk = chunk.map_err(PipeError::Stdin)?;
-            to_peer
-                .write_all(&chunk)
-                .await
-                .map_err(PipeError::Stream)?;
+            to_peer.write_all(&chunk).await.map_err(PipeError::Stream)?;
         }
         to_peer.shutdown().await.map_err(PipeError::Stream)
     };

@@ -17,7 +17,11 @@ impl Client {
     }
 
     /// Opens the stream `name` to `peer` through the node and returns its bytes.
-    pub async fn stream_connect(&self, peer: &str, name: &str) -> Result<(String, Upgraded), Error> {
+    pub async fn stream_connect(
+        &self,
+        peer: &str,
+        name: &str,
+    ) -> Result<(String, Upgraded), Error> {
         self.stream_upgrade(format!(
             "/api/v1/streams/{}/connect/{}",
             urlencode(name),

@@ -15,9 +15,7 @@ pub enum Error {
     #[error(transparent)]
     Node(#[from] node::Error),
     /// A stream name outside 1–64 characters of `A-Z a-z 0-9 . _ -`.
-    #[error(
-        "invalid stream name {0:?}: use 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-'"
-    )]
+    #[error("invalid stream name {0:?}: use 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-'")]
     InvalidName(String),
     /// A peer id that does not parse.
     #[error("invalid peer id {0:?}")]

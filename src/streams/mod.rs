@@ -169,7 +169,14 @@ mod tests {
         for good in ["chat", "a", "A.b_c-9", &"x".repeat(MAX_NAME_LEN)] {
             assert!(validate_name(good).is_ok(), "{good}");
         }
-        for bad in ["", "a/b", "a b", "é", "chat\n", &"x".repeat(MAX_NAME_LEN + 1)] {
+        for bad in [
+            "",
+            "a/b",
+            "a b",
+            "é",
+            "chat\n",
+            &"x".repeat(MAX_NAME_LEN + 1),
+        ] {
             assert!(
                 matches!(validate_name(bad), Err(Error::InvalidName(_))),
                 "{bad:?}"

@@ -134,6 +134,8 @@ impl futures::Stream for Listener {
 
 impl std::fmt::Debug for Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Listener").field("name", &self.name).finish()
+        f.debug_struct("Listener")
+            .field("name", &self.name)
+            .finish()
     }
 }
