@@ -3,8 +3,6 @@
 
 mod stream;
 
-pub use stream::Upgraded;
-
 use std::time::Duration;
 
 use serde::Serialize;

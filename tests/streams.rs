@@ -147,8 +147,8 @@ async fn json_error(r: reqwest::Response, status: u16) -> Result<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn stream_errors_are_json_before_the_upgrade_and_non_zero_exits() -> Result<()> {
     let d = daemon_with_token().await?;
-    let token = std::fs::read_to_string(d.dir.join("api-token"))?;
-    let token = Some(token.trim());
+    let secret = std::fs::read_to_string(d.dir.join("api-token"))?;
+    let token = Some(secret.trim());
     let me = d.peer_id().await?;
     let stranger = libp2p::PeerId::random().to_string();
 
@@ -160,7 +160,7 @@ async fn stream_errors_are_json_before_the_upgrade_and_non_zero_exits() -> Resul
         .header("host", "evil.example")
         .header("connection", "upgrade")
         .header("upgrade", "mcc-stream")
-        .bearer_auth(token.unwrap_or_default())
+        .bearer_auth(secret.trim())
         .send()
         .await?;
     json_error(r, 403).await?;

@@ -130,3 +130,115 @@ async fn bad_names_self_and_unreachable_peers_are_typed_errors() -> Result<()> {
     assert!(e.status() == 502 || e.status() == 504, "{}", e.status());
     Ok(())
 }
+
+/// A node of a closed network (`--trust-ca`) with a certificate from `ca` granting
+/// `permissions`; returns the node and its data folder.
+async fn closed_node(
+    root: &std::path::Path,
+    ca: &std::path::Path,
+    label: &str,
+    permissions: &str,
+) -> Result<(mcc::Node, tempfile::TempDir)> {
+    let dir = root.join(label);
+    std::fs::create_dir_all(&dir)?;
+    mcc::certs::newcert(
+        &dir.join("self.crt"),
+        &dir.join("node.key"),
+        &dir.join("node.req"),
+        Some(label),
+        30.0,
+    )?;
+    mcc::certs::ca_sign(
+        &dir.join("node.req"),
+        ca,
+        Some(permissions.parse()?),
+        30.0,
+        None,
+    )?;
+    let data = tempfile::tempdir()?;
+    let mut config = common::inproc::base_config(label)?;
+    config.data_dir = Some(data.path().to_path_buf());
+    config.admission = mcc::node::AdmissionConfig {
+        certificate: Some(mcc::certs::load_certificate(&dir.join("node.crt"))?),
+        trusted_ca: Some(mcc::certs::load_certificate(&ca.join("ca.crt"))?),
+        ..Default::default()
+    };
+    let key = mcc::certs::load_private_key(&dir.join("node.key"))?;
+    let (node, _task) = mcc::Node::builder(config)
+        .keypair(key)
+        .spawn(std::future::pending())
+        .await?;
+    Ok((node, data))
+}
+
+/// Under `--trust-ca`, listening needs `services:provide` and opening `services:consume`,
+/// on this node (403 before anything is sent) and on the peer: a listener drops streams from a
+/// peer without `services:consume`, and an opener drops a stream to a peer without
+/// `services:provide`.
+#[tokio::test(flavor = "multi_thread")]
+async fn permissions_are_checked_on_both_ends_under_trust_ca() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let ca = root.path().join("ca");
+    mcc::certs::ca_init(&ca, "ca", 30.0)?;
+    let (alpha, _alpha_dir) = closed_node(root.path(), &ca, "alpha", "all").await?;
+    let (reader, _reader_dir) = closed_node(root.path(), &ca, "reader", "rpc:call").await?;
+    let alpha_addr = alpha
+        .info()
+        .await?
+        .listen_addrs
+        .into_iter()
+        .find(|a| mcc::node::addr::host_port(a).is_some())
+        .context("alpha has no TCP address")?;
+    reader.dial(alpha_addr).await?;
+    let (a_id, r_id) = (alpha.peer_id(), reader.peer_id());
+    common::inproc::eventually(20, "alpha and reader admit each other", || async {
+        let admitted = |peers: Vec<mcc::node::PeerInfo>, id| {
+            peers.iter().any(|p| p.peer_id == id && p.admitted)
+        };
+        Ok(admitted(alpha.peers().await?, r_id) && admitted(reader.peers().await?, a_id))
+    })
+    .await?;
+
+    // This node's own certificate: refused before anything goes out.
+    let e = reader
+        .listen_streams("chat")
+        .err()
+        .context("reader listened")?;
+    assert!(e.to_string().contains("services:provide"), "{e}");
+    assert_eq!(e.status(), 403);
+    let e = reader
+        .open_stream(a_id, "chat")
+        .await
+        .err()
+        .context("reader opened a stream")?;
+    assert!(e.to_string().contains("services:consume"), "{e}");
+    assert_eq!(e.status(), 403);
+
+    // The peer's certificate: a raw stream from reader (bypassing its own check) is dropped
+    // by alpha's listener, never yielded.
+    let mut incoming = alpha.listen_streams("chat")?;
+    let mut control = reader.network().control();
+    let raw = control
+        .open_stream(a_id, streams::protocol("chat")?)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let got = tokio::time::timeout(Duration::from_secs(1), incoming.accept()).await;
+    assert!(
+        got.is_err(),
+        "alpha accepted a stream from a peer without services:consume"
+    );
+    drop(raw);
+
+    // And alpha keeps no stream to reader, which may not provide.
+    let _reader_listens = control.accept(streams::protocol("back")?)?;
+    let e = alpha
+        .open_stream(r_id, "back")
+        .await
+        .err()
+        .context("alpha kept a stream to a peer without services:provide")?;
+    assert!(
+        matches!(e, streams::Error::PeerForbidden(p) if p == r_id),
+        "{e}"
+    );
+    Ok(())
+}

@@ -1,12 +1,11 @@
 //! The stream endpoints of the client: `GET /api/v1/streams/{name}/listen` and
-//! `/connect/{peer}` as HTTP/1.1 upgrades; a success is the peer and the raw connection.
+//! `/connect/{peer}` as HTTP/1.1 upgrades; a success is the peer and the raw connection
+//! (`reqwest::Upgraded`: tokio `AsyncRead + AsyncWrite`, the stream's bytes both ways;
+//! `shutdown()` half-closes).
 
 use super::{Client, Error, urlencode};
 use crate::api::types::{ErrorBody, STREAM_PEER_HEADER, STREAM_UPGRADE};
-
-/// The raw connection a stream endpoint switched to: tokio `AsyncRead + AsyncWrite`, the
-/// stream's bytes both ways; `shutdown()` half-closes.
-pub use reqwest::Upgraded;
+use reqwest::Upgraded;
 
 impl Client {
     /// Waits until a peer opens the stream `name` to the node, then returns that peer's id
