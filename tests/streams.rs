@@ -146,7 +146,7 @@ async fn json_error(r: reqwest::Response, status: u16) -> Result<String> {
 /// client goes away, and the CLI exits non-zero with the server's message.
 #[tokio::test(flavor = "multi_thread")]
 async fn stream_errors_are_json_before_the_upgrade_and_non_zero_exits() -> Result<()> {
-    let d = daemon_with_token().await?;
+    let mut d = daemon_with_token().await?;
     let secret = std::fs::read_to_string(d.dir.join("api-token"))?;
     let token = Some(secret.trim());
     let me = d.peer_id().await?;
@@ -201,23 +201,23 @@ async fn stream_errors_are_json_before_the_upgrade_and_non_zero_exits() -> Resul
     let e = json_error(r, 502).await?;
     ensure!(e.contains(&stranger), "{e}");
 
-    // A listener waits; a second one on the same name is 409, in the API and the CLI.
-    let first = tokio::spawn({
-        let api = d.api.clone();
-        async move { api.stream_listen("chat").await.map(|(peer, _)| peer) }
-    });
+    // A listener waits; a second one on the same name is 409, in the API and the CLI. (If the
+    // probe happens to reach the node first, it is the one waiting: try again.)
     let mut conflict = None;
-    for _ in 0..50 {
-        let r = tokio::time::timeout(
-            Duration::from_secs(2),
-            upgrade(&d, "chat/listen", token, true),
-        )
-        .await;
-        if let Ok(Ok(r)) = r {
-            conflict = Some(json_error(r, 409).await?);
+    let mut first = None;
+    for _ in 0..5 {
+        let holder = tokio::spawn({
+            let api = d.api.clone();
+            async move { api.stream_listen("chat").await.map(|(peer, _)| peer) }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let probe = upgrade(&d, "chat/listen", token, true);
+        if let Ok(r) = tokio::time::timeout(Duration::from_secs(2), probe).await {
+            conflict = Some(json_error(r?, 409).await?);
+            first = Some(holder);
             break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        holder.abort();
     }
     let e = conflict.context("the second listener was never refused")?;
     ensure!(e.contains("already listening on stream chat"), "{e}");
@@ -229,7 +229,9 @@ async fn stream_errors_are_json_before_the_upgrade_and_non_zero_exits() -> Resul
     );
 
     // The first client goes away: the name is free again (a new listener waits, no 409).
-    first.abort();
+    if let Some(first) = first {
+        first.abort();
+    }
     let mut freed = false;
     for _ in 0..50 {
         match tokio::time::timeout(
@@ -259,5 +261,21 @@ async fn stream_errors_are_json_before_the_upgrade_and_non_zero_exits() -> Resul
         "chat",
     ])?;
     ensure!(!ok && err.contains("cannot open stream chat"), "{err}");
+
+    // A node stopping with a listener waiting stops at once; the listener exits non-zero.
+    let tmp = tempfile::tempdir()?;
+    let (empty, out) = (tmp.path().join("empty"), tmp.path().join("out"));
+    std::fs::write(&empty, b"")?;
+    let waiting = stream_cli(&d.dir, &["listen", "chat"], &empty, &out)?.spawn()?;
+    // The CLI needs well under a second to reach the node; it then waits there.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut waiting = waiting;
+    ensure!(waiting.try_wait()?.is_none(), "the listener did not wait");
+    d.stop()?;
+    let out = tokio::time::timeout(WAIT, waiting.wait_with_output()).await??;
+    ensure!(
+        !out.status.success(),
+        "the listener exited 0 when its node stopped"
+    );
     Ok(())
 }

@@ -242,3 +242,19 @@ async fn permissions_are_checked_on_both_ends_under_trust_ca() -> Result<()> {
     );
     Ok(())
 }
+
+/// A listener ends (`None`) when its node stops, so nobody waits forever on a dead node.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_listener_ends_when_its_node_stops() -> Result<()> {
+    let mut nodes = spawn_nodes(1, |_, _| {}).await?;
+    let node = nodes.remove(0);
+    let mut incoming = node.listen_streams("chat")?;
+    let waiting = tokio::spawn(async move { incoming.accept().await.map(|(p, _)| p) });
+    node.shutdown().await?;
+    let got = tokio::time::timeout(WAIT, waiting).await??;
+    assert!(
+        got.is_none(),
+        "a stream from {got:?} after the node stopped"
+    );
+    Ok(())
+}

@@ -108,7 +108,12 @@ impl Streams {
             .control()
             .accept(protocol)
             .map_err(|_| Error::AlreadyListening(name.to_string()))?;
-        Ok(Listener::new(incoming, self.gates.clone(), name))
+        Ok(Listener::new(
+            incoming,
+            self.gates.clone(),
+            name,
+            self.net.clone(),
+        ))
     }
 
     /// Opens the stream `name` to `peer`, dialing it through its known addresses if it is not

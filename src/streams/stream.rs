@@ -1,6 +1,7 @@
 //! [`Stream`], one user stream (tokio `AsyncRead + AsyncWrite`), and [`Listener`], the
 //! incoming streams on one name.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,6 +12,8 @@ use libp2p::PeerId;
 use mcc_admission::{Gates, Permission};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
+
+use crate::node::network::Network;
 
 /// One byte stream to or from a peer, on the protocol `/mcc/stream/1.0.0/<name>`.
 ///
@@ -89,14 +92,22 @@ pub struct Listener {
     incoming: libp2p_stream::IncomingStreams,
     gates: Gates,
     name: Arc<str>,
+    /// Completes when the node's event loop has stopped: the listener then ends.
+    stopped: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
 impl Listener {
-    pub(super) fn new(incoming: libp2p_stream::IncomingStreams, gates: Gates, name: &str) -> Self {
+    pub(super) fn new(
+        incoming: libp2p_stream::IncomingStreams,
+        gates: Gates,
+        name: &str,
+        net: Network,
+    ) -> Self {
         Self {
             incoming,
             gates,
             name: name.into(),
+            stopped: Box::pin(async move { net.closed().await }),
         }
     }
 
@@ -115,6 +126,9 @@ impl futures::Stream for Listener {
     type Item = (PeerId, Stream);
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.stopped.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
         loop {
             match self.incoming.poll_next_unpin(cx) {
                 Poll::Ready(Some((peer, stream))) => {
