@@ -174,6 +174,9 @@ async fn stream_errors_are_json_before_the_upgrade_and_non_zero_exits() -> Resul
     );
     let e = json_error(r, 426).await?;
     ensure!(e.contains("Upgrade: mcc-stream"), "{e}");
+    // Bad input is 400 whatever the headers.
+    let e = json_error(upgrade(&d, "bad%20name/listen", token, false).await?, 400).await?;
+    ensure!(e.contains("invalid stream name"), "{e}");
 
     let e = json_error(upgrade(&d, "bad%20name/listen", token, true).await?, 400).await?;
     ensure!(e.contains("invalid stream name"), "{e}");

@@ -47,6 +47,7 @@ async fn listen(State(s): State<AppState>, Path(name): Path<String>, req: Reques
 }
 
 async fn listen_upgrade(s: AppState, name: String, mut req: Request) -> Result<Response, ApiError> {
+    streams::validate_name(&name)?;
     let on_upgrade = upgrade_requested(&mut req)?;
     let mut listener = s.node.streams().listen(&name)?;
     let (peer, stream) = listener
@@ -90,11 +91,11 @@ async fn connect_upgrade(
     peer: String,
     mut req: Request,
 ) -> Result<Response, ApiError> {
-    let on_upgrade = upgrade_requested(&mut req)?;
     streams::validate_name(&name)?;
     let peer: PeerId = peer
         .parse()
         .map_err(|_| streams::Error::InvalidPeer(peer.clone()))?;
+    let on_upgrade = upgrade_requested(&mut req)?;
     let stream = s.node.streams().open(peer, &name).await?;
     Ok(switch(on_upgrade, peer, stream))
 }
