@@ -1,6 +1,7 @@
 //! User streams between in-process nodes (`node.listen_streams`, `node.open_stream`): bytes
-//! both ways, half-close, one listener per name, and the errors of a bad name, a peer that
-//! does not listen and a peer that cannot be reached.
+//! both ways, half-close, over a relayed connection too, one listener per name, permissions
+//! under `--trust-ca`, and the errors of a bad name, a peer that does not listen and a peer
+//! that cannot be reached.
 
 mod common {
     pub mod inproc;
@@ -256,5 +257,68 @@ async fn a_listener_ends_when_its_node_stops() -> Result<()> {
         got.is_none(),
         "a stream from {got:?} after the node stopped"
     );
+    Ok(())
+}
+
+/// Two nodes nobody can dial (no listen address) reach each other only through a relay: a
+/// user stream runs over that relayed connection, both ways with a half-close.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_runs_over_a_relayed_connection() -> Result<()> {
+    use common::inproc::{base_config, eventually, spawn_node};
+    use libp2p::multiaddr::Protocol;
+
+    let mut relay_config = base_config("relay")?;
+    relay_config.nat.relay_server = true;
+    let relay = spawn_node(0, relay_config).await?;
+    let relay_addr = relay.tcp_addr().await?;
+    let mut a_config = base_config("hiddena")?;
+    a_config.listen = Vec::new();
+    a_config.nat.relays = vec![relay_addr];
+    let a = spawn_node(1, a_config).await?;
+    eventually(15, "the relay accepts a's reservation", || async {
+        Ok(a.info().await?.relays.iter().any(|r| r.accepted))
+    })
+    .await?;
+    let info = a.info().await?;
+    let circuit = info
+        .relays
+        .iter()
+        .find(|r| r.accepted)
+        .context("no accepted reservation")?
+        .addr
+        .clone()
+        .with(Protocol::P2p(a.peer_id()));
+    let mut b_config = base_config("hiddenb")?;
+    b_config.listen = Vec::new();
+    let b = spawn_node(2, b_config).await?;
+    assert_eq!(b.dial(circuit).await?, a.peer_id());
+
+    let mut incoming = a.listen_streams("chat")?;
+    let mut data = vec![0u8; 256 * 1024];
+    rand::thread_rng().fill_bytes(&mut data);
+    let server = tokio::spawn(async move {
+        let (from, mut stream) = incoming.accept().await.context("no incoming stream")?;
+        let mut got = Vec::new();
+        stream.read_to_end(&mut got).await?;
+        stream.write_all(b"pong").await?;
+        stream.shutdown().await?;
+        anyhow::Ok((from, got))
+    });
+    let mut out = tokio::time::timeout(WAIT, b.open_stream(a.peer_id(), "chat")).await??;
+    out.write_all(&data).await?;
+    out.shutdown().await?;
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, out.read_to_end(&mut answer)).await??;
+    assert_eq!(answer, b"pong");
+    let (from, got) = tokio::time::timeout(WAIT, server).await???;
+    assert_eq!(from, b.peer_id());
+    assert!(got == data, "the bytes arrived changed");
+    // Only the relay joins them: the stream cannot have gone any other way.
+    let peers = b.peers().await?;
+    let to_a = peers
+        .iter()
+        .find(|p| p.peer_id == a.peer_id())
+        .context("b lost a")?;
+    assert!(to_a.relayed, "b reaches a directly: {to_a:?}");
     Ok(())
 }
