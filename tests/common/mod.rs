@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod natlab;
+pub mod natnodes;
 pub mod netns;
 
 use std::path::{Path, PathBuf};

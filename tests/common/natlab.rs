@@ -109,9 +109,16 @@ impl Transport {
     /// The `--listen`/`--boot` form of `ip:PORT` for this transport.
     pub fn addr(self, ip: Ipv4Addr) -> String {
         match self {
-            Transport::Tcp => format!("/ip4/{ip}/tcp/{PORT}"),
-            Transport::Quic => format!("/ip4/{ip}/udp/{PORT}/quic-v1"),
             Transport::Both => format!("{ip}:{PORT}"),
+            _ => self.multiaddr(ip),
+        }
+    }
+
+    /// `ip:PORT` as a multiaddr of this transport (TCP for [`Transport::Both`]).
+    pub fn multiaddr(self, ip: Ipv4Addr) -> String {
+        match self {
+            Transport::Quic => format!("/ip4/{ip}/udp/{PORT}/quic-v1"),
+            _ => format!("/ip4/{ip}/tcp/{PORT}"),
         }
     }
 }
@@ -296,6 +303,11 @@ impl Lab {
     /// `ip:PORT` of `host` in the `--boot`/`--listen` form of `transport`.
     pub fn addr(&self, host: Host, transport: Transport) -> String {
         transport.addr(self.ip(host))
+    }
+
+    /// `ip:PORT` of `host` as a multiaddr of `transport` (TCP for [`Transport::Both`]).
+    pub fn multiaddr(&self, host: Host, transport: Transport) -> String {
+        transport.multiaddr(self.ip(host))
     }
 
     /// `ip:PORT` of `host` as a socket address (TCP).
