@@ -105,6 +105,13 @@ pub struct FileConfig {
     pub trust_ca: Option<PathBuf>,
     pub revocations: Option<PathBuf>,
     pub revocation_refresh: Option<f64>,
+    pub relay_server: Option<bool>,
+    pub relay_max_circuit_bytes: Option<u64>,
+    pub relay_max_circuit_duration: Option<f64>,
+    pub relay_max_circuits: Option<usize>,
+    pub relays: Option<StringList>,
+    pub no_auto_relay: Option<bool>,
+    pub external_addrs: Option<StringList>,
     #[serde(default)]
     pub services: Vec<ServiceEntry>,
 }

@@ -118,6 +118,8 @@ pub struct DaemonArgs {
     /// Seconds between lookups of the CA's revocation list in the DHT [default: 300].
     #[arg(long, env = "MCC_REVOCATION_REFRESH")]
     pub revocation_refresh: Option<f64>,
+    #[command(flatten)]
+    pub nat: super::nat_args::NatArgs,
 }
 
 fn secs(name: &str, v: f64) -> Result<Duration, Error> {
@@ -263,6 +265,7 @@ impl DaemonArgs {
             .map(|s| (s.name.clone(), s.address.clone()))
             .collect();
         config.listeners = file.listener_entries();
+        config.nat = self.nat.resolve(&file)?;
         if let Some(k) = self.keep_blobs.or(file.keep_blobs) {
             config.keep_blobs = k;
         }

@@ -19,6 +19,7 @@ mod ca;
 mod daemon;
 mod dht;
 mod did;
+mod nat_args;
 mod node;
 mod output;
 mod service;

@@ -48,6 +48,24 @@ pub async fn run(cmd: NodeCommand, client: &Client, json: bool) -> Result<(), Er
                 ("did", n.did),
                 ("version", n.version),
                 ("listen", join(&n.listen_addrs)),
+                (
+                    "reachability",
+                    match &n.public_addr {
+                        Some(a) => format!("{} ({a})", reachability_word(n.reachability)),
+                        None => reachability_word(n.reachability).into(),
+                    },
+                ),
+                ("relays", relays_line(&n.relays)),
+                (
+                    "relay server",
+                    match &n.relay_server {
+                        Some(r) => format!(
+                            "on: {} reservations, {} circuits",
+                            r.reservations, r.circuits
+                        ),
+                        None => "off".into(),
+                    },
+                ),
                 ("rendezvous", n.rendezvous.unwrap_or_else(|| "off".into())),
                 ("kad protocol", n.kad_protocol),
                 ("mdns", if n.mdns { "on" } else { "off" }.into()),
@@ -87,11 +105,15 @@ pub async fn run(cmd: NodeCommand, client: &Client, json: bool) -> Result<(), Er
                             .unwrap_or_else(|| "-".into()),
                         format!("{:?}", p.direction).to_lowercase(),
                         if p.rendezvous { "yes" } else { "no" }.into(),
+                        if p.relayed { "relayed" } else { "direct" }.into(),
                         p.addrs.first().map(|a| a.to_string()).unwrap_or_default(),
                     ]
                 })
                 .collect();
-            print_table(&["PEER ID", "LABEL", "RTT", "DIR", "APP", "ADDRESS"], rows);
+            print_table(
+                &["PEER ID", "LABEL", "RTT", "DIR", "APP", "PATH", "ADDRESS"],
+                rows,
+            );
         }
         NodeCommand::Dial { addr } => {
             let r = client.dial(&addr).await?;
@@ -155,4 +177,30 @@ pub async fn run(cmd: NodeCommand, client: &Client, json: bool) -> Result<(), Er
         }
     }
     Ok(())
+}
+
+fn reachability_word(r: crate::node::Reachability) -> &'static str {
+    match r {
+        crate::node::Reachability::Public => "public",
+        crate::node::Reachability::Private => "private",
+        crate::node::Reachability::Unknown => "unknown",
+    }
+}
+
+/// `addr (accepted)`, one per reservation, or "none".
+fn relays_line(relays: &[crate::node::RelayInfo]) -> String {
+    if relays.is_empty() {
+        return "none".into();
+    }
+    relays
+        .iter()
+        .map(|r| {
+            format!(
+                "{} ({})",
+                r.addr,
+                if r.accepted { "reserved" } else { "asking" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{StreamProtocol, identify, identity::Keypair, kad, mdns, ping};
+use libp2p::{StreamProtocol, autonat, dcutr, identify, identity::Keypair, kad, mdns, ping, relay};
 use mcc_admission::{Gated, Gates};
 
 use super::RecordStore;
+use super::path_aware::PathAware;
 
 /// Protocol version announced by identify.
 pub const IDENTIFY_PROTOCOL: &str = "/mcc/id/1.0.0";
@@ -27,7 +28,17 @@ pub struct Behaviour {
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub rpc: Gated<mcc_rpc::Behaviour>,
     /// Raw streams for tunnels (`/mcc/forward/1.0.0`) and blobs: bytes bypass the event loop.
-    pub stream: Gated<libp2p_stream::Behaviour>,
+    /// New streams take a direct connection when there is one ([`PathAware`]).
+    pub stream: Gated<PathAware<libp2p_stream::Behaviour>>,
+    /// Reservations on relays and connections through them (its transport is in the swarm).
+    pub relay_client: relay::client::Behaviour,
+    /// The circuit relay v2 hop, with `--relay-server`; only admitted peers may use it.
+    pub relay: Toggle<Gated<relay::Behaviour>>,
+    /// Hole punching: turns a relayed connection into a direct one.
+    /// Its candidates include this node's external addresses ([`PathAware`]).
+    pub dcutr: Gated<PathAware<dcutr::Behaviour>>,
+    /// Reachability probes (AutoNAT v1): as client, and as server for other peers.
+    pub autonat: Gated<autonat::Behaviour>,
 }
 
 /// What [`Behaviour::new`] needs besides the key, which only the swarm builder's closure
@@ -48,12 +59,17 @@ pub(crate) struct BehaviourConfig {
     pub max_record_size: usize,
     pub ping_interval: Duration,
     pub rpc: mcc_rpc::Config,
+    pub nat: super::NatConfig,
 }
 
 impl Behaviour {
     /// Builds every behaviour; called inside `SwarmBuilder::with_behaviour`. Fails only when
     /// mDNS cannot start.
-    pub(crate) fn new(key: &Keypair, config: BehaviourConfig) -> std::io::Result<Self> {
+    pub(crate) fn new(
+        key: &Keypair,
+        relay_client: relay::client::Behaviour,
+        config: BehaviourConfig,
+    ) -> std::io::Result<Self> {
         let BehaviourConfig {
             admission,
             store,
@@ -66,6 +82,7 @@ impl Behaviour {
             max_record_size,
             ping_interval,
             rpc: rpc_config,
+            nat,
         } = config;
         let peer_id = key.public().to_peer_id();
 
@@ -126,7 +143,32 @@ impl Behaviour {
             })
         };
         let rpc = mcc_rpc::Behaviour::new(rpc_config.with_authorizer(authorizer), methods);
+        let relay = nat.relay_server.then(|| {
+            Gated::new(
+                relay::Behaviour::new(peer_id, relay_config(&nat.relay_limits)),
+                gates.clone(),
+            )
+        });
+        let autonat = autonat::Behaviour::new(
+            peer_id,
+            autonat::Config {
+                boot_delay: nat.autonat_boot_delay,
+                retry_interval: nat.autonat_retry_interval,
+                // LAN meshes count: a peer that LAN peers can dial is reachable for them.
+                only_global_ips: false,
+                // Dial-back requests: at most 30 a minute in all, 3 a minute per peer.
+                throttle_clients_period: Duration::from_secs(60),
+                ..autonat::Config::default()
+            },
+        );
         Ok(Self {
+            relay_client,
+            relay: relay.into(),
+            dcutr: Gated::new(
+                PathAware::external_candidates(dcutr::Behaviour::new(peer_id)),
+                gates.clone(),
+            ),
+            autonat: Gated::new(autonat, gates.clone()),
             admission,
             identify,
             ping,
@@ -134,7 +176,21 @@ impl Behaviour {
             kad: Gated::new(kad, gates.clone()).tracking_source(),
             mdns: mdns.into(),
             rpc: Gated::new(rpc, gates.clone()),
-            stream: Gated::new(stream, gates),
+            stream: Gated::new(PathAware::prefer_direct(stream), gates),
         })
+    }
+}
+
+/// libp2p's relay server config with mcc's limits.
+fn relay_config(limits: &super::RelayLimits) -> relay::Config {
+    // `max_circuit_duration` 0 would close every circuit at once: "unlimited" is ten years.
+    const UNLIMITED: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+    relay::Config {
+        max_circuit_bytes: limits.max_circuit_bytes,
+        max_circuit_duration: limits.max_circuit_duration.unwrap_or(UNLIMITED),
+        max_circuits: limits.max_circuits,
+        max_circuits_per_peer: limits.max_circuits_per_peer,
+        max_reservations: limits.max_reservations,
+        ..relay::Config::default()
     }
 }

@@ -106,6 +106,11 @@ impl Builder {
             listeners.insert(id);
         }
 
+        // Addresses the operator says peers can dial (port forwards, public IPs).
+        for a in &config.nat.external_addrs {
+            swarm.add_external_address(a.clone());
+        }
+
         let forward_stats = mcc_forward::Stats::default();
         let (tx, rx) = mpsc::channel(256);
         let mut event_loop = EventLoop::new(
@@ -344,6 +349,7 @@ fn build_swarm(
         max_record_size: config.records.limits.max_value_size,
         ping_interval: config.ping_interval,
         rpc: config.rpc.clone(),
+        nat: config.nat.clone(),
     };
     let swarm = libp2p::SwarmBuilder::with_existing_identity(id.keypair.clone())
         .with_tokio()
@@ -356,9 +362,11 @@ fn build_swarm(
         .with_quic()
         .with_dns()
         .map_err(|e| Error::Transport(e.to_string()))?
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| Error::Transport(e.to_string()))?
         .with_bandwidth_metrics(registry)
-        .with_behaviour(|key| {
-            Behaviour::new(key, behaviour_config)
+        .with_behaviour(|key, relay_client| {
+            Behaviour::new(key, relay_client, behaviour_config)
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
         })
         .map_err(Error::Behaviour)?

@@ -65,6 +65,74 @@ pub struct Config {
     /// Limits of the tunnels this node serves (tunnels in all and per peer, idle timeout); the
     /// idle timeout also applies to the tunnels of this node's own listeners.
     pub forward: mcc_forward::ServerConfig,
+    /// NAT traversal: relay server and client, hole punching, reachability.
+    pub nat: NatConfig,
+}
+
+/// NAT traversal: circuit relay v2 (server and client), DCUtR hole punching, AutoNAT.
+#[derive(Debug, Clone)]
+pub struct NatConfig {
+    /// Serve as a circuit relay v2 hop for other peers.
+    pub relay_server: bool,
+    /// Limits of the relay server.
+    pub relay_limits: RelayLimits,
+    /// Relays to hold a reservation on (dialled at start, redialled while away), whatever the
+    /// reachability.
+    pub relays: Vec<Multiaddr>,
+    /// When AutoNAT finds this node private, reserve on connected peers that offer the relay
+    /// hop protocol ([`MAX_AUTO_RELAYS`] of them).
+    pub auto_relay: bool,
+    /// Addresses this node is reachable at from outside (port forwards, public IPs).
+    pub external_addrs: Vec<Multiaddr>,
+    /// Delay before the first AutoNAT probe.
+    pub autonat_boot_delay: Duration,
+    /// Delay between AutoNAT probes while the reachability is not settled.
+    pub autonat_retry_interval: Duration,
+}
+
+/// Most relays a private node reserves on by itself.
+pub const MAX_AUTO_RELAYS: usize = 2;
+
+/// Limits of the relay server. libp2p's defaults (2 min and 128 KiB per circuit) only suit
+/// signalling; these let NATed devices use the relay for their data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayLimits {
+    /// Bytes a circuit may carry, both directions together; 0: unlimited.
+    pub max_circuit_bytes: u64,
+    /// How long a circuit may last; `None`: unlimited.
+    pub max_circuit_duration: Option<Duration>,
+    /// Circuits relayed at once, all peers together.
+    pub max_circuits: usize,
+    /// Circuits relayed at once per peer.
+    pub max_circuits_per_peer: usize,
+    /// Reservations held at once, all peers together.
+    pub max_reservations: usize,
+}
+
+impl Default for RelayLimits {
+    fn default() -> Self {
+        Self {
+            max_circuit_bytes: 1 << 30,
+            max_circuit_duration: Some(Duration::from_secs(3600)),
+            max_circuits: 64,
+            max_circuits_per_peer: 16,
+            max_reservations: 128,
+        }
+    }
+}
+
+impl Default for NatConfig {
+    fn default() -> Self {
+        Self {
+            relay_server: false,
+            relay_limits: RelayLimits::default(),
+            relays: Vec::new(),
+            auto_relay: true,
+            external_addrs: Vec::new(),
+            autonat_boot_delay: Duration::from_secs(5),
+            autonat_retry_interval: Duration::from_secs(60),
+        }
+    }
 }
 
 /// DHT records: store limits and lookup behaviour.
@@ -118,6 +186,7 @@ impl Default for Config {
             keep_blobs: true,
             admission: AdmissionConfig::default(),
             forward: mcc_forward::ServerConfig::default(),
+            nat: NatConfig::default(),
         }
     }
 }

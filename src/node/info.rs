@@ -46,6 +46,47 @@ pub struct NodeInfo {
     /// services on an origin of their own; absent when it is off.
     #[serde(default)]
     pub http_forward: Option<String>,
+    /// Whether peers can dial this node directly, as AutoNAT last found.
+    pub reachability: Reachability,
+    /// The address AutoNAT last confirmed peers can dial this node at.
+    #[schema(value_type = Option<String>)]
+    pub public_addr: Option<Multiaddr>,
+    /// Reservations on relays, held or asked for.
+    pub relays: Vec<RelayInfo>,
+    /// This node's relay server (`--relay-server`), absent when it is off.
+    pub relay_server: Option<RelayServerInfo>,
+}
+
+/// Whether this node can be dialled from outside, as AutoNAT last found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Reachability {
+    Public,
+    Private,
+    Unknown,
+}
+
+/// A reservation on a relay.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RelayInfo {
+    #[schema(value_type = String)]
+    pub peer_id: PeerId,
+    /// The circuit address peers dial this node at (`.../p2p/<relay>/p2p-circuit`).
+    #[schema(value_type = String)]
+    pub addr: Multiaddr,
+    /// The relay accepted the reservation.
+    pub accepted: bool,
+    /// Given with `--relay` (otherwise chosen because this node is private).
+    pub configured: bool,
+}
+
+/// This node's relay server.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RelayServerInfo {
+    /// Reservations held by peers now.
+    pub reservations: usize,
+    /// Circuits relayed now.
+    pub circuits: usize,
 }
 
 /// A connected peer.
@@ -74,6 +115,9 @@ pub struct PeerInfo {
     /// In the Kademlia routing table.
     pub in_routing_table: bool,
     pub connected_secs: u64,
+    /// Every open connection goes through a relay (no direct one yet).
+    #[serde(default)]
+    pub relayed: bool,
 }
 
 /// One peer's answer to a (multi)call.

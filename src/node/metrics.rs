@@ -27,6 +27,13 @@ pub(crate) struct NodeMetrics {
     /// Peers admitted / refused by certificate, and refusals of our certificate by peers.
     pub admission: Family<Labels, Counter>,
     pub certificate: CertMetrics,
+    /// Hole punches: attempts (relayed connections to peers with no direct one), successes,
+    /// failures.
+    pub holepunch: Family<Labels, Counter>,
+    /// Circuits this node's relay server opened.
+    pub relay_circuits: Counter,
+    /// 1 public, -1 private, 0 unknown (AutoNAT).
+    pub reachability: Gauge,
 }
 
 /// This node's certificate: seconds to expiry and the 30-day warning.
@@ -63,7 +70,26 @@ impl NodeMetrics {
             last_tunnels: [0; 4],
             admission: Family::default(),
             certificate: CertMetrics::default(),
+            holepunch: Family::default(),
+            relay_circuits: Counter::default(),
+            reachability: Gauge::default(),
         };
+        let nat = registry.sub_registry_with_prefix("mcc");
+        nat.register(
+            "holepunch",
+            "Hole punches (DCUtR) by outcome: attempt, success, failure",
+            m.holepunch.clone(),
+        );
+        nat.register(
+            "relay_circuits",
+            "Circuits opened by this node's relay server",
+            m.relay_circuits.clone(),
+        );
+        nat.register(
+            "reachability",
+            "AutoNAT reachability: 1 public, -1 private, 0 unknown",
+            m.reachability.clone(),
+        );
         let r = registry.sub_registry_with_prefix("mcc");
         r.register(
             "rpc_inbound_requests",

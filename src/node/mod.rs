@@ -70,6 +70,7 @@ pub(crate) mod info;
 pub(crate) mod keys;
 mod metrics;
 pub(crate) mod network;
+mod path_aware;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -87,13 +88,15 @@ pub use self::admission::{
 };
 pub use self::behaviour::{Behaviour, BehaviourEvent};
 pub use self::builder::{Builder, RecordStore};
-pub use self::config::{Config, DEFAULT_PORT, MdnsMode, RecordsConfig};
+pub use self::config::{
+    Config, DEFAULT_PORT, MAX_AUTO_RELAYS, MdnsMode, NatConfig, RecordsConfig, RelayLimits,
+};
 pub(crate) use self::error::error_chain;
 pub use self::error::{CertificateError, Error};
 pub(crate) use self::event_loop::Command;
 pub use self::info::{
     AdmissionInfo, CallOutcome, CertificateInfo, Direction, FoundRecord, NodeInfo, PeerInfo,
-    Provider, PutOutcome,
+    Provider, PutOutcome, Reachability, RelayInfo, RelayServerInfo,
 };
 pub(crate) use self::keys::provider_key;
 pub use self::network::Network;

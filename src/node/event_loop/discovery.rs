@@ -34,6 +34,9 @@ pub(super) struct Discovery {
     app_peers: AppPeers,
     /// Lookups of a rendezvous peer's addresses, started when we could not dial it.
     address_lookups: HashMap<QueryId, PeerId>,
+    /// Announce loopback listen addresses: only when every listen address is loopback (a
+    /// node on a real network would hand peers an address that reaches themselves).
+    announce_loopback: bool,
 }
 
 impl Discovery {
@@ -48,6 +51,7 @@ impl Discovery {
             rendezvous_interval: config.rendezvous_interval,
             app_peers: AppPeers::default(),
             address_lookups: HashMap::new(),
+            announce_loopback: config.listen.iter().all(addr::is_loopback),
         }
     }
 
@@ -256,8 +260,10 @@ impl EventLoop {
             address.clone().with(Protocol::P2p(local))
         );
         // Provider records carry only external addresses: announce the concrete listen
-        // addresses (loopback and LAN included) so peers can reach us.
-        if !addr::is_unspecified(&address) {
+        // addresses (LAN included; loopback on a loopback-only node) so peers can reach us.
+        if !addr::is_unspecified(&address)
+            && (self.discovery.announce_loopback || !addr::is_loopback(&address))
+        {
             self.swarm.add_external_address(address);
         }
     }

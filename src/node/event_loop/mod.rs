@@ -18,14 +18,17 @@
 //! - `rpc.rs` (`rpc: Rpc`): outgoing calls, the peers worth calling, RPC metrics.
 //! - `admission.rs`: admission events, the admission summary, revocation lists.
 //! - `status.rs`: `NodeInfo`, and the gauges refreshed on the rendezvous tick.
+//! - `nat.rs` (`nat: Nat`): reachability (AutoNAT), relay reservations, the relay server's
+//!   counters, hole punching (DCUtR).
 //!
-//! A new concern (e.g. NAT traversal) gets its own file with its state struct, a field
+//! A new concern gets its own file with its state struct, a field
 //! here, and one arm in [`EventLoop::on_behaviour_event`] (and in `on_command` if the
 //! handles ask it things).
 
 mod admission;
 pub(crate) mod command;
 mod discovery;
+mod nat;
 mod peers;
 mod providers;
 mod records;
@@ -47,6 +50,7 @@ use tokio::sync::mpsc;
 
 pub(crate) use self::command::Command;
 use self::discovery::Discovery;
+use self::nat::Nat;
 use self::peers::Peers;
 use self::providers::Providers;
 use self::records::Records;
@@ -90,6 +94,7 @@ pub(crate) struct EventLoop {
     records: Records,
     replication: Replication,
     rpc: Rpc,
+    nat: Nat,
     libp2p_metrics: libp2p::metrics::Metrics,
     metrics: NodeMetrics,
     /// The state folder of a node without data folder, deleted when the loop is dropped.
@@ -122,6 +127,7 @@ impl EventLoop {
                 config.records.publication_interval,
             ),
             rpc: Rpc::new(config.rpc.protocol().clone()),
+            nat: Nat::new(&config.nat),
             libp2p_metrics,
             metrics,
             _store_tmp: store_tmp,
@@ -181,6 +187,8 @@ impl EventLoop {
             replicate_every,
         );
         replication_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut nat_tick = tokio::time::interval(nat::NAT_TICK);
+        nat_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut replication_pump = tokio::time::interval(replication::PUMP_INTERVAL);
         replication_pump.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -196,6 +204,7 @@ impl EventLoop {
                     self.rendezvous_tick();
                 }
                 _ = boot_tick.tick() => self.boot_tick(),
+                _ = nat_tick.tick() => self.nat_tick(),
                 _ = replication_tick.tick() => self.start_replication(),
                 _ = replication_pump.tick(), if self.replication.running() => {
                     self.pump_replication();
@@ -252,7 +261,18 @@ impl EventLoop {
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         self.libp2p_metrics.record(&event);
         match event {
-            SwarmEvent::NewListenAddr { address, .. } => self.on_new_listen_addr(address),
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
+                self.nat_on_new_listen_addr(listener_id, &address);
+                self.on_new_listen_addr(address);
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => self.nat_on_listener_closed(listener_id, reason.err().map(|e| e.to_string())),
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.swarm.remove_external_address(&address);
             }
@@ -261,19 +281,30 @@ impl EventLoop {
                 connection_id,
                 endpoint,
                 ..
-            } => self.on_connection_established(peer_id, connection_id, &endpoint),
+            } => {
+                self.on_connection_established(peer_id, connection_id, &endpoint);
+                self.nat_on_connection(peer_id, connection_id, endpoint.is_relayed());
+            }
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 connection_id,
                 num_established,
                 cause,
                 ..
-            } => self.on_connection_closed(peer_id, connection_id, num_established, cause.as_ref()),
+            } => {
+                self.on_connection_closed(peer_id, connection_id, num_established, cause.as_ref());
+                if num_established == 0 {
+                    self.nat_on_disconnected(&peer_id);
+                }
+            }
             SwarmEvent::OutgoingConnectionError {
                 connection_id,
                 peer_id,
                 error,
-            } => self.on_dial_failure(connection_id, peer_id, error),
+            } => {
+                self.nat_on_dial_failure(connection_id);
+                self.on_dial_failure(connection_id, peer_id, error);
+            }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}
         }
@@ -297,6 +328,16 @@ impl EventLoop {
             BehaviourEvent::Rpc(e) => self.on_rpc(e),
             BehaviourEvent::Stream(()) => {}
             BehaviourEvent::Admission(e) => self.on_admission(e),
+            BehaviourEvent::RelayClient(e) => self.on_relay_client(e),
+            BehaviourEvent::Relay(e) => {
+                self.libp2p_metrics.record(&e);
+                self.on_relay_server(e);
+            }
+            BehaviourEvent::Dcutr(e) => {
+                self.libp2p_metrics.record(&e);
+                self.on_dcutr(e);
+            }
+            BehaviourEvent::Autonat(e) => self.on_autonat(e),
         }
     }
 

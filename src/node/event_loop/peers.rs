@@ -24,6 +24,44 @@ pub(super) struct Peers {
 }
 
 impl Peers {
+    /// Whether `peer` has a connection that does not go through a relay.
+    pub(super) fn has_direct_connection(&self, peer: &PeerId) -> bool {
+        self.connected
+            .get(peer)
+            .is_some_and(|s| s.connections.values().any(|c| !c.relayed))
+    }
+
+    /// The outbound connection to `peer` at `addr`, when `peer` has another one: an AutoNAT
+    /// dial-back.
+    pub(super) fn dialback_connection(
+        &self,
+        peer: &PeerId,
+        addr: &Multiaddr,
+    ) -> Option<ConnectionId> {
+        let s = self.connected.get(peer)?;
+        if s.connections.len() < 2 {
+            return None;
+        }
+        s.connections
+            .iter()
+            .filter(|(_, c)| {
+                c.direction == Direction::Outbound
+                    && super::nat::same_transport_addr(&c.remote, addr)
+            })
+            .max_by_key(|(_, c)| c.since)
+            .map(|(id, _)| *id)
+    }
+
+    /// The remote address of an outbound connection to `peer`.
+    pub(super) fn outbound_addr(&self, peer: &PeerId) -> Option<Multiaddr> {
+        self.connected.get(peer).and_then(|s| {
+            s.connections
+                .values()
+                .find(|c| c.direction == Direction::Outbound)
+                .map(|c| c.remote.clone())
+        })
+    }
+
     pub(super) fn new(kad_protocol: StreamProtocol) -> Self {
         Self {
             connected: HashMap::new(),
@@ -33,9 +71,19 @@ impl Peers {
     }
 }
 
+/// One open connection.
+struct Conn {
+    /// The remote address (for an inbound relayed connection, `/p2p/<peer>` only).
+    remote: Multiaddr,
+    direction: Direction,
+    since: Instant,
+    /// Goes through a relay.
+    relayed: bool,
+}
+
 pub(super) struct PeerState {
-    /// Open connections: remote address and direction.
-    connections: HashMap<ConnectionId, (Multiaddr, Direction, Instant)>,
+    /// Open connections.
+    connections: HashMap<ConnectionId, Conn>,
     listen_addrs: Vec<Multiaddr>,
     rtt: Option<Duration>,
     agent_version: Option<String>,
@@ -100,6 +148,14 @@ impl EventLoop {
     ) {
         let (remote, direction) = match endpoint {
             ConnectedPoint::Dialer { address, .. } => (address.clone(), Direction::Outbound),
+            // An inbound relayed connection's send-back address is only `/p2p/<peer>`: show
+            // the relay it came through instead (`<relay addr>/p2p-circuit/p2p/<peer>`).
+            ConnectedPoint::Listener { local_addr, .. } if endpoint.is_relayed() => (
+                local_addr
+                    .clone()
+                    .with(libp2p::multiaddr::Protocol::P2p(peer_id)),
+                Direction::Inbound,
+            ),
             ConnectedPoint::Listener { send_back_addr, .. } => {
                 (send_back_addr.clone(), Direction::Inbound)
             }
@@ -110,7 +166,15 @@ impl EventLoop {
             .entry(peer_id)
             .or_insert_with(PeerState::new)
             .connections
-            .insert(connection_id, (remote, direction, Instant::now()));
+            .insert(
+                connection_id,
+                Conn {
+                    remote,
+                    direction,
+                    since: Instant::now(),
+                    relayed: endpoint.is_relayed(),
+                },
+            );
         self.metrics
             .connected_peers
             .set(self.peers.connected.len() as i64);
@@ -171,6 +235,7 @@ impl EventLoop {
             s.listen_addrs = info.listen_addrs.clone();
         }
         self.add_to_routing_table(peer_id, &info.protocols, &info.listen_addrs);
+        self.nat_on_identify(peer_id, &info.protocols, &info.listen_addrs);
     }
 
     /// A peer was admitted: identify may have come first, so it can enter the routing table
@@ -254,12 +319,12 @@ impl EventLoop {
             .connected
             .iter()
             .map(|(peer_id, s)| {
-                let oldest = s.connections.values().min_by_key(|(_, _, at)| *at);
+                let oldest = s.connections.values().min_by_key(|c| c.since);
                 let mut addrs: Vec<Multiaddr> = Vec::new();
                 for a in s
                     .connections
                     .values()
-                    .map(|(a, _, _)| a)
+                    .map(|c| &c.remote)
                     .chain(s.listen_addrs.iter())
                 {
                     if !addrs.contains(a) {
@@ -277,13 +342,14 @@ impl EventLoop {
                     certificate: certificate.as_ref().map(CertificateInfo::of),
                     addrs,
                     rtt_ms: s.rtt.map(|d| d.as_secs_f64() * 1000.0),
-                    direction: oldest.map(|(_, d, _)| *d).unwrap_or(Direction::Outbound),
+                    direction: oldest.map(|c| c.direction).unwrap_or(Direction::Outbound),
                     connections: s.connections.len(),
                     agent_version: s.agent_version.clone(),
                     protocols: s.protocols.iter().map(|p| p.to_string()).collect(),
                     rendezvous: self.discovery.is_rendezvous_peer(peer_id),
                     in_routing_table: in_table.contains(peer_id),
-                    connected_secs: oldest.map(|(_, _, at)| at.elapsed().as_secs()).unwrap_or(0),
+                    connected_secs: oldest.map(|c| c.since.elapsed().as_secs()).unwrap_or(0),
+                    relayed: !s.connections.is_empty() && s.connections.values().all(|c| c.relayed),
                 }
             })
             .collect();

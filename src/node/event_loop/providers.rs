@@ -102,6 +102,14 @@ impl EventLoop {
         }
     }
 
+    /// Announces the provided keys and the rendezvous key now, e.g. because this node has a
+    /// new address (a relay reservation) that provider records should carry.
+    pub(super) fn reannounce_now(&mut self) {
+        self.providers.announced = None;
+        let size = self.routing_table_size();
+        self.reannounce_if_due(size);
+    }
+
     /// Announces the provided keys and the rendezvous key again (and puts this node's DID
     /// document again) when new peers arrived since the last time or every [`REANNOUNCE`].
     /// `size` is the routing table's size now.

@@ -2,7 +2,7 @@
 //! gauges it refreshes on the rendezvous tick (routing table, records, tunnels).
 
 use super::EventLoop;
-use crate::node::{CertificateInfo, NodeInfo, VERSION};
+use crate::node::{CertificateInfo, NodeInfo, RelayServerInfo, VERSION};
 
 impl EventLoop {
     /// `Command::Info`.
@@ -26,6 +26,18 @@ impl EventLoop {
             certificate: CertificateInfo::of(self.swarm.behaviour().admission.own_certificate()),
             admission: self.admission_info(),
             http_forward: None,
+            reachability: self.nat.reachability(),
+            public_addr: self.nat.public_addr().cloned(),
+            relays: self.nat.relays(),
+            relay_server: self
+                .swarm
+                .behaviour()
+                .relay
+                .is_enabled()
+                .then_some(RelayServerInfo {
+                    reservations: self.nat.server_reservations,
+                    circuits: self.nat.server_circuits,
+                }),
         }
     }
 

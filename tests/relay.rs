@@ -1,0 +1,142 @@
+//! Relay and hole punching on loopback, in-process (see `tests/common/inproc.rs`). NATs in
+//! network namespaces are tested in `tests/nat.rs`; here a node with no listen address plays
+//! the node nobody can dial.
+
+mod common {
+    pub mod inproc;
+}
+
+use anyhow::{Context, Result};
+use common::inproc::{TestNode, base_config, eventually, is_connected, spawn_node};
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId};
+use mcc::node::Config;
+use serde_json::json;
+
+/// A relay server on 127.0.0.1.
+async fn relay() -> Result<(TestNode, Multiaddr)> {
+    let mut config = base_config("relay")?;
+    config.nat.relay_server = true;
+    let relay = spawn_node(0, config).await?;
+    let addr = relay.tcp_addr().await?;
+    Ok((relay, addr))
+}
+
+/// A node that listens nowhere (nobody can dial it) and reserves on `relay`.
+fn hidden(label: &str, relay: &Multiaddr) -> Result<Config> {
+    let mut config = base_config(label)?;
+    config.listen = Vec::new();
+    config.nat.relays = vec![relay.clone()];
+    Ok(config)
+}
+
+/// The circuit address `node` got from its relay, once the reservation is accepted.
+async fn circuit_addr(node: &TestNode) -> Result<Multiaddr> {
+    eventually(15, "the relay accepts the reservation", || async {
+        Ok(node.info().await?.relays.iter().any(|r| r.accepted))
+    })
+    .await?;
+    let info = node.info().await?;
+    let r = info
+        .relays
+        .iter()
+        .find(|r| r.accepted)
+        .context("no accepted reservation")?;
+    Ok(r.addr.clone().with(Protocol::P2p(node.peer_id())))
+}
+
+async fn relayed_to(node: &TestNode, peer: &PeerId) -> Result<Option<bool>> {
+    Ok(node
+        .peers()
+        .await?
+        .iter()
+        .find(|p| &p.peer_id == peer)
+        .map(|p| p.relayed))
+}
+
+/// Two nodes nobody can dial reach each other through a relay: the connection stays relayed
+/// (no hole punch can work), and RPC runs over it both ways.
+#[tokio::test(flavor = "multi_thread")]
+async fn undialable_nodes_talk_through_a_relay() -> Result<()> {
+    let (relay, relay_addr) = relay().await?;
+    let a = spawn_node(1, hidden("hiddena", &relay_addr)?).await?;
+    let a_addr = circuit_addr(&a).await?;
+    assert!(a_addr.to_string().contains("/p2p-circuit/"), "{a_addr}");
+    let info = a.info().await?;
+    assert!(info.relays[0].configured);
+
+    let mut b_config = base_config("hiddenb")?;
+    b_config.listen = Vec::new();
+    let b = spawn_node(2, b_config).await?;
+    assert_eq!(b.dial(a_addr).await?, a.peer_id());
+    assert_eq!(relayed_to(&b, &a.peer_id()).await?, Some(true));
+
+    for (from, to) in [(&b, &a), (&a, &b)] {
+        let params = json!({ "from": from.index });
+        assert_eq!(
+            from.call(to.peer_id(), "echo", params.clone()).await?,
+            params
+        );
+    }
+    let server = relay
+        .info()
+        .await?
+        .relay_server
+        .context("relay server off")?;
+    assert_eq!(server.reservations, 1);
+    assert!(server.circuits >= 1, "{server:?}");
+    // Still relayed: there is nothing to punch a hole to.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(relayed_to(&b, &a.peer_id()).await?, Some(true));
+    assert_eq!(relayed_to(&a, &b.peer_id()).await?, Some(true));
+    Ok(())
+}
+
+/// When the dialling node can be reached, DCUtR turns the relayed connection into a direct
+/// one, and the relayed peer stops being marked relayed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relayed_connection_becomes_direct_by_hole_punching() -> Result<()> {
+    let (relay, relay_addr) = relay().await?;
+    let a = spawn_node(1, hidden("hiddena", &relay_addr)?).await?;
+    let a_addr = circuit_addr(&a).await?;
+    // B listens and first meets the relay, so it knows its observed address (a candidate).
+    let mut b_config = base_config("openb")?;
+    b_config.boot = vec![relay_addr.clone()];
+    let b = spawn_node(2, b_config).await?;
+    eventually(10, "b is connected to the relay", || async {
+        is_connected(&b, &relay.peer_id()).await
+    })
+    .await?;
+    // B's DHT lookups may have dialled A through the relay already.
+    if !is_connected(&b, &a.peer_id()).await? {
+        b.dial(a_addr).await?;
+    }
+    eventually(15, "the connection becomes direct", || async {
+        Ok(relayed_to(&a, &b.peer_id()).await? == Some(false)
+            && relayed_to(&b, &a.peer_id()).await? == Some(false))
+    })
+    .await?;
+    let params = json!("after the punch");
+    assert_eq!(b.call(a.peer_id(), "echo", params.clone()).await?, params);
+    Ok(())
+}
+
+/// A relay server that is not one refuses reservations: the node reports none accepted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_without_relay_server_accepts_no_reservation() -> Result<()> {
+    let plain = spawn_node(0, base_config("plain")?).await?;
+    let plain_addr = plain.tcp_addr().await?;
+    let a = spawn_node(1, hidden("hiddena", &plain_addr)?).await?;
+    eventually(10, "a connects to the would-be relay", || async {
+        is_connected(&a, &plain.peer_id()).await
+    })
+    .await?;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(
+        a.info().await?.relays.iter().all(|r| !r.accepted),
+        "{:?}",
+        a.info().await?.relays
+    );
+    assert!(plain.info().await?.relay_server.is_none());
+    Ok(())
+}
