@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use common::natlab::{Host, Lab, Nat, PORT, Transport};
-use common::natnodes::{self, Trio};
+use common::natnodes::Trio;
 use common::{Daemon, wait_until};
 use libp2p::multiaddr::Protocol;
+use mcc::node::Reachability;
 
 /// Bytes of the service forward each NAT test sends from hostA to hostB.
 const FORWARD_BYTES: u64 = 100 << 20;
@@ -190,13 +191,11 @@ async fn punches_through_port_preserving_nat(transport: Transport) -> Result<()>
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "PLANNED: needs the relay/DCUtR/AutoNAT flags of the coming `nat:` commit"]
 async fn port_preserving_nat_turns_direct_over_tcp() -> Result<()> {
     punches_through_port_preserving_nat(Transport::Tcp).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "PLANNED: needs the relay/DCUtR/AutoNAT flags of the coming `nat:` commit"]
 async fn port_preserving_nat_turns_direct_over_quic() -> Result<()> {
     punches_through_port_preserving_nat(Transport::Quic).await
 }
@@ -205,7 +204,6 @@ async fn port_preserving_nat_turns_direct_over_quic() -> Result<()> {
 /// hostB stay relayed, and echo and a 100 MiB forward still work over the relay (mcc's
 /// relay limits, not libp2p's 128 KiB per circuit).
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "PLANNED: needs the relay/DCUtR/AutoNAT flags of the coming `nat:` commit"]
 async fn symmetric_nat_stays_relayed_and_still_forwards() -> Result<()> {
     let what = "symmetric NAT test";
     let Some(trio) = Trio::start(Nat::Symmetric, Transport::Both, what, &[], &[]).await? else {
@@ -241,40 +239,56 @@ async fn symmetric_nat_stays_relayed_and_still_forwards() -> Result<()> {
     Ok(())
 }
 
-/// AutoNAT: the relay host (dialable by everyone) becomes `public` with its address confirmed,
-/// the hosts behind NAT `private`.
+/// AutoNAT: the relay host (dialable by everyone) becomes `public` at its own address, the
+/// hosts behind NAT `private` (first probe about 5 s after start, see README "NAT traversal").
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "PLANNED: needs the relay/DCUtR/AutoNAT flags of the coming `nat:` commit"]
 async fn reachability_relay_public_hosts_private() -> Result<()> {
     let what = "NAT reachability test";
     let Some(trio) = Trio::start(Nat::PortPreserving, Transport::Both, what, &[], &[]).await?
     else {
         return Ok(());
     };
-    let found = wait_until(60, "relay public, hostA and hostB private", || async {
-        Ok(natnodes::reachability(&trio.relay).await? == "public"
-            && natnodes::reachability(&trio.a).await? == "private"
-            && natnodes::reachability(&trio.b).await? == "private")
+    let nodes = [
+        ("relay", &trio.relay),
+        ("hostA", &trio.a),
+        ("hostB", &trio.b),
+    ];
+    let want = [
+        Reachability::Public,
+        Reachability::Private,
+        Reachability::Private,
+    ];
+    let mut seen = Vec::new();
+    let settled = wait_until(45, "relay public, hostA and hostB private", || async {
+        let mut now = Vec::new();
+        for (_, node) in nodes {
+            now.push(node.api.node().await?.reachability);
+        }
+        Ok(now == want)
     })
     .await;
-    if let Err(e) = found {
-        let mut states = Vec::new();
-        for node in [&trio.relay, &trio.a, &trio.b] {
-            states.push(
-                natnodes::reachability(node)
-                    .await
-                    .unwrap_or_else(|e| format!("{e:#}")),
-            );
+    if let Err(e) = settled {
+        for (name, node) in nodes {
+            seen.push(format!("{name}: {:?}", node.api.node().await?.reachability));
         }
-        bail!("{e:#}: relay, hostA, hostB are {states:?}\n{}", trio.logs());
+        bail!("{e:#}; now {seen:?}\n{}", trio.logs());
     }
-    let info = natnodes::get_json(&trio.relay, "/api/v1/node").await?;
-    let relay_ip = trio.lab.ip(Host::Relay).to_string();
+    let info = trio.relay.api.node().await?;
+    let relay_ip = trio.lab.ip(Host::Relay);
     ensure!(
-        info["external_addrs"].as_array().is_some_and(|addrs| addrs
-            .iter()
-            .any(|a| a.as_str().is_some_and(|a| a.contains(&relay_ip)))),
-        "the relay's confirmed external addresses should include {relay_ip}: {info}"
+        info.public_addr
+            .as_ref()
+            .is_some_and(|a| a.iter().any(|p| p == Protocol::Ip4(relay_ip))),
+        "the relay's public address should be at {relay_ip}: {:?}",
+        info.public_addr
     );
+    for (name, node) in &nodes[1..] {
+        let info = node.api.node().await?;
+        ensure!(
+            info.relays.iter().any(|r| r.accepted),
+            "{name} should hold a reservation on the relay: {:?}",
+            info.relays
+        );
+    }
     Ok(())
 }
