@@ -208,7 +208,7 @@ async fn start_trio(nat: Nat, transport: Transport) -> Result<Option<Trio>> {
     capped(
         DISCOVER,
         "starting a lab",
-        Trio::start(nat, transport, "the NAT bench", &[], &[]),
+        Trio::start(nat, transport, "the NAT bench"),
     )
     .await
 }

@@ -143,7 +143,7 @@ async fn punches_through_port_preserving_nat(transport: Transport) -> Result<()>
     let mut failed = Vec::new();
     for run in 0..runs {
         let what = format!("NAT hole-punching test over {}", transport.name());
-        let Some(trio) = Trio::start(Nat::PortPreserving, transport, &what, &[], &[]).await? else {
+        let Some(trio) = Trio::start(Nat::PortPreserving, transport, &what).await? else {
             return Ok(());
         };
         let direct = trio
@@ -173,6 +173,14 @@ async fn punches_through_port_preserving_nat(transport: Transport) -> Result<()>
                 "{}: 100 MiB forwarded hostA → hostB in {took:?}",
                 transport.name()
             );
+            if direct.is_some() {
+                ensure!(
+                    trio.a_sees_b().await? == Some(false),
+                    "{}: hostA's connection to hostB went back to relayed\n{}",
+                    transport.name(),
+                    trio.logs()
+                );
+            }
         }
     }
     eprintln!(
@@ -206,7 +214,7 @@ async fn port_preserving_nat_turns_direct_over_quic() -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn symmetric_nat_stays_relayed_and_still_forwards() -> Result<()> {
     let what = "symmetric NAT test";
-    let Some(trio) = Trio::start(Nat::Symmetric, Transport::Both, what, &[], &[]).await? else {
+    let Some(trio) = Trio::start(Nat::Symmetric, Transport::Both, what).await? else {
         return Ok(());
     };
     // Give DCUtR the full 10 s (and a little) to prove it cannot punch.
@@ -236,6 +244,11 @@ async fn symmetric_nat_stays_relayed_and_still_forwards() -> Result<()> {
         "hostA's connection to hostB should still be relayed only\n{}",
         trio.logs()
     );
+    let server = trio.relay.api.node().await?.relay_server;
+    ensure!(
+        server.as_ref().is_some_and(|s| s.circuits >= 1),
+        "the relay should be relaying hostA ↔ hostB: {server:?}"
+    );
     Ok(())
 }
 
@@ -244,8 +257,7 @@ async fn symmetric_nat_stays_relayed_and_still_forwards() -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn reachability_relay_public_hosts_private() -> Result<()> {
     let what = "NAT reachability test";
-    let Some(trio) = Trio::start(Nat::PortPreserving, Transport::Both, what, &[], &[]).await?
-    else {
+    let Some(trio) = Trio::start(Nat::PortPreserving, Transport::Both, what).await? else {
         return Ok(());
     };
     let nodes = [

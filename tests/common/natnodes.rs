@@ -41,25 +41,16 @@ pub struct Trio {
 
 impl Trio {
     /// A fresh lab with `nat`, or `None` when the machine cannot make one (see
-    /// [`Lab::create`]); the relay runs `--relay-server` plus `relay_extra`, each host knows
-    /// only the relay (`--boot` and `--relay` its address) and gets `host_extra`.
-    pub async fn start(
-        nat: Nat,
-        transport: Transport,
-        what: &str,
-        relay_extra: &[&str],
-        host_extra: &[&str],
-    ) -> Result<Option<Self>> {
+    /// [`Lab::create`]); the relay runs `--relay-server` with mcc's default limits, and each
+    /// host knows only the relay (`--boot` and `--relay` its address).
+    pub async fn start(nat: Nat, transport: Transport, what: &str) -> Result<Option<Self>> {
         let Some(lab) = Lab::create(nat, what)? else {
             return Ok(None);
         };
-        let mut flags = vec![RELAY_SERVER];
-        flags.extend_from_slice(relay_extra);
-        let relay = lab.start(Host::Relay, transport, &flags).await?;
+        let relay = lab.start(Host::Relay, transport, &[RELAY_SERVER]).await?;
         let relay_id = relay.peer_id().await?;
         let relay_addr = format!("{}/p2p/{relay_id}", lab.multiaddr(Host::Relay, transport));
-        let mut flags = vec!["--boot", &relay_addr, RELAY, &relay_addr];
-        flags.extend_from_slice(host_extra);
+        let flags = ["--boot", &relay_addr, RELAY, &relay_addr];
         let a = lab.start(Host::A, transport, &flags).await?;
         let b = lab.start(Host::B, transport, &flags).await?;
         let (a_id, b_id) = (a.peer_id().await?, b.peer_id().await?);
