@@ -1,4 +1,7 @@
-//! A typed client of the REST API, used by the CLI (and by tests).
+//! A typed client of the REST API, used by the CLI (and by tests). The stream endpoints
+//! (HTTP upgrades to raw bytes) are in `client/stream.rs`.
+
+mod stream;
 
 use std::time::Duration;
 
@@ -36,12 +39,24 @@ impl Error {
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    /// Without the total timeout: stream upgrades wait for a peer and then last.
+    streams: reqwest::Client,
 }
 
 fn http_client(headers: reqwest::header::HeaderMap) -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(60))
+        .default_headers(headers)
+        .build()
+        .unwrap_or_default()
+}
+
+/// HTTP/1.1 only (upgrades), no total timeout (a listener waits as long as it takes).
+fn stream_client(headers: reqwest::header::HeaderMap) -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .http1_only()
         .default_headers(headers)
         .build()
         .unwrap_or_default()
@@ -54,6 +69,7 @@ impl Client {
         Self {
             base,
             http: http_client(reqwest::header::HeaderMap::new()),
+            streams: stream_client(reqwest::header::HeaderMap::new()),
         }
     }
 
@@ -64,7 +80,8 @@ impl Client {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        self.http = http_client(headers);
+        self.http = http_client(headers.clone());
+        self.streams = stream_client(headers);
         self
     }
 

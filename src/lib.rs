@@ -7,7 +7,7 @@
 //! Embed a node in your own program with [`Node::builder`]; see `examples/embed.rs`.
 //!
 //! Data flow: CLI → [`client`] → [`api`] handler → [`Node`] handle, or one of its feature
-//! handles (`node.services()`, `node.blobs()`, `node.admission()`, each over a
+//! handles (`node.services()`, `node.blobs()`, `node.streams()`, `node.admission()`, each over a
 //! [`node::Network`]) → event loop (the only owner of the `Swarm`) → behaviours → network.
 
 pub mod api;
@@ -23,6 +23,7 @@ pub mod label;
 pub mod node;
 pub mod services;
 pub mod storage;
+pub mod streams;
 pub mod term;
 
 pub use mcc_rpc as rpc;

@@ -8,8 +8,9 @@
 //!   `/healthz` and `/metrics`;
 //! - one file per group of endpoints, holding its handlers and a `routes()` that returns them
 //!   with their OpenAPI paths: `node` (node, peers, dial), `rpc` (echo, rpc), `records`
-//!   (records, DIDs), `services` (services, providers, listeners), `blobs`, `admission`, and
-//!   `forward` (the path forward on the API listener, and the forward listener's only route);
+//!   (records, DIDs), `services` (services, providers, listeners), `blobs`, `admission`,
+//!   `streams` (byte pipes to peers through an HTTP upgrade), and `forward` (the path
+//!   forward on the API listener, and the forward listener's only route);
 //! - [`types`]: request and response bodies, shared with the typed client; `error`:
 //!   [`ApiError`] and how errors map to HTTP statuses; `openapi`: the document's info, tags
 //!   and post-processing; `guard`: the `Host`/`Origin` checks of both listeners; `host`: the
@@ -29,6 +30,7 @@ mod openapi;
 mod records;
 mod rpc;
 mod services;
+mod streams;
 pub mod types;
 
 pub use error::ApiError;
@@ -107,6 +109,7 @@ fn v1() -> OpenApiRouter<AppState> {
         .merge(services::routes())
         .merge(blobs::routes())
         .merge(admission::routes())
+        .merge(streams::routes())
         .merge(forward::api_routes())
 }
 

@@ -18,6 +18,7 @@ use utoipa::OpenApi;
         (name = "services", description = "Services, listeners and HTTP forwarding"),
         (name = "blobs", description = "Content-addressed files with IPFS CIDs"),
         (name = "admission", description = "Certificates, trusted CA and revocations"),
+        (name = "streams", description = "Raw byte streams to and from peers (HTTP upgrade)"),
     ),
 )]
 pub(super) struct ApiDoc;
@@ -145,6 +146,8 @@ mod tests {
                 "post /api/v1/services",
                 "delete /api/v1/services/{name}",
                 "get /api/v1/services/{name}/providers",
+                "get /api/v1/streams/{name}/connect/{peer}",
+                "get /api/v1/streams/{name}/listen",
                 "get /healthz",
             ]
         );

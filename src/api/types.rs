@@ -130,3 +130,9 @@ pub struct ListenerRequest {
     #[serde(default)]
     pub peer: Option<String>,
 }
+
+/// The `Upgrade` protocol of the stream endpoints (`/api/v1/streams/...`): after
+/// `101 Switching Protocols` the connection carries the stream's raw bytes both ways.
+pub const STREAM_UPGRADE: &str = "mcc-stream";
+/// The header of the `101` answer of the stream endpoints naming the peer at the other end.
+pub const STREAM_PEER_HEADER: &str = "mcc-peer";

@@ -3,7 +3,8 @@
 //!
 //! One private module per command group, each with its clap enum (`XxxCommand`, re-exported
 //! here) and its `run`: `daemon` (the daemon's flags, `--newcert`), `node` (node, peers, dial,
-//! echo, rpc), `dht`, `did`, `service` (service and listen), `blob`, `ca` (ca and cert).
+//! echo, rpc), `dht`, `did`, `service` (service and listen), `blob`, `ca` (ca and cert), `stream`
+//! (stream listen and connect).
 //! Tables, JSON and progress bars are printed by the helpers in `output`. A new command
 //! group is a new file here plus one variant of [`Subcommand`] and one arm in
 //! [`run_command`].
@@ -23,6 +24,7 @@ mod nat_args;
 mod node;
 mod output;
 mod service;
+mod stream;
 
 pub use blob::BlobCommand;
 pub use ca::{CaCommand, CertCommand};
@@ -31,6 +33,7 @@ pub use dht::DhtCommand;
 pub use did::DidCommand;
 pub use node::NodeCommand;
 pub use service::{ListenCommand, ServiceCommand};
+pub use stream::StreamCommand;
 
 /// Default data folder.
 pub const DEFAULT_DATA_FOLDER: &str = "./.mcc";
@@ -94,6 +97,10 @@ pub enum Subcommand {
     /// Content-addressed files (IPFS CIDs): add, get, ls, rm, providers.
     #[command(subcommand)]
     Blob(BlobCommand),
+    /// Byte streams to peers, like netcat: `mcc stream listen NAME`, `mcc stream connect PEER
+    /// NAME`.
+    #[command(subcommand)]
+    Stream(StreamCommand),
     /// Certificate authority: init, sign, revoke (works on files; no node needed).
     #[command(subcommand)]
     Ca(CaCommand),
@@ -117,6 +124,11 @@ pub enum Error {
     Identity(#[from] crate::identity::Error),
     #[error(transparent)]
     Certs(#[from] crate::certs::Error),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
     File {
         path: PathBuf,
@@ -188,6 +200,7 @@ pub async fn run_command(cmd: Subcommand, common: &CommonArgs) -> Result<(), Err
         Subcommand::Service(cmd) => service::run(cmd, &client, json).await?,
         Subcommand::Listen(cmd) => service::run_listen(cmd, &client, json).await?,
         Subcommand::Blob(cmd) => blob::run(cmd, &client, json).await?,
+        Subcommand::Stream(cmd) => stream::run(cmd, &client, json).await?,
         Subcommand::Did(cmd) => did::run(cmd, &client, json).await?,
         Subcommand::Ca(cmd) => ca::run(cmd, &client, json).await?,
         Subcommand::Cert(cmd) => ca::run_cert(cmd, json)?,

@@ -154,6 +154,7 @@ impl Builder {
             stopped.clone(),
             config.forward.idle_timeout(),
         );
+        let streams = crate::streams::Streams::new(net.clone(), gates.clone());
         let blobs = Blobs::new(net.clone(), stores.blobs, gates, config.keep_blobs);
         let admission = Admission::new(
             net.clone(),
@@ -168,6 +169,7 @@ impl Builder {
                 net,
                 services,
                 blobs,
+                streams,
                 admission,
                 did: id.did,
                 methods,

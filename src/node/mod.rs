@@ -102,6 +102,7 @@ pub(crate) use self::keys::provider_key;
 pub use self::network::Network;
 use crate::blobs::Blobs;
 use crate::services::Services;
+use crate::streams::{Listener, Stream, Streams};
 
 /// Version of this crate, announced by identify and in the REST API.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -110,6 +111,7 @@ pub(crate) struct Inner {
     net: Network,
     services: Services,
     blobs: Blobs,
+    streams: Streams,
     admission: Admission,
     did: String,
     methods: Methods,
@@ -151,6 +153,27 @@ impl Node {
     /// Blobs: add, fetch, read, delete, seed.
     pub fn blobs(&self) -> &Blobs {
         &self.inner.blobs
+    }
+
+    /// User streams by name (`/mcc/stream/1.0.0/<name>`): listen, open.
+    pub fn streams(&self) -> &Streams {
+        &self.inner.streams
+    }
+
+    /// Listens on the stream `name`: the listener yields every incoming `(PeerId, Stream)`
+    /// until it is dropped (see [`crate::streams`]).
+    pub fn listen_streams(&self, name: &str) -> Result<Listener, crate::streams::Error> {
+        self.inner.streams.listen(name)
+    }
+
+    /// Opens the stream `name` to `peer` (dialing it if needed): a tokio
+    /// `AsyncRead + AsyncWrite` on whatever connection reaches the peer.
+    pub async fn open_stream(
+        &self,
+        peer: PeerId,
+        name: &str,
+    ) -> Result<Stream, crate::streams::Error> {
+        self.inner.streams.open(peer, name).await
     }
 
     /// Certificate, permissions, admission state and revocation lists.
