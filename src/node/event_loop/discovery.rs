@@ -12,6 +12,7 @@ use libp2p::{Multiaddr, PeerId, mdns};
 
 use super::EventLoop;
 use crate::node::{Config, addr, provider_key};
+use crate::storage::addrbook::Source;
 
 /// How often boot addresses are dialed again while the node has no peer at all.
 pub(super) const BOOT_RETRY: Duration = Duration::from_secs(5);
@@ -138,6 +139,8 @@ impl EventLoop {
                 .dials
                 .get_or_create(&vec![("reason", "boot")])
                 .inc();
+            let id = opts.connection_id();
+            self.mesh_note_dial(id, Source::Boot);
             if let Err(e) = self.swarm.dial(opts) {
                 tracing::debug!(%addr, "boot dial failed: {e}");
             }
@@ -175,7 +178,9 @@ impl EventLoop {
                     continue;
                 }
             }
-            if !self.swarm.is_connected(&peer) {
+            self.mesh.book.set_same_app(&peer);
+            // Above the mesh's discovery target, found peers are only remembered.
+            if !self.swarm.is_connected(&peer) && self.mesh_discovery_budget() > 0 {
                 self.metrics
                     .dials
                     .get_or_create(&vec![("reason", "rendezvous")])
@@ -183,6 +188,7 @@ impl EventLoop {
                 let opts = DialOpts::peer_id(peer)
                     .condition(PeerCondition::DisconnectedAndNotDialing)
                     .build();
+                self.mesh_note_dial(opts.connection_id(), Source::Rendezvous);
                 // Errors (no address yet) come back as OutgoingConnectionError.
                 let _ = self.swarm.dial(opts);
             }
@@ -220,6 +226,10 @@ impl EventLoop {
             && !found.addrs.is_empty()
             && !self.swarm.is_connected(&target)
         {
+            self.mesh_learn(target, &found.addrs, Source::Rendezvous);
+            if self.mesh_discovery_budget() == 0 {
+                return;
+            }
             let opts = DialOpts::peer_id(target)
                 .addresses(found.addrs)
                 .condition(PeerCondition::DisconnectedAndNotDialing)
@@ -237,7 +247,9 @@ impl EventLoop {
             by_peer.entry(peer).or_default().insert(a);
         }
         for (peer, addrs) in by_peer {
-            if self.swarm.is_connected(&peer) {
+            let addrs: Vec<Multiaddr> = addrs.into_iter().collect();
+            self.mesh_learn(peer, &addrs, Source::Mdns);
+            if self.swarm.is_connected(&peer) || self.mesh_discovery_budget() == 0 {
                 continue;
             }
             tracing::info!(%peer, "discovered on the LAN (mDNS)");
@@ -246,9 +258,10 @@ impl EventLoop {
                 .get_or_create(&vec![("reason", "mdns")])
                 .inc();
             let opts = DialOpts::peer_id(peer)
-                .addresses(addrs.into_iter().collect())
+                .addresses(addrs)
                 .condition(PeerCondition::DisconnectedAndNotDialing)
                 .build();
+            self.mesh_note_dial(opts.connection_id(), Source::Mdns);
             let _ = self.swarm.dial(opts);
         }
     }

@@ -37,6 +37,7 @@ impl EventLoop {
         params: Value,
         reply: oneshot::Sender<Result<Value, CallError>>,
     ) {
+        self.mesh_used(peer);
         match self.swarm.behaviour_mut().rpc.call(&peer, &method, params) {
             Ok(id) => {
                 self.rpc.pending_calls.insert(id, reply);
