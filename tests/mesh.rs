@@ -200,3 +200,68 @@ async fn mesh_flags_are_checked() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn thirty_nodes_with_max_peers_8_stay_within_their_targets() -> Result<()> {
+    const N: usize = 30;
+    const MAX: usize = 8;
+    const MIN: usize = 4;
+    let targets = ["--max-peers", "8", "--min-peers", "4"];
+    let first = Daemon::start_with_args(args(&targets)).await?;
+    let boot = first.tcp_host_port().await?;
+    let mut extra = targets.to_vec();
+    extra.extend(["--boot", boot.as_str()]);
+    let rest =
+        futures::future::try_join_all((1..N).map(|_| Daemon::start_with_args(args(&extra))))
+            .await?;
+    let nodes: Vec<&Daemon> = std::iter::once(&first).chain(rest.iter()).collect();
+    let ids: Vec<String> =
+        futures::future::try_join_all(nodes.iter().map(|d| d.peer_id())).await?;
+
+    // Every node reaches min-peers; connections kept beyond the grace period stay at or
+    // below max-peers.
+    let counts = || async {
+        let mut out = Vec::new();
+        for d in &nodes {
+            let peers = d.peers().await?;
+            let kept = peers.iter().filter(|p| p.connected_secs >= 7).count();
+            out.push((peers.len(), kept));
+        }
+        Ok::<_, anyhow::Error>(out)
+    };
+    wait_until(60, "every node has at least min-peers", || async {
+        let c = counts().await?;
+        eprintln!("counts {c:?}");
+        Ok(c.iter().all(|(n, _)| *n >= MIN))
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    for round in 0..3 {
+        let c = counts().await?;
+        eprintln!("round {round}: {c:?}");
+        ensure!(c.iter().all(|(n, _)| *n >= MIN), "below min-peers: {c:?}");
+        ensure!(c.iter().all(|(_, kept)| *kept <= MAX), "above max-peers: {c:?}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+
+    // Records and echo still reach every node.
+    first
+        .api
+        .put_record("/mcc/mesh-thirty", b"all of them".to_vec(), None)
+        .await?;
+    for (i, d) in nodes.iter().enumerate().skip(1) {
+        wait_until(30, &format!("node {i} reads the record"), || async {
+            Ok(d.api.get_record("/mcc/mesh-thirty").await.ok().as_deref()
+                == Some(&b"all of them"[..]))
+        })
+        .await?;
+    }
+    for (i, id) in ids.iter().enumerate().skip(1) {
+        let r = first.api.echo("hello", Some(id)).await?;
+        ensure!(
+            r.replies.iter().any(|x| x.message.as_deref() == Some("hello")),
+            "echo to node {i}: {r:?}"
+        );
+    }
+    Ok(())
+}

@@ -16,6 +16,9 @@ use crate::storage::addrbook::Source;
 
 /// How often boot addresses are dialed again while the node has no peer at all.
 pub(super) const BOOT_RETRY: Duration = Duration::from_secs(5);
+/// With as many peers as the mesh wants, the rendezvous key is looked up on one tick in
+/// this many.
+const LOOKUP_EVERY_WHEN_FULL: u32 = 6;
 /// Most rendezvous peers remembered (provider records are announced by peers: bounded).
 const MAX_APP_PEERS: usize = 1024;
 /// Most address lookups of rendezvous peers in flight at once.
@@ -38,6 +41,8 @@ pub(super) struct Discovery {
     /// Announce loopback listen addresses: only when every listen address is loopback (a
     /// node on a real network would hand peers an address that reaches themselves).
     announce_loopback: bool,
+    /// Rendezvous ticks skipped in a row because the node had enough peers.
+    skipped_lookups: u32,
 }
 
 impl Discovery {
@@ -53,6 +58,7 @@ impl Discovery {
             app_peers: AppPeers::default(),
             address_lookups: HashMap::new(),
             announce_loopback: config.listen.iter().all(addr::is_loopback),
+            skipped_lookups: 0,
         }
     }
 
@@ -139,9 +145,7 @@ impl EventLoop {
                 .dials
                 .get_or_create(&vec![("reason", "boot")])
                 .inc();
-            let id = opts.connection_id();
-            self.mesh_note_dial(id, Source::Boot);
-            if let Err(e) = self.swarm.dial(opts) {
+            if let Err(e) = self.dial_noted(opts, Source::Boot) {
                 tracing::debug!(%addr, "boot dial failed: {e}");
             }
         }
@@ -154,6 +158,13 @@ impl EventLoop {
     pub(super) fn rendezvous_tick(&mut self) {
         let size = self.routing_table_size();
         self.reannounce_if_due(size);
+        // With enough peers nothing found would be dialled: look up only every
+        // LOOKUP_EVERY_WHEN_FULL ticks (each lookup connects to the peers closest to the key).
+        if self.mesh_discovery_budget() == 0 && self.discovery.skipped_lookups + 1 < LOOKUP_EVERY_WHEN_FULL {
+            self.discovery.skipped_lookups += 1;
+            return;
+        }
+        self.discovery.skipped_lookups = 0;
         if let Some((_, key)) = self.discovery.rendezvous.clone()
             && size > 0
         {
@@ -188,9 +199,8 @@ impl EventLoop {
                 let opts = DialOpts::peer_id(peer)
                     .condition(PeerCondition::DisconnectedAndNotDialing)
                     .build();
-                self.mesh_note_dial(opts.connection_id(), Source::Rendezvous);
                 // Errors (no address yet) come back as OutgoingConnectionError.
-                let _ = self.swarm.dial(opts);
+                let _ = self.dial_noted(opts, Source::Rendezvous);
             }
         }
         self.metrics
@@ -261,8 +271,7 @@ impl EventLoop {
                 .addresses(addrs)
                 .condition(PeerCondition::DisconnectedAndNotDialing)
                 .build();
-            self.mesh_note_dial(opts.connection_id(), Source::Mdns);
-            let _ = self.swarm.dial(opts);
+            let _ = self.dial_noted(opts, Source::Mdns);
         }
     }
 

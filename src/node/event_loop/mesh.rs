@@ -140,11 +140,15 @@ impl EventLoop {
         self.refresh_mesh_metrics();
     }
 
-    /// Another concern dialled: remember why, for the book entry of the peer it reaches.
-    pub(super) fn mesh_note_dial(&mut self, id: ConnectionId, source: Source) {
+    /// Dials for another concern and, if the dial starts, remembers why (`source`) for the
+    /// book entry of the peer it reaches.
+    pub(super) fn dial_noted(&mut self, opts: DialOpts, source: Source) -> Result<(), DialError> {
+        let id = opts.connection_id();
+        self.swarm.dial(opts)?;
         if self.mesh.sources.len() < MAX_PENDING_SOURCES {
             self.mesh.sources.insert(id, source);
         }
+        Ok(())
     }
 
     /// How many more peers discovery (rendezvous, mDNS, peer exchange) may dial now.
@@ -370,24 +374,35 @@ impl EventLoop {
 
     /// Above `max_peers`: closes the least useful connections, down to `max_peers`.
     ///
-    /// Never closed: persistent peers, relays this node holds a reservation on, peers it
-    /// called over RPC within [`IN_USE`], connections younger than [`GRACE`]. Among the
-    /// others, first those of another application (not found through the rendezvous key),
-    /// then the highest round trip, then the youngest connection. Since `min_peers ≤
-    /// max_peers`, this never goes below `min_peers`. Streams (tunnels, blob transfers)
-    /// are not visible to the loop: a peer used only that way may be closed; keep such
-    /// peers persistent.
+    /// Only settled connections count: a connection younger than [`GRACE`] is left alone
+    /// (it may be serving the DHT query or the peer exchange that opened it), so a node can
+    /// hold more than `max_peers` connections for a few seconds, never longer. Among the
+    /// settled ones, never closed: persistent peers, relays this node holds a reservation
+    /// on, peers it called over RPC within [`IN_USE`]. The others close in this order:
+    /// first peers of another application (not found through the rendezvous key), then the
+    /// highest round trip, then the youngest connection. Since `min_peers ≤ max_peers`, this
+    /// never goes below `min_peers`. Streams (tunnels, blob transfers) are not visible to
+    /// the loop: a peer used only that way may be closed; pin such peers.
     pub(super) fn mesh_trim(&mut self) {
         let max = self.mesh.config.max_peers;
-        let connected = self.peers.connected.len();
-        if connected <= max {
-            return;
-        }
         let now = Instant::now();
-        let mut candidates: Vec<(bool, std::cmp::Reverse<u64>, Duration, PeerId)> = self
+        let settled: Vec<PeerId> = self
             .peers
             .connected
             .keys()
+            .filter(|p| {
+                self.peers
+                    .connected_since(p)
+                    .is_some_and(|s| now.duration_since(s) >= GRACE)
+            })
+            .copied()
+            .collect();
+        if settled.len() <= max {
+            return;
+        }
+        let excess = settled.len() - max;
+        let mut candidates: Vec<(bool, std::cmp::Reverse<u64>, Duration, PeerId)> = settled
+            .iter()
             .filter(|p| {
                 !self.mesh.book.get(p).is_some_and(|e| e.persistent)
                     && !self.nat_holds_reservation_on(p)
@@ -396,10 +411,6 @@ impl EventLoop {
                         .used
                         .get(p)
                         .is_some_and(|t| now.duration_since(*t) < IN_USE)
-                    && self
-                        .peers
-                        .connected_since(p)
-                        .is_some_and(|s| now.duration_since(s) >= GRACE)
             })
             .map(|p| {
                 let same_app = self.discovery.is_rendezvous_peer(p);
@@ -417,7 +428,7 @@ impl EventLoop {
             })
             .collect();
         candidates.sort();
-        for (_, _, _, peer) in candidates.into_iter().take(connected - max) {
+        for (_, _, _, peer) in candidates.into_iter().take(excess) {
             tracing::debug!(%peer, "over --max-peers: closing the least useful connection");
             let _ = self.swarm.disconnect_peer_id(peer);
             self.metrics.mesh.closed.inc();

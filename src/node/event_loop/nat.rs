@@ -178,8 +178,7 @@ impl EventLoop {
                 .dials
                 .get_or_create(&vec![("reason", "relay")])
                 .inc();
-            self.mesh_note_dial(id, crate::storage::addrbook::Source::Relay);
-            match self.swarm.dial(opts) {
+            match self.dial_noted(opts, crate::storage::addrbook::Source::Relay) {
                 Ok(()) => self.nat.configured[i].dialing = Some(id),
                 Err(e) => tracing::debug!(addr = %self.nat.configured[i].addr, "relay dial: {e}"),
             }

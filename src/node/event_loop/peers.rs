@@ -139,8 +139,7 @@ impl EventLoop {
             .dials
             .get_or_create(&vec![("reason", "api")])
             .inc();
-        self.mesh_note_dial(id, crate::storage::addrbook::Source::Manual);
-        match self.swarm.dial(opts) {
+        match self.dial_noted(opts, crate::storage::addrbook::Source::Manual) {
             Ok(()) => {
                 self.peers.pending_dials.insert(id, (addr, reply));
             }
