@@ -211,12 +211,10 @@ async fn thirty_nodes_with_max_peers_8_stay_within_their_targets() -> Result<()>
     let boot = first.tcp_host_port().await?;
     let mut extra = targets.to_vec();
     extra.extend(["--boot", boot.as_str()]);
-    let rest =
-        futures::future::try_join_all((1..N).map(|_| Daemon::start_with_args(args(&extra))))
-            .await?;
+    let rest = futures::future::try_join_all((1..N).map(|_| Daemon::start_with_args(args(&extra))))
+        .await?;
     let nodes: Vec<&Daemon> = std::iter::once(&first).chain(rest.iter()).collect();
-    let ids: Vec<String> =
-        futures::future::try_join_all(nodes.iter().map(|d| d.peer_id())).await?;
+    let ids: Vec<String> = futures::future::try_join_all(nodes.iter().map(|d| d.peer_id())).await?;
 
     // Every node reaches min-peers; connections kept beyond the grace period stay at or
     // below max-peers.
@@ -240,7 +238,10 @@ async fn thirty_nodes_with_max_peers_8_stay_within_their_targets() -> Result<()>
         let c = counts().await?;
         eprintln!("round {round}: {c:?}");
         ensure!(c.iter().all(|(n, _)| *n >= MIN), "below min-peers: {c:?}");
-        ensure!(c.iter().all(|(_, kept)| *kept <= MAX), "above max-peers: {c:?}");
+        ensure!(
+            c.iter().all(|(_, kept)| *kept <= MAX),
+            "above max-peers: {c:?}"
+        );
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 
@@ -259,7 +260,9 @@ async fn thirty_nodes_with_max_peers_8_stay_within_their_targets() -> Result<()>
     for (i, id) in ids.iter().enumerate().skip(1) {
         let r = first.api.echo("hello", Some(id)).await?;
         ensure!(
-            r.replies.iter().any(|x| x.message.as_deref() == Some("hello")),
+            r.replies
+                .iter()
+                .any(|x| x.message.as_deref() == Some("hello")),
             "echo to node {i}: {r:?}"
         );
     }

@@ -160,7 +160,9 @@ impl EventLoop {
         self.reannounce_if_due(size);
         // With enough peers nothing found would be dialled: look up only every
         // LOOKUP_EVERY_WHEN_FULL ticks (each lookup connects to the peers closest to the key).
-        if self.mesh_discovery_budget() == 0 && self.discovery.skipped_lookups + 1 < LOOKUP_EVERY_WHEN_FULL {
+        if self.mesh_discovery_budget() == 0
+            && self.discovery.skipped_lookups + 1 < LOOKUP_EVERY_WHEN_FULL
+        {
             self.discovery.skipped_lookups += 1;
             return;
         }
