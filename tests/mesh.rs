@@ -188,6 +188,48 @@ async fn a_killed_peer_backs_off_and_is_redialled_when_back() -> Result<()> {
 }
 
 #[tokio::test]
+async fn a_chain_becomes_a_full_mesh_through_peer_exchange() -> Result<()> {
+    // No rendezvous: each node boots only from the previous one.
+    let mut nodes: Vec<Daemon> = Vec::new();
+    for i in 0..5 {
+        let mut extra = vec!["--rendezvous".to_string(), "off".to_string()];
+        if i > 0 {
+            extra.push("--boot".into());
+            extra.push(nodes[i - 1].tcp_host_port().await?);
+        }
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        nodes.push(Daemon::start_with_args(args(&extra)).await?);
+    }
+    let ids: Vec<String> = futures::future::try_join_all(nodes.iter().map(|d| d.peer_id())).await?;
+    wait_until(
+        40,
+        "every node knows and connects to every other",
+        || async {
+            for (i, d) in nodes.iter().enumerate() {
+                let book = d.api.addrbook().await?;
+                for (j, id) in ids.iter().enumerate() {
+                    if i == j {
+                        continue;
+                    }
+                    let Some(e) = book.iter().find(|e| e.peer_id.to_string() == *id) else {
+                        return Ok(false);
+                    };
+                    // Neighbours in the chain may be known by boot alone; the others come
+                    // through the peer exchange.
+                    let pex = e.sources.contains(&mcc::storage::addrbook::Source::Pex);
+                    if !e.connected || (i.abs_diff(j) > 1 && !pex) {
+                        return Ok(false);
+                    }
+                }
+            }
+            Ok(true)
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn mesh_flags_are_checked() -> Result<()> {
     for bad in [
         &["--max-peers", "0"][..],

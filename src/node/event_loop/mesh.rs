@@ -157,11 +157,6 @@ impl EventLoop {
         self.mesh.discovery_target().saturating_sub(busy)
     }
 
-    /// Whether the node is below `min_peers` (peer exchange dials then).
-    pub(super) fn mesh_below_min(&self) -> bool {
-        self.peers.connected.len() < self.mesh.config.min_peers
-    }
-
     pub(super) fn mesh_on_connection(
         &mut self,
         peer: PeerId,
@@ -222,6 +217,7 @@ impl EventLoop {
             .book
             .disconnected(peer, lived, STABLE, now_ms(), &backoff);
         self.mesh.used.remove(peer);
+        self.pex_forget(peer);
     }
 
     pub(super) fn mesh_on_dial_failure(
@@ -279,14 +275,9 @@ impl EventLoop {
         listen_addrs: &[Multiaddr],
         observed: &Multiaddr,
     ) {
-        let keep_loopback = self.mesh.keep_loopback;
-        let addrs: Vec<Multiaddr> = listen_addrs
-            .iter()
-            .filter(|a| !addr::is_unspecified(a) && (keep_loopback || !addr::is_loopback(a)))
-            .take(crate::storage::addrbook::MAX_ADDRS)
-            .cloned()
-            .collect();
+        let addrs = self.mesh_dialable(listen_addrs);
         self.mesh.book.add_addrs_if_known(&peer, &addrs);
+        self.pex_share(peer, addrs);
         let o = &mut self.mesh.observed;
         if !o.contains_key(observed) && o.len() >= MAX_OBSERVED {
             // Forget the least reported one to make room.
@@ -295,6 +286,18 @@ impl EventLoop {
             }
         }
         *o.entry(observed.clone()).or_insert(0) += 1;
+    }
+
+    /// The addresses of `addrs` worth dialling (not unspecified; loopback only on a
+    /// loopback-only node), at most `MAX_ADDRS`.
+    pub(super) fn mesh_dialable(&self, addrs: &[Multiaddr]) -> Vec<Multiaddr> {
+        let keep_loopback = self.mesh.keep_loopback;
+        addrs
+            .iter()
+            .filter(|a| !addr::is_unspecified(a) && (keep_loopback || !addr::is_loopback(a)))
+            .take(crate::storage::addrbook::MAX_ADDRS)
+            .cloned()
+            .collect()
     }
 
     pub(super) fn mesh_on_ping(&mut self, peer: &PeerId, rtt: Duration) {

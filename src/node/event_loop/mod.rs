@@ -33,6 +33,7 @@ mod discovery;
 mod mesh;
 mod nat;
 mod peers;
+mod pex;
 mod providers;
 mod records;
 mod replication;
@@ -362,6 +363,7 @@ impl EventLoop {
                 self.on_dcutr(e);
             }
             BehaviourEvent::Autonat(e) => self.on_autonat(e),
+            BehaviourEvent::Pex(e) => self.on_pex(e),
         }
     }
 

@@ -257,6 +257,8 @@ impl EventLoop {
         if let Some(s) = self.peers.connected.get(&peer) {
             let (protocols, addrs) = (s.protocols.clone(), s.listen_addrs.clone());
             self.add_to_routing_table(peer, &protocols, &addrs);
+            let addrs = self.mesh_dialable(&addrs);
+            self.pex_share(peer, addrs);
         }
     }
 
