@@ -249,6 +249,13 @@ async fn thirty_nodes_with_max_peers_8_stay_within_their_targets() -> Result<()>
     const MAX: usize = 8;
     const MIN: usize = 4;
     let targets = ["--max-peers", "8", "--min-peers", "4"];
+    // Rendezvous lookups every 3 s rather than 1: each lookup opens short-lived DHT
+    // connections, and 30 debug-build nodes on a small machine must not starve.
+    let args = |extra: &[&str]| {
+        let mut a = args(extra);
+        a[5] = "3".into();
+        a
+    };
     let first = Daemon::start_with_args(args(&targets)).await?;
     let boot = first.tcp_host_port().await?;
     let mut extra = targets.to_vec();
@@ -259,54 +266,82 @@ async fn thirty_nodes_with_max_peers_8_stay_within_their_targets() -> Result<()>
     let ids: Vec<String> = futures::future::try_join_all(nodes.iter().map(|d| d.peer_id())).await?;
 
     // Every node reaches min-peers; connections kept beyond the grace period stay at or
-    // below max-peers.
+    // below max-peers. Younger ones are the short-lived connections of DHT queries, closed
+    // once they settle (5 s grace, then the next mesh tick). "Kept" means older than 20 s:
+    // with 30 debug-build nodes on a shared 2-core machine the event loops lag by seconds.
     let counts = || async {
-        let mut out = Vec::new();
-        for d in &nodes {
-            let peers = d.peers().await?;
-            let kept = peers.iter().filter(|p| p.connected_secs >= 7).count();
-            out.push((peers.len(), kept));
-        }
-        Ok::<_, anyhow::Error>(out)
+        let all = futures::future::try_join_all(nodes.iter().map(|d| d.peers())).await?;
+        Ok::<_, anyhow::Error>(
+            all.iter()
+                .map(|peers| {
+                    let kept = peers.iter().filter(|p| p.connected_secs >= 20).count();
+                    (peers.len(), kept)
+                })
+                .collect::<Vec<_>>(),
+        )
     };
-    wait_until(60, "every node has at least min-peers", || async {
+    wait_until(120, "every node has at least min-peers", || async {
         let c = counts().await?;
-        eprintln!("counts {c:?}");
         Ok(c.iter().all(|(n, _)| *n >= MIN))
     })
     .await?;
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
     for round in 0..3 {
         let c = counts().await?;
-        eprintln!("round {round}: {c:?}");
+        eprintln!("round {round}: (connected, kept) {c:?}");
         ensure!(c.iter().all(|(n, _)| *n >= MIN), "below min-peers: {c:?}");
         ensure!(
             c.iter().all(|(_, kept)| *kept <= MAX),
             "above max-peers: {c:?}"
         );
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
     }
 
-    // Records and echo still reach every node.
-    first
-        .api
-        .put_record("/mcc/mesh-thirty", b"all of them".to_vec(), None)
-        .await?;
-    for (i, d) in nodes.iter().enumerate().skip(1) {
-        wait_until(30, &format!("node {i} reads the record"), || async {
+    // Echo and records still reach every node.
+    futures::future::try_join_all(ids.iter().enumerate().skip(1).map(|(i, id)| {
+        let first = &first;
+        async move {
+            // A connection the other side was closing (over its --max-peers) just as the
+            // call went out fails it: the call is repeated, a bounded number of times.
+            let mut last = None;
+            for _ in 0..3 {
+                let r = first.api.echo("hello", Some(id)).await?;
+                if r.replies
+                    .iter()
+                    .any(|x| x.message.as_deref() == Some("hello"))
+                {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                last = Some(r);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            anyhow::bail!("echo to node {i}: {last:?}")
+        }
+    }))
+    .await?;
+    // The put is stored locally at once; a put that reached no peer (a DHT stream timing
+    // out on a loaded machine) is repeated, a bounded number of times.
+    let mut put = None;
+    for _ in 0..3 {
+        put = Some(
+            first
+                .api
+                .put_record("/mcc/mesh-thirty", b"all of them".to_vec(), None)
+                .await,
+        );
+        if put.as_ref().is_some_and(|r| r.is_ok()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    put.context("a put")??;
+    futures::future::try_join_all(nodes.iter().enumerate().skip(1).map(|(i, d)| async move {
+        wait_until(60, &format!("node {i} reads the record"), || async {
             Ok(d.api.get_record("/mcc/mesh-thirty").await.ok().as_deref()
                 == Some(&b"all of them"[..]))
         })
-        .await?;
-    }
-    for (i, id) in ids.iter().enumerate().skip(1) {
-        let r = first.api.echo("hello", Some(id)).await?;
-        ensure!(
-            r.replies
-                .iter()
-                .any(|x| x.message.as_deref() == Some("hello")),
-            "echo to node {i}: {r:?}"
-        );
-    }
+        .await
+    }))
+    .await?;
     Ok(())
 }

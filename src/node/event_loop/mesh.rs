@@ -12,8 +12,9 @@
 //! - saves the book if it changed.
 //!
 //! Discovery (rendezvous, mDNS) asks [`EventLoop::mesh_discovery_budget`] before dialling:
-//! it dials only while the node has fewer than `(min_peers + max_peers) / 2` peers, so a
-//! large network does not become a full mesh while a small one (below that) still does.
+//! it dials only while the node has fewer than `max(min_peers, max_peers / 2)` peers
+//! (connected or being dialled), so a large network does not become a full mesh while a
+//! small one (below that) still does.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -35,8 +36,8 @@ const MAX_DIALS_PER_TICK: usize = 8;
 /// A connection younger than this is never closed for being over `max_peers` (it may be
 /// serving the DHT query or the peer exchange that opened it).
 const GRACE: Duration = Duration::from_secs(5);
-/// A peer this node called (RPC) within this window is in use: never closed for being over
-/// `max_peers`.
+/// A peer this node called, or that called it (RPC), within this window is in use: never
+/// closed for being over `max_peers`.
 const IN_USE: Duration = Duration::from_secs(30);
 /// A connection that lived this long was stable: its peer is redialled at once when it drops.
 const STABLE: Duration = Duration::from_secs(60);
@@ -83,10 +84,12 @@ impl Mesh {
         }
     }
 
-    /// The peer count discovery dials up to.
+    /// The peer count discovery dials up to: half of `max_peers` (at least `min_peers`),
+    /// since every node dials as well as being dialled: a node that dials up to `k` peers
+    /// ends up with about `2k` connections.
     fn discovery_target(&self) -> usize {
         let c = &self.config;
-        (c.min_peers + c.max_peers).div_ceil(2).max(c.min_peers)
+        (c.max_peers / 2).max(c.min_peers)
     }
 }
 
@@ -304,7 +307,7 @@ impl EventLoop {
         self.mesh.book.set_rtt(peer, rtt);
     }
 
-    /// This node called `peer`: it is in use for a while.
+    /// This node called `peer`, or `peer` called it: it is in use for a while.
     pub(super) fn mesh_used(&mut self, peer: PeerId) {
         self.mesh.used.insert(peer, Instant::now());
     }
@@ -381,7 +384,7 @@ impl EventLoop {
     /// (it may be serving the DHT query or the peer exchange that opened it), so a node can
     /// hold more than `max_peers` connections for a few seconds, never longer. Among the
     /// settled ones, never closed: persistent peers, relays this node holds a reservation
-    /// on, peers it called over RPC within [`IN_USE`]. The others close in this order:
+    /// on, peers it called or was called by over RPC within [`IN_USE`]. The others close in this order:
     /// first peers of another application (not found through the rendezvous key), then the
     /// highest round trip, then the youngest connection. Since `min_peers ≤ max_peers`, this
     /// never goes below `min_peers`. Streams (tunnels, blob transfers) are not visible to
@@ -431,6 +434,12 @@ impl EventLoop {
             })
             .collect();
         candidates.sort();
+        tracing::debug!(
+            settled = settled.len(),
+            candidates = candidates.len(),
+            excess,
+            "over --max-peers"
+        );
         for (_, _, _, peer) in candidates.into_iter().take(excess) {
             tracing::debug!(%peer, "over --max-peers: closing the least useful connection");
             let _ = self.swarm.disconnect_peer_id(peer);

@@ -80,7 +80,8 @@ impl EventLoop {
                     let _ = reply.send(result);
                 }
             }
-            mcc_rpc::Event::InboundAnswered { ok, .. } => {
+            mcc_rpc::Event::InboundAnswered { peer, ok, .. } => {
+                self.mesh_used(peer);
                 self.metrics
                     .rpc_inbound
                     .get_or_create(&NodeMetrics::outcome(ok))
