@@ -4,8 +4,8 @@
 //! One JSON file, `<data-folder>/addrbook.json`, replaced atomically
 //! ([`crate::fsutil::write_atomic`]: temp file, fsync, rename), so `kill -9` leaves either the
 //! previous or the new book, never a torn one. The event loop changes the book in memory and
-//! saves it when it is dirty, at most once per mesh tick (1 s): a crash loses at most the
-//! last second of changes, which the next connections relearn. An unreadable file is set
+//! saves it when it is dirty, at most every 5 s (at once on pin/unpin and at shutdown): a
+//! crash loses at most those last seconds of changes, which the next connections relearn. An unreadable file is set
 //! aside as `addrbook.json.bad` and the node starts with an empty book.
 //!
 //! The book is bounded ([`MAX_ENTRIES`] peers, [`MAX_ADDRS`] addresses each): when full, the

@@ -11,8 +11,8 @@
 //!   them: add sessions for local files, resumable partial fetches, deletion and garbage
 //!   collection of unused blocks. It implements `mcc_blobs::BlockStore` for the blob protocol.
 //! - [`addrbook`]: [`addrbook::AddrBook`], every peer seen with its addresses, sources and
-//!   dial backoff; one JSON file written with `fsutil::write_atomic` at most once a second
-//!   (a `kill -9` loses at most that second, never the file).
+//!   dial backoff; one JSON file written with `fsutil::write_atomic` at most every 5 s
+//!   (a `kill -9` loses at most those seconds, never the file).
 //!
 //! # On-disk layout
 //!

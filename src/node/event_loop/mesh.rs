@@ -9,7 +9,7 @@
 //!   application, recent success, few failures, low round trip), at most
 //!   [`MAX_DIALS_PER_TICK`] at once;
 //! - above `max_peers`, closes the least useful connections (see [`EventLoop::mesh_trim`]);
-//! - saves the book if it changed.
+//! - saves the book if it changed (at most every [`SAVE_EVERY`]).
 //!
 //! Discovery (rendezvous, mDNS) asks [`EventLoop::mesh_discovery_budget`] before dialling:
 //! it dials only while the node has fewer than `max(min_peers, max_peers / 2)` peers
@@ -41,6 +41,8 @@ const GRACE: Duration = Duration::from_secs(5);
 const IN_USE: Duration = Duration::from_secs(30);
 /// A connection that lived this long was stable: its peer is redialled at once when it drops.
 const STABLE: Duration = Duration::from_secs(60);
+/// The book is saved at most this often (and when the loop ends, and on pin/unpin).
+const SAVE_EVERY: Duration = Duration::from_secs(5);
 /// Most observed addresses remembered.
 const MAX_OBSERVED: usize = 16;
 /// Most dials of other concerns whose source is remembered.
@@ -62,8 +64,10 @@ pub(super) struct Mesh {
     used: HashMap<PeerId, Instant>,
     /// Addresses peers observed this node at (identify), with counts.
     observed: HashMap<Multiaddr, u64>,
-    /// Drop keep-loopback filtering: whether loopback addresses are worth keeping.
+    /// Whether loopback addresses are worth keeping (a loopback-only node).
     keep_loopback: bool,
+    /// When the book was last saved.
+    saved: Instant,
 }
 
 impl Mesh {
@@ -81,6 +85,7 @@ impl Mesh {
             used: HashMap::new(),
             observed: HashMap::new(),
             keep_loopback: config.listen.iter().all(addr::is_loopback),
+            saved: Instant::now(),
         }
     }
 
@@ -354,8 +359,11 @@ impl EventLoop {
             self.mesh_dial(peer, addrs);
         }
         self.mesh_trim();
-        if let Err(e) = self.mesh.book.save_if_dirty() {
-            tracing::warn!("cannot save the address book: {e}");
+        if self.mesh.saved.elapsed() >= SAVE_EVERY {
+            self.mesh.saved = Instant::now();
+            if let Err(e) = self.mesh.book.save_if_dirty() {
+                tracing::warn!("cannot save the address book: {e}");
+            }
         }
         self.refresh_mesh_metrics();
     }
@@ -412,11 +420,11 @@ impl EventLoop {
             .filter(|p| {
                 !self.mesh.book.get(p).is_some_and(|e| e.persistent)
                     && !self.nat_holds_reservation_on(p)
-                    && !self
+                    && self
                         .mesh
                         .used
                         .get(p)
-                        .is_some_and(|t| now.duration_since(*t) < IN_USE)
+                        .is_none_or(|t| now.duration_since(*t) >= IN_USE)
             })
             .map(|p| {
                 let same_app = self.discovery.is_rendezvous_peer(p);
