@@ -163,6 +163,26 @@ impl Client {
         self.get("/api/v1/peers").await
     }
 
+    pub async fn addrbook(&self) -> Result<Vec<AddrBookEntry>, Error> {
+        self.get("/api/v1/addrbook").await
+    }
+
+    /// Pins (`persistent`) or unpins a peer id or address.
+    pub async fn pin(&self, target: &str, persistent: bool) -> Result<AddrBookEntry, Error> {
+        let path = if persistent {
+            "/api/v1/addrbook/pin"
+        } else {
+            "/api/v1/addrbook/unpin"
+        };
+        self.post(
+            path,
+            &PinRequest {
+                target: target.to_string(),
+            },
+        )
+        .await
+    }
+
     pub async fn dial(&self, addr: &str) -> Result<DialResponse, Error> {
         self.post(
             "/api/v1/peers",

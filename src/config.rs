@@ -113,6 +113,14 @@ pub struct FileConfig {
     pub no_auto_relay: Option<bool>,
     pub no_hole_punching: Option<bool>,
     pub external_addrs: Option<StringList>,
+    pub peers: Option<StringList>,
+    pub max_dial_attempts: Option<u32>,
+    pub dial_backoff: Option<f64>,
+    pub dial_backoff_multiplier: Option<f64>,
+    pub dial_backoff_max: Option<f64>,
+    pub min_peers: Option<usize>,
+    pub max_peers: Option<usize>,
+    pub no_pex: Option<bool>,
     #[serde(default)]
     pub services: Vec<ServiceEntry>,
 }

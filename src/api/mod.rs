@@ -19,6 +19,7 @@
 //! New endpoints: a file with the handlers and their `routes()`, one `.merge(...)` line in
 //! `v1()` below, and a tag in `openapi` if they start a new group.
 
+mod addrbook;
 mod admission;
 mod blobs;
 mod error;
@@ -104,6 +105,7 @@ pub(crate) struct AppState {
 fn v1() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(node::routes())
+        .merge(addrbook::routes())
         .merge(rpc::routes())
         .merge(records::routes())
         .merge(services::routes())

@@ -121,6 +121,9 @@ mod tests {
         assert_eq!(
             ops,
             [
+                "get /api/v1/addrbook",
+                "post /api/v1/addrbook/pin",
+                "post /api/v1/addrbook/unpin",
                 "get /api/v1/admission",
                 "put /api/v1/admission/revocations",
                 "get /api/v1/blobs",

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 // too so that the handlers and the client find every body of the API in this module.
 pub use crate::blobs::{BlobInfo, FetchSummary, SeederSummary};
 pub use crate::node::{
-    AdmissionInfo, Direction, NodeInfo, PeerInfo, PutOutcome, RevocationOutcome,
+    AddrBookEntry, AdmissionInfo, Direction, NodeInfo, PeerInfo, PutOutcome, RevocationOutcome,
 };
 pub use crate::services::{Listener, Provider, Service};
 
@@ -35,6 +35,16 @@ pub struct DialRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DialResponse {
     pub peer_id: String,
+}
+
+/// `POST /api/v1/addrbook/pin` and `/unpin`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PinRequest {
+    /// A peer id, or an address (`host:port` or multiaddr; with `/p2p/<id>` or dialled to
+    /// learn it).
+    #[schema(example = "127.0.0.1:9376")]
+    pub target: String,
 }
 
 /// `POST /api/v1/echo`.

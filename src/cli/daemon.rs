@@ -120,6 +120,8 @@ pub struct DaemonArgs {
     pub revocation_refresh: Option<f64>,
     #[command(flatten)]
     pub nat: super::nat_args::NatArgs,
+    #[command(flatten)]
+    pub mesh: super::mesh_args::MeshArgs,
 }
 
 fn secs(name: &str, v: f64) -> Result<Duration, Error> {
@@ -266,6 +268,7 @@ impl DaemonArgs {
             .collect();
         config.listeners = file.listener_entries();
         config.nat = self.nat.resolve(&file)?;
+        config.mesh = self.mesh.resolve(&file)?;
         if let Some(k) = self.keep_blobs.or(file.keep_blobs) {
             config.keep_blobs = k;
         }

@@ -15,11 +15,13 @@ use clap::{Args, Parser};
 
 use crate::client::{self, Client};
 
+mod addrbook;
 mod blob;
 mod ca;
 mod daemon;
 mod dht;
 mod did;
+mod mesh_args;
 mod nat_args;
 mod node;
 mod output;
@@ -82,6 +84,11 @@ pub enum Subcommand {
     // node, peers, dial, echo, rpc: top-level commands, flattened in from `node`.
     #[command(flatten)]
     Node(NodeCommand),
+    /// The address book: every peer seen; `pin`/`unpin` a persistent peer.
+    Addrbook {
+        #[command(subcommand)]
+        cmd: Option<addrbook::AddrbookCommand>,
+    },
     /// DHT records: `mcc dht put KEY VALUE`, `mcc dht get KEY`.
     #[command(subcommand)]
     Dht(DhtCommand),
@@ -196,6 +203,7 @@ pub async fn run_command(cmd: Subcommand, common: &CommonArgs) -> Result<(), Err
     let json = common.json;
     match cmd {
         Subcommand::Node(cmd) => node::run(cmd, &client, json).await?,
+        Subcommand::Addrbook { cmd } => addrbook::run(cmd, &client, json).await?,
         Subcommand::Dht(cmd) => dht::run(cmd, &client, json).await?,
         Subcommand::Service(cmd) => service::run(cmd, &client, json).await?,
         Subcommand::Listen(cmd) => service::run_listen(cmd, &client, json).await?,

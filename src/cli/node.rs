@@ -57,6 +57,18 @@ pub async fn run(cmd: NodeCommand, client: &Client, json: bool) -> Result<(), Er
                 ),
                 ("relays", relays_line(&n.relays)),
                 (
+                    "observed",
+                    if n.observed_addrs.is_empty() {
+                        "-".into()
+                    } else {
+                        n.observed_addrs
+                            .iter()
+                            .map(|o| format!("{} ({})", o.addr, o.count))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    },
+                ),
+                (
                     "relay server",
                     match &n.relay_server {
                         Some(r) => format!(

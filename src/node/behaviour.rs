@@ -40,6 +40,8 @@ pub struct Behaviour {
     pub dcutr: Toggle<Gated<PathAware<dcutr::Behaviour>>>,
     /// Reachability probes (AutoNAT v1): as client, and as server for other peers.
     pub autonat: Gated<autonat::Behaviour>,
+    /// Peer exchange (`/mcc/pex/1.0.0`), unless `--no-pex`; admitted peers only.
+    pub pex: Toggle<Gated<mcc_pex::Behaviour>>,
 }
 
 /// What [`Behaviour::new`] needs besides the key, which only the swarm builder's closure
@@ -61,6 +63,8 @@ pub(crate) struct BehaviourConfig {
     pub ping_interval: Duration,
     pub rpc: mcc_rpc::Config,
     pub nat: super::NatConfig,
+    /// Run the peer exchange.
+    pub pex: bool,
 }
 
 impl Behaviour {
@@ -84,6 +88,7 @@ impl Behaviour {
             ping_interval,
             rpc: rpc_config,
             nat,
+            pex,
         } = config;
         let peer_id = key.public().to_peer_id();
 
@@ -162,7 +167,14 @@ impl Behaviour {
                 ..autonat::Config::default()
             },
         );
+        let pex = pex.then(|| {
+            Gated::new(
+                mcc_pex::Behaviour::new(mcc_pex::Config::new()),
+                gates.clone(),
+            )
+        });
         Ok(Self {
+            pex: pex.into(),
             relay_client,
             relay: relay.into(),
             dcutr: nat

@@ -352,6 +352,7 @@ fn build_swarm(
         ping_interval: config.ping_interval,
         rpc: config.rpc.clone(),
         nat: config.nat.clone(),
+        pex: config.mesh.pex,
     };
     let swarm = libp2p::SwarmBuilder::with_existing_identity(id.keypair.clone())
         .with_tokio()

@@ -67,6 +67,35 @@ pub struct Config {
     pub forward: mcc_forward::ServerConfig,
     /// NAT traversal: relay server and client, hole punching, reachability.
     pub nat: NatConfig,
+    /// Mesh upkeep: persistent peers, dial backoff, connection targets, peer exchange.
+    pub mesh: MeshConfig,
+}
+
+/// Mesh upkeep: the address book's dial policy and the connection targets.
+#[derive(Debug, Clone)]
+pub struct MeshConfig {
+    /// Peers redialled forever with backoff (`--peer`).
+    pub peers: Vec<Multiaddr>,
+    /// Dial backoff and the failures after which a non-persistent entry is dropped.
+    pub backoff: crate::storage::addrbook::Backoff,
+    /// Below this many connected peers, dial from the address book (best first).
+    pub min_peers: usize,
+    /// Above this many, discovery stops dialling and the least useful connections close.
+    pub max_peers: usize,
+    /// Exchange connected peers with peers (`/mcc/pex/1.0.0`).
+    pub pex: bool,
+}
+
+impl Default for MeshConfig {
+    fn default() -> Self {
+        Self {
+            peers: Vec::new(),
+            backoff: crate::storage::addrbook::Backoff::default(),
+            min_peers: 8,
+            max_peers: 64,
+            pex: true,
+        }
+    }
 }
 
 /// NAT traversal: circuit relay v2 (server and client), DCUtR hole punching, AutoNAT.
@@ -190,6 +219,7 @@ impl Default for Config {
             admission: AdmissionConfig::default(),
             forward: mcc_forward::ServerConfig::default(),
             nat: NatConfig::default(),
+            mesh: MeshConfig::default(),
         }
     }
 }

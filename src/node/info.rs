@@ -55,6 +55,46 @@ pub struct NodeInfo {
     pub relays: Vec<RelayInfo>,
     /// This node's relay server (`--relay-server`), absent when it is off.
     pub relay_server: Option<RelayServerInfo>,
+    /// How peers see this node: the addresses identify reported them observing, with how
+    /// many reports each, most reported first.
+    #[serde(default)]
+    pub observed_addrs: Vec<ObservedAddr>,
+}
+
+/// An address peers observed this node at (identify's observed address).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ObservedAddr {
+    #[schema(value_type = String)]
+    pub addr: Multiaddr,
+    /// Identify reports that named it.
+    pub count: u64,
+}
+
+/// One peer of the address book, as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AddrBookEntry {
+    #[schema(value_type = String)]
+    pub peer_id: PeerId,
+    /// Addresses to dial it at, newest first (relayed `/p2p-circuit` addresses included).
+    #[schema(value_type = Vec<String>)]
+    pub addrs: Vec<Multiaddr>,
+    /// Where it was learnt from: boot, mdns, pex, kad, rendezvous, manual, relay, inbound.
+    pub sources: Vec<crate::storage::addrbook::Source>,
+    /// Redialled forever (`--peer`, `mcc addrbook pin`).
+    pub persistent: bool,
+    pub connected: bool,
+    /// Consecutive failed dials.
+    pub failed: u32,
+    /// Dials this node started to it.
+    pub attempts: u64,
+    /// The current wait after failures (0 after a success).
+    pub backoff_ms: u64,
+    /// Milliseconds until it may be dialled again (0: now).
+    pub next_dial_in_ms: u64,
+    pub last_success_unix_ms: Option<u64>,
+    pub rtt_ms: Option<f64>,
+    /// Found as a provider of this node's rendezvous key (same application).
+    pub same_app: bool,
 }
 
 /// Whether this node can be dialled from outside, as AutoNAT last found.
@@ -216,4 +256,24 @@ pub struct AdmissionInfo {
     pub revoked_peers: Vec<String>,
     /// Peers refused recently and still kept out.
     pub banned: Vec<String>,
+}
+
+/// A peer of the address book, named by id or by an address (`mcc addrbook pin ID|ADDR`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinTarget {
+    Peer(PeerId),
+    Addr(Multiaddr),
+}
+
+impl std::str::FromStr for PinTarget {
+    type Err = super::addr::AddrError;
+
+    /// A peer id, else a dial address (`host:port` or multiaddr).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if let Ok(p) = s.parse::<PeerId>() {
+            return Ok(PinTarget::Peer(p));
+        }
+        super::addr::parse_dial(s).map(PinTarget::Addr)
+    }
 }

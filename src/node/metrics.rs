@@ -34,6 +34,53 @@ pub(crate) struct NodeMetrics {
     pub relay_circuits: Counter,
     /// 1 public, -1 private, 0 unknown (AutoNAT).
     pub reachability: Gauge,
+    /// Address book, backoffs, connection targets, peer exchange.
+    pub mesh: MeshMetrics,
+}
+
+/// Mesh upkeep: the address book and what keeps the connection count between its targets.
+#[derive(Clone, Default)]
+pub(crate) struct MeshMetrics {
+    pub addrbook_entries: Gauge,
+    /// Failed dials that put a book entry in backoff.
+    pub backoffs: Counter,
+    /// Entries dropped after `--max-dial-attempts` failures in a row.
+    pub dropped: Counter,
+    /// Connections closed for being over `--max-peers`.
+    pub closed: Counter,
+    /// Peer exchange messages, by direction (sent, received).
+    pub pex: Family<Labels, Counter>,
+}
+
+impl MeshMetrics {
+    fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("mcc");
+        r.register(
+            "addrbook_entries",
+            "Peers in the address book",
+            self.addrbook_entries.clone(),
+        );
+        r.register(
+            "dial_backoffs",
+            "Failed dials that put an address book entry in backoff",
+            self.backoffs.clone(),
+        );
+        r.register(
+            "addrbook_dropped",
+            "Address book entries dropped after --max-dial-attempts failures in a row",
+            self.dropped.clone(),
+        );
+        r.register(
+            "mesh_closed",
+            "Connections closed for being over --max-peers",
+            self.closed.clone(),
+        );
+        r.register(
+            "pex_messages",
+            "Peer exchange messages, by direction (sent, received)",
+            self.pex.clone(),
+        );
+    }
 }
 
 /// This node's certificate: seconds to expiry and the 30-day warning.
@@ -73,7 +120,9 @@ impl NodeMetrics {
             holepunch: Family::default(),
             relay_circuits: Counter::default(),
             reachability: Gauge::default(),
+            mesh: MeshMetrics::default(),
         };
+        m.mesh.register(registry);
         let nat = registry.sub_registry_with_prefix("mcc");
         nat.register(
             "holepunch",

@@ -89,14 +89,16 @@ pub use self::admission::{
 pub use self::behaviour::{Behaviour, BehaviourEvent};
 pub use self::builder::{Builder, RecordStore};
 pub use self::config::{
-    Config, DEFAULT_PORT, MAX_AUTO_RELAYS, MdnsMode, NatConfig, RecordsConfig, RelayLimits,
+    Config, DEFAULT_PORT, MAX_AUTO_RELAYS, MdnsMode, MeshConfig, NatConfig, RecordsConfig,
+    RelayLimits,
 };
 pub(crate) use self::error::error_chain;
 pub use self::error::{CertificateError, Error};
 pub(crate) use self::event_loop::Command;
 pub use self::info::{
-    AdmissionInfo, CallOutcome, CertificateInfo, Direction, FoundRecord, NodeInfo, PeerInfo,
-    Provider, PutOutcome, Reachability, RelayInfo, RelayServerInfo,
+    AddrBookEntry, AdmissionInfo, CallOutcome, CertificateInfo, Direction, FoundRecord, NodeInfo,
+    ObservedAddr, PeerInfo, PinTarget, Provider, PutOutcome, Reachability, RelayInfo,
+    RelayServerInfo,
 };
 pub(crate) use self::keys::provider_key;
 pub use self::network::Network;
@@ -221,6 +223,28 @@ impl Node {
     /// The connected peers.
     pub async fn peers(&self) -> Result<Vec<PeerInfo>, Error> {
         self.inner.net.peers().await
+    }
+
+    /// The address book: every peer seen, its addresses, sources and dial backoff.
+    pub async fn addrbook(&self) -> Result<Vec<AddrBookEntry>, Error> {
+        self.inner.net.request(Command::AddrBook).await
+    }
+
+    /// Makes a peer persistent (redialled forever) or not. An address without peer id is
+    /// dialled first (waiting up to 20 s for the connection).
+    pub async fn pin(&self, target: PinTarget, persistent: bool) -> Result<AddrBookEntry, Error> {
+        let fut = self.inner.net.request(|reply| Command::Pin {
+            target,
+            persistent,
+            reply,
+        });
+        match tokio::time::timeout(Duration::from_secs(20), fut).await {
+            Ok(r) => r?,
+            Err(_) => Err(Error::Dial {
+                addr: Multiaddr::empty(),
+                reason: "timed out".to_string(),
+            }),
+        }
     }
 
     /// Dials an address (see [`addr::parse_dial`]) and waits for the connection.

@@ -10,6 +10,9 @@
 //! - [`blobs`]: [`blobs::BlobStore`], content-addressed blocks and the blobs (DAGs) made of
 //!   them: add sessions for local files, resumable partial fetches, deletion and garbage
 //!   collection of unused blocks. It implements `mcc_blobs::BlockStore` for the blob protocol.
+//! - [`addrbook`]: [`addrbook::AddrBook`], every peer seen with its addresses, sources and
+//!   dial backoff; one JSON file written with `fsutil::write_atomic` at most every 5 s
+//!   (a `kill -9` loses at most those seconds, never the file).
 //!
 //! # On-disk layout
 //!
@@ -17,6 +20,7 @@
 //! <data-folder>/records.redb            the record store (one redb file)
 //! <data-folder>/blobs/blobs.redb        the blob index
 //! <data-folder>/blobs/blocks/<xy>/<cid> one file per block, sharded by CID
+//! <data-folder>/addrbook.json           the address book (JSON, replaced atomically)
 //! ```
 //!
 //! The tables and row formats of each redb file are documented in [`records`] and [`blobs`];
@@ -47,6 +51,7 @@
 //! folder, report open and preparation errors as [`StorageError`], follow the durability rules
 //! above, and open it in `node::Builder::spawn` next to the others.
 
+pub mod addrbook;
 pub mod blobs;
 pub mod records;
 

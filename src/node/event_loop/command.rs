@@ -14,7 +14,9 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::node::error::Error;
-use crate::node::info::{AdmissionInfo, FoundRecord, NodeInfo, PeerInfo, PutOutcome};
+use crate::node::info::{
+    AddrBookEntry, AdmissionInfo, FoundRecord, NodeInfo, PeerInfo, PinTarget, PutOutcome,
+};
 
 pub(crate) enum Command {
     /// This node's facts and counters.
@@ -68,6 +70,15 @@ pub(crate) enum Command {
     },
     /// Admission state.
     Admission(oneshot::Sender<AdmissionInfo>),
+    /// The address book.
+    AddrBook(oneshot::Sender<Vec<AddrBookEntry>>),
+    /// Pin (`persistent`) or unpin a peer of the address book. An address without peer id
+    /// is dialled and its peer pinned once connected.
+    Pin {
+        target: PinTarget,
+        persistent: bool,
+        reply: oneshot::Sender<Result<AddrBookEntry, Error>>,
+    },
     /// Install a newer revocation list: `Ok(true)` if applied.
     SetRevocations {
         list: Box<mcc_admission::RevocationList>,

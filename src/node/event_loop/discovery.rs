@@ -12,9 +12,13 @@ use libp2p::{Multiaddr, PeerId, mdns};
 
 use super::EventLoop;
 use crate::node::{Config, addr, provider_key};
+use crate::storage::addrbook::Source;
 
 /// How often boot addresses are dialed again while the node has no peer at all.
 pub(super) const BOOT_RETRY: Duration = Duration::from_secs(5);
+/// With as many peers as the mesh wants, the rendezvous key is looked up on one tick in
+/// this many.
+const LOOKUP_EVERY_WHEN_FULL: u32 = 6;
 /// Most rendezvous peers remembered (provider records are announced by peers: bounded).
 const MAX_APP_PEERS: usize = 1024;
 /// Most address lookups of rendezvous peers in flight at once.
@@ -37,6 +41,8 @@ pub(super) struct Discovery {
     /// Announce loopback listen addresses: only when every listen address is loopback (a
     /// node on a real network would hand peers an address that reaches themselves).
     announce_loopback: bool,
+    /// Rendezvous ticks skipped in a row because the node had enough peers.
+    skipped_lookups: u32,
 }
 
 impl Discovery {
@@ -52,6 +58,7 @@ impl Discovery {
             app_peers: AppPeers::default(),
             address_lookups: HashMap::new(),
             announce_loopback: config.listen.iter().all(addr::is_loopback),
+            skipped_lookups: 0,
         }
     }
 
@@ -138,7 +145,7 @@ impl EventLoop {
                 .dials
                 .get_or_create(&vec![("reason", "boot")])
                 .inc();
-            if let Err(e) = self.swarm.dial(opts) {
+            if let Err(e) = self.dial_noted(opts, Source::Boot) {
                 tracing::debug!(%addr, "boot dial failed: {e}");
             }
         }
@@ -151,6 +158,15 @@ impl EventLoop {
     pub(super) fn rendezvous_tick(&mut self) {
         let size = self.routing_table_size();
         self.reannounce_if_due(size);
+        // With enough peers nothing found would be dialled: look up only every
+        // LOOKUP_EVERY_WHEN_FULL ticks (each lookup connects to the peers closest to the key).
+        if self.mesh_discovery_budget() == 0
+            && self.discovery.skipped_lookups + 1 < LOOKUP_EVERY_WHEN_FULL
+        {
+            self.discovery.skipped_lookups += 1;
+            return;
+        }
+        self.discovery.skipped_lookups = 0;
         if let Some((_, key)) = self.discovery.rendezvous.clone()
             && size > 0
         {
@@ -175,7 +191,9 @@ impl EventLoop {
                     continue;
                 }
             }
-            if !self.swarm.is_connected(&peer) {
+            self.mesh.book.set_same_app(&peer);
+            // Above the mesh's discovery target, found peers are only remembered.
+            if !self.swarm.is_connected(&peer) && self.mesh_discovery_budget() > 0 {
                 self.metrics
                     .dials
                     .get_or_create(&vec![("reason", "rendezvous")])
@@ -184,7 +202,7 @@ impl EventLoop {
                     .condition(PeerCondition::DisconnectedAndNotDialing)
                     .build();
                 // Errors (no address yet) come back as OutgoingConnectionError.
-                let _ = self.swarm.dial(opts);
+                let _ = self.dial_noted(opts, Source::Rendezvous);
             }
         }
         self.metrics
@@ -220,6 +238,10 @@ impl EventLoop {
             && !found.addrs.is_empty()
             && !self.swarm.is_connected(&target)
         {
+            self.mesh_learn(target, &found.addrs, Source::Rendezvous);
+            if self.mesh_discovery_budget() == 0 {
+                return;
+            }
             let opts = DialOpts::peer_id(target)
                 .addresses(found.addrs)
                 .condition(PeerCondition::DisconnectedAndNotDialing)
@@ -237,7 +259,9 @@ impl EventLoop {
             by_peer.entry(peer).or_default().insert(a);
         }
         for (peer, addrs) in by_peer {
-            if self.swarm.is_connected(&peer) {
+            let addrs: Vec<Multiaddr> = addrs.into_iter().collect();
+            self.mesh_learn(peer, &addrs, Source::Mdns);
+            if self.swarm.is_connected(&peer) || self.mesh_discovery_budget() == 0 {
                 continue;
             }
             tracing::info!(%peer, "discovered on the LAN (mDNS)");
@@ -246,10 +270,10 @@ impl EventLoop {
                 .get_or_create(&vec![("reason", "mdns")])
                 .inc();
             let opts = DialOpts::peer_id(peer)
-                .addresses(addrs.into_iter().collect())
+                .addresses(addrs)
                 .condition(PeerCondition::DisconnectedAndNotDialing)
                 .build();
-            let _ = self.swarm.dial(opts);
+            let _ = self.dial_noted(opts, Source::Mdns);
         }
     }
 

@@ -20,6 +20,8 @@
 //! - `status.rs`: `NodeInfo`, and the gauges refreshed on the rendezvous tick.
 //! - `nat.rs` (`nat: Nat`): reachability (AutoNAT), relay reservations, the relay server's
 //!   counters, hole punching (DCUtR).
+//! - `mesh.rs` (`mesh: Mesh`): the address book, persistent peers, redials with backoff,
+//!   min/max peers, observed addresses; `pex.rs`: the peer exchange.
 //!
 //! A new concern gets its own file with its state struct, a field
 //! here, and one arm in [`EventLoop::on_behaviour_event`] (and in `on_command` if the
@@ -28,8 +30,10 @@
 mod admission;
 pub(crate) mod command;
 mod discovery;
+mod mesh;
 mod nat;
 mod peers;
+mod pex;
 mod providers;
 mod records;
 mod replication;
@@ -50,6 +54,7 @@ use tokio::sync::mpsc;
 
 pub(crate) use self::command::Command;
 use self::discovery::Discovery;
+use self::mesh::Mesh;
 use self::nat::Nat;
 use self::peers::Peers;
 use self::providers::Providers;
@@ -95,6 +100,7 @@ pub(crate) struct EventLoop {
     replication: Replication,
     rpc: Rpc,
     nat: Nat,
+    mesh: Mesh,
     libp2p_metrics: libp2p::metrics::Metrics,
     metrics: NodeMetrics,
     /// The state folder of a node without data folder, deleted when the loop is dropped.
@@ -128,6 +134,7 @@ impl EventLoop {
             ),
             rpc: Rpc::new(config.rpc.protocol().clone()),
             nat: Nat::new(&config.nat),
+            mesh: Mesh::new(config),
             libp2p_metrics,
             metrics,
             _store_tmp: store_tmp,
@@ -191,6 +198,9 @@ impl EventLoop {
         nat_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut replication_pump = tokio::time::interval(replication::PUMP_INTERVAL);
         replication_pump.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut mesh_tick = tokio::time::interval(mesh::MESH_TICK);
+        mesh_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.mesh_start();
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
@@ -210,8 +220,10 @@ impl EventLoop {
                     self.pump_replication();
                 }
                 _ = sweep_tick.tick() => self.sweep_expired_records(),
+                _ = mesh_tick.tick() => self.mesh_tick(),
             }
         }
+        self.mesh_save();
         tracing::info!("node stopped");
     }
 
@@ -252,6 +264,14 @@ impl EventLoop {
             Command::Admission(reply) => {
                 let _ = reply.send(self.admission_info());
             }
+            Command::AddrBook(reply) => {
+                let _ = reply.send(self.addrbook());
+            }
+            Command::Pin {
+                target,
+                persistent,
+                reply,
+            } => self.pin(target, persistent, reply),
             Command::SetRevocations { list, reply } => {
                 let _ = reply.send(self.set_revocations(*list));
             }
@@ -283,6 +303,7 @@ impl EventLoop {
                 ..
             } => {
                 self.on_connection_established(peer_id, connection_id, &endpoint);
+                self.mesh_on_connection(peer_id, connection_id, &endpoint);
                 self.nat_on_connection(peer_id, connection_id, endpoint.is_relayed());
             }
             SwarmEvent::ConnectionClosed {
@@ -292,6 +313,9 @@ impl EventLoop {
                 cause,
                 ..
             } => {
+                if num_established == 0 {
+                    self.mesh_on_disconnected(&peer_id);
+                }
                 self.on_connection_closed(peer_id, connection_id, num_established, cause.as_ref());
                 if num_established == 0 {
                     self.nat_on_disconnected(&peer_id);
@@ -303,6 +327,7 @@ impl EventLoop {
                 error,
             } => {
                 self.nat_on_dial_failure(connection_id);
+                self.mesh_on_dial_failure(connection_id, peer_id, &error);
                 self.on_dial_failure(connection_id, peer_id, error);
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
@@ -338,6 +363,7 @@ impl EventLoop {
                 self.on_dcutr(e);
             }
             BehaviourEvent::Autonat(e) => self.on_autonat(e),
+            BehaviourEvent::Pex(e) => self.on_pex(e),
         }
     }
 

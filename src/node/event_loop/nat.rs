@@ -127,6 +127,14 @@ impl Nat {
     }
 }
 
+impl EventLoop {
+    /// Whether this node holds (or asked for) a reservation on `relay`: the mesh never
+    /// closes such a connection.
+    pub(super) fn nat_holds_reservation_on(&self, relay: &PeerId) -> bool {
+        self.nat.has_reservation_on(relay)
+    }
+}
+
 /// `addr` without its trailing `/p2p/<id>`.
 fn without_peer(addr: &Multiaddr) -> Multiaddr {
     addr.iter()
@@ -173,7 +181,7 @@ impl EventLoop {
                 .dials
                 .get_or_create(&vec![("reason", "relay")])
                 .inc();
-            match self.swarm.dial(opts) {
+            match self.dial_noted(opts, crate::storage::addrbook::Source::Relay) {
                 Ok(()) => self.nat.configured[i].dialing = Some(id),
                 Err(e) => tracing::debug!(addr = %self.nat.configured[i].addr, "relay dial: {e}"),
             }

@@ -62,6 +62,18 @@ impl Peers {
         })
     }
 
+    /// When the oldest open connection to `peer` was established.
+    pub(super) fn connected_since(&self, peer: &PeerId) -> Option<Instant> {
+        self.connected
+            .get(peer)
+            .and_then(|s| s.connections.values().map(|c| c.since).min())
+    }
+
+    /// The last ping round trip to `peer`.
+    pub(super) fn rtt(&self, peer: &PeerId) -> Option<Duration> {
+        self.connected.get(peer).and_then(|s| s.rtt)
+    }
+
     pub(super) fn new(kad_protocol: StreamProtocol) -> Self {
         Self {
             connected: HashMap::new(),
@@ -138,7 +150,7 @@ impl EventLoop {
             .dials
             .get_or_create(&vec![("reason", "api")])
             .inc();
-        match self.swarm.dial(opts) {
+        match self.dial_noted(opts, crate::storage::addrbook::Source::Manual) {
             Ok(()) => {
                 self.peers.pending_dials.insert(id, (addr, reply));
             }
@@ -245,6 +257,7 @@ impl EventLoop {
             s.protocols = info.protocols.clone();
             s.listen_addrs = info.listen_addrs.clone();
         }
+        self.mesh_on_identify(peer_id, &info.listen_addrs, &info.observed_addr);
         self.add_to_routing_table(peer_id, &info.protocols, &info.listen_addrs);
         self.nat_on_identify(peer_id, &info.protocols, &info.listen_addrs);
     }
@@ -255,6 +268,8 @@ impl EventLoop {
         if let Some(s) = self.peers.connected.get(&peer) {
             let (protocols, addrs) = (s.protocols.clone(), s.listen_addrs.clone());
             self.add_to_routing_table(peer, &protocols, &addrs);
+            let addrs = self.mesh_dialable(&addrs);
+            self.pex_share(peer, addrs);
         }
     }
 
@@ -306,6 +321,7 @@ impl EventLoop {
                 if let Some(s) = self.peers.connected.get_mut(&event.peer) {
                     s.rtt = Some(rtt);
                 }
+                self.mesh_on_ping(&event.peer, rtt);
             }
             Err(ping::Failure::Timeout) => {
                 tracing::debug!(peer = %event.peer, "ping timed out; closing the connection");

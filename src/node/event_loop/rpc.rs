@@ -37,6 +37,7 @@ impl EventLoop {
         params: Value,
         reply: oneshot::Sender<Result<Value, CallError>>,
     ) {
+        self.mesh_used(peer);
         match self.swarm.behaviour_mut().rpc.call(&peer, &method, params) {
             Ok(id) => {
                 self.rpc.pending_calls.insert(id, reply);
@@ -79,7 +80,8 @@ impl EventLoop {
                     let _ = reply.send(result);
                 }
             }
-            mcc_rpc::Event::InboundAnswered { ok, .. } => {
+            mcc_rpc::Event::InboundAnswered { peer, ok, .. } => {
+                self.mesh_used(peer);
                 self.metrics
                     .rpc_inbound
                     .get_or_create(&NodeMetrics::outcome(ok))

@@ -38,6 +38,7 @@ impl EventLoop {
                     reservations: self.nat.server_reservations.len(),
                     circuits: self.nat.server_circuits,
                 }),
+            observed_addrs: self.observed_addrs(),
         }
     }
 

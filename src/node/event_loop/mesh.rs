@@ -1,0 +1,570 @@
+//! Mesh upkeep: the address book, persistent peers, redials with backoff, the connection
+//! targets (min/max peers) and the addresses peers observe this node at.
+//!
+//! Every connection, identify and ping feeds the book (`storage::addrbook`); every mesh tick
+//! ([`MESH_TICK`]) then:
+//!
+//! - dials the persistent peers that are not connected and due (whatever the peer count);
+//! - below `min_peers`, dials the best due entries of the book (persistent, same
+//!   application, recent success, few failures, low round trip), at most
+//!   [`MAX_DIALS_PER_TICK`] at once;
+//! - above `max_peers`, closes the least useful connections (see [`EventLoop::mesh_trim`]);
+//! - saves the book if it changed (at most every [`SAVE_EVERY`]).
+//!
+//! Discovery (rendezvous, mDNS) asks [`EventLoop::mesh_discovery_budget`] before dialling:
+//! it dials only while the node has fewer than `max(min_peers, max_peers / 2)` peers
+//! (connected or being dialled), so a large network does not become a full mesh while a
+//! small one (below that) still does.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use libp2p::core::ConnectedPoint;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ConnectionId, DialError};
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::oneshot;
+
+use super::EventLoop;
+use crate::node::{AddrBookEntry, Config, Error, MeshConfig, ObservedAddr, PinTarget, addr};
+use crate::storage::addrbook::{AddrBook, Entry, Failure, Source};
+
+/// How often the mesh is looked after.
+pub(super) const MESH_TICK: Duration = Duration::from_secs(1);
+/// Most book dials started per tick.
+const MAX_DIALS_PER_TICK: usize = 8;
+/// A connection younger than this is never closed for being over `max_peers` (it may be
+/// serving the DHT query or the peer exchange that opened it).
+const GRACE: Duration = Duration::from_secs(5);
+/// A peer this node called, or that called it (RPC), within this window is in use: never
+/// closed for being over `max_peers`.
+const IN_USE: Duration = Duration::from_secs(30);
+/// A connection that lived this long was stable: its peer is redialled at once when it drops.
+const STABLE: Duration = Duration::from_secs(60);
+/// The book is saved at most this often (and when the loop ends, and on pin/unpin).
+const SAVE_EVERY: Duration = Duration::from_secs(5);
+/// Most observed addresses remembered.
+const MAX_OBSERVED: usize = 16;
+/// Most dials of other concerns whose source is remembered.
+const MAX_PENDING_SOURCES: usize = 1024;
+
+type PinReply = oneshot::Sender<Result<AddrBookEntry, Error>>;
+
+/// The loop's mesh state.
+pub(super) struct Mesh {
+    pub(super) book: AddrBook,
+    config: MeshConfig,
+    /// Dials the mesh started from the book.
+    dials: HashMap<ConnectionId, PeerId>,
+    /// Why other concerns dialled (boot, mDNS, rendezvous, relay, API), by connection.
+    sources: HashMap<ConnectionId, Source>,
+    /// Addresses without peer id to pin once connected (`--peer`, `mcc addrbook pin ADDR`).
+    pin_on_connect: HashMap<ConnectionId, Option<PinReply>>,
+    /// When each peer was last called over RPC.
+    used: HashMap<PeerId, Instant>,
+    /// Addresses peers observed this node at (identify), with counts.
+    observed: HashMap<Multiaddr, u64>,
+    /// Whether loopback addresses are worth keeping (a loopback-only node).
+    keep_loopback: bool,
+    /// When the book was last saved.
+    saved: Instant,
+}
+
+impl Mesh {
+    pub(super) fn new(config: &Config) -> Self {
+        let book = match &config.data_dir {
+            Some(dir) => AddrBook::load(dir),
+            None => AddrBook::in_memory(),
+        };
+        Self {
+            book,
+            config: config.mesh.clone(),
+            dials: HashMap::new(),
+            sources: HashMap::new(),
+            pin_on_connect: HashMap::new(),
+            used: HashMap::new(),
+            observed: HashMap::new(),
+            keep_loopback: config.listen.iter().all(addr::is_loopback),
+            saved: Instant::now(),
+        }
+    }
+
+    /// The peer count discovery dials up to: half of `max_peers` (at least `min_peers`),
+    /// since every node dials as well as being dialled: a node that dials up to `k` peers
+    /// ends up with about `2k` connections.
+    fn discovery_target(&self) -> usize {
+        let c = &self.config;
+        (c.max_peers / 2).max(c.min_peers)
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The API view of a book entry.
+fn entry_info(e: &Entry, connected: bool, now: u64) -> AddrBookEntry {
+    AddrBookEntry {
+        peer_id: e.peer_id,
+        addrs: e.addrs.clone(),
+        sources: e.sources.clone(),
+        persistent: e.persistent,
+        connected,
+        failed: e.failed,
+        attempts: e.attempts,
+        backoff_ms: e.backoff_ms,
+        next_dial_in_ms: e.next_dial_unix_ms.saturating_sub(now),
+        last_success_unix_ms: e.last_success_unix_ms,
+        rtt_ms: e.rtt_ms,
+        same_app: e.same_app,
+    }
+}
+
+impl EventLoop {
+    /// At start: the `--peer` addresses become persistent entries (an address without peer
+    /// id is dialled and pinned once connected).
+    pub(super) fn mesh_start(&mut self) {
+        for a in self.mesh.config.peers.clone() {
+            match addr::peer_id_of(&a) {
+                Some(peer) => {
+                    self.mesh.book.learn(peer, &[a], Source::Manual);
+                    self.mesh.book.set_persistent(peer, true);
+                }
+                None => {
+                    let opts = DialOpts::unknown_peer_id().address(a.clone()).build();
+                    let id = opts.connection_id();
+                    if let Err(e) = self.swarm.dial(opts) {
+                        tracing::warn!(addr = %a, "--peer: cannot dial: {e}");
+                    } else {
+                        self.mesh.pin_on_connect.insert(id, None);
+                        self.mesh.sources.insert(id, Source::Manual);
+                    }
+                }
+            }
+        }
+        self.refresh_mesh_metrics();
+    }
+
+    /// Dials for another concern and, if the dial starts, remembers why (`source`) for the
+    /// book entry of the peer it reaches.
+    pub(super) fn dial_noted(&mut self, opts: DialOpts, source: Source) -> Result<(), DialError> {
+        let id = opts.connection_id();
+        self.swarm.dial(opts)?;
+        if self.mesh.sources.len() < MAX_PENDING_SOURCES {
+            self.mesh.sources.insert(id, source);
+        }
+        Ok(())
+    }
+
+    /// How many more peers discovery (rendezvous, mDNS, peer exchange) may dial now.
+    pub(super) fn mesh_discovery_budget(&self) -> usize {
+        let busy = self.peers.connected.len() + self.mesh.sources.len() + self.mesh.dials.len();
+        self.mesh.discovery_target().saturating_sub(busy)
+    }
+
+    pub(super) fn mesh_on_connection(
+        &mut self,
+        peer: PeerId,
+        id: ConnectionId,
+        endpoint: &ConnectedPoint,
+    ) {
+        let source = self.mesh.sources.remove(&id);
+        let from_book = self.mesh.dials.remove(&id).is_some();
+        let book = &mut self.mesh.book;
+        match endpoint {
+            ConnectedPoint::Dialer { address, .. } => {
+                let source = source.unwrap_or(if from_book {
+                    Source::Manual
+                } else {
+                    Source::Kad
+                });
+                if from_book && book.get(&peer).is_some() {
+                    book.add_addrs_if_known(&peer, std::slice::from_ref(address));
+                } else {
+                    book.learn(peer, std::slice::from_ref(address), source);
+                }
+            }
+            ConnectedPoint::Listener { .. } => {
+                if book.get(&peer).is_none() {
+                    book.learn(peer, &[], Source::Inbound);
+                }
+            }
+        }
+        book.succeeded(peer, now_ms());
+        if self.discovery.is_rendezvous_peer(&peer) {
+            self.mesh.book.set_same_app(&peer);
+        }
+        if let Some(reply) = self.mesh.pin_on_connect.remove(&id) {
+            self.mesh.book.set_persistent(peer, true);
+            if let Some(reply) = reply {
+                let info = self
+                    .mesh
+                    .book
+                    .get(&peer)
+                    .map(|e| entry_info(e, true, now_ms()));
+                let _ = reply.send(info.ok_or_else(|| {
+                    Error::StoreFull("the address book is full of persistent peers".into())
+                }));
+            }
+        }
+        self.refresh_mesh_metrics();
+    }
+
+    /// The last connection to `peer` closed (before `Peers` forgets it).
+    pub(super) fn mesh_on_disconnected(&mut self, peer: &PeerId) {
+        let lived = self
+            .peers
+            .connected_since(peer)
+            .map(|s| s.elapsed())
+            .unwrap_or_default();
+        let backoff = self.mesh.config.backoff;
+        self.mesh
+            .book
+            .disconnected(peer, lived, STABLE, now_ms(), &backoff);
+        self.mesh.used.remove(peer);
+        self.pex_forget(peer);
+    }
+
+    pub(super) fn mesh_on_dial_failure(
+        &mut self,
+        id: ConnectionId,
+        peer: Option<PeerId>,
+        error: &DialError,
+    ) {
+        self.mesh.sources.remove(&id);
+        let from_book = self.mesh.dials.remove(&id);
+        if let Some(reply) = self.mesh.pin_on_connect.remove(&id) {
+            tracing::warn!("pinning a peer: dial failed: {error}");
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(Error::Dial {
+                    addr: Multiaddr::empty(),
+                    reason: error.to_string(),
+                }));
+            }
+        }
+        let Some(peer) = peer.or(from_book) else {
+            return;
+        };
+        // Only failures of the peer count, not our own refusals or conditions.
+        if matches!(
+            error,
+            DialError::NoAddresses
+                | DialError::DialPeerConditionFalse(_)
+                | DialError::Aborted
+                | DialError::LocalPeerId { .. }
+                | DialError::Denied { .. }
+        ) || self.swarm.is_connected(&peer)
+        {
+            return;
+        }
+        let backoff = self.mesh.config.backoff;
+        match self.mesh.book.failed(&peer, now_ms(), &backoff) {
+            Failure::BackedOff { backoff_ms } => {
+                tracing::debug!(%peer, backoff_ms, "dial failed: backing off");
+                self.metrics.mesh.backoffs.inc();
+            }
+            Failure::Dropped => {
+                tracing::info!(%peer, "dropped from the address book after repeated failures");
+                self.metrics.mesh.dropped.inc();
+            }
+            Failure::Unknown => {}
+        }
+        self.refresh_mesh_metrics();
+    }
+
+    /// Identify: the peer's listen addresses go into the book, our observed address is
+    /// counted.
+    pub(super) fn mesh_on_identify(
+        &mut self,
+        peer: PeerId,
+        listen_addrs: &[Multiaddr],
+        observed: &Multiaddr,
+    ) {
+        let addrs = self.mesh_dialable(listen_addrs);
+        self.mesh.book.add_addrs_if_known(&peer, &addrs);
+        self.pex_share(peer, addrs);
+        let o = &mut self.mesh.observed;
+        if !o.contains_key(observed) && o.len() >= MAX_OBSERVED {
+            // Forget the least reported one to make room.
+            if let Some(worst) = o.iter().min_by_key(|(_, c)| **c).map(|(a, _)| a.clone()) {
+                o.remove(&worst);
+            }
+        }
+        *o.entry(observed.clone()).or_insert(0) += 1;
+    }
+
+    /// The addresses of `addrs` worth dialling (not unspecified; loopback only on a
+    /// loopback-only node), at most `MAX_ADDRS`.
+    pub(super) fn mesh_dialable(&self, addrs: &[Multiaddr]) -> Vec<Multiaddr> {
+        let keep_loopback = self.mesh.keep_loopback;
+        addrs
+            .iter()
+            .filter(|a| !addr::is_unspecified(a) && (keep_loopback || !addr::is_loopback(a)))
+            .take(crate::storage::addrbook::MAX_ADDRS)
+            .cloned()
+            .collect()
+    }
+
+    pub(super) fn mesh_on_ping(&mut self, peer: &PeerId, rtt: Duration) {
+        self.mesh.book.set_rtt(peer, rtt);
+    }
+
+    /// This node called `peer`, or `peer` called it: it is in use for a while.
+    pub(super) fn mesh_used(&mut self, peer: PeerId) {
+        self.mesh.used.insert(peer, Instant::now());
+    }
+
+    /// Learns peers from another concern (peer exchange, rendezvous addresses).
+    pub(super) fn mesh_learn(&mut self, peer: PeerId, addrs: &[Multiaddr], source: Source) {
+        if peer == *self.swarm.local_peer_id() {
+            return;
+        }
+        self.mesh.book.learn(peer, addrs, source);
+    }
+
+    /// The mesh tick: redial persistent peers, fill up to `min_peers`, trim above
+    /// `max_peers`, save the book.
+    pub(super) fn mesh_tick(&mut self) {
+        let now = now_ms();
+        let connected = self.peers.connected.len();
+        let in_flight = self.mesh.dials.len();
+        let mut budget = self
+            .mesh
+            .config
+            .min_peers
+            .saturating_sub(connected + in_flight)
+            .min(MAX_DIALS_PER_TICK);
+        let dialing: Vec<PeerId> = self.mesh.dials.values().copied().collect();
+        let local = *self.swarm.local_peer_id();
+        let swarm = &self.swarm;
+        let due: Vec<(PeerId, Vec<Multiaddr>, bool)> = self
+            .mesh
+            .book
+            .due(now, |p| {
+                *p == local || swarm.is_connected(p) || dialing.contains(p)
+            })
+            .into_iter()
+            .map(|e| (e.peer_id, e.addrs.clone(), e.persistent))
+            .collect();
+        for (peer, addrs, persistent) in due {
+            if !persistent {
+                if budget == 0 {
+                    continue;
+                }
+                budget -= 1;
+            }
+            self.mesh_dial(peer, addrs);
+        }
+        self.mesh_trim();
+        if self.mesh.saved.elapsed() >= SAVE_EVERY {
+            self.mesh.saved = Instant::now();
+            if let Err(e) = self.mesh.book.save_if_dirty() {
+                tracing::warn!("cannot save the address book: {e}");
+            }
+        }
+        self.refresh_mesh_metrics();
+    }
+
+    fn mesh_dial(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        let id = opts.connection_id();
+        self.metrics
+            .dials
+            .get_or_create(&vec![("reason", "addrbook")])
+            .inc();
+        self.mesh.book.dialing(&peer);
+        // The book's own wait until this dial is over: a dial that never reports (it
+        // cannot) is retried after the initial backoff.
+        if self.swarm.dial(opts).is_ok() {
+            self.mesh.dials.insert(id, peer);
+        }
+    }
+
+    /// Above `max_peers`: closes the least useful connections, down to `max_peers`.
+    ///
+    /// Only settled connections count: a connection younger than [`GRACE`] is left alone
+    /// (it may be serving the DHT query or the peer exchange that opened it), so a node can
+    /// hold more than `max_peers` connections for a few seconds, never longer. Among the
+    /// settled ones, never closed: persistent peers, relays this node holds a reservation
+    /// on, peers it called or was called by over RPC within [`IN_USE`]. The others close in this order:
+    /// first peers of another application (not found through the rendezvous key), then the
+    /// highest round trip, then the youngest connection. Since `min_peers ≤ max_peers`, this
+    /// never goes below `min_peers`. Streams (tunnels, blob transfers) are not visible to
+    /// the loop: a peer used only that way may be closed; pin such peers.
+    pub(super) fn mesh_trim(&mut self) {
+        let max = self.mesh.config.max_peers;
+        let now = Instant::now();
+        let settled: Vec<PeerId> = self
+            .peers
+            .connected
+            .keys()
+            .filter(|p| {
+                self.peers
+                    .connected_since(p)
+                    .is_some_and(|s| now.duration_since(s) >= GRACE)
+            })
+            .copied()
+            .collect();
+        if settled.len() <= max {
+            return;
+        }
+        let excess = settled.len() - max;
+        let mut candidates: Vec<(bool, std::cmp::Reverse<u64>, Duration, PeerId)> = settled
+            .iter()
+            .filter(|p| {
+                !self.mesh.book.get(p).is_some_and(|e| e.persistent)
+                    && !self.nat_holds_reservation_on(p)
+                    && self
+                        .mesh
+                        .used
+                        .get(p)
+                        .is_none_or(|t| now.duration_since(*t) >= IN_USE)
+            })
+            .map(|p| {
+                let same_app = self.discovery.is_rendezvous_peer(p);
+                let rtt = self
+                    .peers
+                    .rtt(p)
+                    .map(|d| d.as_micros() as u64)
+                    .unwrap_or(u64::MAX);
+                let age = self
+                    .peers
+                    .connected_since(p)
+                    .map(|s| now.duration_since(s))
+                    .unwrap_or_default();
+                (same_app, std::cmp::Reverse(rtt), age, *p)
+            })
+            .collect();
+        candidates.sort();
+        tracing::debug!(
+            settled = settled.len(),
+            candidates = candidates.len(),
+            excess,
+            "over --max-peers"
+        );
+        for (_, _, _, peer) in candidates.into_iter().take(excess) {
+            tracing::debug!(%peer, "over --max-peers: closing the least useful connection");
+            let _ = self.swarm.disconnect_peer_id(peer);
+            self.metrics.mesh.closed.inc();
+        }
+    }
+
+    /// `Command::AddrBook`: the book, best entries first.
+    pub(super) fn addrbook(&self) -> Vec<AddrBookEntry> {
+        let now = now_ms();
+        let mut out: Vec<AddrBookEntry> = self
+            .mesh
+            .book
+            .entries()
+            .map(|e| entry_info(e, self.swarm.is_connected(&e.peer_id), now))
+            .collect();
+        out.sort_by_key(|e| e.peer_id);
+        out
+    }
+
+    /// `Command::Pin`.
+    pub(super) fn pin(&mut self, target: PinTarget, persistent: bool, reply: PinReply) {
+        let peer = match &target {
+            PinTarget::Peer(p) => Some(*p),
+            PinTarget::Addr(a) => addr::peer_id_of(a),
+        };
+        match (peer, target) {
+            (Some(peer), target) => {
+                if let PinTarget::Addr(a) = &target {
+                    self.mesh
+                        .book
+                        .learn(peer, std::slice::from_ref(a), Source::Manual);
+                } else if self.mesh.book.get(&peer).is_none() {
+                    let _ = reply.send(Err(Error::NotFound(format!(
+                        "{peer} is not in the address book (pin it by address)"
+                    ))));
+                    return;
+                }
+                if !self.mesh.book.set_persistent(peer, persistent) {
+                    let _ = reply.send(Err(Error::StoreFull(
+                        "the address book is full of persistent peers".into(),
+                    )));
+                    return;
+                }
+                let connected = self.swarm.is_connected(&peer);
+                let info = self
+                    .mesh
+                    .book
+                    .get(&peer)
+                    .map(|e| entry_info(e, connected, now_ms()));
+                let _ = reply.send(info.ok_or_else(|| Error::NotFound(peer.to_string())));
+                if let Err(e) = self.mesh.book.save_if_dirty() {
+                    tracing::warn!("cannot save the address book: {e}");
+                }
+            }
+            (None, PinTarget::Addr(a)) if persistent => {
+                let opts = DialOpts::unknown_peer_id().address(a.clone()).build();
+                let id = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.mesh.pin_on_connect.insert(id, Some(reply));
+                        self.mesh.sources.insert(id, Source::Manual);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(Error::Dial {
+                            addr: a,
+                            reason: e.to_string(),
+                        }));
+                    }
+                }
+            }
+            (None, PinTarget::Addr(a)) => {
+                let found = self
+                    .mesh
+                    .book
+                    .entries()
+                    .find(|e| e.addrs.contains(&a))
+                    .map(|e| e.peer_id);
+                match found {
+                    Some(peer) => self.pin(PinTarget::Peer(peer), false, reply),
+                    None => {
+                        let _ = reply.send(Err(Error::NotFound(format!(
+                            "no peer of the address book has the address {a}"
+                        ))));
+                    }
+                }
+            }
+            (None, PinTarget::Peer(_)) => unreachable!("a Peer target always has a peer id"),
+        }
+    }
+
+    /// The addresses peers observed this node at, most reported first.
+    pub(super) fn observed_addrs(&self) -> Vec<ObservedAddr> {
+        let mut out: Vec<ObservedAddr> = self
+            .mesh
+            .observed
+            .iter()
+            .map(|(a, c)| ObservedAddr {
+                addr: a.clone(),
+                count: *c,
+            })
+            .collect();
+        out.sort_by(|a, b| b.count.cmp(&a.count).then(a.addr.cmp(&b.addr)));
+        out
+    }
+
+    /// Saves the book when the loop ends.
+    pub(super) fn mesh_save(&mut self) {
+        if let Err(e) = self.mesh.book.save_if_dirty() {
+            tracing::warn!("cannot save the address book: {e}");
+        }
+    }
+
+    fn refresh_mesh_metrics(&self) {
+        self.metrics
+            .mesh
+            .addrbook_entries
+            .set(self.mesh.book.len() as i64);
+    }
+}
