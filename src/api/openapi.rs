@@ -19,6 +19,7 @@ use utoipa::OpenApi;
         (name = "blobs", description = "Content-addressed files with IPFS CIDs"),
         (name = "admission", description = "Certificates, trusted CA and revocations"),
         (name = "streams", description = "Raw byte streams to and from peers (HTTP upgrade)"),
+        (name = "routes", description = "Publish/subscribe on routes, only to interested peers"),
     ),
 )]
 pub(super) struct ApiDoc;

@@ -39,6 +39,8 @@ pub struct Behaviour {
     pub dcutr: Gated<PathAware<dcutr::Behaviour>>,
     /// Reachability probes (AutoNAT v1): as client, and as server for other peers.
     pub autonat: Gated<autonat::Behaviour>,
+    /// Routes (`/mcc/routes/1.0.0`): message bytes bypass the event loop (connection tasks).
+    pub routes: Gated<mcc_routes::Behaviour>,
 }
 
 /// What [`Behaviour::new`] needs besides the key, which only the swarm builder's closure
@@ -60,6 +62,8 @@ pub(crate) struct BehaviourConfig {
     pub ping_interval: Duration,
     pub rpc: mcc_rpc::Config,
     pub nat: super::NatConfig,
+    /// Built up front: its handle is the node's `routes::Routes`.
+    pub routes: mcc_routes::Behaviour,
 }
 
 impl Behaviour {
@@ -83,6 +87,7 @@ impl Behaviour {
             ping_interval,
             rpc: rpc_config,
             nat,
+            routes,
         } = config;
         let peer_id = key.public().to_peer_id();
 
@@ -176,6 +181,7 @@ impl Behaviour {
             kad: Gated::new(kad, gates.clone()).tracking_source(),
             mdns: mdns.into(),
             rpc: Gated::new(rpc, gates.clone()),
+            routes: Gated::new(routes, gates.clone()),
             stream: Gated::new(PathAware::prefer_direct(stream), gates),
         })
     }

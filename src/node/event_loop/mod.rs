@@ -33,6 +33,7 @@ mod peers;
 mod providers;
 mod records;
 mod replication;
+mod routes;
 mod rpc;
 mod status;
 
@@ -338,6 +339,7 @@ impl EventLoop {
                 self.on_dcutr(e);
             }
             BehaviourEvent::Autonat(e) => self.on_autonat(e),
+            BehaviourEvent::Routes(e) => routes::on_event(e),
         }
     }
 
