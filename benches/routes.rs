@@ -62,8 +62,7 @@ struct Plan {
 
 impl Plan {
     fn from_env() -> Result<Self> {
-        let quick =
-            std::env::args().skip(1).any(|a| a == "--quick") || common::quick_from_env();
+        let quick = std::env::args().skip(1).any(|a| a == "--quick") || common::quick_from_env();
         let threads = common::threads(2)?;
         Ok(if quick {
             Plan {
@@ -425,7 +424,10 @@ async fn bench_route(n: usize, plan: &Plan) -> Result<Row> {
         let p = publisher.node.publish(ROUTE)?;
         let ready = Instant::now() + NODE_LIMIT;
         while p.listeners().len() < n {
-            ensure!(Instant::now() < ready, "subscribers not seen by the publisher");
+            ensure!(
+                Instant::now() < ready,
+                "subscribers not seen by the publisher"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let mut sender = RouteSender(p);

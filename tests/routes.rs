@@ -79,8 +79,14 @@ async fn sub_before_pub_and_pub_before_sub_both_link() -> Result<()> {
     let mut sub = route_cli(&b, &["sub", "sensors/temp", "--json"]).spawn()?;
     let mut lines = BufReader::new(sub.stdout.take().context("stdout")?).lines();
     until_interested(&a, "sensors/temp", 1).await?;
-    let out = route_cli(&a, &["pub", "sensors/temp", "21.5"]).output().await?;
-    ensure!(out.status.success(), "pub: {}", String::from_utf8_lossy(&out.stderr));
+    let out = route_cli(&a, &["pub", "sensors/temp", "21.5"])
+        .output()
+        .await?;
+    ensure!(
+        out.status.success(),
+        "pub: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     ensure!(
         String::from_utf8_lossy(&out.stdout).contains("to 1 peer(s)"),
         "pub said {}",
@@ -90,7 +96,10 @@ async fn sub_before_pub_and_pub_before_sub_both_link() -> Result<()> {
         .await??
         .context("sub ended")?;
     let m: RouteMessage = serde_json::from_str(&line)?;
-    ensure!(m.from == a_id && m.seq == 1 && m.payload.as_deref() == Some("21.5"), "{m:?}");
+    ensure!(
+        m.from == a_id && m.seq == 1 && m.payload.as_deref() == Some("21.5"),
+        "{m:?}"
+    );
     ensure!(m.time_unix_ms > 1_600_000_000_000, "{m:?}");
     drop(sub);
 
@@ -201,7 +210,8 @@ async fn a_subscriber_that_stops_reading_costs_counted_drops_not_a_stall() -> Re
     for i in 1..=N {
         let r = tokio::time::timeout(
             WAIT,
-            a.api.publish_route("big", payload.clone().into_bytes(), None),
+            a.api
+                .publish_route("big", payload.clone().into_bytes(), None),
         )
         .await??;
         ensure!(r.peers == 2 && r.dropped == 0, "{r:?}");
@@ -210,7 +220,12 @@ async fn a_subscriber_that_stops_reading_costs_counted_drops_not_a_stall() -> Re
             let m = tokio::time::timeout(WAIT, s.next())
                 .await?
                 .context("stream ended")??;
-            ensure!(m.seq == i && m.dropped == 0, "seq {} dropped {}", m.seq, m.dropped);
+            ensure!(
+                m.seq == i && m.dropped == 0,
+                "seq {} dropped {}",
+                m.seq,
+                m.dropped
+            );
         }
     }
     let routes = b.api.routes().await?;

@@ -27,10 +27,7 @@ const EVENTS: &str = "/events";
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(Doc::openapi())
         .routes(routes!(list_routes))
-        .route(
-            "/routes/{*route}",
-            axum::routing::post(publish).get(events),
-        )
+        .route("/routes/{*route}", axum::routing::post(publish).get(events))
 }
 
 /// Operations routed with a wildcard (route names contain slashes), which `routes!` cannot
@@ -79,7 +76,9 @@ async fn publish(
     let publisher = s.node.routes().publish_typed(&route, q.tag.as_deref())?;
     if let Some(ms) = q.wait_ms {
         if ms > MAX_WAIT_MS {
-            return Err(ApiError::bad_request(format!("wait_ms is at most {MAX_WAIT_MS}")));
+            return Err(ApiError::bad_request(format!(
+                "wait_ms is at most {MAX_WAIT_MS}"
+            )));
         }
         let waited =
             tokio::time::timeout(Duration::from_millis(ms), publisher.wait_for_listener()).await;

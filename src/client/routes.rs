@@ -11,7 +11,11 @@ const MAX_LINE: usize = 4 * 1024 * 1024;
 
 /// A route name as a URL path: each segment percent-encoded, slashes kept.
 fn route_path(route: &str) -> String {
-    route.split('/').map(urlencode).collect::<Vec<_>>().join("/")
+    route
+        .split('/')
+        .map(urlencode)
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 impl Client {

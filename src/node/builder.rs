@@ -407,7 +407,10 @@ fn routes_behaviour(
         };
         gates.allows(peer, permission)
     });
-    mcc_routes::Behaviour::new(peer_id, config.routes.clone().with_authorizer(Some(authorizer)))
+    mcc_routes::Behaviour::new(
+        peer_id,
+        config.routes.clone().with_authorizer(Some(authorizer)),
+    )
 }
 
 /// Step 4: the servers, owned by `tasks` and ended by `stopped`: the forward server and the

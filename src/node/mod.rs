@@ -101,8 +101,8 @@ pub use self::info::{
 pub(crate) use self::keys::provider_key;
 pub use self::network::Network;
 use crate::blobs::Blobs;
-use crate::services::Services;
 use crate::routes::{Publisher, Routes, Subscription};
+use crate::services::Services;
 use crate::streams::{Listener, Stream, Streams};
 
 /// Version of this crate, announced by identify and in the REST API.

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use libp2p::PeerId;
 use libp2p::core::transport::PortUse;
 use libp2p::core::{Endpoint, Multiaddr};
 use libp2p::swarm::{
     ConnectionClosed, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler,
     THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
-use libp2p::PeerId;
 
 use crate::config::Config;
 use crate::handler::Handler;
@@ -116,7 +116,8 @@ impl NetworkBehaviour for Behaviour {
         }
         let period = self.shared.config.lease() / 3;
         let refresh = self.refresh.get_or_insert_with(|| {
-            let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            let mut interval =
+                tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             interval
         });
@@ -129,4 +130,3 @@ impl NetworkBehaviour for Behaviour {
         Poll::Pending
     }
 }
-

@@ -220,7 +220,10 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     let kind = head[0];
     let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
     if len > max_body {
-        return Err(ReadError::Decode(DecodeError::TooLarge { len, max: max_body }));
+        return Err(ReadError::Decode(DecodeError::TooLarge {
+            len,
+            max: max_body,
+        }));
     }
     let mut body = vec![0u8; len];
     reader.read_exact(&mut body).await.map_err(|e| {
@@ -285,7 +288,12 @@ mod tests {
 
     #[test]
     fn route_names_follow_the_service_rules_plus_slash() {
-        for good in ["sensors/temp", "a", "a.b_c-9/x/y", &"x".repeat(MAX_ROUTE_LEN)] {
+        for good in [
+            "sensors/temp",
+            "a",
+            "a.b_c-9/x/y",
+            &"x".repeat(MAX_ROUTE_LEN),
+        ] {
             assert_eq!(validate_route(good), Ok(()), "{good}");
         }
         assert_eq!(validate_route(""), Err(NameError::Empty));
@@ -384,7 +392,9 @@ mod tests {
         let got = futures::executor::block_on(read_frame(&mut &huge[..], 1024));
         assert!(matches!(
             got,
-            Err(crate::error::ReadError::Decode(DecodeError::TooLarge { .. }))
+            Err(crate::error::ReadError::Decode(
+                DecodeError::TooLarge { .. }
+            ))
         ));
     }
 

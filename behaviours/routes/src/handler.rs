@@ -168,7 +168,8 @@ impl ConnectionHandler for Handler {
                     std::mem::replace(&mut self.outbound, Outbound::Done)
                 {
                     stream.ignore_for_keep_alive();
-                    self.outbound = Outbound::Running(write_queue(self.peer, stream, queue).boxed());
+                    self.outbound =
+                        Outbound::Running(write_queue(self.peer, stream, queue).boxed());
                 }
             }
             ConnectionEvent::DialUpgradeError(DialUpgradeError { error, .. }) => {

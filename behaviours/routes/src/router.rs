@@ -18,10 +18,10 @@ use libp2p::PeerId;
 use libp2p::swarm::ConnectionId;
 use tokio::sync::{Notify, mpsc};
 
+use crate::Event;
 use crate::codec::{self, Frame};
 use crate::config::{Action, Config};
 use crate::error::{PublishError, RouteError};
-use crate::Event;
 
 /// Most events kept for the behaviour to report; older ones are dropped first.
 const MAX_EVENTS: usize = 1024;
@@ -223,7 +223,10 @@ impl Shared {
     /// Whether a connection to `peer` is still useful to routes.
     pub(crate) fn keep_alive(&self, peer: &PeerId) -> bool {
         let state = self.lock();
-        state.peers.get(peer).is_some_and(|p| !p.interests.is_empty())
+        state
+            .peers
+            .get(peer)
+            .is_some_and(|p| !p.interests.is_empty())
             || state.routes.values().any(|r| !r.subs.is_empty())
     }
 
@@ -373,7 +376,11 @@ impl Shared {
         }
     }
 
-    fn subscribe(self: &Arc<Self>, route: &str, tag: Option<&str>) -> Result<Subscription, RouteError> {
+    fn subscribe(
+        self: &Arc<Self>,
+        route: &str,
+        tag: Option<&str>,
+    ) -> Result<Subscription, RouteError> {
         check(route, tag)?;
         let (tx, rx) = mpsc::channel(self.config.subscriber_queue());
         let dropped = Arc::new(AtomicU64::new(0));
@@ -437,9 +444,9 @@ impl Shared {
             .peers
             .iter()
             .filter(|(_, p)| {
-                p.interests.get(route).is_some_and(|i| {
-                    i.expires > now && tags_match(i.tag.as_deref(), tag)
-                })
+                p.interests
+                    .get(route)
+                    .is_some_and(|i| i.expires > now && tags_match(i.tag.as_deref(), tag))
             })
             .map(|(peer, _)| *peer)
             .collect()
@@ -499,7 +506,14 @@ impl Shared {
             let peers = Shared::interested(&state, route, tag, now);
             let targets: Vec<mpsc::Sender<Bytes>> = peers
                 .iter()
-                .filter_map(|peer| state.peers.get(peer)?.links.first().map(|(_, tx)| tx.clone()))
+                .filter_map(|peer| {
+                    state
+                        .peers
+                        .get(peer)?
+                        .links
+                        .first()
+                        .map(|(_, tx)| tx.clone())
+                })
                 .collect();
             let r = state.routes.entry(route.to_string()).or_default();
             r.seq += 1;

@@ -76,7 +76,10 @@ async fn a_subscription_made_after_connecting_links_to_the_publisher() {
     assert_eq!((delivery.seq, delivery.peers), (1, 1));
     let m = timeout(WAIT, sub.next()).await.unwrap().unwrap();
     assert_eq!(m.from, nodes[0].id);
-    assert_eq!((m.route.as_str(), m.seq, &m.payload[..]), ("sensors/temp", 1, &b"21.5"[..]));
+    assert_eq!(
+        (m.route.as_str(), m.seq, &m.payload[..]),
+        ("sensors/temp", 1, &b"21.5"[..])
+    );
 }
 
 #[tokio::test]
@@ -156,7 +159,10 @@ async fn a_subscriber_that_stops_reading_gets_counted_drops_and_stalls_nobody() 
     for i in 1..=N {
         publisher.send(vec![1u8; 100]).await.unwrap();
         let a = timeout(WAIT, fast_same_node.next()).await.unwrap().unwrap();
-        let b = timeout(WAIT, fast_other_node.next()).await.unwrap().unwrap();
+        let b = timeout(WAIT, fast_other_node.next())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((a.seq, b.seq), (i, i));
     }
     assert_eq!(slow.dropped(), N - 16);
@@ -196,7 +202,11 @@ async fn leases_are_refreshed_while_the_subscription_lives() {
     until_listeners(&publisher, 1).await;
     for _ in 0..6 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(publisher.listeners(), vec![nodes[1].id], "refreshed in time");
+        assert_eq!(
+            publisher.listeners(),
+            vec![nodes[1].id],
+            "refreshed in time"
+        );
     }
 }
 
@@ -217,7 +227,11 @@ async fn type_tags_must_match_when_both_sides_set_one() {
 async fn the_authorizer_refuses_interests_and_messages() {
     // Node 0 takes no interest from anyone; node 1 takes no message from anyone.
     let nodes = star(2, |i| {
-        let refused = if i == 0 { Action::Subscribe } else { Action::Publish };
+        let refused = if i == 0 {
+            Action::Subscribe
+        } else {
+            Action::Publish
+        };
         Config::new().with_authorizer(Some(Arc::new(move |_: &PeerId, a: Action, _: &str| {
             a != refused
         })))
