@@ -30,10 +30,10 @@ fn run(mut swarm: Swarm<Behaviour>) -> Running {
     let (tx, events) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
-            if let SwarmEvent::Behaviour(e) = swarm.select_next_some().await {
-                if tx.send(e).is_err() {
-                    return;
-                }
+            if let SwarmEvent::Behaviour(e) = swarm.select_next_some().await
+                && tx.send(e).is_err()
+            {
+                return;
             }
         }
     });
