@@ -501,34 +501,37 @@ impl Shared {
         }
         let now = Instant::now();
         let time_unix_ms = now_unix_ms();
-        let (seq, targets) = {
+        let (seq, targets, local) = {
             let mut state = self.lock();
-            let peers = Shared::interested(&state, route, tag, now);
-            let targets: Vec<mpsc::Sender<Bytes>> = peers
-                .iter()
-                .filter_map(|peer| {
-                    state
-                        .peers
-                        .get(peer)?
-                        .links
-                        .first()
-                        .map(|(_, tx)| tx.clone())
+            let targets: Vec<mpsc::Sender<Bytes>> = state
+                .peers
+                .values()
+                .filter(|p| {
+                    p.interests.get(route).is_some_and(|i| {
+                        i.expires > now && tags_match(i.tag.as_deref(), tag)
+                    })
                 })
+                .filter_map(|p| p.links.first().map(|(_, tx)| tx.clone()))
                 .collect();
-            let r = state.routes.entry(route.to_string()).or_default();
+            let r = match state.routes.get_mut(route) {
+                Some(r) => r,
+                None => state.routes.entry(route.to_string()).or_default(),
+            };
             r.seq += 1;
-            (r.seq, targets)
+            (r.seq, targets, !r.subs.is_empty())
         };
-        self.deliver(
-            Message {
-                from: self.local,
-                route: route.to_string(),
-                seq,
-                time_unix_ms,
-                payload: payload.clone(),
-            },
-            false,
-        );
+        if local {
+            self.deliver(
+                Message {
+                    from: self.local,
+                    route: route.to_string(),
+                    seq,
+                    time_unix_ms,
+                    payload: payload.clone(),
+                },
+                false,
+            );
+        }
         if targets.is_empty() {
             return Ok(Delivery {
                 seq,
