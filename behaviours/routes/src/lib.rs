@@ -81,7 +81,10 @@ pub use config::{
 };
 pub use error::{DecodeError, NameError, PublishError, ReadError, RouteError};
 pub use handler::Handler;
-pub use router::{Delivery, Handle, Message, Publisher, RouteInfo, StatsSnapshot, Subscription};
+pub use router::{
+    Delivery, Handle, MAX_INTERESTS_PER_PEER, Message, Publisher, RouteInfo, StatsSnapshot,
+    Subscription,
+};
 
 /// The protocol name.
 pub const PROTOCOL_NAME: StreamProtocol = StreamProtocol::new("/mcc/routes/1.0.0");

@@ -25,6 +25,8 @@ use crate::error::{PublishError, RouteError};
 
 /// Most events kept for the behaviour to report; older ones are dropped first.
 const MAX_EVENTS: usize = 1024;
+/// Most routes one peer may be interested in; further interests are ignored.
+pub const MAX_INTERESTS_PER_PEER: usize = 1024;
 
 /// One message as a subscriber sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,6 +250,11 @@ impl Shared {
                 let Some(p) = state.peers.get_mut(&peer) else {
                     return;
                 };
+                if p.interests.len() >= MAX_INTERESTS_PER_PEER && !p.interests.contains_key(&route)
+                {
+                    tracing::debug!(%peer, %route, "routes: too many interests from the peer");
+                    return;
+                }
                 let new = p
                     .interests
                     .insert(
@@ -507,9 +514,9 @@ impl Shared {
                 .peers
                 .values()
                 .filter(|p| {
-                    p.interests.get(route).is_some_and(|i| {
-                        i.expires > now && tags_match(i.tag.as_deref(), tag)
-                    })
+                    p.interests
+                        .get(route)
+                        .is_some_and(|i| i.expires > now && tags_match(i.tag.as_deref(), tag))
                 })
                 .filter_map(|p| p.links.first().map(|(_, tx)| tx.clone()))
                 .collect();

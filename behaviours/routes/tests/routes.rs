@@ -258,3 +258,26 @@ async fn oversized_messages_and_bad_names_are_refused() {
     assert!(handle.publisher("a//b", None).is_err());
     assert!(handle.publisher("a", Some("Bad")).is_err());
 }
+
+#[tokio::test]
+async fn a_peer_is_held_to_a_bounded_number_of_interests() {
+    let nodes = star(2, |_| Config::new().with_peer_queue(4096)).await;
+    let extra = 50;
+    let subs: Vec<_> = (0..mcc_routes::MAX_INTERESTS_PER_PEER + extra)
+        .map(|i| nodes[1].handle.subscribe(&format!("r{i}"), None).unwrap())
+        .collect();
+    // Wait until the publisher has taken in as many as it keeps, then a little more.
+    timeout(WAIT, async {
+        while nodes[0].handle.routes().len() < mcc_routes::MAX_INTERESTS_PER_PEER {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        nodes[0].handle.routes().len(),
+        mcc_routes::MAX_INTERESTS_PER_PEER
+    );
+    drop(subs);
+}
