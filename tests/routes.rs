@@ -238,7 +238,8 @@ async fn a_subscriber_that_stops_reading_costs_counted_drops_not_a_stall() -> Re
 }
 
 /// Bad input: a bad route name is a 400 with a JSON error, `route pub` with a bad name exits
-/// non-zero, and an over-limit message is a 413.
+/// non-zero, and an over-limit message is a 413. The endpoints are in the OpenAPI document,
+/// and `route pub` without MSG publishes each stdin line.
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_routes_and_oversized_messages_are_refused() -> Result<()> {
     let a = node(&[]).await?;
@@ -260,6 +261,13 @@ async fn bad_routes_and_oversized_messages_are_refused() -> Result<()> {
     ensure!(resp.status() == 400);
     let body: serde_json::Value = resp.json().await?;
     ensure!(body["error"].is_string(), "{body}");
+    let spec: serde_json::Value = reqwest::get(format!("{}/api/v1/openapi.json", a.api.base_url()))
+        .await?
+        .json()
+        .await?;
+    ensure!(spec["paths"]["/api/v1/routes/{route}"]["post"].is_object());
+    ensure!(spec["paths"]["/api/v1/routes/{route}/events"]["get"].is_object());
+    ensure!(spec["paths"]["/api/v1/routes"]["get"].is_object());
     let out = route_cli(&a, &["pub", "a//b", "x"]).output().await?;
     ensure!(!out.status.success());
     let mut publisher = route_cli(&a, &["pub", "lines"]).spawn()?;
