@@ -16,8 +16,9 @@
 //!
 //! Latency (p50/p99) is one way, publisher to subscriber (to the last of the N subscribers),
 //! one message at a time: each message carries its send time on the bench's clock. msgs/s
-//! comes from a second phase that sends as fast as the publisher is allowed (backpressure) and
-//! counts the messages each subscriber received until the last one arrives (the slowest
+//! comes from a second phase that sends as fast as it can with at most 512 messages ahead of
+//! the slowest subscriber (half a subscription queue, so nothing is dropped: a lossless rate),
+//! and counts the messages each subscriber received until the last one arrives (the slowest
 //! subscriber's rate). Drops (full subscription queues) are reported. Targets (issue #11):
 //! route 1→1 p50 ≤ 2 × echo RPC p50, and ≥ 100k msgs/s to one subscriber.
 //! `MCC_BENCH_THREADS` sets the tokio worker threads (default 2).
@@ -192,6 +193,19 @@ async fn measure<S: Sender>(
     let deadline = Instant::now() + plan.phase_cap * 2;
     let mut sent = 0u64;
     while sent < plan.flood && Instant::now() < deadline {
+        // At most IN_FLIGHT messages ahead of the slowest subscriber: the subscription
+        // queues (1024) never overflow, so the rate is lossless.
+        let slowest = counters
+            .iter()
+            .zip(&before)
+            .map(|(c, b)| c.received.load(Ordering::Relaxed) - b)
+            .min()
+            .unwrap_or(sent);
+        if sent - slowest >= IN_FLIGHT {
+            sender.flush().await?;
+            tokio::task::yield_now().await;
+            continue;
+        }
         sender.send(message(FLOOD_BASE + sent, epoch)).await?;
         sent += 1;
     }
@@ -229,6 +243,8 @@ async fn measure<S: Sender>(
 }
 
 const FLOOD_BASE: u64 = 1 << 40;
+/// Messages sent ahead of the slowest subscriber in the throughput phase.
+const IN_FLIGHT: u64 = 512;
 
 /// Called by every subscriber for each message.
 fn on_message(
@@ -521,8 +537,8 @@ async fn run(plan: Plan) -> Result<()> {
         if plan.quick { ", QUICK smoke run" } else { "" },
     );
     println!(
-        "warm-up {}, up to {} one-at-a-time messages (latency), then up to {} sent as fast as \
-         allowed (msgs/s); phases capped at {:?} / {:?}",
+        "warm-up {}, up to {} one-at-a-time messages (latency), then up to {} with at most \
+         {IN_FLIGHT} ahead of the slowest subscriber (msgs/s); phases capped at {:?} / {:?}",
         plan.warmup,
         plan.latency,
         plan.flood,
