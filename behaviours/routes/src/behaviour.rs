@@ -13,8 +13,9 @@ use libp2p::swarm::{
 };
 
 use crate::config::Config;
+use crate::handle::Handle;
 use crate::handler::Handler;
-use crate::router::{Handle, Shared};
+use crate::router::Shared;
 
 /// What changed in peers' interests. Messages are not events: they go straight to the
 /// subscriptions.

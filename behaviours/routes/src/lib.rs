@@ -69,6 +69,7 @@ mod behaviour;
 pub mod codec;
 mod config;
 mod error;
+mod handle;
 mod handler;
 mod router;
 
@@ -80,11 +81,9 @@ pub use config::{
     DEFAULT_SEND_TIMEOUT, DEFAULT_SUBSCRIBER_QUEUE, MAX_LEASE,
 };
 pub use error::{DecodeError, NameError, PublishError, ReadError, RouteError};
+pub use handle::{Delivery, Handle, Publisher, Subscription};
 pub use handler::Handler;
-pub use router::{
-    Delivery, Handle, MAX_INTERESTS_PER_PEER, Message, Publisher, RouteInfo, StatsSnapshot,
-    Subscription,
-};
+pub use router::{MAX_INTERESTS_PER_PEER, Message, RouteInfo, StatsSnapshot};
 
 /// The protocol name.
 pub const PROTOCOL_NAME: StreamProtocol = StreamProtocol::new("/mcc/routes/1.0.0");

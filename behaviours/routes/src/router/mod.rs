@@ -6,10 +6,8 @@
 //! that reads a message hands it straight to the local [`Subscription`] queues.
 
 use std::collections::{HashMap, VecDeque};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -21,7 +19,10 @@ use tokio::sync::{Notify, mpsc};
 use crate::Event;
 use crate::codec::{self, Frame};
 use crate::config::{Action, Config};
-use crate::error::{PublishError, RouteError};
+use crate::error::RouteError;
+use crate::handle::{Subscription, check};
+
+mod publish;
 
 /// Most events kept for the behaviour to report; older ones are dropped first.
 const MAX_EVENTS: usize = 1024;
@@ -45,9 +46,9 @@ pub struct Message {
 /// Totals since start, for metrics.
 #[derive(Debug, Default)]
 pub struct Stats {
-    sent: AtomicU64,
-    received: AtomicU64,
-    dropped: AtomicU64,
+    pub(crate) sent: AtomicU64,
+    pub(crate) received: AtomicU64,
+    pub(crate) dropped: AtomicU64,
 }
 
 /// A copy of [`Stats`].
@@ -120,8 +121,8 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     events: Mutex<VecDeque<Event>>,
     pub(crate) waker: AtomicWaker,
-    interest_changed: Notify,
-    stats: Stats,
+    pub(crate) interest_changed: Notify,
+    pub(crate) stats: Stats,
 }
 
 fn tags_match(a: Option<&str>, b: Option<&str>) -> bool {
@@ -383,7 +384,7 @@ impl Shared {
         }
     }
 
-    fn subscribe(
+    pub(crate) fn subscribe(
         self: &Arc<Self>,
         route: &str,
         tag: Option<&str>,
@@ -427,7 +428,7 @@ impl Shared {
         })
     }
 
-    fn unsubscribe(&self, route: &str, id: u64) {
+    pub(crate) fn unsubscribe(&self, route: &str, id: u64) {
         let mut state = self.lock();
         let Some(r) = state.routes.get_mut(route) else {
             return;
@@ -459,7 +460,7 @@ impl Shared {
             .collect()
     }
 
-    fn routes(&self) -> Vec<RouteInfo> {
+    pub(crate) fn routes(&self) -> Vec<RouteInfo> {
         let now = Instant::now();
         let state = self.lock();
         let mut names: Vec<&String> = state.routes.keys().collect();
@@ -487,270 +488,15 @@ impl Shared {
             .collect()
     }
 
-    fn has_listener(&self, route: &str, tag: Option<&str>) -> bool {
+    /// Connected peers with a live interest in `route` matching `tag`.
+    pub(crate) fn listeners(&self, route: &str, tag: Option<&str>) -> Vec<PeerId> {
+        let state = self.lock();
+        Shared::interested(&state, route, tag, Instant::now())
+    }
+
+    pub(crate) fn has_listener(&self, route: &str, tag: Option<&str>) -> bool {
         let state = self.lock();
         state.routes.get(route).is_some_and(|r| !r.subs.is_empty())
             || !Shared::interested(&state, route, tag, Instant::now()).is_empty()
-    }
-
-    async fn publish(
-        &self,
-        route: &str,
-        tag: Option<&str>,
-        payload: Bytes,
-    ) -> Result<Delivery, PublishError> {
-        let max = self.config.max_message_size();
-        if payload.len() > max {
-            return Err(PublishError::TooLarge {
-                len: payload.len(),
-                max,
-            });
-        }
-        let now = Instant::now();
-        let time_unix_ms = now_unix_ms();
-        let (seq, targets, local) = {
-            let mut state = self.lock();
-            let targets: Vec<mpsc::Sender<Bytes>> = state
-                .peers
-                .values()
-                .filter(|p| {
-                    p.interests
-                        .get(route)
-                        .is_some_and(|i| i.expires > now && tags_match(i.tag.as_deref(), tag))
-                })
-                .filter_map(|p| p.links.first().map(|(_, tx)| tx.clone()))
-                .collect();
-            let r = match state.routes.get_mut(route) {
-                Some(r) => r,
-                None => state.routes.entry(route.to_string()).or_default(),
-            };
-            r.seq += 1;
-            (r.seq, targets, !r.subs.is_empty())
-        };
-        if local {
-            self.deliver(
-                Message {
-                    from: self.local,
-                    route: route.to_string(),
-                    seq,
-                    time_unix_ms,
-                    payload: payload.clone(),
-                },
-                false,
-            );
-        }
-        if targets.is_empty() {
-            return Ok(Delivery {
-                seq,
-                peers: 0,
-                dropped: 0,
-            });
-        }
-        let frame = codec::encode_message(route, seq, time_unix_ms, &payload);
-        let mut waiting = Vec::new();
-        let mut sent = 0u64;
-        for tx in targets {
-            match tx.try_send(frame.clone()) {
-                Ok(()) => sent += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => waiting.push(tx),
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
-            }
-        }
-        let mut dropped = 0u64;
-        if !waiting.is_empty() {
-            let timeout = self.config.send_timeout();
-            let results = futures::future::join_all(waiting.iter().map(|tx| {
-                let frame = frame.clone();
-                async move {
-                    match tokio::time::timeout(timeout, tx.reserve()).await {
-                        Ok(Ok(permit)) => {
-                            permit.send(frame);
-                            Some(true)
-                        }
-                        Ok(Err(_closed)) => None,
-                        Err(_elapsed) => Some(false),
-                    }
-                }
-            }))
-            .await;
-            for r in results {
-                match r {
-                    Some(true) => sent += 1,
-                    Some(false) => dropped += 1,
-                    None => {}
-                }
-            }
-        }
-        self.stats.sent.fetch_add(sent, Ordering::Relaxed);
-        self.stats.dropped.fetch_add(dropped, Ordering::Relaxed);
-        if let Some(r) = self.lock().routes.get_mut(route) {
-            r.sent += sent;
-            r.dropped += dropped;
-        }
-        Ok(Delivery {
-            seq,
-            peers: sent,
-            dropped,
-        })
-    }
-}
-
-fn check(route: &str, tag: Option<&str>) -> Result<(), RouteError> {
-    codec::validate_route(route).map_err(|reason| RouteError::BadRoute {
-        route: route.to_string(),
-        reason,
-    })?;
-    if let Some(tag) = tag {
-        codec::validate_tag(tag).map_err(|reason| RouteError::BadTag {
-            tag: tag.to_string(),
-            reason,
-        })?;
-    }
-    Ok(())
-}
-
-/// The application's side of routes: subscribe, publish, look. Cheap to clone; get it from
-/// [`crate::Behaviour::handle`].
-#[derive(Clone)]
-pub struct Handle {
-    pub(crate) shared: Arc<Shared>,
-}
-
-impl Handle {
-    /// Subscribes to `route` (with type tag `tag`, if set): the interest is announced to every
-    /// connected peer, to peers that connect later, and refreshed while the subscription
-    /// lives. Every subscription of one route on this node uses the same tag.
-    pub fn subscribe(&self, route: &str, tag: Option<&str>) -> Result<Subscription, RouteError> {
-        self.shared.subscribe(route, tag)
-    }
-
-    /// A publisher for `route` (messages of type `tag`, if set: they reach interests without
-    /// a tag or with the same one).
-    pub fn publisher(&self, route: &str, tag: Option<&str>) -> Result<Publisher, RouteError> {
-        check(route, tag)?;
-        Ok(Publisher {
-            shared: Arc::clone(&self.shared),
-            route: route.to_string(),
-            tag: tag.map(str::to_string),
-        })
-    }
-
-    /// Every route with local subscribers, peers' interests or traffic, sorted by name.
-    pub fn routes(&self) -> Vec<RouteInfo> {
-        self.shared.routes()
-    }
-
-    /// Totals since start.
-    pub fn stats(&self) -> StatsSnapshot {
-        let s = &self.shared.stats;
-        StatsSnapshot {
-            sent: s.sent.load(Ordering::Relaxed),
-            received: s.received.load(Ordering::Relaxed),
-            dropped: s.dropped.load(Ordering::Relaxed),
-        }
-    }
-
-    /// The largest payload accepted.
-    pub fn max_message_size(&self) -> usize {
-        self.shared.config.max_message_size()
-    }
-}
-
-/// What one [`Publisher::send`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Delivery {
-    /// The message's sequence number.
-    pub seq: u64,
-    /// Peers it was queued for.
-    pub peers: u64,
-    /// Peers it was dropped for (their queue stayed full past the send timeout).
-    pub dropped: u64,
-}
-
-/// Publishes on one route; cheap to clone.
-#[derive(Clone)]
-pub struct Publisher {
-    shared: Arc<Shared>,
-    route: String,
-    tag: Option<String>,
-}
-
-impl Publisher {
-    pub fn route(&self) -> &str {
-        &self.route
-    }
-
-    /// Sends `payload` to local subscribers and to every peer with a matching interest, and
-    /// to nobody else. Waits while an interested peer's queue is full, at most the send
-    /// timeout for all of them together; then the message is dropped for those peers and
-    /// counted.
-    pub async fn send(&self, payload: impl Into<Bytes>) -> Result<Delivery, PublishError> {
-        self.shared
-            .publish(&self.route, self.tag.as_deref(), payload.into())
-            .await
-    }
-
-    /// Connected peers with a live interest in this route.
-    pub fn listeners(&self) -> Vec<PeerId> {
-        let state = self.shared.lock();
-        Shared::interested(&state, &self.route, self.tag.as_deref(), Instant::now())
-    }
-
-    /// Waits until someone listens: a local subscription or an interested peer.
-    pub async fn wait_for_listener(&self) {
-        loop {
-            let notified = self.shared.interest_changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.shared.has_listener(&self.route, self.tag.as_deref()) {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-/// One subscription: a `Stream` of [`Message`]s. Dropping it withdraws the interest when it
-/// was the route's last one here.
-pub struct Subscription {
-    shared: Arc<Shared>,
-    route: String,
-    id: u64,
-    rx: mpsc::Receiver<Message>,
-    dropped: Arc<AtomicU64>,
-}
-
-impl Subscription {
-    pub fn route(&self) -> &str {
-        &self.route
-    }
-
-    /// Messages dropped because this subscription's queue was full.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
-
-    /// A counter that keeps counting this subscription's drops, to read from elsewhere.
-    pub fn dropped_counter(&self) -> Arc<AtomicU64> {
-        Arc::clone(&self.dropped)
-    }
-
-    /// The next message; `None` never happens while the subscription lives.
-    pub async fn recv(&mut self) -> Option<Message> {
-        self.rx.recv().await
-    }
-}
-
-impl futures::Stream for Subscription {
-    type Item = Message;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
-        self.rx.poll_recv(cx)
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        self.shared.unsubscribe(&self.route, self.id);
     }
 }
