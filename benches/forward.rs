@@ -49,7 +49,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use anyhow::{Context as _, Result, bail, ensure};
+use common::{capped, median, positive, ratio};
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 use mcc::node::MdnsMode;
@@ -152,20 +153,6 @@ impl Plan {
         let name = name.to_lowercase();
         self.filters.is_empty() || self.filters.iter().any(|f| name.contains(f.as_str()))
     }
-}
-
-fn positive(flag: &str, v: &str) -> Result<usize> {
-    v.parse::<usize>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| anyhow!("{flag} takes a positive integer, not {v:?}"))
-}
-
-/// Runs `fut` under `cap`.
-async fn capped<T>(cap: Duration, what: &str, fut: impl Future<Output = Result<T>>) -> Result<T> {
-    tokio::time::timeout(cap, fut)
-        .await
-        .map_err(|_| anyhow!("{what}: no result within {cap:?}"))?
 }
 
 /// A free TCP port on 127.0.0.1 (free when this returns; someone else could take it after).
@@ -350,16 +337,6 @@ impl Row {
 
 fn gbits(bytes: u64, elapsed: Duration) -> f64 {
     bytes as f64 * 8.0 / elapsed.as_secs_f64() / 1e9
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 /// Nearest-rank percentile of sorted, non-empty samples.
@@ -895,14 +872,6 @@ impl McPair {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-/// `value / base`, or a dash when there is no base.
-fn ratio(value: f64, base: Option<f64>) -> String {
-    match base {
-        Some(b) if b > 0.0 && value.is_finite() => format!("{:.2}", value / b),
-        _ => "-".to_string(),
-    }
 }
 
 /// The larger relative spread (max - min over median) of the up and the down runs.

@@ -112,6 +112,7 @@ pub struct FileConfig {
     pub relay_max_circuits: Option<usize>,
     pub relays: Option<StringList>,
     pub no_auto_relay: Option<bool>,
+    pub no_hole_punching: Option<bool>,
     pub external_addrs: Option<StringList>,
     #[serde(default)]
     pub services: Vec<ServiceEntry>,

@@ -52,29 +52,90 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    mcc::daemon::run(resolved.daemon, shutdown_signal()).await?;
+    // The first Ctrl-C/SIGTERM stops the node gracefully; a second one, or SHUTDOWN_GRACE
+    // without the node having stopped, ends the process at once. Stores are crash-safe (atomic
+    // writes, redb commits), so an early exit loses no stored data.
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut signals = Signals::new();
+    tokio::spawn(async move {
+        signals.recv().await;
+        tracing::info!("shutting down (a second signal exits at once)");
+        let _ = first_tx.send(());
+        signals.recv().await;
+        eprintln!("second signal: exiting now");
+        std::process::exit(130);
+    });
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        let _ = first_rx.await;
+        let _ = signalled_tx.send(());
+    };
+    let grace = async move {
+        if signalled_rx.await.is_err() {
+            // The daemon ended on its own: nothing to wait for.
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        r = mcc::daemon::run(resolved.daemon, shutdown) => r?,
+        _ = grace => {
+            tracing::warn!(
+                "in-flight work did not finish within {:.1} s of the signal: exiting",
+                SHUTDOWN_GRACE.as_secs_f64()
+            );
+            // Not through the runtime's drop, which would wait for blocking tasks.
+            std::process::exit(0);
+        }
+    }
     Ok(())
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// How long a stopping daemon may take to finish in-flight requests and stop its tasks.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(4500);
+
+/// Ctrl-C and SIGTERM, registered once so that no second signal is missed.
+struct Signals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Signals {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        #[cfg(not(unix))]
+        Signals {}
     }
-    tracing::info!("shutting down");
+
+    /// Completes on the next Ctrl-C or SIGTERM.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                _ = next(&mut self.term) => {},
+                _ = next(&mut self.int) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

@@ -4,55 +4,13 @@
 
 mod common {
     pub mod inproc;
+    pub mod relayed;
 }
 
 use anyhow::{Context, Result};
-use common::inproc::{TestNode, base_config, eventually, is_connected, spawn_node};
-use libp2p::multiaddr::Protocol;
-use libp2p::{Multiaddr, PeerId};
-use mcc::node::Config;
+use common::inproc::{base_config, eventually, is_connected, spawn_node};
+use common::relayed::{circuit_addr, dial_unless_connected, hidden, relay, relayed_to};
 use serde_json::json;
-
-/// A relay server on 127.0.0.1.
-async fn relay() -> Result<(TestNode, Multiaddr)> {
-    let mut config = base_config("relay")?;
-    config.nat.relay_server = true;
-    let relay = spawn_node(0, config).await?;
-    let addr = relay.tcp_addr().await?;
-    Ok((relay, addr))
-}
-
-/// A node that listens nowhere (nobody can dial it) and reserves on `relay`.
-fn hidden(label: &str, relay: &Multiaddr) -> Result<Config> {
-    let mut config = base_config(label)?;
-    config.listen = Vec::new();
-    config.nat.relays = vec![relay.clone()];
-    Ok(config)
-}
-
-/// The circuit address `node` got from its relay, once the reservation is accepted.
-async fn circuit_addr(node: &TestNode) -> Result<Multiaddr> {
-    eventually(15, "the relay accepts the reservation", || async {
-        Ok(node.info().await?.relays.iter().any(|r| r.accepted))
-    })
-    .await?;
-    let info = node.info().await?;
-    let r = info
-        .relays
-        .iter()
-        .find(|r| r.accepted)
-        .context("no accepted reservation")?;
-    Ok(r.addr.clone().with(Protocol::P2p(node.peer_id())))
-}
-
-async fn relayed_to(node: &TestNode, peer: &PeerId) -> Result<Option<bool>> {
-    Ok(node
-        .peers()
-        .await?
-        .iter()
-        .find(|p| &p.peer_id == peer)
-        .map(|p| p.relayed))
-}
 
 /// Two nodes nobody can dial reach each other through a relay: the connection stays relayed
 /// (no hole punch can work), and RPC runs over it both ways.
@@ -108,9 +66,7 @@ async fn a_relayed_connection_becomes_direct_by_hole_punching() -> Result<()> {
     })
     .await?;
     // B's DHT lookups may have dialled A through the relay already.
-    if !is_connected(&b, &a.peer_id()).await? {
-        b.dial(a_addr).await?;
-    }
+    dial_unless_connected(&b, a_addr, a.peer_id()).await?;
     eventually(15, "the connection becomes direct", || async {
         Ok(relayed_to(&a, &b.peer_id()).await? == Some(false)
             && relayed_to(&b, &a.peer_id()).await? == Some(false))

@@ -4,6 +4,8 @@
 
 pub mod node;
 
+use std::time::Duration;
+
 use anyhow::{Result, anyhow, bail};
 
 /// `MCC_BENCH_QUICK=1` asks for the quick (smoke) run, like `--quick`.
@@ -92,5 +94,52 @@ pub fn run_benchmark<T>(
                 _ = tokio::signal::ctrl_c() => bail!("interrupted"),
             }
         }),
+    }
+}
+
+/// A flag's value that must be a positive integer.
+pub fn positive(flag: &str, v: &str) -> Result<usize> {
+    v.parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| anyhow!("{flag} takes a positive integer, not {v:?}"))
+}
+
+/// Runs `fut` under `cap`.
+pub async fn capped<T>(
+    cap: Duration,
+    what: &str,
+    fut: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout(cap, fut)
+        .await
+        .map_err(|_| anyhow!("{what}: no result within {cap:?}"))?
+}
+
+/// The median (NaN when empty).
+pub fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// `value / base`, or a dash when there is no base.
+pub fn ratio(value: f64, base: Option<f64>) -> String {
+    match base {
+        Some(b) if b > 0.0 && value.is_finite() => format!("{:.2}", value / b),
+        _ => "-".to_string(),
+    }
+}
+
+/// "debug" or "optimized": what the numbers of this build are worth.
+pub fn build_kind() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "optimized"
     }
 }

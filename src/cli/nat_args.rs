@@ -33,6 +33,9 @@ pub struct NatArgs {
     /// Do not reserve on relays by itself when private (only on --relay ones).
     #[arg(long, env = "MCC_NO_AUTO_RELAY")]
     pub no_auto_relay: bool,
+    /// Keep relayed connections relayed: no hole punching (DCUtR).
+    #[arg(long, env = "MCC_NO_HOLE_PUNCHING")]
+    pub no_hole_punching: bool,
     /// Address peers can dial this node at from outside (public IP, port forward):
     /// host:port or multiaddr; comma separated or repeated.
     #[arg(
@@ -49,6 +52,7 @@ impl NatArgs {
         let mut nat = node::NatConfig {
             relay_server: self.relay_server || file.relay_server.unwrap_or(false),
             auto_relay: !(self.no_auto_relay || file.no_auto_relay.unwrap_or(false)),
+            hole_punching: !(self.no_hole_punching || file.no_hole_punching.unwrap_or(false)),
             ..node::NatConfig::default()
         };
         let relays = if self.relays.is_empty() {
@@ -115,11 +119,12 @@ mod tests {
     fn flags_win_over_the_file_and_bad_values_are_refused() {
         let file = FileConfig::parse(
             "relay-server: true\nrelays: [\"127.0.0.1:4001\"]\nrelay-max-circuit-bytes: 0\n\
-             relay-max-circuit-duration: 0\nrelay-max-circuits: 4\n",
+             relay-max-circuit-duration: 0\nrelay-max-circuits: 4\nno-hole-punching: true\n",
         )
         .unwrap();
         let nat = NatArgs::default().resolve(&file).unwrap();
         assert!(nat.relay_server);
+        assert!(!nat.hole_punching);
         assert_eq!(nat.relays.len(), 1);
         assert_eq!(nat.relay_limits.max_circuit_bytes, 0);
         assert_eq!(nat.relay_limits.max_circuit_duration, None);
@@ -160,6 +165,7 @@ mod tests {
         let nat = NatArgs::default().resolve(&FileConfig::default()).unwrap();
         assert!(!nat.relay_server);
         assert!(nat.auto_relay);
+        assert!(nat.hole_punching);
         assert!(nat.relay_limits.max_circuit_bytes >= 1 << 30);
     }
 }

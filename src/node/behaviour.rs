@@ -36,7 +36,8 @@ pub struct Behaviour {
     pub relay: Toggle<Gated<relay::Behaviour>>,
     /// Hole punching: turns a relayed connection into a direct one.
     /// Its candidates include this node's external addresses ([`PathAware`]).
-    pub dcutr: Gated<PathAware<dcutr::Behaviour>>,
+    /// Off with `--no-hole-punching`.
+    pub dcutr: Toggle<Gated<PathAware<dcutr::Behaviour>>>,
     /// Reachability probes (AutoNAT v1): as client, and as server for other peers.
     pub autonat: Gated<autonat::Behaviour>,
     /// Routes (`/mcc/routes/1.0.0`): message bytes bypass the event loop (connection tasks).
@@ -169,10 +170,15 @@ impl Behaviour {
         Ok(Self {
             relay_client,
             relay: relay.into(),
-            dcutr: Gated::new(
-                PathAware::external_candidates(dcutr::Behaviour::new(peer_id)),
-                gates.clone(),
-            ),
+            dcutr: nat
+                .hole_punching
+                .then(|| {
+                    Gated::new(
+                        PathAware::external_candidates(dcutr::Behaviour::new(peer_id)),
+                        gates.clone(),
+                    )
+                })
+                .into(),
             autonat: Gated::new(autonat, gates.clone()),
             admission,
             identify,

@@ -86,6 +86,8 @@ pub struct NatConfig {
     pub auto_relay: bool,
     /// Addresses this node is reachable at from outside (port forwards, public IPs).
     pub external_addrs: Vec<Multiaddr>,
+    /// Turn relayed connections into direct ones (DCUtR).
+    pub hole_punching: bool,
     /// Delay before the first AutoNAT probe.
     pub autonat_boot_delay: Duration,
     /// Delay between AutoNAT probes while the reachability is not settled.
@@ -131,6 +133,7 @@ impl Default for NatConfig {
             relays: Vec::new(),
             auto_relay: true,
             external_addrs: Vec::new(),
+            hole_punching: true,
             autonat_boot_delay: Duration::from_secs(5),
             autonat_retry_interval: Duration::from_secs(60),
         }

@@ -1,6 +1,10 @@
 //! Runs the real `mcc` binary as separate processes on 127.0.0.1 for integration tests.
 #![allow(dead_code)]
 
+pub mod natlab;
+pub mod natnodes;
+pub mod netns;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,6 +22,10 @@ pub struct Daemon {
     _tmp: Option<tempfile::TempDir>,
     pub api: Client,
     pub args: Vec<String>,
+    /// The network namespace it runs in (none: the host's), and the host-side port that
+    /// reaches its API there.
+    pub netns: Option<String>,
+    api_forward: Option<netns::Forward>,
 }
 
 /// Flags every test node gets: ephemeral ports, fast rendezvous, quiet logs.
@@ -35,6 +43,15 @@ pub fn base_args() -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect()
+}
+
+/// [`base_args`] listening on `listen` instead (for nodes in network namespaces).
+pub fn base_args_listening(listen: &str) -> Vec<String> {
+    let mut args = base_args();
+    if let Some(i) = args.iter().position(|a| a == "--listen") {
+        args[i + 1] = listen.to_string();
+    }
+    args
 }
 
 impl Daemon {
@@ -64,6 +81,21 @@ impl Daemon {
 
     /// [`spawn_in`](Self::spawn_in) with extra environment variables for the process.
     pub async fn spawn_in_env(dir: &Path, args: Vec<String>, env: &[(&str, &str)]) -> Result<Self> {
+        Self::spawn_with(dir, args, env, None).await
+    }
+
+    /// Starts a node inside network namespace `ns` (`ip netns exec`) with exactly `args`;
+    /// its API (on 127.0.0.1 inside `ns`) is reached through a port on the host's loopback.
+    pub async fn spawn_in_netns(ns: &str, dir: &Path, args: Vec<String>) -> Result<Self> {
+        Self::spawn_with(dir, args, &[], Some(ns)).await
+    }
+
+    async fn spawn_with(
+        dir: &Path,
+        args: Vec<String>,
+        env: &[(&str, &str)],
+        ns: Option<&str>,
+    ) -> Result<Self> {
         let api_file = dir.join("api");
         let _ = std::fs::remove_file(&api_file);
         std::fs::create_dir_all(dir)?;
@@ -71,7 +103,18 @@ impl Daemon {
             .create(true)
             .append(true)
             .open(dir.join("node.log"))?;
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match ns {
+            Some(ns) => netns::command(ns, BIN),
+            None => Command::new(BIN),
+        };
+        if ns.is_some() {
+            // The test's own settings (`MCC_REQUIRE_NETNS`...) are not the node's.
+            for (k, _) in std::env::vars_os() {
+                if k.to_string_lossy().starts_with("MCC_") {
+                    cmd.env_remove(k);
+                }
+            }
+        }
         cmd.env_remove("RUST_LOG");
         cmd.envs(env.iter().copied());
         // MCC_TEST_LOG=<filter> turns on detailed daemon logs when debugging a test.
@@ -93,6 +136,8 @@ impl Daemon {
             _tmp: None,
             api: Client::new("http://127.0.0.1:1"),
             args,
+            netns: ns.map(str::to_string),
+            api_forward: None,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -100,7 +145,8 @@ impl Daemon {
                 bail!("mcc exited early with {status}:\n{}", d.log());
             }
             if let Ok(url) = std::fs::read_to_string(&api_file) {
-                let c = Client::new(url.trim());
+                let url = d.reachable_api(url.trim()).await?;
+                let c = Client::new(url);
                 if c.health().await.is_ok() {
                     d.api = c;
                     return Ok(d);
@@ -111,6 +157,22 @@ impl Daemon {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The API URL the node wrote, or inside a namespace the host-side port forwarded to it.
+    async fn reachable_api(&mut self, url: &str) -> Result<String> {
+        let Some(ns) = &self.netns else {
+            return Ok(url.to_string());
+        };
+        let target: std::net::SocketAddr = url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .with_context(|| format!("API address {url:?} is not ip:port"))?;
+        let forward = netns::Forward::start(ns, target).await?;
+        let url = format!("http://{}", forward.addr);
+        self.api_forward = Some(forward);
+        Ok(url)
     }
 
     pub fn log(&self) -> String {
@@ -169,9 +231,11 @@ impl Daemon {
     /// Starts the same node again (same data folder and flags).
     pub async fn restart(&mut self) -> Result<()> {
         self.kill();
-        let mut fresh = Self::spawn_in(&self.dir, self.args.clone()).await?;
+        let mut fresh =
+            Self::spawn_with(&self.dir, self.args.clone(), &[], self.netns.as_deref()).await?;
         self.child = fresh.child.take();
         self.api = fresh.api.clone();
+        self.api_forward = fresh.api_forward.take();
         Ok(())
     }
 }

@@ -42,9 +42,12 @@ pub(super) struct Nat {
     hop_peers: HashMap<PeerId, Multiaddr>,
     /// Peers whose identify has been received since their connection opened.
     identified: HashSet<PeerId>,
-    /// The relay server: circuits and reservations open now.
+    /// The relay server: circuits open now.
     pub(super) server_circuits: usize,
-    pub(super) server_reservations: usize,
+    /// The relay server: peers holding a reservation now. A set, not a counter: libp2p's
+    /// relay reports `ReservationClosed` whenever any connection of a peer closes, reserved
+    /// or not (refused peers, dial-backs, duplicate connections).
+    pub(super) server_reservations: HashSet<PeerId>,
 }
 
 struct ConfiguredRelay {
@@ -83,7 +86,7 @@ impl Nat {
             hop_peers: HashMap::new(),
             identified: HashSet::new(),
             server_circuits: 0,
-            server_reservations: 0,
+            server_reservations: HashSet::new(),
         }
     }
 
@@ -361,15 +364,24 @@ impl EventLoop {
         let nat = &mut self.nat;
         match event {
             relay::Event::ReservationReqAccepted {
-                renewed: false,
+                renewed,
                 src_peer_id,
-                ..
             } => {
-                tracing::info!(peer = %src_peer_id, "relay: reservation accepted");
-                nat.server_reservations += 1;
+                if !renewed {
+                    tracing::info!(peer = %src_peer_id, "relay: reservation accepted");
+                }
+                nat.server_reservations.insert(src_peer_id);
             }
-            relay::Event::ReservationClosed { .. } | relay::Event::ReservationTimedOut { .. } => {
-                nat.server_reservations = nat.server_reservations.saturating_sub(1);
+            relay::Event::ReservationTimedOut { src_peer_id } => {
+                nat.server_reservations.remove(&src_peer_id);
+            }
+            // A reservation lives on one connection: it is surely gone once the peer has none.
+            // (Should only the reserving one of several close, the peer counts until it
+            // reserves again or leaves.)
+            relay::Event::ReservationClosed { src_peer_id } => {
+                if !self.swarm.is_connected(&src_peer_id) {
+                    nat.server_reservations.remove(&src_peer_id);
+                }
             }
             relay::Event::CircuitReqAccepted {
                 src_peer_id,

@@ -117,6 +117,17 @@ impl EventLoop {
     /// [`on_dial_failure`]: Self::on_dial_failure
     pub(super) fn dial(&mut self, addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, Error>>) {
         let opts = match addr::peer_id_of(&addr) {
+            // A direct address of a peer reached only through a relay: dial it anyway.
+            Some(peer)
+                if !super::nat::is_relayed(&addr)
+                    && self.peers.connected.contains_key(&peer)
+                    && !self.peers.has_direct_connection(&peer) =>
+            {
+                DialOpts::peer_id(peer)
+                    .addresses(vec![addr.clone()])
+                    .condition(libp2p::swarm::dial_opts::PeerCondition::NotDialing)
+                    .build()
+            }
             Some(peer) => DialOpts::peer_id(peer)
                 .addresses(vec![addr.clone()])
                 .build(),

@@ -14,6 +14,8 @@ use super::EventLoop;
 
 /// Announce the provided keys again at least this often.
 const REANNOUNCE: Duration = Duration::from_secs(600);
+/// Put the DID document again at most this often while the routing table changes size.
+const DID_SETTLE: Duration = Duration::from_secs(30);
 /// Most providers one provider lookup collects.
 const MAX_FOUND_PROVIDERS: usize = 256;
 
@@ -27,6 +29,9 @@ pub(super) struct Providers {
     lookups: HashMap<QueryId, (HashSet<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
     /// When the keys were last announced, and the routing table's size then.
     announced: Option<(Instant, usize)>,
+    /// The same for this node's DID document, which is also put again after [`DID_SETTLE`]
+    /// when the table's size changed.
+    did_announced: Option<(Instant, usize)>,
 }
 
 impl Providers {
@@ -121,8 +126,19 @@ impl EventLoop {
             Some((at, n)) => size >= (2 * n).max(1) || at.elapsed() >= REANNOUNCE,
         };
         if !due {
+            // The DID document (one record) also once the table has settled: a table that
+            // stopped growing short of the next doubling (say 29 peers after 16) would leave
+            // it with the closest peers of a network only partly known then.
+            if let Some((at, n)) = self.providers.did_announced
+                && size != n
+                && at.elapsed() >= DID_SETTLE
+            {
+                self.providers.did_announced = Some((Instant::now(), size));
+                self.announce_did();
+            }
             return;
         }
+        self.providers.did_announced = Some((Instant::now(), size));
         self.providers.announced = Some((Instant::now(), size));
         if size > 0 {
             // New peers since the last time: make sure they can resolve our DID.

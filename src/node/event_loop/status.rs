@@ -35,7 +35,7 @@ impl EventLoop {
                 .relay
                 .is_enabled()
                 .then_some(RelayServerInfo {
-                    reservations: self.nat.server_reservations,
+                    reservations: self.nat.server_reservations.len(),
                     circuits: self.nat.server_circuits,
                 }),
         }
