@@ -1,6 +1,7 @@
 //! A typed client of the REST API, used by the CLI (and by tests). The stream endpoints
 //! (HTTP upgrades to raw bytes) are in `client/stream.rs`.
 
+mod routes;
 mod stream;
 
 use std::time::Duration;

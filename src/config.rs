@@ -96,6 +96,7 @@ pub struct FileConfig {
     pub max_tunnels: Option<usize>,
     pub max_tunnels_per_peer: Option<usize>,
     pub tunnel_idle_timeout: Option<f64>,
+    pub route_queue: Option<usize>,
     pub max_records: Option<usize>,
     pub max_record_size: Option<usize>,
     pub max_providers_per_key: Option<usize>,
@@ -243,6 +244,8 @@ services:
         assert_eq!(c.max_tunnels_per_peer, Some(7));
         assert_eq!(c.tunnel_idle_timeout, Some(90.5));
         assert!(FileConfig::parse("max-tunnels-per-peer: -1").is_err());
+        let c = FileConfig::parse("route-queue: 64\n").unwrap();
+        assert_eq!(c.route_queue, Some(64));
     }
 
     #[test]

@@ -68,6 +68,12 @@ impl From<crate::blobs::Error> for ApiError {
     }
 }
 
+impl From<crate::routes::Error> for ApiError {
+    fn from(e: crate::routes::Error) -> Self {
+        Self::new(e.status(), node::error_chain(&e))
+    }
+}
+
 impl From<crate::streams::Error> for ApiError {
     fn from(e: crate::streams::Error) -> Self {
         Self::new(e.status(), node::error_chain(&e))

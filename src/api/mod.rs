@@ -29,6 +29,7 @@ mod host;
 mod node;
 mod openapi;
 mod records;
+mod routes;
 mod rpc;
 mod services;
 mod streams;
@@ -112,6 +113,7 @@ fn v1() -> OpenApiRouter<AppState> {
         .merge(blobs::routes())
         .merge(admission::routes())
         .merge(streams::routes())
+        .merge(routes::routes())
         .merge(forward::api_routes())
 }
 

@@ -19,6 +19,7 @@ use utoipa::OpenApi;
         (name = "blobs", description = "Content-addressed files with IPFS CIDs"),
         (name = "admission", description = "Certificates, trusted CA and revocations"),
         (name = "streams", description = "Raw byte streams to and from peers (HTTP upgrade)"),
+        (name = "routes", description = "Publish/subscribe on routes, only to interested peers"),
     ),
 )]
 pub(super) struct ApiDoc;
@@ -144,6 +145,9 @@ mod tests {
                 "post /api/v1/peers",
                 "get /api/v1/records/{key}",
                 "put /api/v1/records/{key}",
+                "get /api/v1/routes",
+                "post /api/v1/routes/{route}",
+                "get /api/v1/routes/{route}/events",
                 "post /api/v1/rpc/{method}",
                 "get /api/v1/services",
                 "post /api/v1/services",

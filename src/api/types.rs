@@ -146,3 +146,56 @@ pub struct ListenerRequest {
 pub const STREAM_UPGRADE: &str = "mcc-stream";
 /// The header of the `101` answer of the stream endpoints naming the peer at the other end.
 pub const STREAM_PEER_HEADER: &str = "mcc-peer";
+
+/// `GET /api/v1/routes`: one route this node subscribes to, publishes on, or that peers want.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RouteEntry {
+    #[schema(example = "sensors/temp")]
+    pub route: String,
+    /// Type tag of the local subscriptions, if any.
+    pub tag: Option<String>,
+    /// Local subscriptions (API event streams, CLI `route sub`, embedders).
+    pub subscribers: usize,
+    /// Connected peers with a live interest: a publisher here sends to these, and only these.
+    pub interested: Vec<String>,
+    /// Messages sent from here to peers.
+    pub sent: u64,
+    /// Messages received from peers for local subscribers.
+    pub received: u64,
+    /// Messages dropped here: full subscription queues, or peers' queues full past the send
+    /// timeout.
+    pub dropped: u64,
+}
+
+/// `POST /api/v1/routes/{route}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PublishResponse {
+    pub route: String,
+    /// The message's sequence number on this route from this node.
+    pub seq: u64,
+    /// Peers it was sent to (those with an interest).
+    pub peers: u64,
+    /// Peers it was dropped for (their queue stayed full).
+    pub dropped: u64,
+}
+
+/// The `data` of one Server-Sent Event (`event: message`) of
+/// `GET /api/v1/routes/{route}/events`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RouteMessage {
+    /// The publishing node's peer id.
+    pub from: String,
+    pub route: String,
+    /// The publisher's sequence number on this route (gaps: dropped messages).
+    pub seq: u64,
+    /// When it was published, ms since the Unix epoch (the publisher's clock).
+    pub time_unix_ms: u64,
+    /// The payload when it is UTF-8 text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    /// The payload in hex when it is not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_hex: Option<String>,
+    /// Messages this subscription has dropped so far (its queue was full).
+    pub dropped: u64,
+}

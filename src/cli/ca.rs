@@ -33,7 +33,8 @@ pub enum CaCommand {
         #[arg(long)]
         ca_dir: PathBuf,
         /// Permissions to grant, comma separated (services:provide, services:consume,
-        /// records:write, blobs:seed, rpc:call, all) [default: those requested].
+        /// records:write, blobs:seed, rpc:call, routes:publish, routes:subscribe, all)
+        /// [default: those requested].
         #[arg(long)]
         permissions: Option<String>,
         /// Validity in days (fractions allowed).

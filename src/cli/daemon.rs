@@ -81,6 +81,10 @@ pub struct DaemonArgs {
     /// Most tunnels this node serves at once to one peer [default: 128].
     #[arg(long, env = "MCC_MAX_TUNNELS_PER_PEER")]
     pub max_tunnels_per_peer: Option<usize>,
+    /// Messages queued per route subscription (API event stream, `route sub`) before newer
+    /// ones are dropped and counted [default: 1024].
+    #[arg(long, env = "MCC_ROUTE_QUEUE")]
+    pub route_queue: Option<usize>,
     /// Seconds without a byte in either direction after which a tunnel is closed; 0 keeps idle
     /// tunnels open [default: 600].
     #[arg(long, env = "MCC_TUNNEL_IDLE_TIMEOUT")]
@@ -259,6 +263,12 @@ impl DaemonArgs {
                 Some(secs("tunnel-idle-timeout", s)?)
             };
             *forward = forward.clone().with_idle_timeout(idle);
+        }
+        if let Some(n) = self.route_queue.or(file.route_queue) {
+            if n == 0 {
+                return Err(usage("--route-queue must be at least 1"));
+            }
+            config.routes = config.routes.clone().with_subscriber_queue(n);
         }
 
         config.services = file

@@ -4,7 +4,7 @@
 //! One private module per command group, each with its clap enum (`XxxCommand`, re-exported
 //! here) and its `run`: `daemon` (the daemon's flags, `--newcert`), `node` (node, peers, dial,
 //! echo, rpc), `dht`, `did`, `service` (service and listen), `blob`, `ca` (ca and cert), `stream`
-//! (stream listen and connect).
+//! (stream listen and connect), `route` (route sub, pub and ls).
 //! Tables, JSON and progress bars are printed by the helpers in `output`. A new command
 //! group is a new file here plus one variant of [`Subcommand`] and one arm in
 //! [`run_command`].
@@ -25,6 +25,7 @@ mod mesh_args;
 mod nat_args;
 mod node;
 mod output;
+mod route;
 mod service;
 mod stream;
 
@@ -34,6 +35,7 @@ pub use daemon::{DaemonArgs, Resolved, log_filter, newcert};
 pub use dht::DhtCommand;
 pub use did::DidCommand;
 pub use node::NodeCommand;
+pub use route::RouteCommand;
 pub use service::{ListenCommand, ServiceCommand};
 pub use stream::StreamCommand;
 
@@ -108,6 +110,10 @@ pub enum Subcommand {
     /// NAME`.
     #[command(subcommand)]
     Stream(StreamCommand),
+    /// Publish/subscribe on routes, only to interested peers: `mcc route sub ROUTE`,
+    /// `mcc route pub ROUTE [MSG]`, `mcc route ls`.
+    #[command(subcommand)]
+    Route(RouteCommand),
     /// Certificate authority: init, sign, revoke (works on files; no node needed).
     #[command(subcommand)]
     Ca(CaCommand),
@@ -209,6 +215,7 @@ pub async fn run_command(cmd: Subcommand, common: &CommonArgs) -> Result<(), Err
         Subcommand::Listen(cmd) => service::run_listen(cmd, &client, json).await?,
         Subcommand::Blob(cmd) => blob::run(cmd, &client, json).await?,
         Subcommand::Stream(cmd) => stream::run(cmd, &client, json).await?,
+        Subcommand::Route(cmd) => route::run(cmd, &client, json).await?,
         Subcommand::Did(cmd) => did::run(cmd, &client, json).await?,
         Subcommand::Ca(cmd) => ca::run(cmd, &client, json).await?,
         Subcommand::Cert(cmd) => ca::run_cert(cmd, json)?,

@@ -42,6 +42,8 @@ pub struct Behaviour {
     pub autonat: Gated<autonat::Behaviour>,
     /// Peer exchange (`/mcc/pex/1.0.0`), unless `--no-pex`; admitted peers only.
     pub pex: Toggle<Gated<mcc_pex::Behaviour>>,
+    /// Routes (`/mcc/routes/1.0.0`): message bytes bypass the event loop (connection tasks).
+    pub routes: Gated<mcc_routes::Behaviour>,
 }
 
 /// What [`Behaviour::new`] needs besides the key, which only the swarm builder's closure
@@ -65,6 +67,8 @@ pub(crate) struct BehaviourConfig {
     pub nat: super::NatConfig,
     /// Run the peer exchange.
     pub pex: bool,
+    /// Built up front: its handle is the node's `routes::Routes`.
+    pub routes: mcc_routes::Behaviour,
 }
 
 impl Behaviour {
@@ -89,6 +93,7 @@ impl Behaviour {
             rpc: rpc_config,
             nat,
             pex,
+            routes,
         } = config;
         let peer_id = key.public().to_peer_id();
 
@@ -194,6 +199,7 @@ impl Behaviour {
             kad: Gated::new(kad, gates.clone()).tracking_source(),
             mdns: mdns.into(),
             rpc: Gated::new(rpc, gates.clone()),
+            routes: Gated::new(routes, gates.clone()),
             stream: Gated::new(PathAware::prefer_direct(stream), gates),
         })
     }

@@ -92,9 +92,11 @@ impl Builder {
             mut swarm,
             gates,
             control,
+            routes,
             mdns_on,
             agent_version,
         } = built;
+        crate::routes::register_metrics(&mut registry, routes.clone());
 
         let mut listeners = std::collections::HashSet::new();
         for addr in &config.listen {
@@ -155,6 +157,7 @@ impl Builder {
             config.forward.idle_timeout(),
         );
         let streams = crate::streams::Streams::new(net.clone(), gates.clone());
+        let routes = crate::routes::Routes::new(net.clone(), routes);
         let blobs = Blobs::new(net.clone(), stores.blobs, gates, config.keep_blobs);
         let admission = Admission::new(
             net.clone(),
@@ -170,6 +173,7 @@ impl Builder {
                 services,
                 blobs,
                 streams,
+                routes,
                 admission,
                 did: id.did,
                 methods,
@@ -306,6 +310,7 @@ struct Built {
     swarm: libp2p::Swarm<Behaviour>,
     gates: mcc_admission::Gates,
     control: libp2p_stream::Control,
+    routes: mcc_routes::Handle,
     mdns_on: bool,
     agent_version: String,
 }
@@ -339,6 +344,8 @@ fn build_swarm(
         .with_rendezvous(config.rendezvous.as_deref().map(super::provider_key));
     let stream = libp2p_stream::Behaviour::new();
     let control = stream.new_control();
+    let routes = routes_behaviour(config, id.peer_id, &gates);
+    let routes_handle = routes.handle();
     let behaviour_config = BehaviourConfig {
         admission,
         store,
@@ -353,6 +360,7 @@ fn build_swarm(
         rpc: config.rpc.clone(),
         nat: config.nat.clone(),
         pex: config.mesh.pex,
+        routes,
     };
     let swarm = libp2p::SwarmBuilder::with_existing_identity(id.keypair.clone())
         .with_tokio()
@@ -379,9 +387,31 @@ fn build_swarm(
         swarm,
         gates,
         control,
+        routes: routes_handle,
         mdns_on,
         agent_version,
     })
+}
+
+/// The routes behaviour; peers' interests and messages need `routes:subscribe` and
+/// `routes:publish` (every peer has both in an open network).
+fn routes_behaviour(
+    config: &Config,
+    peer_id: PeerId,
+    gates: &mcc_admission::Gates,
+) -> mcc_routes::Behaviour {
+    let gates = gates.clone();
+    let authorizer: mcc_routes::Authorizer = Arc::new(move |peer, action, _route| {
+        let permission = match action {
+            mcc_routes::Action::Publish => mcc_admission::Permission::RoutesPublish,
+            mcc_routes::Action::Subscribe => mcc_admission::Permission::RoutesSubscribe,
+        };
+        gates.allows(peer, permission)
+    });
+    mcc_routes::Behaviour::new(
+        peer_id,
+        config.routes.clone().with_authorizer(Some(authorizer)),
+    )
 }
 
 /// Step 4: the servers, owned by `tasks` and ended by `stopped`: the forward server and the

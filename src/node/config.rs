@@ -67,6 +67,8 @@ pub struct Config {
     pub forward: mcc_forward::ServerConfig,
     /// NAT traversal: relay server and client, hole punching, reachability.
     pub nat: NatConfig,
+    /// Routes: message size limit, queues, interest leases (the authorizer is set by the node).
+    pub routes: mcc_routes::Config,
     /// Mesh upkeep: persistent peers, dial backoff, connection targets, peer exchange.
     pub mesh: MeshConfig,
 }
@@ -218,6 +220,7 @@ impl Default for Config {
             keep_blobs: true,
             admission: AdmissionConfig::default(),
             forward: mcc_forward::ServerConfig::default(),
+            routes: mcc_routes::Config::default(),
             nat: NatConfig::default(),
             mesh: MeshConfig::default(),
         }

@@ -103,6 +103,7 @@ pub use self::info::{
 pub(crate) use self::keys::provider_key;
 pub use self::network::Network;
 use crate::blobs::Blobs;
+use crate::routes::{Publisher, Routes, Subscription};
 use crate::services::Services;
 use crate::streams::{Listener, Stream, Streams};
 
@@ -114,6 +115,7 @@ pub(crate) struct Inner {
     services: Services,
     blobs: Blobs,
     streams: Streams,
+    routes: Routes,
     admission: Admission,
     did: String,
     methods: Methods,
@@ -176,6 +178,22 @@ impl Node {
         name: &str,
     ) -> Result<Stream, crate::streams::Error> {
         self.inner.streams.open(peer, name).await
+    }
+
+    /// Routes: interest-filtered publish/subscribe (see [`crate::routes`]).
+    pub fn routes(&self) -> &Routes {
+        &self.inner.routes
+    }
+
+    /// A publisher on `route`: sends only to peers that announced an interest, and can wait
+    /// for one ([`Publisher::wait_for_listener`]).
+    pub fn publish(&self, route: &str) -> Result<Publisher, crate::routes::Error> {
+        self.inner.routes.publish(route)
+    }
+
+    /// Subscribes to `route`: a `Stream` of messages, announced to every peer (now and later).
+    pub fn subscribe(&self, route: &str) -> Result<Subscription, crate::routes::Error> {
+        self.inner.routes.subscribe(route)
     }
 
     /// Certificate, permissions, admission state and revocation lists.

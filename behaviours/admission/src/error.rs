@@ -230,7 +230,7 @@ pub enum SignError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "unknown permission {0:?}; known permissions: services:provide, services:consume, \
-     records:write, blobs:seed, rpc:call, all"
+     records:write, blobs:seed, rpc:call, routes:publish, routes:subscribe, all"
 )]
 pub struct PermissionError(pub String);
 

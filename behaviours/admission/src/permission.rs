@@ -29,18 +29,25 @@ pub enum Permission {
     BlobsSeed,
     /// `rpc:call`: call RPC methods on other nodes.
     RpcCall,
+    /// `routes:publish`: send route messages to other nodes.
+    RoutesPublish,
+    /// `routes:subscribe`: register interests in routes with other nodes (and so receive
+    /// their messages).
+    RoutesSubscribe,
     /// `all`: every permission, including ones added later.
     All,
 }
 
 impl Permission {
     /// Every permission, `All` last.
-    pub const ALL: [Permission; 6] = [
+    pub const ALL: [Permission; 8] = [
         Permission::ServicesProvide,
         Permission::ServicesConsume,
         Permission::RecordsWrite,
         Permission::BlobsSeed,
         Permission::RpcCall,
+        Permission::RoutesPublish,
+        Permission::RoutesSubscribe,
         Permission::All,
     ];
 
@@ -52,6 +59,8 @@ impl Permission {
             Permission::RecordsWrite => "records:write",
             Permission::BlobsSeed => "blobs:seed",
             Permission::RpcCall => "rpc:call",
+            Permission::RoutesPublish => "routes:publish",
+            Permission::RoutesSubscribe => "routes:subscribe",
             Permission::All => "all",
         }
     }

@@ -228,3 +228,50 @@ fn unknown_permission_in_certificate_is_kept_but_grants_nothing() {
         })
     ));
 }
+
+/// A certificate signed by hand with the given permission names.
+fn cert_with_names(names: &[&[u8]]) -> Certificate {
+    let ca_key = key();
+    let ca = Certificate::new_ca(&ca_key, "ca", NOW - DAY, NOW + DAY).unwrap();
+    let peer = mcc_admission::keys::peer_id_of(&key().public());
+    let mut body = Vec::new();
+    body.extend_from_slice(b"MCCC\x01");
+    body.extend_from_slice(&[9; 16]);
+    body.push(0);
+    body.extend_from_slice(&(NOW - DAY).to_be_bytes());
+    body.extend_from_slice(&(NOW + DAY).to_be_bytes());
+    body.extend_from_slice(&ca_key.public().to_bytes());
+    let p = peer.to_bytes();
+    body.push(p.len() as u8);
+    body.extend_from_slice(&p);
+    body.push(4);
+    body.extend_from_slice(b"node");
+    body.push(names.len() as u8);
+    for name in names {
+        body.push(name.len() as u8);
+        body.extend_from_slice(name);
+    }
+    let sig = ca_key.sign(&body);
+    body.extend_from_slice(&sig);
+    let cert = Certificate::from_bytes(&body).unwrap();
+    cert.verify(&ca, NOW, None).unwrap();
+    cert
+}
+
+#[test]
+fn routes_permissions_decode_and_older_certificates_still_do() {
+    use mcc_admission::Permission;
+    let new = cert_with_names(&[b"routes:publish", b"routes:subscribe"]);
+    assert!(new.permissions().allows(Permission::RoutesPublish));
+    assert!(new.permissions().allows(Permission::RoutesSubscribe));
+    assert_eq!(new.permissions().unknown().count(), 0);
+    assert_eq!(
+        new.permissions().to_string(),
+        "routes:publish,routes:subscribe"
+    );
+    // A certificate from before routes: it decodes, and grants routes only through `all`.
+    let old = cert_with_names(&[b"services:consume", b"rpc:call"]);
+    assert!(!old.permissions().allows(Permission::RoutesPublish));
+    let old_all = cert_with_names(&[b"all"]);
+    assert!(old_all.permissions().allows(Permission::RoutesSubscribe));
+}

@@ -37,6 +37,7 @@ mod pex;
 mod providers;
 mod records;
 mod replication;
+mod routes;
 mod rpc;
 mod status;
 
@@ -364,6 +365,7 @@ impl EventLoop {
             }
             BehaviourEvent::Autonat(e) => self.on_autonat(e),
             BehaviourEvent::Pex(e) => self.on_pex(e),
+            BehaviourEvent::Routes(e) => routes::on_event(e),
         }
     }
 
