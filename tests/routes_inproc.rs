@@ -38,45 +38,6 @@ async fn a_waiting_publisher_reaches_a_subscriber_that_connects_later() -> Resul
     Ok(())
 }
 
-/// A node under a trusted CA with the given permissions.
-async fn closed_node(
-    root: &std::path::Path,
-    ca: &std::path::Path,
-    label: &str,
-    permissions: &str,
-) -> Result<(mcc::Node, tempfile::TempDir)> {
-    let dir = root.join(label);
-    std::fs::create_dir_all(&dir)?;
-    mcc::certs::newcert(
-        &dir.join("self.crt"),
-        &dir.join("node.key"),
-        &dir.join("node.req"),
-        Some(label),
-        30.0,
-    )?;
-    mcc::certs::ca_sign(
-        &dir.join("node.req"),
-        ca,
-        Some(permissions.parse()?),
-        30.0,
-        None,
-    )?;
-    let data = tempfile::tempdir()?;
-    let mut config = common::inproc::base_config(label)?;
-    config.data_dir = Some(data.path().to_path_buf());
-    config.admission = mcc::node::AdmissionConfig {
-        certificate: Some(mcc::certs::load_certificate(&dir.join("node.crt"))?),
-        trusted_ca: Some(mcc::certs::load_certificate(&ca.join("ca.crt"))?),
-        ..Default::default()
-    };
-    let key = mcc::certs::load_private_key(&dir.join("node.key"))?;
-    let (node, _task) = mcc::Node::builder(config)
-        .keypair(key)
-        .spawn(std::future::pending())
-        .await?;
-    Ok((node, data))
-}
-
 async fn tcp_addr(node: &mcc::Node) -> Result<libp2p::Multiaddr> {
     node.info()
         .await?
@@ -96,9 +57,12 @@ async fn under_trust_ca_only_admitted_peers_with_permissions_take_part() -> Resu
     let other_ca = root.path().join("other-ca");
     mcc::certs::ca_init(&ca, "ca", 30.0)?;
     mcc::certs::ca_init(&other_ca, "other", 30.0)?;
-    let (alpha, _a) = closed_node(root.path(), &ca, "alpha", "routes:publish").await?;
-    let (reader, _r) = closed_node(root.path(), &ca, "reader", "routes:subscribe").await?;
-    let (outsider, _o) = closed_node(root.path(), &other_ca, "outsider", "all").await?;
+    let (alpha, _a) =
+        common::inproc::closed_node(root.path(), &ca, "alpha", "routes:publish").await?;
+    let (reader, _r) =
+        common::inproc::closed_node(root.path(), &ca, "reader", "routes:subscribe").await?;
+    let (outsider, _o) =
+        common::inproc::closed_node(root.path(), &other_ca, "outsider", "all").await?;
 
     // This node's own certificate.
     let e = reader

@@ -132,46 +132,6 @@ async fn bad_names_self_and_unreachable_peers_are_typed_errors() -> Result<()> {
     Ok(())
 }
 
-/// A node of a closed network (`--trust-ca`) with a certificate from `ca` granting
-/// `permissions`; returns the node and its data folder.
-async fn closed_node(
-    root: &std::path::Path,
-    ca: &std::path::Path,
-    label: &str,
-    permissions: &str,
-) -> Result<(mcc::Node, tempfile::TempDir)> {
-    let dir = root.join(label);
-    std::fs::create_dir_all(&dir)?;
-    mcc::certs::newcert(
-        &dir.join("self.crt"),
-        &dir.join("node.key"),
-        &dir.join("node.req"),
-        Some(label),
-        30.0,
-    )?;
-    mcc::certs::ca_sign(
-        &dir.join("node.req"),
-        ca,
-        Some(permissions.parse()?),
-        30.0,
-        None,
-    )?;
-    let data = tempfile::tempdir()?;
-    let mut config = common::inproc::base_config(label)?;
-    config.data_dir = Some(data.path().to_path_buf());
-    config.admission = mcc::node::AdmissionConfig {
-        certificate: Some(mcc::certs::load_certificate(&dir.join("node.crt"))?),
-        trusted_ca: Some(mcc::certs::load_certificate(&ca.join("ca.crt"))?),
-        ..Default::default()
-    };
-    let key = mcc::certs::load_private_key(&dir.join("node.key"))?;
-    let (node, _task) = mcc::Node::builder(config)
-        .keypair(key)
-        .spawn(std::future::pending())
-        .await?;
-    Ok((node, data))
-}
-
 /// Under `--trust-ca`, listening needs `services:provide` and opening `services:consume`,
 /// on this node (403 before anything is sent) and on the peer: a listener drops streams from a
 /// peer without `services:consume`, and an opener drops a stream to a peer without
@@ -181,8 +141,9 @@ async fn permissions_are_checked_on_both_ends_under_trust_ca() -> Result<()> {
     let root = tempfile::tempdir()?;
     let ca = root.path().join("ca");
     mcc::certs::ca_init(&ca, "ca", 30.0)?;
-    let (alpha, _alpha_dir) = closed_node(root.path(), &ca, "alpha", "all").await?;
-    let (reader, _reader_dir) = closed_node(root.path(), &ca, "reader", "rpc:call").await?;
+    let (alpha, _alpha_dir) = common::inproc::closed_node(root.path(), &ca, "alpha", "all").await?;
+    let (reader, _reader_dir) =
+        common::inproc::closed_node(root.path(), &ca, "reader", "rpc:call").await?;
     let alpha_addr = alpha
         .info()
         .await?

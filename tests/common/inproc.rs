@@ -219,3 +219,44 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A node of a closed network (`--trust-ca`) with a certificate from the CA in `ca` (made with
+/// `mcc::certs`) granting `permissions`, its files under `root/<label>`; returns the node and
+/// its data folder. The node runs until the process ends.
+pub async fn closed_node(
+    root: &std::path::Path,
+    ca: &std::path::Path,
+    label: &str,
+    permissions: &str,
+) -> Result<(mcc::Node, tempfile::TempDir)> {
+    let dir = root.join(label);
+    std::fs::create_dir_all(&dir)?;
+    mcc::certs::newcert(
+        &dir.join("self.crt"),
+        &dir.join("node.key"),
+        &dir.join("node.req"),
+        Some(label),
+        30.0,
+    )?;
+    mcc::certs::ca_sign(
+        &dir.join("node.req"),
+        ca,
+        Some(permissions.parse()?),
+        30.0,
+        None,
+    )?;
+    let data = tempfile::tempdir()?;
+    let mut config = base_config(label)?;
+    config.data_dir = Some(data.path().to_path_buf());
+    config.admission = mcc::node::AdmissionConfig {
+        certificate: Some(mcc::certs::load_certificate(&dir.join("node.crt"))?),
+        trusted_ca: Some(mcc::certs::load_certificate(&ca.join("ca.crt"))?),
+        ..Default::default()
+    };
+    let key = mcc::certs::load_private_key(&dir.join("node.key"))?;
+    let (node, _task) = mcc::Node::builder(config)
+        .keypair(key)
+        .spawn(std::future::pending())
+        .await?;
+    Ok((node, data))
+}
