@@ -260,9 +260,16 @@ impl EventLoop {
             .filter(|a| !is_relayed(a))
             .map(|a| without_peer(&a))
             .or_else(|| {
-                listen_addrs
-                    .iter()
-                    .find(|a| !is_relayed(a) && !addr::is_unspecified(a))
+                // A relay listening on every interface announces 127.0.0.1 too, which would
+                // point us at ourselves: a loopback address only when there is nothing else.
+                let direct = || {
+                    listen_addrs
+                        .iter()
+                        .filter(|a| !is_relayed(a) && !addr::is_unspecified(a))
+                };
+                direct()
+                    .find(|a| !addr::is_loopback(a))
+                    .or_else(|| direct().next())
                     .map(without_peer)
             })
     }
