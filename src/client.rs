@@ -508,11 +508,12 @@ impl Client {
 
 /// Path of a record key: `/mcc/a b` → `mcc/a%20b` (slashes kept).
 fn key_path(key: &str) -> String {
-    key.trim_start_matches('/')
-        .split('/')
-        .map(urlencode)
-        .collect::<Vec<_>>()
-        .join("/")
+    segments_path(key.trim_start_matches('/'))
+}
+
+/// A `/`-separated name as a URL path: each segment percent-encoded, slashes kept.
+fn segments_path(name: &str) -> String {
+    name.split('/').map(urlencode).collect::<Vec<_>>().join("/")
 }
 
 /// Percent-encodes a path segment.

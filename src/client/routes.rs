@@ -3,20 +3,11 @@
 
 use futures::{Stream, StreamExt};
 
-use super::{Client, Error, urlencode};
+use super::{Client, Error, segments_path};
 use crate::api::types::{PublishResponse, RouteEntry, RouteMessage};
 
 /// Longest SSE line the client buffers (a message's JSON; the node caps payloads at 256 KiB).
 const MAX_LINE: usize = 4 * 1024 * 1024;
-
-/// A route name as a URL path: each segment percent-encoded, slashes kept.
-fn route_path(route: &str) -> String {
-    route
-        .split('/')
-        .map(urlencode)
-        .collect::<Vec<_>>()
-        .join("/")
-}
 
 impl Client {
     /// Publishes `body` on `route`; with `wait_ms`, waits that long for a listener first.
@@ -26,7 +17,7 @@ impl Client {
         body: Vec<u8>,
         wait_ms: Option<u64>,
     ) -> Result<PublishResponse, Error> {
-        let mut url = format!("{}/api/v1/routes/{}", self.base, route_path(route));
+        let mut url = format!("{}/api/v1/routes/{}", self.base, segments_path(route));
         if let Some(ms) = wait_ms {
             url.push_str(&format!("?wait_ms={ms}"));
         }
@@ -48,7 +39,11 @@ impl Client {
         &self,
         route: &str,
     ) -> Result<impl Stream<Item = Result<RouteMessage, Error>> + use<>, Error> {
-        let url = format!("{}/api/v1/routes/{}/events", self.base, route_path(route));
+        let url = format!(
+            "{}/api/v1/routes/{}/events",
+            self.base,
+            segments_path(route)
+        );
         let resp = self.streams.get(&url).send().await.map_err(|source| {
             if source.is_connect() {
                 Error::NotRunning {
