@@ -1,0 +1,288 @@
+//! The connection handler: reads every inbound stream until its end (a peer may send many
+//! messages on one stream, or one stream per message), writes our messages on one outbound
+//! stream of its own (opened at the first message, reopened after a failure), and runs the
+//! server side of the connection. All of it is futures polled by this handler, in the
+//! connection's task: block bytes never pass through the swarm's event loop.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{AsyncWriteExt, FutureExt, StreamExt};
+use libp2p::PeerId;
+use libp2p::core::upgrade::{InboundUpgrade, OutboundUpgrade, UpgradeInfo};
+use libp2p::swarm::handler::{
+    ConnectionEvent, ConnectionHandler, ConnectionHandlerEvent, DialUpgradeError,
+    FullyNegotiatedInbound, FullyNegotiatedOutbound,
+};
+use libp2p::swarm::{Stream, StreamProtocol, SubstreamProtocol};
+use tokio::sync::mpsc;
+
+use crate::codec::{self, Message};
+use crate::error::StreamError;
+use crate::server;
+use crate::shared::{Event, Shared};
+use crate::{PROTOCOL_1_0_0, PROTOCOLS};
+
+/// Inbound streams read at once per connection (kubo keeps one, Helia opens one per message
+/// and closes it).
+const MAX_INBOUND: usize = 32;
+/// Bytes buffered by a reader.
+const READ_BUFFER: usize = 64 * 1024;
+/// Outbound streams that may fail in a row before the connection stops sending.
+const MAX_OUTBOUND_FAILURES: u32 = 3;
+
+/// The Bitswap protocols, in order of preference; the negotiated one comes with the stream.
+#[derive(Debug, Clone)]
+pub struct Upgrade;
+
+impl UpgradeInfo for Upgrade {
+    type Info = StreamProtocol;
+    type InfoIter = std::array::IntoIter<StreamProtocol, 3>;
+
+    fn protocol_info(&self) -> Self::InfoIter {
+        PROTOCOLS.into_iter()
+    }
+}
+
+impl InboundUpgrade<Stream> for Upgrade {
+    type Output = (Stream, StreamProtocol);
+    type Error = Infallible;
+    type Future = futures::future::Ready<Result<Self::Output, Infallible>>;
+
+    fn upgrade_inbound(self, stream: Stream, info: StreamProtocol) -> Self::Future {
+        futures::future::ready(Ok((stream, info)))
+    }
+}
+
+impl OutboundUpgrade<Stream> for Upgrade {
+    type Output = (Stream, StreamProtocol);
+    type Error = Infallible;
+    type Future = futures::future::Ready<Result<Self::Output, Infallible>>;
+
+    fn upgrade_outbound(self, stream: Stream, info: StreamProtocol) -> Self::Future {
+        futures::future::ready(Ok((stream, info)))
+    }
+}
+
+enum Outbound {
+    /// Waiting for a first message to send.
+    Idle(mpsc::Receiver<Message>),
+    /// A stream is asked for; the first message waits with the queue.
+    Requested(mpsc::Receiver<Message>, Message),
+    /// Writing the queue; on failure the future gives the queue back.
+    Running(BoxFuture<'static, Option<mpsc::Receiver<Message>>>),
+    /// Nothing more is sent on this connection.
+    Done,
+}
+
+pub struct Handler {
+    peer: PeerId,
+    shared: Arc<Shared>,
+    outbound: Outbound,
+    failures: u32,
+    wants: Arc<server::Queue>,
+    tasks: FuturesUnordered<BoxFuture<'static, ()>>,
+    readers: usize,
+}
+
+impl Handler {
+    pub(crate) fn new(
+        peer: PeerId,
+        shared: Arc<Shared>,
+        tx: mpsc::Sender<Message>,
+        rx: mpsc::Receiver<Message>,
+    ) -> Self {
+        let wants = server::Queue::new(shared.config.max_inbound_wants());
+        let tasks = FuturesUnordered::new();
+        tasks.push(server::serve(peer, Arc::clone(&shared), Arc::clone(&wants), tx).boxed());
+        Self {
+            peer,
+            shared,
+            outbound: Outbound::Idle(rx),
+            failures: 0,
+            wants,
+            tasks,
+            readers: 0,
+        }
+    }
+}
+
+/// Bitswap 1.0.0 knows only bare blocks (CIDv0 implied) and no presences.
+fn for_1_0_0(mut message: Message) -> Message {
+    message.blocks = message.payload.drain(..).map(|b| b.data).collect();
+    message.block_presences.clear();
+    message
+}
+
+async fn write_queue(
+    peer: PeerId,
+    mut stream: Stream,
+    protocol: StreamProtocol,
+    first: Message,
+    mut rx: mpsc::Receiver<Message>,
+) -> Option<mpsc::Receiver<Message>> {
+    let old = protocol == PROTOCOL_1_0_0;
+    let mut next = Some(first);
+    loop {
+        let message = match next.take() {
+            Some(m) => m,
+            None => match rx.recv().await {
+                Some(m) => m,
+                None => break,
+            },
+        };
+        let message = if old { for_1_0_0(message) } else { message };
+        let frame = codec::encode(&message);
+        if let Err(e) = stream.write_all(&frame).await {
+            tracing::debug!(%peer, "bitswap: writing failed: {e}");
+            return Some(rx);
+        }
+        // Flush once the queue is drained: messages queued together go out together.
+        match rx.try_recv() {
+            Ok(m) => next = Some(m),
+            Err(_) => {
+                if let Err(e) = stream.flush().await {
+                    tracing::debug!(%peer, "bitswap: flushing failed: {e}");
+                    return Some(rx);
+                }
+            }
+        }
+    }
+    let _ = stream.close().await;
+    None
+}
+
+async fn read_stream(peer: PeerId, stream: Stream, shared: Arc<Shared>, wants: Arc<server::Queue>) {
+    let max = shared.config.max_message_size();
+    let mut reader = futures::io::BufReader::with_capacity(READ_BUFFER, stream);
+    loop {
+        let error: StreamError = match codec::read_frame(&mut reader, max).await {
+            Ok(Some(body)) => match codec::decode_bytes(body) {
+                Ok(message) => {
+                    shared.on_message(peer, &message);
+                    if let Some(list) = &message.wantlist {
+                        let dropped = wants.apply(list);
+                        if dropped > 0 {
+                            tracing::debug!(%peer, dropped, "bitswap: wants dropped");
+                        }
+                    }
+                    continue;
+                }
+                Err(e) => e.into(),
+            },
+            Ok(None) => return,
+            Err(e) => e.into(),
+        };
+        tracing::debug!(%peer, "bitswap: inbound stream dropped: {error}");
+        shared.push_event(Event::StreamDropped { peer, error });
+        return;
+    }
+}
+
+impl ConnectionHandler for Handler {
+    type FromBehaviour = Infallible;
+    type ToBehaviour = Infallible;
+    type InboundProtocol = Upgrade;
+    type OutboundProtocol = Upgrade;
+    type InboundOpenInfo = ();
+    type OutboundOpenInfo = ();
+
+    fn listen_protocol(&self) -> SubstreamProtocol<Upgrade, ()> {
+        SubstreamProtocol::new(Upgrade, ())
+    }
+
+    fn connection_keep_alive(&self) -> bool {
+        self.shared.has_wants(&self.peer) || !self.wants.is_empty()
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<ConnectionHandlerEvent<Upgrade, (), Infallible>> {
+        loop {
+            match std::mem::replace(&mut self.outbound, Outbound::Done) {
+                Outbound::Idle(mut rx) => match rx.poll_recv(cx) {
+                    Poll::Ready(Some(first)) => {
+                        self.outbound = Outbound::Requested(rx, first);
+                        return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
+                            protocol: SubstreamProtocol::new(Upgrade, ()),
+                        });
+                    }
+                    Poll::Ready(None) => {}
+                    Poll::Pending => self.outbound = Outbound::Idle(rx),
+                },
+                Outbound::Running(mut writer) => match writer.poll_unpin(cx) {
+                    Poll::Pending => self.outbound = Outbound::Running(writer),
+                    Poll::Ready(Some(rx)) => {
+                        self.failures += 1;
+                        if self.failures < MAX_OUTBOUND_FAILURES {
+                            self.outbound = Outbound::Idle(rx);
+                            continue;
+                        }
+                    }
+                    Poll::Ready(None) => {}
+                },
+                other => self.outbound = other,
+            }
+            break;
+        }
+        while let Poll::Ready(Some(())) = self.tasks.poll_next_unpin(cx) {
+            self.readers = self.tasks.len().saturating_sub(1);
+        }
+        Poll::Pending
+    }
+
+    fn on_behaviour_event(&mut self, event: Infallible) {
+        match event {}
+    }
+
+    fn on_connection_event(&mut self, event: ConnectionEvent<Upgrade, Upgrade, (), ()>) {
+        match event {
+            ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound {
+                protocol: (mut stream, _protocol),
+                ..
+            }) => {
+                self.readers = self.tasks.len().saturating_sub(1);
+                if self.readers >= MAX_INBOUND {
+                    tracing::debug!(peer = %self.peer, "bitswap: too many inbound streams");
+                    return;
+                }
+                stream.ignore_for_keep_alive();
+                self.tasks.push(
+                    read_stream(
+                        self.peer,
+                        stream,
+                        Arc::clone(&self.shared),
+                        Arc::clone(&self.wants),
+                    )
+                    .boxed(),
+                );
+            }
+            ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound {
+                protocol: (mut stream, protocol),
+                ..
+            }) => {
+                if let Outbound::Requested(rx, first) =
+                    std::mem::replace(&mut self.outbound, Outbound::Done)
+                {
+                    self.failures = 0;
+                    stream.ignore_for_keep_alive();
+                    self.outbound = Outbound::Running(
+                        write_queue(self.peer, stream, protocol, first, rx).boxed(),
+                    );
+                }
+            }
+            ConnectionEvent::DialUpgradeError(DialUpgradeError { error, .. }) => {
+                tracing::debug!(peer = %self.peer, "bitswap: no stream to the peer: {error}");
+                self.outbound = Outbound::Done;
+                if matches!(error, libp2p::swarm::StreamUpgradeError::NegotiationFailed) {
+                    self.shared.unsupported(self.peer);
+                }
+            }
+            _ => {}
+        }
+    }
+}
