@@ -102,11 +102,14 @@ impl Wants {
     }
 }
 
+/// A connection and its send queue.
+type Link = (ConnectionId, mpsc::Sender<Message>);
+
 pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) stats: Stats,
     pub(crate) waker: AtomicWaker,
-    links: Mutex<HashMap<PeerId, Vec<(ConnectionId, mpsc::Sender<Message>)>>>,
+    links: Mutex<HashMap<PeerId, Vec<Link>>>,
     wants: Mutex<Wants>,
     events: Mutex<VecDeque<Event>>,
 }
