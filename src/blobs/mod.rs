@@ -134,6 +134,8 @@ pub struct Blobs {
     gates: mcc_admission::Gates,
     /// Seed blobs fetched from others too.
     keep: bool,
+    /// Wants to Bitswap peers (IPFS nodes), if the node runs Bitswap.
+    bitswap: Option<mcc_bitswap::Handle>,
 }
 
 impl Blobs {
@@ -149,7 +151,14 @@ impl Blobs {
             store,
             gates,
             keep,
+            bitswap: None,
         }
+    }
+
+    /// Fetches also ask Bitswap peers through `handle`.
+    pub(crate) fn with_bitswap(mut self, handle: mcc_bitswap::Handle) -> Self {
+        self.bitswap = Some(handle);
+        self
     }
 
     fn blob_store(&self) -> &Arc<BlobStore> {

@@ -44,6 +44,9 @@ pub struct Behaviour {
     pub pex: Toggle<Gated<mcc_pex::Behaviour>>,
     /// Routes (`/mcc/routes/1.0.0`): message bytes bypass the event loop (connection tasks).
     pub routes: Gated<mcc_routes::Behaviour>,
+    /// Bitswap (`/ipfs/bitswap/1.2.0`) for IPFS peers: blocks bypass the event loop
+    /// (connection tasks); served only with `blobs:seed`.
+    pub bitswap: Gated<mcc_bitswap::Behaviour>,
 }
 
 /// What [`Behaviour::new`] needs besides the key, which only the swarm builder's closure
@@ -69,6 +72,8 @@ pub(crate) struct BehaviourConfig {
     pub pex: bool,
     /// Built up front: its handle is the node's `routes::Routes`.
     pub routes: mcc_routes::Behaviour,
+    /// Built up front: its handle is used by the node's `blobs::Blobs`.
+    pub bitswap: mcc_bitswap::Behaviour,
 }
 
 impl Behaviour {
@@ -94,6 +99,7 @@ impl Behaviour {
             nat,
             pex,
             routes,
+            bitswap,
         } = config;
         let peer_id = key.public().to_peer_id();
 
@@ -200,6 +206,7 @@ impl Behaviour {
             mdns: mdns.into(),
             rpc: Gated::new(rpc, gates.clone()),
             routes: Gated::new(routes, gates.clone()),
+            bitswap: Gated::new(bitswap, gates.clone()),
             stream: Gated::new(PathAware::prefer_direct(stream), gates),
         })
     }

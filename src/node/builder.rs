@@ -86,13 +86,21 @@ impl Builder {
         let stores = open_stores(&config, id.peer_id)?;
         let node_metrics = metrics::NodeMetrics::new(&mut registry);
         let cert_metrics = node_metrics.certificate.clone();
-        let built = build_swarm(&config, &id, stores.records, &methods, &mut registry)?;
+        let built = build_swarm(
+            &config,
+            &id,
+            stores.records,
+            &stores.blobs,
+            &methods,
+            &mut registry,
+        )?;
         let libp2p_metrics = libp2p::metrics::Metrics::new(&mut registry);
         let Built {
             mut swarm,
             gates,
             control,
             routes,
+            bitswap,
             mdns_on,
             agent_version,
         } = built;
@@ -158,7 +166,8 @@ impl Builder {
         );
         let streams = crate::streams::Streams::new(net.clone(), gates.clone());
         let routes = crate::routes::Routes::new(net.clone(), routes);
-        let blobs = Blobs::new(net.clone(), stores.blobs, gates, config.keep_blobs);
+        let blobs =
+            Blobs::new(net.clone(), stores.blobs, gates, config.keep_blobs).with_bitswap(bitswap);
         let admission = Admission::new(
             net.clone(),
             id.admission.trusted_ca.clone(),
@@ -311,6 +320,7 @@ struct Built {
     gates: mcc_admission::Gates,
     control: libp2p_stream::Control,
     routes: mcc_routes::Handle,
+    bitswap: mcc_bitswap::Handle,
     mdns_on: bool,
     agent_version: String,
 }
@@ -320,6 +330,7 @@ fn build_swarm(
     config: &Config,
     id: &Identity,
     records: mcc_records::ValidatingStore<crate::storage::records::RedbStore>,
+    blobs: &Arc<crate::storage::blobs::BlobStore>,
     methods: &Methods,
     registry: &mut Registry,
 ) -> Result<Built, Error> {
@@ -346,6 +357,8 @@ fn build_swarm(
     let control = stream.new_control();
     let routes = routes_behaviour(config, id.peer_id, &gates);
     let routes_handle = routes.handle();
+    let bitswap = bitswap_behaviour(id, blobs);
+    let bitswap_handle = bitswap.handle();
     let behaviour_config = BehaviourConfig {
         admission,
         store,
@@ -361,6 +374,7 @@ fn build_swarm(
         nat: config.nat.clone(),
         pex: config.mesh.pex,
         routes,
+        bitswap,
     };
     let swarm = libp2p::SwarmBuilder::with_existing_identity(id.keypair.clone())
         .with_tokio()
@@ -388,6 +402,7 @@ fn build_swarm(
         gates,
         control,
         routes: routes_handle,
+        bitswap: bitswap_handle,
         mdns_on,
         agent_version,
     })
@@ -412,6 +427,20 @@ fn routes_behaviour(
         peer_id,
         config.routes.clone().with_authorizer(Some(authorizer)),
     )
+}
+
+/// The Bitswap behaviour: it serves the blob store's blocks to admitted peers when this
+/// node's certificate grants `blobs:seed` (as the blob server), and nothing otherwise.
+fn bitswap_behaviour(
+    id: &Identity,
+    blobs: &Arc<crate::storage::blobs::BlobStore>,
+) -> mcc_bitswap::Behaviour {
+    let seeds = id
+        .certificate
+        .permissions()
+        .allows(mcc_admission::Permission::BlobsSeed);
+    let source = seeds.then(|| Arc::clone(blobs) as Arc<dyn mcc_bitswap::BlockSource>);
+    mcc_bitswap::Behaviour::new(mcc_bitswap::Config::new().with_block_source(source))
 }
 
 /// Step 4: the servers, owned by `tasks` and ended by `stopped`: the forward server and the

@@ -70,6 +70,10 @@ mod shared;
 
 use libp2p::StreamProtocol;
 
+pub use cid::{self, Cid};
+/// The multihash of a [`Cid`].
+pub type Multihash = cid::multihash::Multihash<64>;
+
 pub use behaviour::Behaviour;
 pub use codec::WantType;
 pub use config::{

@@ -28,6 +28,7 @@
 //! handles ask it things).
 
 mod admission;
+mod bitswap;
 pub(crate) mod command;
 mod discovery;
 mod mesh;
@@ -366,6 +367,7 @@ impl EventLoop {
             BehaviourEvent::Autonat(e) => self.on_autonat(e),
             BehaviourEvent::Pex(e) => self.on_pex(e),
             BehaviourEvent::Routes(e) => routes::on_event(e),
+            BehaviourEvent::Bitswap(e) => bitswap::on_event(e),
         }
     }
 

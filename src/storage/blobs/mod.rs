@@ -85,6 +85,7 @@
 //!
 //! - `mod.rs`: [`BlobStore`], [`BlobInfo`], opening, the `BlockStore` impl and the transaction
 //!   helpers.
+//! - `by_hash.rs`: blocks looked up by multihash (the Bitswap server's `BlockSource`).
 //! - `blocks.rs`: block files on disk (paths, sharding, atomic writes, verified reads, fsync).
 //! - `index.rs`: the redb tables, blob rows, committing a blob and reading the index.
 //! - `add.rs`: [`AddSession`] and the in-memory pins of running adds and commits.
@@ -106,6 +107,7 @@ use redb::{Database, Durability, ReadTransaction, ReadableDatabase, WriteTransac
 
 mod add;
 mod blocks;
+mod by_hash;
 mod dag_pb;
 mod fetch;
 mod gc;

