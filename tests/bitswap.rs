@@ -206,9 +206,99 @@ async fn helia_fetches_an_mcc_blob_over_bitswap() -> Result<()> {
     let out = tmp.path().join("from-mcc-v0.bin");
     helia_fetch(&multiaddr(&node).await?, &v0, &out)?;
     ensure!(std::fs::read(&out)? == content, "the bytes differ (CIDv0)");
+    Ok(())
+}
 
-    // identify lists Bitswap 1.2.0 for IPFS peers to find.
-    let _ = HeliaPeer::serve; // (used by the client tests)
+async fn rest_get(d: &Daemon, cid: &str) -> Result<Vec<u8>> {
+    let url = format!("{}/api/v1/blobs/{cid}", d.api.base_url());
+    let response = reqwest::get(&url).await?;
+    let status = response.status();
+    let body = response.bytes().await?;
+    ensure!(
+        status.is_success(),
+        "GET {url}: {status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    Ok(body.to_vec())
+}
+
+fn get_with_cli(d: &Daemon, cid: &str, out: &Path) -> Result<(bool, String)> {
+    let dir = d.dir.to_string_lossy().into_owned();
+    let (ok, _, err) = cli(&[
+        "blob",
+        "get",
+        cid,
+        "-o",
+        &out.to_string_lossy(),
+        "--data-folder",
+        &dir,
+    ])?;
+    Ok((ok, err))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mcc_fetches_files_only_a_helia_peer_holds() -> Result<()> {
+    if !available("mcc_fetches_files_only_a_helia_peer_holds") {
+        return Ok(());
+    }
+    let tmp = tempfile::tempdir()?;
+    let node = Daemon::start(&[]).await?;
+    // (chunk size, options, file size): IPFS' default layout with raw leaves; 256 KiB chunks
+    // under a CIDv0 root; 4 KiB chunks, more than the 1024 links Helia puts in a node, so
+    // the tree has two levels of dag-pb nodes.
+    let cases: [(&str, &[&str], usize); 3] = [
+        ("1 MiB chunks", &[], 3 * 1024 * 1024 + 7),
+        (
+            "256 KiB chunks, CIDv0 root",
+            &[
+                "--chunk",
+                "262144",
+                "--cid-version",
+                "0",
+                "--raw-leaves",
+                "true",
+            ],
+            2 * 1024 * 1024 + 3,
+        ),
+        (
+            "4 KiB chunks, 2 levels",
+            &["--chunk", "4096"],
+            1100 * 4096 + 5,
+        ),
+    ];
+    for (i, (name, options, len)) in cases.into_iter().enumerate() {
+        let content = data(len, 100 + i as u64);
+        let file = tmp.path().join(format!("helia-{i}.bin"));
+        std::fs::write(&file, &content)?;
+        let helia = HeliaPeer::serve(&file, options)?;
+        node.api.dial(&helia.addr).await.context("dial helia")?;
+        if name.contains("CIDv0") {
+            ensure!(helia.cid.starts_with("Qm"), "{name}: {}", helia.cid);
+        }
+        if i == 1 {
+            // `GET /api/v1/blobs/{cid}` fetches too.
+            let got = rest_get(&node, &helia.cid).await?;
+            ensure!(got == content, "{name}: the REST bytes differ");
+        } else {
+            let out = tmp.path().join(format!("got-{i}.bin"));
+            let (ok, err) = get_with_cli(&node, &helia.cid, &out)?;
+            ensure!(ok, "{name}: blob get failed: {err}");
+            ensure!(std::fs::read(&out)? == content, "{name}: the bytes differ");
+        }
+        ensure!(
+            node.api.blobs().await?.iter().any(|b| b.size == len as u64),
+            "{name}: the blob is listed"
+        );
+
+        if i == 0 {
+            // A directory root: a clear error, no partial blob left.
+            let out = tmp.path().join("dir.bin");
+            let (ok, err) = get_with_cli(&node, &helia.dir, &out)?;
+            ensure!(!ok, "fetching a directory must fail");
+            ensure!(err.contains("directory"), "unclear error: {err}");
+        }
+        let _ = helia.peer_id;
+    }
     Ok(())
 }
 

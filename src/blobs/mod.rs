@@ -6,6 +6,7 @@
 //! Block bytes move between the disk store and libp2p streams (`/mcc/blobs/1.0.0`, crate
 //! `mcc-blobs`) in their own tasks, never through the node's event loop.
 
+mod bitswap;
 mod error;
 
 use mcc_admission::Permission;
@@ -30,7 +31,8 @@ pub fn provider_key(cid: &Cid) -> RecordKey {
     RecordKey::new(&cid.hash().to_bytes())
 }
 
-/// Parses a CID string (400-worthy errors).
+/// Parses a CID string (400-worthy errors). A CIDv0 (`Qm...`) comes back as the CIDv1 of the
+/// same block (blocks are stored and listed under CIDv1).
 pub fn parse_cid(s: &str) -> Result<Cid, Error> {
     let cid = Cid::try_from(s).map_err(|source| Error::InvalidCid {
         cid: s.to_string(),
@@ -39,7 +41,7 @@ pub fn parse_cid(s: &str) -> Result<Cid, Error> {
     if cid.codec() != RAW && cid.codec() != DAG_PB {
         return Err(Error::UnsupportedCodec(s.to_string()));
     }
-    Ok(cid)
+    Ok(unixfs::normalize(cid))
 }
 
 /// How a blob is laid out: its distinct blocks, its leaves in file order, its size.
@@ -227,13 +229,16 @@ impl Blobs {
         Ok(info)
     }
 
-    /// Makes sure the blob is stored here: downloads it from every seeder found in the DHT,
-    /// in parallel, verifying each block; resumes from blocks already stored.
+    /// Makes sure the blob is stored here: downloads it from every seeder found in the DHT
+    /// and from the Bitswap peers (IPFS nodes) that have its root (see
+    /// [`bitswap::sort_seeders`]), in parallel, verifying each block; resumes from blocks
+    /// already stored. A CIDv0 is fetched and stored as its CIDv1.
     pub async fn fetch(
         &self,
         cid: &Cid,
         progress: impl FnMut(&Progress) + Send,
     ) -> Result<FetchSummary, Error> {
+        let cid = &unixfs::normalize(*cid);
         let store = Arc::clone(self.blob_store());
         if let Some(info) = store.info(cid) {
             return Ok(FetchSummary {
@@ -245,7 +250,7 @@ impl Blobs {
         }
         let me = self.net.peer_id();
         let gates = &self.gates;
-        let seeders: Vec<_> = self
+        let providers: Vec<_> = self
             .net
             .providers(provider_key(cid))
             .await?
@@ -255,7 +260,10 @@ impl Blobs {
             // admitted yet is checked again once a stream to it is open (`allow` below).
             .filter(|p| !gates.is_admitted(p) || gates.allows(p, Permission::BlobsSeed))
             .collect();
-        if seeders.is_empty() {
+        // IPFS peers (Bitswap) among the providers and the connected peers.
+        let (seeders, bitswap_seeders) =
+            bitswap::sort_seeders(&self.net, self.bitswap.as_ref(), providers, *cid).await;
+        if seeders.is_empty() && bitswap_seeders.is_empty() {
             return Err(Error::NoSeeder(*cid));
         }
         // Recorded only now that there is something to fetch from, so a GET of an unknown CID
@@ -265,8 +273,16 @@ impl Blobs {
             let gates = gates.clone();
             Arc::new(move |p| gates.allows(p, Permission::BlobsSeed))
         };
+        let remote = match (&self.bitswap, bitswap_seeders.is_empty()) {
+            (Some(handle), false) => Some(transfer::RemoteSeeders {
+                peers: bitswap_seeders,
+                blocks: Arc::new(bitswap::Bitswap(handle.clone())),
+            }),
+            _ => None,
+        };
         let config = transfer::FetchConfig {
             allow: Some(allow),
+            remote,
             ..transfer::FetchConfig::default()
         };
         let root = *cid;

@@ -17,8 +17,9 @@ use crate::codec::{self, Entry, Message, Prefix, Presence, WantType, Wantlist};
 use crate::config::Config;
 use crate::error::{StreamError, WantError};
 
-/// Recently cancelled wants remembered per peer: a block for them is late, not wrong.
-const MAX_CANCELLED: usize = 256;
+/// Wants remembered per peer after they were sent: a block for one of them that comes when
+/// nobody waits (a duplicate, or after a cancel or a timeout) is late, not wrong.
+const MAX_ASKED: usize = 4096;
 
 /// The answer to a want.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +68,28 @@ struct Wants {
     next_id: u64,
     waiting: HashMap<(PeerId, Multihash<64>), Vec<Waiter>>,
     per_peer: HashMap<PeerId, usize>,
-    cancelled: HashMap<PeerId, VecDeque<Multihash<64>>>,
+    asked: HashMap<PeerId, Asked>,
+}
+
+/// The multihashes last wanted from one peer, oldest first.
+#[derive(Default)]
+struct Asked {
+    order: VecDeque<Multihash<64>>,
+    set: std::collections::HashSet<Multihash<64>>,
+}
+
+impl Asked {
+    fn insert(&mut self, hash: Multihash<64>) {
+        if !self.set.insert(hash) {
+            return;
+        }
+        self.order.push_back(hash);
+        if self.order.len() > MAX_ASKED
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+    }
 }
 
 impl Wants {
@@ -84,6 +106,7 @@ impl Wants {
             }
         }
         self.per_peer.remove(peer);
+        self.asked.remove(peer);
     }
 
     fn take(&mut self, peer: PeerId, hash: Multihash<64>) -> Vec<Waiter> {
@@ -247,11 +270,12 @@ impl Shared {
         if waiters.is_empty() {
             let late = cid.as_ref().is_some_and(|cid| {
                 wants
-                    .cancelled
+                    .asked
                     .get(&peer)
-                    .is_some_and(|c| c.contains(cid.hash()))
+                    .is_some_and(|a| a.set.contains(cid.hash()))
             });
             if late {
+                tracing::trace!(%peer, ?cid, "bitswap: a late or duplicate block");
                 return;
             }
             wants.remove_peer(&peer, &WantError::WrongBlock(peer));
@@ -292,6 +316,7 @@ impl Shared {
             *count += 1;
             wants.next_id += 1;
             let id = wants.next_id;
+            wants.asked.entry(peer).or_default().insert(hash);
             wants.waiting.entry((peer, hash)).or_default().push(Waiter {
                 id,
                 kind,
@@ -353,11 +378,6 @@ impl Drop for WantGuard {
             };
             if removed {
                 wants.release(self.peer, 1);
-                let cancelled = wants.cancelled.entry(self.peer).or_default();
-                if cancelled.len() >= MAX_CANCELLED {
-                    cancelled.pop_front();
-                }
-                cancelled.push_back(hash);
             }
             removed
         };

@@ -16,6 +16,9 @@ pub use cid::Cid;
 pub const CHUNK_SIZE: usize = 1024 * 1024;
 /// Most links in one dag-pb node (the IPFS balanced layout's width).
 pub const MAX_LINKS: usize = 174;
+/// Most links accepted in a dag-pb node made elsewhere: Helia and other js importers put up
+/// to 1024 children in a node, kubo [`MAX_LINKS`].
+pub const MAX_DECODE_LINKS: usize = 1024;
 /// Largest block accepted from a peer (a leaf is at most [`CHUNK_SIZE`]; a dag-pb node with
 /// [`MAX_LINKS`] links is a few KiB).
 pub const MAX_BLOCK_SIZE: usize = CHUNK_SIZE + 64 * 1024;

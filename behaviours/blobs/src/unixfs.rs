@@ -23,7 +23,7 @@
 
 use std::ops::Range;
 
-use crate::{CHUNK_SIZE, Cid, DAG_PB, MAX_LINKS, RAW, cid_of, verify};
+use crate::{CHUNK_SIZE, Cid, DAG_PB, MAX_DECODE_LINKS, MAX_LINKS, RAW, cid_of, verify};
 
 // ---------------------------------------------------------------------------------------------
 // Limits on the shape of a DAG
@@ -107,11 +107,14 @@ pub enum DecodeError {
     /// The node is not a UnixFS file (no Data, or another Type).
     #[error("not a UnixFS file node")]
     NotFile,
+    /// The node is a UnixFS directory (or HAMT shard): only files can be fetched and read.
+    #[error("a UnixFS directory, not a file: fetch one of its files by its own CID")]
+    Directory,
     /// The node holds file bytes inline (dag-pb leaves, as without `--raw-leaves`): unsupported.
     #[error("UnixFS node with inline data (not raw leaves) is unsupported")]
     InlineData,
-    /// More than [`MAX_LINKS`] links or block sizes.
-    #[error("more than {MAX_LINKS} links in a node")]
+    /// More than [`MAX_DECODE_LINKS`] links or block sizes.
+    #[error("more than {MAX_DECODE_LINKS} links in a node")]
     TooManyLinks,
     /// The number of links differs from the number of block sizes.
     #[error("{links} links but {blocksizes} blocksizes")]
@@ -376,6 +379,19 @@ const WT_I32: u8 = 5;
 
 /// UnixFS `Data.DataType.File`.
 const UNIXFS_FILE: u64 = 2;
+const UNIXFS_DIRECTORY: u64 = 1;
+const UNIXFS_HAMT_SHARD: u64 = 5;
+
+/// The CIDv1 of a CIDv0 (dag-pb, same multihash); other CIDs unchanged. Blocks are stored and
+/// verified under CIDv1 only, so links and roots given as CIDv0 (`Qm...`, as `ipfs add` makes
+/// by default) are read through this.
+pub fn normalize(cid: Cid) -> Cid {
+    if cid.version() == cid::Version::V0 {
+        Cid::new_v1(crate::DAG_PB, *cid.hash())
+    } else {
+        cid
+    }
+}
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -511,7 +527,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes a dag-pb block (bounded work: reject > MAX_LINKS links, bad varints, lengths past the
+/// Decodes a dag-pb block (bounded work: reject > MAX_DECODE_LINKS links, bad varints, lengths past the
 /// end; never panic on peer bytes).
 ///
 /// The block must be canonical dag-pb (links before data, no other fields) holding a UnixFS
@@ -527,7 +543,7 @@ pub fn decode(data: &[u8]) -> Result<Node, DecodeError> {
                 if unixfs.is_some() {
                     return Err(DecodeError::Malformed("dag-pb links after data"));
                 }
-                if links.len() == MAX_LINKS {
+                if links.len() == MAX_DECODE_LINKS {
                     return Err(DecodeError::TooManyLinks);
                 }
                 links.push(decode_link(r.bytes()?)?);
@@ -592,7 +608,10 @@ fn decode_link(bytes: &[u8]) -> Result<Link, DecodeError> {
     if !hash.is_empty() {
         return Err(DecodeError::BadCid("trailing bytes".into()));
     }
-    Ok(Link { cid, tsize })
+    Ok(Link {
+        cid: normalize(cid),
+        tsize,
+    })
 }
 
 /// A UnixFS `Data` message of a file: (filesize, blocksizes).
@@ -602,7 +621,7 @@ fn decode_unixfs(bytes: &[u8]) -> Result<(Option<u64>, Vec<u64>), DecodeError> {
     let mut filesize = None;
     let mut blocksizes = Vec::new();
     let push_size = |sizes: &mut Vec<u64>, size| {
-        if sizes.len() == MAX_LINKS {
+        if sizes.len() == MAX_DECODE_LINKS {
             return Err(DecodeError::TooManyLinks);
         }
         sizes.push(size);
@@ -628,6 +647,9 @@ fn decode_unixfs(bytes: &[u8]) -> Result<(Option<u64>, Vec<u64>), DecodeError> {
             // hashType, fanout, mode, mtime and any later fields: not needed for a file's bytes.
             (_, wire_type) => r.skip(wire_type)?,
         }
+    }
+    if matches!(kind, Some(UNIXFS_DIRECTORY | UNIXFS_HAMT_SHARD)) {
+        return Err(DecodeError::Directory);
     }
     if kind != Some(UNIXFS_FILE) {
         return Err(DecodeError::NotFile);
@@ -1655,7 +1677,7 @@ mod tests {
         ));
         assert!(matches!(
             decode(&wrap(&[], Some(&unixfs_data(1, b"", 0, &[])))),
-            Err(DecodeError::NotFile)
+            Err(DecodeError::Directory)
         ));
         assert!(matches!(
             decode(&wrap(&[], Some(&unixfs_data(UNIXFS_FILE, b"abc", 3, &[])))),
@@ -1744,7 +1766,7 @@ mod tests {
     #[test]
     fn decode_rejects_too_many_links() {
         let leaf = cid_of(RAW, b"x");
-        let n = MAX_LINKS + 1;
+        let n = MAX_DECODE_LINKS + 1;
         let node = Node {
             links: vec![
                 Link {

@@ -472,8 +472,8 @@ async fn unsupported_roots_are_refused_at_once() {
         cid::multihash::Multihash::<64>::wrap(0x00, data).unwrap(),
     );
     let cbor = Cid::new_v1(0x71, *cid_of(RAW, data).hash());
-    let v0 = Cid::new_v0(*cid_of(mcc_blobs::DAG_PB, data).hash()).unwrap();
-    for root in [identity, cbor, v0] {
+    // (A CIDv0 root is fetched as its CIDv1: see `unixfs::normalize`.)
+    for root in [identity, cbor] {
         let result = within(
             10,
             transfer::fetch(

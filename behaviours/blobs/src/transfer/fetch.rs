@@ -32,6 +32,10 @@ use crate::{
     verify,
 };
 
+mod remote;
+
+pub use remote::{RemoteAnswer, RemoteBlocks, RemoteSeeders};
+
 /// How often [`fetch`] calls its progress callback at most.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 /// How many received blocks of one seeder may wait for verification and storage at once.
@@ -61,6 +65,9 @@ pub struct FetchConfig {
     /// nothing more it sends is stored. With admission, this is where a permission is checked:
     /// the peer is admitted once a stream is open, which may be after the seeders were picked.
     pub allow: Option<AllowSeeder>,
+    /// Seeders reached by another protocol (Bitswap), asked besides `seeders` (default none);
+    /// a peer in both is asked over `/mcc/blobs/1.0.0`.
+    pub remote: Option<RemoteSeeders>,
 }
 
 impl std::fmt::Debug for FetchConfig {
@@ -71,6 +78,7 @@ impl std::fmt::Debug for FetchConfig {
             .field("open_timeout", &self.open_timeout)
             .field("max_attempts", &self.max_attempts)
             .field("allow", &self.allow.as_ref().map(|_| "..."))
+            .field("remote", &self.remote)
             .finish()
     }
 }
@@ -89,6 +97,7 @@ impl Default for FetchConfig {
             open_timeout: Duration::from_secs(30),
             max_attempts: 5,
             allow: None,
+            remote: None,
         }
     }
 }
@@ -156,6 +165,16 @@ pub async fn fetch_with(
             peers.push(peer);
         }
     }
+    // Seeders from `remote_from` on are asked through `config.remote`.
+    let remote_from = peers.len();
+    if let Some(remote) = &config.remote {
+        for peer in &remote.peers {
+            if !peers.contains(peer) {
+                peers.push(*peer);
+            }
+        }
+    }
+    let root = unixfs::normalize(root);
     let ctx = Arc::new(Ctx::new(store, root, &peers));
 
     let start = {
@@ -182,6 +201,18 @@ pub async fn fetch_with(
 
     let mut workers = JoinSet::new();
     for (index, peer) in peers.iter().enumerate() {
+        if index >= remote_from
+            && let Some(remote) = &config.remote
+        {
+            workers.spawn(remote::worker(
+                ctx.clone(),
+                index,
+                *peer,
+                remote.blocks.clone(),
+                config.clone(),
+            ));
+            continue;
+        }
         workers.spawn(worker(
             ctx.clone(),
             index,
