@@ -199,10 +199,29 @@ async fn with_peer_id(running: &Running) -> Result<Multiaddr> {
 }
 
 /// A fresh mcc node dials `addr` and fetches `cid`: the seconds the fetch took.
-async fn mcc_fetch(dir: PathBuf, addr: Multiaddr, cid: &str, expected: &[u8]) -> Result<f64> {
+async fn mcc_fetch(
+    dir: PathBuf,
+    addr: Multiaddr,
+    mcc_seeder: bool,
+    cid: &str,
+    expected: &[u8],
+) -> Result<f64> {
     let fetcher = start_node(dir).await?;
-    fetcher.node.dial(addr).await?;
+    let peer = fetcher.node.dial(addr).await?;
     let cid = mcc::blobs::parse_cid(cid)?;
+    if mcc_seeder {
+        // Wait until the seeder shows as a provider (it announced the blob at add).
+        common::capped(LIMIT, "waiting for the provider record", async {
+            loop {
+                let found = fetcher.node.blobs().providers(&cid).await?;
+                if found.iter().any(|p| p.peer_id == peer) {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await?;
+    }
     let started = Instant::now();
     common::capped(LIMIT, "mcc fetch", async {
         Ok(fetcher.node.blobs().fetch(&cid, |_| {}).await?)
@@ -271,10 +290,10 @@ async fn run(plan: Plan) -> Result<()> {
     let helia_mcc = row("Helia ← mcc", plan.size, secs);
 
     let helia_addr: Multiaddr = helia.addr.parse()?;
-    let secs = mcc_fetch(tmp.path().join("f1"), helia_addr, &info.cid, &data).await?;
+    let secs = mcc_fetch(tmp.path().join("f1"), helia_addr, false, &info.cid, &data).await?;
     let mcc_helia = row("mcc ← Helia", plan.size, secs);
 
-    let secs = mcc_fetch(tmp.path().join("f2"), seeder_addr, &info.cid, &data).await?;
+    let secs = mcc_fetch(tmp.path().join("f2"), seeder_addr, true, &info.cid, &data).await?;
     let mcc_mcc = row("mcc ← mcc", plan.size, secs);
 
     println!();

@@ -223,6 +223,47 @@ pub fn encode(message: &Message) -> Bytes {
     buf.freeze()
 }
 
+/// Encodes `message` as one frame in two parts, so that a block's bytes are written without
+/// being copied: the frame up to the block's data, then the data (`None` when the message is
+/// not a single block: then the first part is the whole frame, as [`encode`] makes it).
+pub fn encode_parts(message: &Message) -> (Bytes, Option<Bytes>) {
+    let [block] = &message.payload[..] else {
+        return (encode(message), None);
+    };
+    if !message.blocks.is_empty()
+        || !message.block_presences.is_empty()
+        || message.pending_bytes != 0
+    {
+        return (encode(message), None);
+    }
+    let wantlist = message.wantlist.as_ref().map(|w| w.encode_to_vec());
+    let data_len = block.data.len() as u64;
+    let mut inner = BytesMut::new();
+    if !block.prefix.is_empty() {
+        put_varint(&mut inner, 0x0a); // Block.prefix
+        put_varint(&mut inner, block.prefix.len() as u64);
+        inner.put_slice(&block.prefix);
+    }
+    if data_len > 0 {
+        put_varint(&mut inner, 0x12); // Block.data
+        put_varint(&mut inner, data_len);
+    }
+    let inner_len = inner.len() as u64 + data_len;
+    let mut head = BytesMut::new();
+    if let Some(list) = &wantlist {
+        put_varint(&mut head, 0x0a); // Message.wantlist
+        put_varint(&mut head, list.len() as u64);
+        head.put_slice(list);
+    }
+    put_varint(&mut head, 0x1a); // Message.payload
+    put_varint(&mut head, inner_len);
+    head.put_slice(&inner);
+    let mut frame = BytesMut::with_capacity(head.len() + 10);
+    put_varint(&mut frame, head.len() as u64 + data_len);
+    frame.put_slice(&head);
+    (frame.freeze(), (data_len > 0).then(|| block.data.clone()))
+}
+
 /// Appends `v` as an unsigned LEB128 varint.
 pub fn put_varint(buf: &mut impl BufMut, mut v: u64) {
     while v >= 0x80 {
@@ -397,6 +438,26 @@ mod tests {
         assert_eq!(back.block_presences[0].presence(), Presence::DontHave);
         let entry = &back.wantlist.as_ref().unwrap().entries[0];
         assert_eq!(entry.want_type(), WantType::Have);
+    }
+
+    #[test]
+    fn a_block_in_two_parts_is_the_same_frame() {
+        for data in [Bytes::new(), Bytes::from(vec![9u8; 300_000])] {
+            for wantlist in [None, Some(Wantlist::default())] {
+                let message = Message {
+                    wantlist,
+                    payload: vec![Block {
+                        prefix: Bytes::from_static(&[1, 0x55, 0x12, 0x20]),
+                        data: data.clone(),
+                    }],
+                    ..Message::default()
+                };
+                let (head, tail) = encode_parts(&message);
+                let mut frame = head.to_vec();
+                frame.extend_from_slice(tail.as_deref().unwrap_or_default());
+                assert_eq!(frame, encode(&message).to_vec());
+            }
+        }
     }
 
     #[test]

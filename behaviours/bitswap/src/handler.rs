@@ -110,6 +110,39 @@ impl Handler {
     }
 }
 
+/// Wantlist entries merged into one message at most.
+const MAX_MERGED_ENTRIES: usize = 1024;
+
+/// Whether `message` carries only wantlist entries (no blocks, no presences).
+fn only_wants(message: &Message) -> bool {
+    message.payload.is_empty()
+        && message.blocks.is_empty()
+        && message.block_presences.is_empty()
+        && message.wantlist.as_ref().is_some_and(|w| !w.full)
+}
+
+/// Merges the wantlist-only messages queued behind `first` into it (a server such as Helia
+/// answers each message with every block still wanted: one message per batch of wants keeps
+/// it from sending blocks twice). Returns the first queued message that could not be merged.
+fn merge_wants(first: &mut Message, rx: &mut mpsc::Receiver<Message>) -> Option<Message> {
+    if !only_wants(first) {
+        return None;
+    }
+    loop {
+        let entries = first.wantlist.as_ref().map_or(0, |w| w.entries.len());
+        if entries >= MAX_MERGED_ENTRIES {
+            return None;
+        }
+        let next = rx.try_recv().ok()?;
+        if !only_wants(&next) {
+            return Some(next);
+        }
+        if let (Some(into), Some(from)) = (first.wantlist.as_mut(), next.wantlist) {
+            into.entries.extend(from.entries);
+        }
+    }
+}
+
 /// Bitswap 1.0.0 knows only bare blocks (CIDv0 implied) and no presences.
 fn for_1_0_0(mut message: Message) -> Message {
     message.blocks = message.payload.drain(..).map(|b| b.data).collect();
@@ -127,21 +160,30 @@ async fn write_queue(
     let old = protocol == PROTOCOL_1_0_0;
     let mut next = Some(first);
     loop {
-        let message = match next.take() {
+        let mut message = match next.take() {
             Some(m) => m,
             None => match rx.recv().await {
                 Some(m) => m,
                 None => break,
             },
         };
+        let after = merge_wants(&mut message, &mut rx);
         let message = if old { for_1_0_0(message) } else { message };
-        let frame = codec::encode(&message);
-        if let Err(e) = stream.write_all(&frame).await {
+        let (head, data) = codec::encode_parts(&message);
+        drop(message);
+        let written = async {
+            stream.write_all(&head).await?;
+            if let Some(data) = data {
+                stream.write_all(&data).await?;
+            }
+            Ok::<_, std::io::Error>(())
+        };
+        if let Err(e) = written.await {
             tracing::debug!(%peer, "bitswap: writing failed: {e}");
             return Some(rx);
         }
         // Flush once the queue is drained: messages queued together go out together.
-        match rx.try_recv() {
+        match after.map_or_else(|| rx.try_recv(), Ok) {
             Ok(m) => next = Some(m),
             Err(_) => {
                 if let Err(e) = stream.flush().await {

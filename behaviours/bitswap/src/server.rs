@@ -103,38 +103,58 @@ enum Found {
     Missing,
 }
 
+/// Lookups run at once per connection (disk reads overlap the sending of earlier blocks).
+const MAX_LOOKUPS: usize = 4;
+
 /// Answers the wants of `queue` on `tx` until the connection's send queue closes. A block is
-/// read only once the send queue has room for it.
+/// read only once the send queue has room for it; up to [`MAX_LOOKUPS`] at a time.
 pub(crate) async fn serve(
     peer: PeerId,
     shared: Arc<Shared>,
     queue: Arc<Queue>,
     tx: mpsc::Sender<Message>,
 ) {
+    use futures::StreamExt;
+    let mut running = futures::stream::FuturesUnordered::new();
     loop {
-        let want = queue.next().await;
-        let Ok(permit) = tx.reserve().await else {
-            return;
-        };
-        let found = look_up(&shared, &peer, &want).await;
-        let message = match found {
-            Found::Block(data) => {
-                shared.stats.served(data.len());
-                Message {
-                    wantlist: Some(Wantlist::default()),
-                    payload: vec![Block {
-                        prefix: Prefix::of(&want.cid).to_bytes(),
-                        data,
-                    }],
-                    ..Message::default()
+        tokio::select! {
+            want = queue.next(), if running.len() < MAX_LOOKUPS => {
+                let (shared, tx) = (Arc::clone(&shared), tx.clone());
+                running.push(answer(peer, shared, want, tx));
+            }
+            Some(open) = running.next() => {
+                if !open {
+                    return;
                 }
             }
-            Found::Have => presence(&want.cid, Presence::Have),
-            Found::Missing if want.send_dont_have => presence(&want.cid, Presence::DontHave),
-            Found::Missing => continue,
-        };
-        permit.send(message);
+        }
     }
+}
+
+/// Answers one want; `false` once the send queue is closed.
+async fn answer(peer: PeerId, shared: Arc<Shared>, want: Want, tx: mpsc::Sender<Message>) -> bool {
+    let Ok(permit) = tx.reserve_owned().await else {
+        return false;
+    };
+    let found = look_up(&shared, &peer, &want).await;
+    let message = match found {
+        Found::Block(data) => {
+            shared.stats.served(data.len());
+            Message {
+                wantlist: Some(Wantlist::default()),
+                payload: vec![Block {
+                    prefix: Prefix::of(&want.cid).to_bytes(),
+                    data,
+                }],
+                ..Message::default()
+            }
+        }
+        Found::Have => presence(&want.cid, Presence::Have),
+        Found::Missing if want.send_dont_have => presence(&want.cid, Presence::DontHave),
+        Found::Missing => return true,
+    };
+    permit.send(message);
+    true
 }
 
 fn presence(cid: &Cid, presence: Presence) -> Message {

@@ -350,7 +350,9 @@ impl Shared {
     }
 }
 
-/// Withdraws a want that ends without an answer (timeout, dropped future).
+/// Withdraws a want that ends without an answer (timeout, dropped future). An answered want
+/// needs no cancel: servers forget a want once they sent its block, and a cancel is one more
+/// message that Helia answers by sending again what it is still sending.
 struct WantGuard {
     shared: Arc<Shared>,
     peer: PeerId,
@@ -361,7 +363,7 @@ struct WantGuard {
 impl Drop for WantGuard {
     fn drop(&mut self) {
         let hash = *self.cid.hash();
-        let removed = {
+        {
             let mut wants = lock(&self.shared.wants);
             let key = (self.peer, hash);
             let removed = match wants.waiting.get_mut(&key) {
@@ -376,12 +378,16 @@ impl Drop for WantGuard {
                 }
                 None => false,
             };
-            if removed {
-                wants.release(self.peer, 1);
+            if !removed {
+                return;
             }
-            removed
-        };
-        if removed && let Some(tx) = self.shared.sender(&self.peer) {
+            wants.release(self.peer, 1);
+            if wants.waiting.contains_key(&key) {
+                // Another want of the same block is still waiting.
+                return;
+            }
+        }
+        if let Some(tx) = self.shared.sender(&self.peer) {
             let cancel = Message {
                 wantlist: Some(Wantlist {
                     entries: vec![Entry {
@@ -393,8 +399,14 @@ impl Drop for WantGuard {
                 }),
                 ..Message::default()
             };
-            // Best effort: a full queue loses the cancel; the peer's answer is then late.
-            let _ = tx.try_send(cancel);
+            // A full queue: the cancel waits for room in a task (one per want at most).
+            if let Err(mpsc::error::TrySendError::Full(cancel)) = tx.try_send(cancel)
+                && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            {
+                runtime.spawn(async move {
+                    let _ = tx.send(cancel).await;
+                });
+            }
         }
     }
 }

@@ -1,7 +1,10 @@
 //! Seeders reached by another protocol (Bitswap, for IPFS peers): [`RemoteBlocks`] asks one
-//! peer for one block; a worker per such seeder keeps [`FetchConfig::window`] asks in flight,
-//! pulling from the same queue as the `/mcc/blobs/1.0.0` workers. Every block is verified and
-//! stored by the same [`process`] as theirs.
+//! peer for one block; a worker per such seeder asks for [`FetchConfig::window`] blocks at
+//! once and for the next batch when all are answered, pulling from the same queue as the
+//! `/mcc/blobs/1.0.0` workers. (Batches, not a sliding window: a Bitswap server such as Helia
+//! answers every wantlist message with every block still wanted, so a want sent while blocks
+//! are on their way makes it send them twice.) Every block is verified and stored by the same
+//! [`process`] as theirs.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -67,8 +70,8 @@ pub(super) async fn worker(
         if ctx.is_over_for(index) {
             return;
         }
-        if asks.len() < window {
-            for cid in ctx.take(index, window - asks.len()) {
+        if asks.is_empty() {
+            for cid in ctx.take(index, window) {
                 let ask = blocks.get(peer, cid);
                 asks.push(async move { (cid, ask.await) });
             }
