@@ -297,7 +297,6 @@ async fn mcc_fetches_files_only_a_helia_peer_holds() -> Result<()> {
             ensure!(!ok, "fetching a directory must fail");
             ensure!(err.contains("directory"), "unclear error: {err}");
         }
-        let _ = helia.peer_id;
     }
     Ok(())
 }
@@ -306,4 +305,34 @@ async fn mcc_fetches_files_only_a_helia_peer_holds() -> Result<()> {
 fn to_v0(cid: &str) -> Result<String> {
     let cid = mcc_blobs::Cid::try_from(cid)?;
     Ok(mcc_blobs::Cid::new_v0(*cid.hash())?.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mcc_fetches_from_a_helia_provider_found_in_the_dht() -> Result<()> {
+    if !available("mcc_fetches_from_a_helia_provider_found_in_the_dht") {
+        return Ok(());
+    }
+    let tmp = tempfile::tempdir()?;
+    let content = data(2 * 1024 * 1024 + 99, 55);
+    let file = tmp.path().join("provided.bin");
+    std::fs::write(&file, &content)?;
+    // A knows Helia (Helia announces itself to A); B knows only A.
+    let a = Daemon::start(&[]).await?;
+    let b = Daemon::start(&["--boot", &a.tcp_host_port().await?]).await?;
+    let helia = HeliaPeer::serve(&file, &["--provide-to", &multiaddr(&a).await?])?;
+    common::wait_until(30, "B finds Helia as a provider", || async {
+        Ok(b.api
+            .blob_providers(&helia.cid)
+            .await
+            .map(|found| found.iter().any(|p| p.peer_id.to_string() == helia.peer_id))
+            .unwrap_or(false))
+    })
+    .await?;
+    // (B may be connected to Helia by now: DHT queries dial the peers they learn of. B was
+    // never given Helia's address: it learnt it from the provider record.)
+    let out = tmp.path().join("got.bin");
+    let (ok, err) = get_with_cli(&b, &helia.cid, &out)?;
+    ensure!(ok, "blob get failed: {err}");
+    ensure!(std::fs::read(&out)? == content, "the bytes differ");
+    Ok(())
 }

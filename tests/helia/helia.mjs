@@ -5,7 +5,9 @@
 //     dials the peer, reads the UnixFS file <cid> over Bitswap (unixfs.cat) into <out-file>,
 //     prints {"bytes":N,"ms":T}.
 //   node helia.mjs serve <file> [--chunk N] [--cid-version 0|1] [--raw-leaves true|false]
-//     imports <file>, listens on 127.0.0.1, prints
+//                          [--provide-to <multiaddr>]
+//     imports <file>, listens on 127.0.0.1 (with --provide-to: runs kad-dht, dials that peer
+//     and announces itself as a provider of the file through it), prints
 //     {"peer_id":..,"addrs":[..],"cid":..,"dir":..} (dir: a directory holding the file),
 //     then serves until stdin closes.
 import { createReadStream, createWriteStream } from 'node:fs'
@@ -16,6 +18,7 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
+import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
 import { createBitswap } from '@helia/bitswap'
 import { Helia } from '@helia/utils'
 import { unixfs } from '@helia/unixfs'
@@ -37,13 +40,22 @@ function bitswapBroker (components) {
   }
 }
 
-async function startHelia () {
+async function startHelia (dht = false) {
+  const services = { identify: identify(), ping: ping() }
+  if (dht) {
+    services.dht = kadDHT({
+      protocol: '/ipfs/kad/1.0.0',
+      clientMode: false,
+      peerInfoMapper: passthroughMapper,
+      allowQueryWithZeroPeers: true
+    })
+  }
   const libp2p = await createLibp2p({
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
-    services: { identify: identify(), ping: ping() }
+    services
   })
   const helia = new Helia({
     libp2p,
@@ -95,7 +107,8 @@ async function main () {
     await fetch(args[0], args[1], args[2])
     process.exit(0)
   } else if (mode === 'serve') {
-    const helia = await startHelia()
+    const provideTo = option(args, '--provide-to', null)
+    const helia = await startHelia(provideTo != null)
     const fs = unixfs(helia)
     const chunk = Number(option(args, '--chunk', String(1024 * 1024)))
     const cidVersion = Number(option(args, '--cid-version', '1'))
@@ -106,6 +119,15 @@ async function main () {
       rawLeaves
     })
     const dir = await fs.cp(cid, await fs.addDirectory(), 'file')
+    if (provideTo != null) {
+      const ma = multiaddr(provideTo)
+      await helia.libp2p.dial(ma)
+      // js kad adds a peer to its table once identify and a ping went through.
+      for (let i = 0; i < 200 && helia.libp2p.services.dht.routingTable.size === 0; i++) {
+        await new Promise(resolve => setTimeout(resolve, 50))
+      }
+      await helia.libp2p.contentRouting.provide(cid, { signal: AbortSignal.timeout(30_000) })
+    }
     console.log(JSON.stringify({
       peer_id: helia.libp2p.peerId.toString(),
       addrs: helia.libp2p.getMultiaddrs().map(a => a.toString()),
