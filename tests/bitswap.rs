@@ -244,7 +244,7 @@ async fn mcc_fetches_files_only_a_helia_peer_holds() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let node = Daemon::start(&[]).await?;
     // (chunk size, options, file size): IPFS' default layout with raw leaves; 256 KiB chunks
-    // under a CIDv0 root; 4 KiB chunks, more than the 1024 links Helia puts in a node, so
+    // under a CIDv0 root with dag-pb leaves (`ipfs add`'s defaults); 4 KiB chunks, more than the 1024 links Helia puts in a node, so
     // the tree has two levels of dag-pb nodes.
     let cases: [(&str, &[&str], usize); 3] = [
         ("1 MiB chunks", &[], 3 * 1024 * 1024 + 7),

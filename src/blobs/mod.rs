@@ -97,15 +97,22 @@ fn next_chunk(
     let data = store
         .get(&part.cid)?
         .ok_or_else(|| std::io::Error::other(format!("block {} is missing", part.cid)))?;
-    if data.len() as u64 != part.size {
+    // A dag-pb leaf holds its bytes inline.
+    let bytes = if part.cid.codec() == DAG_PB {
+        let inline = unixfs::inline_range(&data).map_err(std::io::Error::other)?;
+        bytes::Bytes::from(data).slice(inline)
+    } else {
+        bytes::Bytes::from(data)
+    };
+    if bytes.len() as u64 != part.size {
         return Err(std::io::Error::other(format!(
             "block {} holds {} bytes, its parent says {}",
             part.cid,
-            data.len(),
+            bytes.len(),
             part.size
         )));
     }
-    Ok(Some(bytes::Bytes::from(data).slice(part.range)))
+    Ok(Some(bytes.slice(part.range)))
 }
 
 /// What a fetch did.

@@ -110,8 +110,9 @@ pub enum DecodeError {
     /// The node is a UnixFS directory (or HAMT shard): only files can be fetched and read.
     #[error("a UnixFS directory, not a file: fetch one of its files by its own CID")]
     Directory,
-    /// The node holds file bytes inline (dag-pb leaves, as without `--raw-leaves`): unsupported.
-    #[error("UnixFS node with inline data (not raw leaves) is unsupported")]
+    /// The node holds file bytes inline *and* has children: unsupported. (A leaf holding its
+    /// bytes inline, as importers make without `--raw-leaves`, is fine.)
+    #[error("UnixFS node with both inline data and links is unsupported")]
     InlineData,
     /// More than [`MAX_DECODE_LINKS`] links or block sizes.
     #[error("more than {MAX_DECODE_LINKS} links in a node")]
@@ -380,6 +381,7 @@ const WT_I32: u8 = 5;
 /// UnixFS `Data.DataType.File`.
 const UNIXFS_FILE: u64 = 2;
 const UNIXFS_DIRECTORY: u64 = 1;
+const UNIXFS_RAW: u64 = 0;
 const UNIXFS_HAMT_SHARD: u64 = 5;
 
 /// The CIDv1 of a CIDv0 (dag-pb, same multihash); other CIDs unchanged. Blocks are stored and
@@ -557,7 +559,24 @@ pub fn decode(data: &[u8]) -> Result<Node, DecodeError> {
             _ => return Err(DecodeError::Malformed("unexpected dag-pb field")),
         }
     }
-    let (filesize, blocksizes) = decode_unixfs(unixfs.ok_or(DecodeError::NotFile)?)?;
+    let (filesize, blocksizes, inline) = decode_unixfs(unixfs.ok_or(DecodeError::NotFile)?)?;
+    if inline > 0 {
+        // A dag-pb leaf (importers without raw leaves): its bytes are the inline data.
+        if !links.is_empty() || !blocksizes.is_empty() {
+            return Err(DecodeError::InlineData);
+        }
+        let inline = inline as u64;
+        if filesize.is_some_and(|f| f != inline) {
+            return Err(DecodeError::SizeMismatch(
+                "filesize is not the length of the inline data",
+            ));
+        }
+        return Ok(Node {
+            links,
+            filesize: inline,
+            blocksizes,
+        });
+    }
     if links.len() != blocksizes.len() {
         return Err(DecodeError::LinkCountMismatch {
             links: links.len(),
@@ -615,11 +634,12 @@ fn decode_link(bytes: &[u8]) -> Result<Link, DecodeError> {
 }
 
 /// A UnixFS `Data` message of a file: (filesize, blocksizes).
-fn decode_unixfs(bytes: &[u8]) -> Result<(Option<u64>, Vec<u64>), DecodeError> {
+fn decode_unixfs(bytes: &[u8]) -> Result<(Option<u64>, Vec<u64>, usize), DecodeError> {
     let mut r = Reader::new(bytes);
     let mut kind = None;
     let mut filesize = None;
     let mut blocksizes = Vec::new();
+    let mut inline = 0;
     let push_size = |sizes: &mut Vec<u64>, size| {
         if sizes.len() == MAX_DECODE_LINKS {
             return Err(DecodeError::TooManyLinks);
@@ -630,11 +650,7 @@ fn decode_unixfs(bytes: &[u8]) -> Result<(Option<u64>, Vec<u64>), DecodeError> {
     while !r.is_empty() {
         match r.key()? {
             (1, WT_VARINT) => kind = Some(r.varint()?),
-            (2, WT_LEN) => {
-                if !r.bytes()?.is_empty() {
-                    return Err(DecodeError::InlineData);
-                }
-            }
+            (2, WT_LEN) => inline = r.bytes()?.len(),
             (3, WT_VARINT) => filesize = Some(r.varint()?),
             (4, WT_VARINT) => push_size(&mut blocksizes, r.varint()?)?,
             (4, WT_LEN) => {
@@ -651,10 +667,45 @@ fn decode_unixfs(bytes: &[u8]) -> Result<(Option<u64>, Vec<u64>), DecodeError> {
     if matches!(kind, Some(UNIXFS_DIRECTORY | UNIXFS_HAMT_SHARD)) {
         return Err(DecodeError::Directory);
     }
-    if kind != Some(UNIXFS_FILE) {
+    // Type Raw (0): the leaves of old importers, bytes inline like a File leaf.
+    if kind != Some(UNIXFS_FILE) && !(kind == Some(UNIXFS_RAW) && inline > 0) {
         return Err(DecodeError::NotFile);
     }
-    Ok((filesize, blocksizes))
+    Ok((filesize, blocksizes, inline))
+}
+
+/// Where the file bytes a dag-pb leaf holds inline are in the block `data` (its UnixFS
+/// `Data` field; an empty range when there are none). The block must [`decode`].
+pub fn inline_range(data: &[u8]) -> Result<Range<usize>, DecodeError> {
+    let offset = |inner: &[u8]| (inner.as_ptr() as usize).saturating_sub(data.as_ptr() as usize);
+    let mut r = Reader::new(data);
+    while !r.is_empty() {
+        match r.key()? {
+            (1, WT_LEN) => {
+                let unixfs = r.bytes()?;
+                let mut u = Reader::new(unixfs);
+                let mut found = 0..0;
+                while !u.is_empty() {
+                    match u.key()? {
+                        (2, WT_LEN) => {
+                            let bytes = u.bytes()?;
+                            let start = offset(bytes);
+                            found = start..start + bytes.len();
+                        }
+                        (_, wire_type) => u.skip(wire_type)?,
+                    }
+                }
+                return Ok(found);
+            }
+            (_, wire_type) => r.skip(wire_type)?,
+        }
+    }
+    Ok(0..0)
+}
+
+/// Whether a decoded node is a leaf holding its bytes inline (no links, some bytes).
+pub fn is_inline_leaf(node: &Node) -> bool {
+    node.links.is_empty() && node.filesize > 0
 }
 
 /// The byte range of the file covered by each child of `node`, in order (prefix sums of
@@ -723,6 +774,7 @@ struct MeasureFrame {
 
 impl MeasureFrame {
     fn new(cid: Cid, node: Node) -> Self {
+        let leaves = u64::from(is_inline_leaf(&node));
         let children = node
             .links
             .into_iter()
@@ -734,7 +786,7 @@ impl MeasureFrame {
             filesize: node.filesize,
             children,
             next: 0,
-            leaves: 0,
+            leaves,
             depth: 1,
         }
     }
@@ -845,7 +897,8 @@ fn top_leaves(stack: &[MeasureFrame]) -> u64 {
 /// Part of a leaf that a [`Cursor`] yields: `range` of leaf `cid`, which holds `size` bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeafPart {
-    /// The leaf (a raw block).
+    /// The leaf: a raw block, or a dag-pb node holding its bytes inline (see
+    /// [`inline_range`]).
     pub cid: Cid,
     /// The leaf's size according to its parent (check it against the block read).
     pub size: u64,
@@ -895,6 +948,9 @@ impl Cursor {
                 return Ok(self.part(root, 0..size));
             }
             let node = read_node(&root, Some(size), &mut get)?;
+            if is_inline_leaf(&node) {
+                return Ok(self.part(root, 0..size));
+            }
             self.enter(node, 0);
         }
         loop {
@@ -923,6 +979,9 @@ impl Cursor {
                 return Err(Refusal::TooDeep.into());
             }
             let node = read_node(&child, Some(size), &mut get)?;
+            if is_inline_leaf(&node) {
+                return Ok(self.part(child, span));
+            }
             self.enter(node, span.start);
         }
     }
@@ -983,7 +1042,12 @@ where
             if !verify(&part.cid, &data) {
                 return Err(DecodeError::BadBlock(part.cid));
             }
-            if data.len() as u64 != part.size {
+            let len = if part.cid.codec() == DAG_PB {
+                inline_range(&data)?.len()
+            } else {
+                data.len()
+            };
+            if len as u64 != part.size {
                 return Err(DecodeError::SizeMismatch(
                     "a child's size differs from its parent's blocksizes",
                 ));
@@ -1680,8 +1744,20 @@ mod tests {
             Err(DecodeError::Directory)
         ));
         assert!(matches!(
-            decode(&wrap(&[], Some(&unixfs_data(UNIXFS_FILE, b"abc", 3, &[])))),
+            decode(&wrap(
+                &[link(&leaf)],
+                Some(&unixfs_data(UNIXFS_FILE, b"abc", 4, &[1]))
+            )),
             Err(DecodeError::InlineData)
+        ));
+        // A leaf with its bytes inline: decoded, and its bytes found.
+        let inline = wrap(&[], Some(&unixfs_data(UNIXFS_FILE, b"abc", 3, &[])));
+        let node = decode(&inline).unwrap();
+        assert!(is_inline_leaf(&node) && node.filesize == 3);
+        assert_eq!(&inline[inline_range(&inline).unwrap()], b"abc");
+        assert!(matches!(
+            decode(&wrap(&[], Some(&unixfs_data(UNIXFS_FILE, b"abc", 4, &[])))),
+            Err(DecodeError::SizeMismatch(_))
         ));
         // Data before links; data twice; an unknown dag-pb field.
         let mut swapped = Vec::new();

@@ -26,7 +26,8 @@ pub(super) fn dag_pb_links(node: &[u8]) -> Result<Vec<Cid>, PbError> {
         let (field, wire) = read_key(&mut rest)?;
         if field == 2 && wire == WIRE_LEN {
             let link = read_bytes(&mut rest)?;
-            links.push(link_hash(link)?);
+            // Stored under CIDv1: a CIDv0 link names the same block.
+            links.push(mcc_blobs::unixfs::normalize(link_hash(link)?));
         } else {
             skip_field(&mut rest, wire)?;
         }
