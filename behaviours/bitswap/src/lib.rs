@@ -37,10 +37,14 @@
 //! [`Handle::want`] asks one peer for a block or for whether it has it, and waits for the
 //! answer (at most [`Config::want_timeout`]); [`Handle::who_has`] asks several peers at once.
 //! A received block is matched to wants by the multihash of its bytes, so only blocks whose
-//! bytes hash to a wanted CID are handed out. A peer that sends a block nobody wanted from it
-//! is reported ([`Event::UnwantedBlock`]) and its outstanding wants fail with
-//! [`WantError::WrongBlock`]. At most [`Config::max_outbound_wants`] wants are outstanding
-//! with one peer.
+//! bytes hash to a wanted CID are handed out. A block that comes late (its want timed out, or
+//! it was answered already) is dropped quietly; a peer that sends a block that was never
+//! wanted from it (among its last 4096 wants) is reported ([`Event::UnwantedBlock`]) and its
+//! outstanding wants fail with [`WantError::WrongBlock`]. At most
+//! [`Config::max_outbound_wants`] wants are outstanding with one peer. Wants queued together
+//! go out in one message: Helia answers every message with every block still wanted, so a
+//! caller that sends wants while blocks are on their way gets blocks twice (the blob fetch
+//! asks in batches).
 //!
 //! # Example
 //!

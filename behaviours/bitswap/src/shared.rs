@@ -36,8 +36,8 @@ pub enum Answer {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Event {
-    /// `peer` sent a block nobody wanted from it (`cid: None`: not even a valid block). Its
-    /// outstanding wants failed with [`WantError::WrongBlock`].
+    /// `peer` sent a block that was never wanted from it (`cid: None`: not even a valid block
+    /// of a supported hash). Its outstanding wants failed with [`WantError::WrongBlock`].
     UnwantedBlock { peer: PeerId, cid: Option<Cid> },
     /// An inbound stream of `peer` was dropped.
     StreamDropped { peer: PeerId, error: StreamError },
