@@ -319,6 +319,14 @@ async fn mcc_fetches_from_a_helia_provider_found_in_the_dht() -> Result<()> {
     // A knows Helia (Helia announces itself to A); B knows only A.
     let a = Daemon::start(&[]).await?;
     let b = Daemon::start(&["--boot", &a.tcp_host_port().await?]).await?;
+    // identify lists Bitswap: what IPFS peers look for.
+    let a_id = a.peer_id().await?;
+    common::wait_until(30, "B sees A's protocols", || async {
+        Ok(b.peers().await?.iter().any(|p| {
+            p.peer_id.to_string() == a_id && p.protocols.iter().any(|x| x == "/ipfs/bitswap/1.2.0")
+        }))
+    })
+    .await?;
     let helia = HeliaPeer::serve(&file, &["--provide-to", &multiaddr(&a).await?])?;
     common::wait_until(30, "B finds Helia as a provider", || async {
         Ok(b.api
