@@ -123,6 +123,8 @@ impl HeliaPeer {
             .arg("helia.mjs")
             .arg("serve")
             .arg(file)
+            // mcc's layout (kubo's): 174 links per node, so the CIDs agree.
+            .args(["--max-children", "174"])
             .current_dir(helia_dir())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

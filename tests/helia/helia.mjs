@@ -5,7 +5,7 @@
 //     dials the peer, reads the UnixFS file <cid> over Bitswap (unixfs.cat) into <out-file>,
 //     prints {"bytes":N,"ms":T}.
 //   node helia.mjs serve <file> [--chunk N] [--cid-version 0|1] [--raw-leaves true|false]
-//                          [--provide-to <multiaddr>]
+//                          [--max-children N] [--provide-to <multiaddr>]
 //     imports <file>, listens on 127.0.0.1 (with --provide-to: runs kad-dht, dials that peer
 //     and announces itself as a provider of the file through it), prints
 //     {"peer_id":..,"addrs":[..],"cid":..,"dir":..} (dir: a directory holding the file),
@@ -27,6 +27,7 @@ import { MemoryDatastore } from 'datastore-core'
 import { multiaddr } from '@multiformats/multiaddr'
 import { CID } from 'multiformats/cid'
 import { fixedSize } from 'ipfs-unixfs-importer/chunker'
+import { balanced } from 'ipfs-unixfs-importer/layout'
 
 // @helia/bitswap as a Helia block broker (what the `helia` meta-package's `bitswap()` does).
 function bitswapBroker (components) {
@@ -113,10 +114,12 @@ async function main () {
     const chunk = Number(option(args, '--chunk', String(1024 * 1024)))
     const cidVersion = Number(option(args, '--cid-version', '1'))
     const rawLeaves = option(args, '--raw-leaves', cidVersion === 1 ? 'true' : 'false') === 'true'
+    const maxChildren = Number(option(args, '--max-children', '1024'))
     const cid = await fs.addByteStream(createReadStream(args[0]), {
       chunker: fixedSize({ chunkSize: chunk }),
       cidVersion,
-      rawLeaves
+      rawLeaves,
+      layout: balanced({ maxChildrenPerNode: maxChildren })
     })
     const dir = await fs.cp(cid, await fs.addDirectory(), 'file')
     if (provideTo != null) {
