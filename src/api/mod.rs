@@ -22,6 +22,7 @@
 mod addrbook;
 mod admission;
 mod blobs;
+mod dashboard;
 mod error;
 mod forward;
 mod guard;
@@ -132,6 +133,7 @@ pub fn router(node: Node, config: &ApiConfig) -> Router {
     let (api, openapi) = api();
     let mut app = api
         .merge(SwaggerUi::new("/docs").url(OPENAPI_PATH, openapi))
+        .merge(dashboard::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     if config.monitoring {
