@@ -281,7 +281,7 @@ fn click_through(
         .map(|b| format!("{b:02x}"))
         .collect();
     ensure!(
-        size == content.len().to_string(),
+        size.as_str().and_then(|s| s.parse::<usize>().ok()) == Some(content.len()),
         "B's page shows {size} bytes"
     );
     ensure!(digest == want.as_str(), "B's page shows sha-256 {digest}");

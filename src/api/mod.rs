@@ -14,7 +14,8 @@
 //! - [`types`]: request and response bodies, shared with the typed client; `error`:
 //!   [`ApiError`] and how errors map to HTTP statuses; `openapi`: the document's info, tags
 //!   and post-processing; `guard`: the `Host`/`Origin` checks of both listeners; `host`: the
-//!   host parsing that guard and forward share.
+//!   host parsing that guard and forward share; `dashboard`: the web page at `/` (embedded
+//!   files that use the API like any client).
 //!
 //! New endpoints: a file with the handlers and their `routes()`, one `.merge(...)` line in
 //! `v1()` below, and a tag in `openapi` if they start a new group.
