@@ -240,6 +240,19 @@ fn click_through(
             js(&cid)
         ),
     )?;
+    // A has no token: its download link is a plain same-origin link to the blob.
+    let linked = br.eval(
+        &pa,
+        &format!(
+            "(async () => {{ const a = document.querySelector('#blob-list tr[data-cid={}] a[download]');
+               return (await (await fetch(a.href)).arrayBuffer()).byteLength; }})()",
+            js(&cid)
+        ),
+    )?;
+    ensure!(
+        linked.as_u64() == Some(content.len() as u64),
+        "download link gave {linked}"
+    );
     shot(br, &pa, "a-desktop.png")?;
 
     // B, with its token in the fragment: A among its peers, A's service found, the blob
