@@ -46,9 +46,13 @@ async fn dashboard_drives_two_nodes_in_chromium() -> Result<()> {
     let a = Daemon::start(&["--label", "alpha"]).await?;
     let boot = a.tcp_host_port().await?;
     let b = Daemon::start(&["--label", "beta", "--boot", &boot, "--api-token", "auto"]).await?;
-    let token = std::fs::read_to_string(b.dir.join("api-token"))?;
-    let b_api = b.api.clone().with_token(token.trim());
-    let (a_id, b_id) = (a.peer_id().await?, b_api.node().await?.peer_id.to_string());
+    // C: dialled from A's page, then killed, so that A's mesh shows a known, unconnected peer.
+    let c = Daemon::start(&["--label", "gamma", "--rendezvous", "off"]).await?;
+    let token = std::fs::read_to_string(b.dir.join("api-token"))?
+        .trim()
+        .to_string();
+    let b_api = b.api.clone().with_token(&token);
+    let b_id = b_api.node().await?.peer_id.to_string();
     wait_until(20, "A and B connect", || async {
         Ok(a.peers()
             .await?
@@ -56,20 +60,22 @@ async fn dashboard_drives_two_nodes_in_chromium() -> Result<()> {
             .any(|p| p.peer_id.to_string() == b_id))
     })
     .await?;
+    let mut nodes = Nodes {
+        a_id: a.peer_id().await?,
+        b_id,
+        c_id: c.peer_id().await?,
+        c_addr: c.tcp_host_port().await?,
+        token,
+        a,
+        b,
+        c,
+    };
 
     let tmp = tempfile::tempdir()?;
     let shots = screenshot_dir()?;
     let mut browser = Browser::launch(chromium, tmp.path())?;
-    let result = click_through(
-        &mut browser,
-        &a,
-        &b,
-        &token,
-        &a_id,
-        &b_id,
-        &shots,
-        tmp.path(),
-    );
+    let result = click_through(&mut browser, &mut nodes, &shots, tmp.path());
+    let (a, b) = (&nodes.a, &nodes.b);
     if result.is_err() {
         eprintln!("page console:\n{}", browser.console.join("\n"));
         eprintln!("node A log:\n{}\nnode B log:\n{}", a.log(), b.log());
@@ -133,17 +139,26 @@ async fn dashboard_files_are_open_and_locked_down() -> Result<()> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The test's nodes: A (open), B (with a token), C (dialled from A's page, then killed).
+struct Nodes {
+    a: Daemon,
+    b: Daemon,
+    c: Daemon,
+    token: String,
+    a_id: String,
+    b_id: String,
+    c_id: String,
+    c_addr: String,
+}
+
 fn click_through(
     br: &mut Browser,
-    a: &Daemon,
-    b: &Daemon,
-    token: &str,
-    a_id: &str,
-    b_id: &str,
+    nodes: &mut Nodes,
     shots: &std::path::Path,
     tmp: &std::path::Path,
 ) -> Result<()> {
+    let (a, b, token) = (&nodes.a, &nodes.b, nodes.token.as_str());
+    let (a_id, b_id) = (nodes.a_id.as_str(), nodes.b_id.as_str());
     let a_url = format!("{}/", a.api.base_url());
     let b_url = format!("{}/", b.api.base_url());
     let mut saved = Vec::new();
@@ -195,6 +210,30 @@ fn click_through(
         &format!(
             "[...document.querySelectorAll('#mesh g.peer title')].some(t => t.textContent === {})",
             js(b_id)
+        ),
+    )?;
+
+    // A dials C from its page; once C is gone, C stays in the mesh as a known peer.
+    br.type_into(&pa, "#dial-addr", &nodes.c_addr)?;
+    br.click(&pa, "#dial-form button")?;
+    br.wait_for(
+        &pa,
+        15,
+        "A connected to C",
+        &format!(
+            "document.getElementById('dial-out').textContent.includes({})",
+            js(&nodes.c_id)
+        ),
+    )?;
+    nodes.c.kill();
+    br.wait_for(
+        &pa,
+        15,
+        "C known but not connected in A's mesh",
+        &format!(
+            "[...document.querySelectorAll('#mesh g.peer')].some(g => g.querySelector('circle.known') \
+             && g.querySelector('title').textContent.startsWith({}))",
+            js(&nodes.c_id)
         ),
     )?;
 
