@@ -97,6 +97,7 @@ async fn dashboard_files_are_open_and_locked_down() -> Result<()> {
     for (path, kind) in [
         ("/", "text/html"),
         ("/dashboard/app.js", "text/javascript"),
+        ("/dashboard/util.js", "text/javascript"),
         ("/dashboard/style.css", "text/css"),
         ("/dashboard/icon.svg", "image/svg+xml"),
     ] {
@@ -388,5 +389,11 @@ fn click_through(
     )?;
     shot(br, &pb, "b-phone.png")?;
     ensure!(saved.len() == 4);
+    let thrown: Vec<&String> = br
+        .console
+        .iter()
+        .filter(|l| l.starts_with("exception"))
+        .collect();
+    ensure!(thrown.is_empty(), "the pages threw: {thrown:?}");
     Ok(())
 }

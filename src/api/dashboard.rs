@@ -1,7 +1,8 @@
 //! The dashboard: a page at `/` of the API listener that shows this node and drives it through
 //! the REST API (`/api/v1/...`) like any other client.
 //!
-//! Its files (`dashboard/index.html`, `app.js`, `style.css`, `icon.svg`) are plain HTML, CSS
+//! Its files (`dashboard/index.html`, `style.css`, `icon.svg`, and the JavaScript modules
+//! `app.js` (the entry), `util.js`, `live.js`, `blobs.js`, `routes.js`) are plain HTML, CSS
 //! and JavaScript without a framework or build step, embedded in the binary: the page works
 //! offline and `cargo build` needs nothing else. They hold no data, so they are served without
 //! the API token (see `guard`); every data request of the page carries it.
@@ -14,11 +15,12 @@
 use std::sync::OnceLock;
 
 use axum::Router;
+use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use super::AppState;
+use super::{ApiError, AppState};
 
 /// Path prefix of the dashboard's scripts, styles and images.
 pub const ASSETS: &str = "/dashboard/";
@@ -98,37 +100,60 @@ static INDEX: Asset = Asset::new(
     include_bytes!("dashboard/index.html"),
     "text/html; charset=utf-8",
 );
-static APP_JS: Asset = Asset::new(
-    include_bytes!("dashboard/app.js"),
-    "text/javascript; charset=utf-8",
-);
-static STYLE: Asset = Asset::new(
-    include_bytes!("dashboard/style.css"),
-    "text/css; charset=utf-8",
-);
 static ICON: Asset = Asset::new(include_bytes!("dashboard/icon.svg"), "image/svg+xml");
+
+/// `text/javascript` for the page's modules.
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// The files under [`ASSETS`], by name.
+static FILES: [(&str, Asset); 7] = [
+    ("app.js", Asset::new(include_bytes!("dashboard/app.js"), JS)),
+    (
+        "util.js",
+        Asset::new(include_bytes!("dashboard/util.js"), JS),
+    ),
+    (
+        "live.js",
+        Asset::new(include_bytes!("dashboard/live.js"), JS),
+    ),
+    (
+        "blobs.js",
+        Asset::new(include_bytes!("dashboard/blobs.js"), JS),
+    ),
+    (
+        "routes.js",
+        Asset::new(include_bytes!("dashboard/routes.js"), JS),
+    ),
+    (
+        "style.css",
+        Asset::new(
+            include_bytes!("dashboard/style.css"),
+            "text/css; charset=utf-8",
+        ),
+    ),
+    (
+        "icon.svg",
+        Asset::new(include_bytes!("dashboard/icon.svg"), "image/svg+xml"),
+    ),
+];
 
 /// Whether `path` is one of the dashboard's files (served without the API token).
 pub(super) fn is_dashboard_path(path: &str) -> bool {
     path == "/" || path == "/favicon.ico" || path.starts_with(ASSETS)
 }
 
-/// The dashboard's routes: `/`, its assets under `/dashboard/`, and the icon.
+async fn file(Path(name): Path<String>, headers: HeaderMap) -> Response {
+    match FILES.iter().find(|(n, _)| *n == name) {
+        Some((_, asset)) => asset.respond(&headers),
+        None => ApiError::new(StatusCode::NOT_FOUND, "no such dashboard file").into_response(),
+    }
+}
+
+/// The dashboard's routes: `/`, its files under `/dashboard/`, and the icon.
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(|h: HeaderMap| async move { INDEX.respond(&h) }))
-        .route(
-            "/dashboard/app.js",
-            get(|h: HeaderMap| async move { APP_JS.respond(&h) }),
-        )
-        .route(
-            "/dashboard/style.css",
-            get(|h: HeaderMap| async move { STYLE.respond(&h) }),
-        )
-        .route(
-            "/dashboard/icon.svg",
-            get(|h: HeaderMap| async move { ICON.respond(&h) }),
-        )
+        .route("/dashboard/{name}", get(file))
         .route(
             "/favicon.ico",
             get(|h: HeaderMap| async move { ICON.respond(&h) }),
@@ -139,9 +164,13 @@ pub(super) fn routes() -> Router<AppState> {
 mod tests {
     use super::*;
 
+    fn asset(name: &str) -> &'static Asset {
+        &FILES.iter().find(|(n, _)| *n == name).unwrap().1
+    }
+
     #[test]
     fn assets_have_types_csp_and_revalidate() {
-        let resp = APP_JS.respond(&HeaderMap::new());
+        let resp = asset("app.js").respond(&HeaderMap::new());
         assert_eq!(resp.status(), StatusCode::OK);
         let h = resp.headers();
         assert_eq!(h[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
@@ -151,8 +180,11 @@ mod tests {
         let etag = h[header::ETAG].clone();
         let mut again = HeaderMap::new();
         again.insert(header::IF_NONE_MATCH, etag);
-        assert_eq!(APP_JS.respond(&again).status(), StatusCode::NOT_MODIFIED);
-        assert_ne!(INDEX.etag(), APP_JS.etag());
+        assert_eq!(
+            asset("app.js").respond(&again).status(),
+            StatusCode::NOT_MODIFIED
+        );
+        assert_ne!(INDEX.etag(), asset("app.js").etag());
         assert!(is_dashboard_path("/") && is_dashboard_path("/dashboard/app.js"));
         assert!(!is_dashboard_path("/api/v1/node") && !is_dashboard_path("/docs"));
     }
@@ -162,5 +194,16 @@ mod tests {
         let html = std::str::from_utf8(INDEX.body).unwrap();
         assert!(!html.contains("<script>") && !html.contains("style="));
         assert!(html.contains("src=\"/dashboard/app.js\""));
+        // Every module the page imports is served.
+        for (name, a) in &FILES {
+            let text = std::str::from_utf8(a.body).unwrap();
+            for import in text.lines().filter_map(|l| l.split("from \"./").nth(1)) {
+                let file = import.split('"').next().unwrap();
+                assert!(
+                    FILES.iter().any(|(n, _)| *n == file),
+                    "{name} imports {file}"
+                );
+            }
+        }
     }
 }
