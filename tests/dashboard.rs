@@ -182,6 +182,24 @@ fn click_through(
          && !document.getElementById('token-box').hidden",
     )?;
     shot(br, &pb, "b-without-token.png")?;
+    // Pasting the token makes the page work; forgetting it stops it again.
+    br.type_into(&pb, "#token-input", token)?;
+    br.click(&pb, "#token-form button[type=submit]")?;
+    br.wait_for(
+        &pb,
+        10,
+        "B's page working with the pasted token",
+        "document.querySelector('#live.ok') && document.getElementById('token-box').hidden \
+         && document.getElementById('node-peer-id')",
+    )?;
+    br.click(&pb, "#token-toggle")?;
+    br.click(&pb, "#token-forget")?;
+    br.wait_for(
+        &pb,
+        10,
+        "B's page refused again",
+        "document.querySelector('#live.off')",
+    )?;
 
     // A: this node, and B among its peers (a direct connection) and in the mesh graph.
     let pa = br.new_page(1280, 900)?;

@@ -24,6 +24,7 @@ export async function refreshLive() {
   } catch (e) {
     failures++;
     setLive(false, e);
+    if (!self) $("node-info").replaceChildren(el("dt", { text: "status" }), el("dd", { class: "error-text", text: e.message }));
   }
 }
 
