@@ -27,8 +27,9 @@ const MAX_IDLE_PER_SERVICE: usize = 8;
 /// Services with idle connections; the connections of further services are closed.
 const MAX_SERVICES: usize = 256;
 
-/// How long a connection given back may take to become ready for the next request.
-const READY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection given back may take to become ready for the next request (it
+/// only has to finish reading the end of its last answer).
+const READY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Default of [`Upstreams::timeout`].
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -66,52 +67,55 @@ impl Upstreams {
     }
 
     /// An idle connection to `service` ready for a request, the most recently used first.
-    pub(super) fn take(&self, service: &str) -> Option<SendRequest<Body>> {
-        let mut idle = self.lock();
-        let list = idle.get_mut(service)?;
-        let mut found = None;
-        while let Some(c) = list.pop() {
-            if c.since.elapsed() < IDLE_TIMEOUT && c.sender.is_ready() {
-                found = Some(c.sender);
-                break;
+    /// A connection given back a moment ago may still be finishing its last answer (or
+    /// closing, if the service closes after each one): each is given [`READY_TIMEOUT`].
+    pub(super) async fn take(&self, service: &str) -> Option<SendRequest<Body>> {
+        loop {
+            let mut c = {
+                let mut idle = self.lock();
+                let list = idle.get_mut(service)?;
+                let c = list.pop();
+                if list.is_empty() {
+                    idle.remove(service);
+                }
+                c?
+            };
+            if c.since.elapsed() >= IDLE_TIMEOUT {
+                continue;
+            }
+            if let Ok(Ok(())) = tokio::time::timeout(READY_TIMEOUT, c.sender.ready()).await {
+                return Some(c.sender);
             }
         }
-        if list.is_empty() {
-            idle.remove(service);
-        }
-        found
     }
 
-    /// Gives a connection back after its answer was read: kept once it is ready for another
-    /// request (an upstream that closes after each answer never gets there), and closed after
-    /// [`IDLE_TIMEOUT`] unused.
-    fn give_back(self: &Arc<Self>, service: String, mut sender: SendRequest<Body>) {
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+    /// Gives a connection back after its answer was read to the end; [`Self::take`] skips it
+    /// if the service closes it. Closed after [`IDLE_TIMEOUT`] unused.
+    fn give_back(self: &Arc<Self>, service: String, sender: SendRequest<Body>) {
+        if sender.is_closed() {
             return;
-        };
-        let this = Arc::clone(self);
-        rt.spawn(async move {
-            match tokio::time::timeout(READY_TIMEOUT, sender.ready()).await {
-                Ok(Ok(())) => {}
-                _ => return,
+        }
+        {
+            let mut idle = self.lock();
+            if idle.len() >= MAX_SERVICES && !idle.contains_key(&service) {
+                return;
             }
-            {
-                let mut idle = this.lock();
-                if idle.len() >= MAX_SERVICES && !idle.contains_key(&service) {
-                    return;
-                }
-                let list = idle.entry(service.clone()).or_default();
-                list.push(Idle {
-                    sender,
-                    since: Instant::now(),
-                });
-                if list.len() > MAX_IDLE_PER_SERVICE {
-                    list.remove(0);
-                }
+            let list = idle.entry(service.clone()).or_default();
+            list.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+            if list.len() > MAX_IDLE_PER_SERVICE {
+                list.remove(0);
             }
-            tokio::time::sleep(IDLE_TIMEOUT).await;
-            this.sweep(&service);
-        });
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let this = Arc::clone(self);
+            rt.spawn(async move {
+                tokio::time::sleep(IDLE_TIMEOUT).await;
+                this.sweep(&service);
+            });
+        }
     }
 
     /// Closes the connections to `service` idle for [`IDLE_TIMEOUT`] or closed by the upstream.

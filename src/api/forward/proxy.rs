@@ -85,7 +85,7 @@ async fn send(
     req: Request<Body>,
 ) -> Result<(hyper::Response<Incoming>, SendRequest<Body>), ApiError> {
     let mut req = req;
-    if let Some(mut sender) = pool.take(service) {
+    if let Some(mut sender) = pool.take(service).await {
         let replay = Replay::of(&req);
         match sender.try_send_request(req).await {
             Ok(resp) => return Ok((resp, sender)),
