@@ -621,6 +621,10 @@ async fn dying_server(answer: &'static [u8]) -> Result<u16> {
     Ok(port)
 }
 
+/// An HTTP/1.0 answer without a length: its body ends where the connection closes.
+const CLOSE_DELIMITED: &[u8] =
+    b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nthe whole answer, ended by closing";
+
 /// An upstream that answers half its Content-Length and then neither sends nor closes.
 async fn stalling_server(answer: &'static [u8]) -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").await?;
@@ -640,7 +644,8 @@ async fn stalling_server(answer: &'static [u8]) -> Result<u16> {
 
 /// An upstream that dies mid-response (half its Content-Length, or chunks without the last)
 /// or stalls in it for longer than `--http-forward-timeout`: the client's request fails
-/// quickly instead of hanging or ending as if complete.
+/// quickly instead of hanging or ending as if complete. An answer that ends by closing (HTTP/1.0
+/// without a length) is complete, though.
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_dying_mid_response_fails_the_client_quickly() -> Result<()> {
     let mut half = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".to_vec();
@@ -653,6 +658,7 @@ async fn upstream_dying_mid_response_fails_the_client_quickly() -> Result<()> {
             ("half", dying_server(half).await?),
             ("chunks", dying_server(chunks).await?),
             ("stall", stalling_server(half).await?),
+            ("close", dying_server(CLOSE_DELIMITED).await?),
         ],
         &["--http-forward-timeout", "2"],
     )
@@ -669,6 +675,17 @@ async fn upstream_dying_mid_response_fails_the_client_quickly() -> Result<()> {
             }
         }
         assert!(started.elapsed() < EXCHANGE, "{path}");
+    }
+    // An HTTP/1.0 answer that ends where the connection closes is whole: re-framed as chunked
+    // for the client, whose connection stays open.
+    let mut conn = connect(&m.forward).await?;
+    for _ in 0..2 {
+        let req = request(Method::GET, &m.forward, "/close/").body(empty())?;
+        let (parts, body) = exchange(&mut conn, req).await?;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_kept_alive(&parts);
+        assert_eq!(parts.headers[hyper::header::TRANSFER_ENCODING], "chunked");
+        assert_eq!(body, "the whole answer, ended by closing");
     }
     Ok(())
 }
