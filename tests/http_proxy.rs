@@ -4,28 +4,29 @@
 //! nginx (skipped when not installed), a hyper server and raw sockets written here.
 
 mod common;
+#[path = "http_proxy/upstreams.rs"]
+mod upstreams;
 
-use std::convert::Infallible;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use common::{Daemon, wait_until};
 use http_body_util::{BodyExt, Empty, Full, StreamBody, combinators::BoxBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use hyper::client::conn::http1::SendRequest;
-use hyper::{Method, Request, Response, StatusCode, Version};
+use hyper::{Method, Request, StatusCode, Version};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use upstreams::{
+    EXCHANGE, Nginx, Process, dying_server, free_port, hyper_server, read_head, stalling_server,
+    wait_listening,
+};
 
 type Body = BoxBody<Bytes, std::io::Error>;
-
-/// The longest any single exchange may take in these tests.
-const EXCHANGE: Duration = Duration::from_secs(10);
 
 fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).map_err(|never| match never {}).boxed()
@@ -127,30 +128,6 @@ fn assert_kept_alive(parts: &hyper::http::response::Parts) {
     assert!(parts.headers.get("keep-alive").is_none(), "{parts:?}");
 }
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// Waits until something accepts connections on `port`.
-async fn wait_listening(port: u16) -> Result<()> {
-    wait_until(10, "the upstream listens", || async {
-        Ok(TcpStream::connect(("127.0.0.1", port)).await.is_ok())
-    })
-    .await
-}
-
-/// A child process killed on drop.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// python's `http.server` (HTTP/1.0: one answer per connection, then it closes): two files
 /// fetched three times on one client connection, each answer in HTTP/1.1 with the connection
 /// kept open. Before the proxy rewrite the client got HTTP/1.0 and a closed connection.
@@ -201,65 +178,6 @@ async fn python_http_server_upstream_keeps_the_client_connection() -> Result<()>
     let (parts, _) = exchange(&mut conn, req).await?;
     assert_eq!(parts.status, StatusCode::OK);
     Ok(())
-}
-
-/// nginx serving files and accepting PUT (WebDAV), started by the test on a loopback port.
-struct Nginx {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Nginx {
-    /// Starts nginx with `root` as its document root, or `None` when nginx is not installed.
-    fn start(root: &std::path::Path) -> Result<Option<Nginx>> {
-        if Command::new("nginx").arg("-v").output().is_err() {
-            return Ok(None);
-        }
-        let port = free_port()?;
-        let dir = tempfile::tempdir()?;
-        let d = dir.path().display();
-        let r = root.display();
-        // `user root` only matters when the test runs as root: the workers may then read the
-        // test's private temp folders (as an ordinary user the line is ignored).
-        let conf = format!(
-            "user root;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-             events {{}}\nhttp {{\n log_format conn '$connection $request';\n \
-             access_log {d}/access.log conn;\n client_body_temp_path {d}/body;\n \
-             proxy_temp_path {d}/proxy;\n fastcgi_temp_path {d}/fcgi;\n uwsgi_temp_path {d}/uwsgi;\n \
-             scgi_temp_path {d}/scgi;\n server {{\n  listen 127.0.0.1:{port};\n  root {r};\n  \
-             location / {{ dav_methods PUT; create_full_put_path on; client_max_body_size 10m;\n   \
-             gzip on; gzip_min_length 0; gzip_types text/plain; }}\n }}\n}}\n"
-        );
-        std::fs::write(dir.path().join("nginx.conf"), conf)?;
-        let status = Command::new("nginx")
-            .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
-            .status()
-            .context("starting nginx")?;
-        ensure!(status.success(), "nginx did not start");
-        Ok(Some(Nginx { dir, port }))
-    }
-}
-
-impl Nginx {
-    /// How many connections served the requests logged so far.
-    fn connections(&self) -> Result<usize> {
-        let log = std::fs::read_to_string(self.dir.path().join("access.log"))?;
-        let mut ids: Vec<&str> = log.lines().filter_map(|l| l.split(' ').next()).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        Ok(ids.len())
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = Command::new("nginx")
-            .arg("-c")
-            .arg(self.dir.path().join("nginx.conf"))
-            .args(["-s", "stop"])
-            .status();
-    }
 }
 
 /// nginx upstream: a gzip download arrives chunked, a chunked upload (PUT) is stored whole,
@@ -351,93 +269,6 @@ async fn nginx_upstream_chunked_both_ways_head_and_304() -> Result<()> {
         "8 requests took {connections} nginx connections"
     );
     Ok(())
-}
-
-/// A hyper server: `/headers` answers the request's headers as text, `/echo` the body,
-/// `/empty` 204, `/hop` an answer full of hop-by-hop headers, `/ws` upgrades and echoes bytes.
-/// Returns its port and the count of connections it accepted.
-async fn hyper_server() -> Result<(u16, Arc<AtomicUsize>)> {
-    let l = TcpListener::bind("127.0.0.1:0").await?;
-    let port = l.local_addr()?.port();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = l.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), hyper::service::service_fn(handle))
-                    .with_upgrades(),
-            );
-        }
-    });
-    Ok((port, accepted))
-}
-
-async fn handle(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let ok = |b: Bytes| Response::new(Full::new(b));
-    Ok(match req.uri().path() {
-        "/headers" => {
-            let text: String = req
-                .headers()
-                .iter()
-                .map(|(k, v)| format!("{k}: {}\n", v.to_str().unwrap_or("?")))
-                .collect();
-            ok(text.into())
-        }
-        "/echo" => match req.into_body().collect().await {
-            Ok(b) => ok(b.to_bytes()),
-            Err(_) => ok(Bytes::new()),
-        },
-        "/empty" => {
-            let mut r = ok(Bytes::new());
-            *r.status_mut() = StatusCode::NO_CONTENT;
-            r
-        }
-        "/hop" => {
-            let mut r = ok("hop".into());
-            let h = r.headers_mut();
-            for (k, v) in [
-                ("connection", "x-private"),
-                ("x-private", "1"),
-                ("keep-alive", "timeout=5"),
-                ("proxy-authenticate", "Basic"),
-                ("proxy-x", "1"),
-                ("trailer", "x-t"),
-                ("upgrade", "h2c"),
-                ("x-kept", "yes"),
-            ] {
-                h.insert(k, hyper::header::HeaderValue::from_static(v));
-            }
-            r
-        }
-        "/ws" => {
-            let upgrade = hyper::upgrade::on(&mut req);
-            tokio::spawn(async move {
-                if let Ok(io) = upgrade.await {
-                    let (mut r, mut w) = tokio::io::split(TokioIo::new(io));
-                    let _ = tokio::io::copy(&mut r, &mut w).await;
-                }
-            });
-            let mut r = ok(Bytes::new());
-            *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-            let h = r.headers_mut();
-            h.insert(
-                "connection",
-                hyper::header::HeaderValue::from_static("upgrade"),
-            );
-            h.insert(
-                "upgrade",
-                hyper::header::HeaderValue::from_static("websocket"),
-            );
-            r
-        }
-        _ => {
-            let mut r = ok("not found".into());
-            *r.status_mut() = StatusCode::NOT_FOUND;
-            r
-        }
-    })
 }
 
 /// The headers a `/headers` answer lists, as (name, value) pairs.
@@ -556,25 +387,6 @@ async fn hyper_upstream_headers_continue_204_and_pooling() -> Result<()> {
     Ok(())
 }
 
-/// Reads an answer's head (up to the blank line) from a raw connection, within [`EXCHANGE`].
-async fn read_head(tcp: &mut TcpStream) -> Result<String> {
-    let mut head = Vec::new();
-    tokio::time::timeout(EXCHANGE, async {
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            if tcp.read(&mut byte).await? == 0 {
-                bail!("closed after {:?}", String::from_utf8_lossy(&head));
-            }
-            head.push(byte[0]);
-            ensure!(head.len() < 16 * 1024, "head too long");
-        }
-        Ok(())
-    })
-    .await
-    .context("timed out reading a head")??;
-    Ok(String::from_utf8_lossy(&head).into_owned())
-}
-
 /// WebSocket through the forward: the upgrade request reaches the upstream, its 101 comes
 /// back, then bytes flow both ways on the client's connection.
 #[tokio::test(flavor = "multi_thread")]
@@ -603,44 +415,9 @@ async fn websocket_upgrade_through_the_forward() -> Result<()> {
     Ok(())
 }
 
-/// A raw upstream that reads each request head and answers with `answer`, then closes the
-/// connection: an upstream that dies mid-response.
-async fn dying_server(answer: &'static [u8]) -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").await?;
-    let port = l.local_addr()?.port();
-    tokio::spawn(async move {
-        while let Ok((mut tcp, _)) = l.accept().await {
-            tokio::spawn(async move {
-                if read_head(&mut tcp).await.is_ok() {
-                    let _ = tcp.write_all(answer).await;
-                }
-                // Dropped: the connection closes mid-answer.
-            });
-        }
-    });
-    Ok(port)
-}
-
 /// An HTTP/1.0 answer without a length: its body ends where the connection closes.
 const CLOSE_DELIMITED: &[u8] =
     b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nthe whole answer, ended by closing";
-
-/// An upstream that answers half its Content-Length and then neither sends nor closes.
-async fn stalling_server(answer: &'static [u8]) -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").await?;
-    let port = l.local_addr()?.port();
-    tokio::spawn(async move {
-        while let Ok((mut tcp, _)) = l.accept().await {
-            tokio::spawn(async move {
-                if read_head(&mut tcp).await.is_ok() {
-                    let _ = tcp.write_all(answer).await;
-                }
-                tokio::time::sleep(Duration::from_secs(60)).await;
-            });
-        }
-    });
-    Ok(port)
-}
 
 /// An upstream that dies mid-response (half its Content-Length, or chunks without the last)
 /// or stalls in it for longer than `--http-forward-timeout`: the client's request fails
