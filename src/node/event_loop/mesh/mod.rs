@@ -38,9 +38,10 @@ use book::entry_info;
 pub(super) const MESH_TICK: Duration = Duration::from_secs(1);
 /// Most book dials started per tick.
 const MAX_DIALS_PER_TICK: usize = 8;
-/// A connection younger than this is never closed for being over `max_peers` (it may be
-/// serving the DHT query or the peer exchange that opened it).
-const GRACE: Duration = Duration::from_secs(5);
+/// A connection younger than this is never closed for being over `max_peers`: it may be
+/// serving the DHT query or the peer exchange that opened it (a DHT lookup in a small
+/// network touches most nodes, and closing its connections mid-query fails it).
+const GRACE: Duration = Duration::from_secs(20);
 /// A peer this node called, or that called it (RPC), within this window is in use: never
 /// closed for being over `max_peers`.
 const IN_USE: Duration = Duration::from_secs(30);
