@@ -351,6 +351,12 @@ impl EventLoop {
 
     /// Whether a put that reached no peer was refused rather than had nowhere to go: with
     /// peers connected, a put that nobody stored means they refused it.
+    /// Whether a record get or put this node started is still running (its connections
+    /// must not be trimmed under it).
+    pub(super) fn records_query_running(&self) -> bool {
+        !self.records.pending_gets.is_empty() || !self.records.pending_puts.is_empty()
+    }
+
     fn peers_refused_put(&self) -> bool {
         !self.peers.connected.is_empty()
     }

@@ -10,6 +10,10 @@ use crate::node::event_loop::EventLoop;
 
 /// What decides which connection closes first (the smallest): kept for the mesh (not only
 /// a DHT query's), same application, round trip (reversed), age (reversed).
+/// Most connections closed per mesh tick: trimming is gradual, so the DHT queries running
+/// over the closed connections are few at any time.
+const MAX_CLOSES_PER_TICK: usize = 16;
+
 type TrimRank = (bool, bool, Reverse<u64>, Reverse<Duration>);
 
 impl EventLoop {
@@ -17,7 +21,8 @@ impl EventLoop {
     /// ([`Mesh::low_water`](super::Mesh::low_water), between the discovery target and
     /// `max_peers`). Trimming below `max_peers` leaves room: a node at its maximum would
     /// otherwise close every newcomer again, and a peer below its `min_peers` would find no
-    /// one to keep it.
+    /// one to keep it. At most [`MAX_CLOSES_PER_TICK`] close per tick, none while a record
+    /// get or put of this node runs.
     ///
     /// Only settled connections count: a connection younger than [`GRACE`] is left alone
     /// (it may be serving the DHT query or the peer exchange that opened it), so a node can
@@ -45,7 +50,7 @@ impl EventLoop {
             })
             .copied()
             .collect();
-        if settled.len() <= max {
+        if settled.len() <= max || self.records_query_running() {
             return;
         }
         let excess = settled.len() - self.mesh.low_water();
@@ -89,7 +94,7 @@ impl EventLoop {
             excess,
             "over --max-peers"
         );
-        for (_, peer) in candidates.into_iter().take(excess) {
+        for (_, peer) in candidates.into_iter().take(excess.min(MAX_CLOSES_PER_TICK)) {
             tracing::debug!(me = %self.swarm.local_peer_id(), %peer, "over --max-peers: closing the least useful connection");
             let _ = self.swarm.disconnect_peer_id(peer);
             self.metrics.mesh.closed.inc();
