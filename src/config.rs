@@ -81,6 +81,7 @@ pub struct FileConfig {
     pub http: Option<String>,
     pub enable_cors: Option<StringList>,
     pub http_forward: Option<String>,
+    pub http_forward_timeout: Option<f64>,
     pub api_hosts: Option<StringList>,
     pub api_token: Option<String>,
     pub data_folder: Option<PathBuf>,
@@ -199,6 +200,7 @@ listen:
     address: "tcp://localhost:5000"
 http: 127.0.0.1:8081
 http-forward: 127.0.0.1:8082
+http-forward-timeout: 30
 api-hosts: "mcc.lan, box.lan"
 api-token: auto
 enable-monitoring: true
@@ -219,6 +221,7 @@ services:
         );
         assert_eq!(c.enable_monitoring, Some(true));
         assert_eq!(c.http_forward.as_deref(), Some("127.0.0.1:8082"));
+        assert_eq!(c.http_forward_timeout, Some(30.0));
         assert_eq!(c.api_hosts.as_ref().map(|h| h.items().len()), Some(2));
         assert_eq!(c.api_token.as_deref(), Some("auto"));
         assert_eq!(c.dht_alpha.map(|n| n.get()), Some(5));

@@ -183,7 +183,7 @@ pub async fn run(
             let (listener, bound) = bind(addr).await?;
             api_config.bound = Some(bound);
             let url = api_url(bound);
-            tracing::info!("REST API on {url} (Swagger UI at {url}/docs)");
+            tracing::info!("REST API on {url} (dashboard at {url}/, Swagger UI at {url}/docs)");
             if let Some(dir) = &data_dir {
                 let path = dir.join(API_FILE);
                 crate::fsutil::write_atomic(&path, url.as_bytes(), 0o600).map_err(|source| {

@@ -96,7 +96,8 @@ impl Guard {
     }
 
     /// Requires `Authorization: Bearer <token>` on the API (not on `/healthz`, Swagger UI,
-    /// the OpenAPI document and CORS preflights, which carry no credentials).
+    /// the OpenAPI document, the dashboard's files and CORS preflights, which carry no
+    /// credentials nor data).
     pub fn with_token(mut self, token: Option<String>) -> Self {
         self.token = token;
         self
@@ -114,6 +115,7 @@ impl Guard {
             || path == super::OPENAPI_PATH
             || path == "/docs"
             || path.starts_with("/docs/")
+            || super::dashboard::is_dashboard_path(path)
         {
             return true;
         }
@@ -577,6 +579,8 @@ mod tests {
             "/api/v1/openapi.json",
             "/docs",
             "/docs/index.html",
+            "/",
+            "/dashboard/app.js",
         ] {
             assert!(g.token_ok(&req("GET", path, &[])), "{path}");
         }

@@ -14,7 +14,8 @@
 //! - [`types`]: request and response bodies, shared with the typed client; `error`:
 //!   [`ApiError`] and how errors map to HTTP statuses; `openapi`: the document's info, tags
 //!   and post-processing; `guard`: the `Host`/`Origin` checks of both listeners; `host`: the
-//!   host parsing that guard and forward share.
+//!   host parsing that guard and forward share; `dashboard`: the web page at `/` (embedded
+//!   files that use the API like any client).
 //!
 //! New endpoints: a file with the handlers and their `routes()`, one `.merge(...)` line in
 //! `v1()` below, and a tag in `openapi` if they start a new group.
@@ -22,6 +23,7 @@
 mod addrbook;
 mod admission;
 mod blobs;
+mod dashboard;
 mod error;
 mod forward;
 mod guard;
@@ -75,6 +77,9 @@ pub struct ApiConfig {
     pub bound: Option<SocketAddr>,
     /// Where the forward listener (`--http-forward`) is bound, if it runs.
     pub http_forward: Option<SocketAddr>,
+    /// How long the forwards wait for a service's answer, and between two pieces of its
+    /// body (`--http-forward-timeout`); `None`: 60 s.
+    pub http_forward_timeout: Option<std::time::Duration>,
     /// Bearer token every API request must carry (`--api-token`), `/healthz`, Swagger UI and
     /// the OpenAPI document excepted.
     pub token: Option<String>,
@@ -84,6 +89,14 @@ impl ApiConfig {
     /// The URL of the forward listener, shown in `GET /api/v1/node`.
     pub fn http_forward_url(&self) -> Option<String> {
         self.http_forward.map(api_url)
+    }
+
+    /// The upstream connections of one forward, with its timeout.
+    fn upstreams(&self) -> Arc<forward::Upstreams> {
+        forward::Upstreams::new(
+            self.http_forward_timeout
+                .unwrap_or(forward::DEFAULT_TIMEOUT),
+        )
     }
 }
 
@@ -101,6 +114,8 @@ pub fn api_url(addr: SocketAddr) -> String {
 pub(crate) struct AppState {
     node: Node,
     http_forward: Option<String>,
+    /// Idle connections to services of this listener's forward.
+    upstreams: Arc<forward::Upstreams>,
 }
 
 /// The REST API under `/api/v1` with its OpenAPI paths: one `merge` per file of endpoints.
@@ -135,6 +150,7 @@ pub fn router(node: Node, config: &ApiConfig) -> Router {
     let (api, openapi) = api();
     let mut app = api
         .merge(SwaggerUi::new("/docs").url(OPENAPI_PATH, openapi))
+        .merge(dashboard::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     if config.monitoring {
@@ -155,6 +171,7 @@ pub fn router(node: Node, config: &ApiConfig) -> Router {
         .with_state(AppState {
             node,
             http_forward: config.http_forward_url(),
+            upstreams: config.upstreams(),
         });
     if !config.cors_origins.is_empty() {
         // Never `null` nor the forward listener's origin, even with `*` (see `guard`).
@@ -186,6 +203,7 @@ pub fn forward_router(node: Node, config: &ApiConfig) -> Router {
         .with_state(AppState {
             node,
             http_forward: config.http_forward_url(),
+            upstreams: config.upstreams(),
         })
         .layer(axum::middleware::from_fn_with_state(guard, guard::forward))
 }
@@ -196,7 +214,9 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
+    // The client's address reaches the forwards (`X-Forwarded-For`).
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

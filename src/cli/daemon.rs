@@ -40,6 +40,10 @@ pub struct DaemonArgs {
     /// [default: off].
     #[arg(long, env = "MCC_HTTP_FORWARD")]
     pub http_forward: Option<String>,
+    /// Seconds the HTTP forwards wait for a service's answer (then 504), and between two
+    /// pieces of its body (then the answer is cut) [default: 60].
+    #[arg(long, env = "MCC_HTTP_FORWARD_TIMEOUT")]
+    pub http_forward_timeout: Option<f64>,
     /// Names the API and forward listener accept in the Host header besides localhost,
     /// loopback IPs and the bound address (against DNS rebinding); comma separated.
     #[arg(long, env = "MCC_API_HOSTS", value_delimiter = ',')]
@@ -188,6 +192,11 @@ impl DaemonArgs {
             None | Some("off") | Some("") => None,
             Some(h) => Some(parse_socket(h).map_err(|e| usage(format!("--http-forward: {e}")))?),
         };
+        let http_forward_timeout = self
+            .http_forward_timeout
+            .or(file.http_forward_timeout)
+            .map(|s| secs("http-forward-timeout", s))
+            .transpose()?;
         let api_hosts = if !self.api_hosts.is_empty() {
             self.api_hosts
         } else {
@@ -368,6 +377,7 @@ impl DaemonArgs {
                     cors_origins: cors,
                     monitoring: self.enable_monitoring || file.enable_monitoring.unwrap_or(false),
                     api_hosts,
+                    http_forward_timeout,
                     ..ApiConfig::default()
                 },
             },

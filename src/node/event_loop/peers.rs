@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 
 use super::EventLoop;
 use crate::node::{CertificateInfo, Direction, Error, PeerInfo, addr};
+use crate::storage::addrbook::Source;
 
 /// The loop's view of the connected peers.
 pub(super) struct Peers {
@@ -29,6 +30,44 @@ impl Peers {
         self.connected
             .get(peer)
             .is_some_and(|s| s.connections.values().any(|c| !c.relayed))
+    }
+
+    /// How many connections `peer` has open.
+    pub(super) fn connection_count(&self, peer: &PeerId) -> usize {
+        self.connected.get(peer).map_or(0, |s| s.connections.len())
+    }
+
+    /// Why this node dialled `peer` on connection `id` when no concern noted it: a direct
+    /// connection to a peer reached over a relay is a hole punch (DCUtR), one through a relay
+    /// a relayed dial, a second connection to a connected peer an AutoNAT dial-back, anything
+    /// else a Kademlia dial (the one behaviour left that dials peers by itself).
+    pub(super) fn unsourced_dial_source(
+        &self,
+        peer: &PeerId,
+        id: ConnectionId,
+        endpoint: &ConnectedPoint,
+    ) -> Source {
+        if endpoint.is_relayed() {
+            return Source::Relay;
+        }
+        let others: Vec<&Conn> = self
+            .connected
+            .get(peer)
+            .map(|s| {
+                s.connections
+                    .iter()
+                    .filter(|(c, _)| **c != id)
+                    .map(|(_, c)| c)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if others.iter().any(|c| c.relayed) {
+            Source::HolePunch
+        } else if !others.is_empty() {
+            Source::AutoNat
+        } else {
+            Source::Kad
+        }
     }
 
     /// The outbound connection to `peer` at `addr`, when `peer` has another one: an AutoNAT

@@ -12,14 +12,21 @@
 //!   navigating there is redirected to the service's own origin, so no page ever runs on the
 //!   origin all services share.
 //!
-//! Both use [`proxy`]: one HTTP/1.1 exchange over a fresh tunnel.
+//! Both use [`proxy::proxy`], a reverse proxy (`proxy.rs`: keep-alive towards the client
+//! whatever the service does, upgrades, timeouts) over the pooled connections of
+//! [`pool::Upstreams`] (`pool.rs`), with the header rules of `headers.rs`.
+
+mod headers;
+mod pool;
+mod proxy;
+
+pub(crate) use pool::{DEFAULT_TIMEOUT, Upstreams};
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{OriginalUri, Path, State};
-use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Version, header};
+use axum::http::{HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use hyper_util::rt::TokioIo;
 use mcc_admission::Permission;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -27,42 +34,10 @@ use utoipa_axum::router::OpenApiRouter;
 use super::host::{API_PREFIX, SERVICE_HOST_SUFFIX, is_local_host, request_host, service_of_host};
 use super::types::ErrorBody;
 use super::{ApiError, AppState};
-use crate::node::Node;
-
-/// Headers that belong to one connection, not to the message.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 /// Response headers a provider must not set on the API's origin: cookies would be scoped to
 /// it, and `Clear-Site-Data` would wipe its storage.
 const NOT_ON_API_ORIGIN: &[&str] = &["set-cookie", "set-cookie2", "clear-site-data"];
-
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<String> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty())
-        .collect();
-    for h in HOP_BY_HOP
-        .iter()
-        .copied()
-        .chain(listed.iter().map(String::as_str))
-    {
-        headers.remove(h);
-    }
-}
 
 /// Makes a response of the path forward harmless on the API's origin: whatever the provider
 /// sent, no script runs (`sandbox` without `allow-scripts`; it also gives the document an
@@ -82,10 +57,6 @@ pub(crate) fn defuse(resp: &mut Response) {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-}
-
-fn bad_gateway(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(StatusCode::BAD_GATEWAY, format!("forwarding failed: {e}"))
 }
 
 /// The service name from the matched path parameters, checked.
@@ -123,7 +94,7 @@ async fn forward_to(
 ) -> Response {
     let result = async {
         s.node.admission().may(Permission::ServicesConsume)?;
-        proxy(&s.node, service, prefix, path_and_query, req).await
+        proxy::proxy(&s.node, &s.upstreams, service, prefix, path_and_query, req).await
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -223,7 +194,9 @@ pub(super) fn api_routes() -> OpenApiRouter<AppState> {
 struct Doc;
 
 /// Proxies any HTTP request to the named HTTP service on a provider and streams the answer
-/// back (method, headers, query and body pass through; hop-by-hop headers do not). For curl
+/// back (method, headers, query and body pass through; hop-by-hop headers do not; `Via` and
+/// `X-Forwarded-*` are added; upgrades such as WebSocket work). 502 when no tunnel opens or
+/// the service fails, 504 when it does not answer within `--http-forward-timeout`. For curl
 /// and programs: the answer is on the API's origin, so it gets `Content-Security-Policy:
 /// sandbox` (no script runs) and `X-Content-Type-Options: nosniff`, and loses `Set-Cookie`.
 /// Browsers should open services on the forward listener (`--http-forward`, `http_forward` in
@@ -232,57 +205,13 @@ struct Doc;
     params(("service" = String, Path), ("path" = String, Path, description = "Path on the service (slashes allowed); every method works")),
     responses((status = 200, description = "The service's answer"),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-              (status = 502, body = ErrorBody)))]
+              (status = 502, body = ErrorBody), (status = 504, body = ErrorBody)))]
 #[allow(dead_code)]
 async fn forward_doc() {}
 
 /// Routes of the forward listener: every request goes to a service; nothing else.
 pub(super) fn listener_routes() -> Router<AppState> {
     Router::new().fallback(listener_forward)
-}
-
-/// One HTTP/1.1 exchange with `service` over a fresh tunnel; the answer is streamed back.
-pub(crate) async fn proxy(
-    node: &Node,
-    service: &str,
-    prefix: Option<&str>,
-    path_and_query: &str,
-    req: Request<Body>,
-) -> Result<Response, ApiError> {
-    let tunnel = node.services().open_tunnel(service, None).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tunnel))
-        .await
-        .map_err(bad_gateway)?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!("forwarded HTTP connection: {e}");
-        }
-    });
-
-    let (mut parts, body) = req.into_parts();
-    parts.uri = path_and_query
-        .parse()
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad path: {e}")))?;
-    parts.version = Version::HTTP_11;
-    strip_hop_by_hop(&mut parts.headers);
-    if let Some(host) = parts.headers.remove(header::HOST) {
-        parts.headers.insert("x-forwarded-host", host);
-    }
-    parts.headers.insert(
-        header::HOST,
-        HeaderValue::from_str(service)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?,
-    );
-    if let Some(prefix) = prefix.and_then(|p| HeaderValue::from_str(p).ok()) {
-        parts.headers.insert("x-forwarded-prefix", prefix);
-    }
-    let resp = sender
-        .send_request(Request::from_parts(parts, body))
-        .await
-        .map_err(bad_gateway)?;
-    let (mut parts, body) = resp.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, Body::new(body)))
 }
 
 #[cfg(test)]

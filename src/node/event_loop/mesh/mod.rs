@@ -16,7 +16,7 @@
 //! (connected or being dialled), so a large network does not become a full mesh while a
 //! small one (below that) still does.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use libp2p::core::ConnectedPoint;
@@ -26,16 +26,22 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::oneshot;
 
 use super::EventLoop;
-use crate::node::{AddrBookEntry, Config, Error, MeshConfig, ObservedAddr, PinTarget, addr};
-use crate::storage::addrbook::{AddrBook, Entry, Failure, Source};
+use crate::node::{AddrBookEntry, Config, Error, MeshConfig, addr};
+use crate::storage::addrbook::{AddrBook, Failure, Source};
+
+mod book;
+mod trim;
+
+use book::entry_info;
 
 /// How often the mesh is looked after.
 pub(super) const MESH_TICK: Duration = Duration::from_secs(1);
 /// Most book dials started per tick.
 const MAX_DIALS_PER_TICK: usize = 8;
-/// A connection younger than this is never closed for being over `max_peers` (it may be
-/// serving the DHT query or the peer exchange that opened it).
-const GRACE: Duration = Duration::from_secs(5);
+/// A connection younger than this is never closed for being over `max_peers`: it may be
+/// serving the DHT query or the peer exchange that opened it (a DHT lookup in a small
+/// network touches most nodes, and closing its connections mid-query fails it).
+const GRACE: Duration = Duration::from_secs(20);
 /// A peer this node called, or that called it (RPC), within this window is in use: never
 /// closed for being over `max_peers`.
 const IN_USE: Duration = Duration::from_secs(30);
@@ -62,6 +68,9 @@ pub(super) struct Mesh {
     pin_on_connect: HashMap<ConnectionId, Option<PinReply>>,
     /// When each peer was last called over RPC.
     used: HashMap<PeerId, Instant>,
+    /// Peers connected only because a DHT query dialled them (no concern of the mesh did):
+    /// the first to close above `max_peers`.
+    dht_only: HashSet<PeerId>,
     /// Addresses peers observed this node at (identify), with counts.
     observed: HashMap<Multiaddr, u64>,
     /// Whether loopback addresses are worth keeping (a loopback-only node).
@@ -83,6 +92,7 @@ impl Mesh {
             sources: HashMap::new(),
             pin_on_connect: HashMap::new(),
             used: HashMap::new(),
+            dht_only: HashSet::new(),
             observed: HashMap::new(),
             keep_loopback: config.listen.iter().all(addr::is_loopback),
             saved: Instant::now(),
@@ -96,6 +106,16 @@ impl Mesh {
         let c = &self.config;
         (c.max_peers / 2).max(c.min_peers)
     }
+
+    /// The peer count trimming goes down to once above `max_peers`: halfway between the
+    /// discovery target and `max_peers` (6 for `--min-peers 4 --max-peers 8`, 48 for the
+    /// defaults 8 and 64), never below `min_peers`.
+    fn low_water(&self) -> usize {
+        let (target, max) = (self.discovery_target(), self.config.max_peers);
+        (target + max.saturating_sub(target) / 2)
+            .max(self.config.min_peers)
+            .min(max)
+    }
 }
 
 fn now_ms() -> u64 {
@@ -103,24 +123,6 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// The API view of a book entry.
-fn entry_info(e: &Entry, connected: bool, now: u64) -> AddrBookEntry {
-    AddrBookEntry {
-        peer_id: e.peer_id,
-        addrs: e.addrs.clone(),
-        sources: e.sources.clone(),
-        persistent: e.persistent,
-        connected,
-        failed: e.failed,
-        attempts: e.attempts,
-        backoff_ms: e.backoff_ms,
-        next_dial_in_ms: e.next_dial_unix_ms.saturating_sub(now),
-        last_success_unix_ms: e.last_success_unix_ms,
-        rtt_ms: e.rtt_ms,
-        same_app: e.same_app,
-    }
 }
 
 impl EventLoop {
@@ -173,14 +175,21 @@ impl EventLoop {
     ) {
         let source = self.mesh.sources.remove(&id);
         let from_book = self.mesh.dials.remove(&id).is_some();
-        let book = &mut self.mesh.book;
         match endpoint {
             ConnectedPoint::Dialer { address, .. } => {
-                let source = source.unwrap_or(if from_book {
-                    Source::Manual
-                } else {
-                    Source::Kad
+                let source = source.unwrap_or_else(|| {
+                    if from_book {
+                        Source::Manual
+                    } else {
+                        self.peers.unsourced_dial_source(&peer, id, endpoint)
+                    }
                 });
+                if source != Source::Kad {
+                    self.mesh.dht_only.remove(&peer);
+                } else if self.peers.connection_count(&peer) <= 1 {
+                    self.mesh.dht_only.insert(peer);
+                }
+                let book = &mut self.mesh.book;
                 if from_book && book.get(&peer).is_some() {
                     book.add_addrs_if_known(&peer, std::slice::from_ref(address));
                 } else {
@@ -188,12 +197,14 @@ impl EventLoop {
                 }
             }
             ConnectedPoint::Listener { .. } => {
+                self.mesh.dht_only.remove(&peer);
+                let book = &mut self.mesh.book;
                 if book.get(&peer).is_none() {
                     book.learn(peer, &[], Source::Inbound);
                 }
             }
         }
-        book.succeeded(peer, now_ms());
+        self.mesh.book.succeeded(peer, now_ms());
         if self.discovery.is_rendezvous_peer(&peer) {
             self.mesh.book.set_same_app(&peer);
         }
@@ -225,6 +236,7 @@ impl EventLoop {
             .book
             .disconnected(peer, lived, STABLE, now_ms(), &backoff);
         self.mesh.used.remove(peer);
+        self.mesh.dht_only.remove(peer);
         self.pex_forget(peer);
     }
 
@@ -349,6 +361,7 @@ impl EventLoop {
             .into_iter()
             .map(|e| (e.peer_id, e.addrs.clone(), e.persistent))
             .collect();
+        tracing::trace!(me = %local, connected, in_flight, due = due.len(), budget, "mesh tick");
         for (peer, addrs, persistent) in due {
             if !persistent {
                 if budget == 0 {
@@ -384,174 +397,6 @@ impl EventLoop {
         if self.swarm.dial(opts).is_ok() {
             self.mesh.dials.insert(id, peer);
         }
-    }
-
-    /// Above `max_peers`: closes the least useful connections, down to `max_peers`.
-    ///
-    /// Only settled connections count: a connection younger than [`GRACE`] is left alone
-    /// (it may be serving the DHT query or the peer exchange that opened it), so a node can
-    /// hold more than `max_peers` connections for a few seconds, never longer. Among the
-    /// settled ones, never closed: persistent peers, relays this node holds a reservation
-    /// on, peers it called or was called by over RPC within [`IN_USE`]. The others close in this order:
-    /// first peers of another application (not found through the rendezvous key), then the
-    /// highest round trip, then the youngest connection. Since `min_peers ≤ max_peers`, this
-    /// never goes below `min_peers`. Streams (tunnels, blob transfers) are not visible to
-    /// the loop: a peer used only that way may be closed; pin such peers.
-    pub(super) fn mesh_trim(&mut self) {
-        let max = self.mesh.config.max_peers;
-        let now = Instant::now();
-        let settled: Vec<PeerId> = self
-            .peers
-            .connected
-            .keys()
-            .filter(|p| {
-                self.peers
-                    .connected_since(p)
-                    .is_some_and(|s| now.duration_since(s) >= GRACE)
-            })
-            .copied()
-            .collect();
-        if settled.len() <= max {
-            return;
-        }
-        let excess = settled.len() - max;
-        let mut candidates: Vec<(bool, std::cmp::Reverse<u64>, Duration, PeerId)> = settled
-            .iter()
-            .filter(|p| {
-                !self.mesh.book.get(p).is_some_and(|e| e.persistent)
-                    && !self.nat_holds_reservation_on(p)
-                    && self
-                        .mesh
-                        .used
-                        .get(p)
-                        .is_none_or(|t| now.duration_since(*t) >= IN_USE)
-            })
-            .map(|p| {
-                let same_app = self.discovery.is_rendezvous_peer(p);
-                let rtt = self
-                    .peers
-                    .rtt(p)
-                    .map(|d| d.as_micros() as u64)
-                    .unwrap_or(u64::MAX);
-                let age = self
-                    .peers
-                    .connected_since(p)
-                    .map(|s| now.duration_since(s))
-                    .unwrap_or_default();
-                (same_app, std::cmp::Reverse(rtt), age, *p)
-            })
-            .collect();
-        candidates.sort();
-        tracing::debug!(
-            settled = settled.len(),
-            candidates = candidates.len(),
-            excess,
-            "over --max-peers"
-        );
-        for (_, _, _, peer) in candidates.into_iter().take(excess) {
-            tracing::debug!(%peer, "over --max-peers: closing the least useful connection");
-            let _ = self.swarm.disconnect_peer_id(peer);
-            self.metrics.mesh.closed.inc();
-        }
-    }
-
-    /// `Command::AddrBook`: the book, best entries first.
-    pub(super) fn addrbook(&self) -> Vec<AddrBookEntry> {
-        let now = now_ms();
-        let mut out: Vec<AddrBookEntry> = self
-            .mesh
-            .book
-            .entries()
-            .map(|e| entry_info(e, self.swarm.is_connected(&e.peer_id), now))
-            .collect();
-        out.sort_by_key(|e| e.peer_id);
-        out
-    }
-
-    /// `Command::Pin`.
-    pub(super) fn pin(&mut self, target: PinTarget, persistent: bool, reply: PinReply) {
-        let peer = match &target {
-            PinTarget::Peer(p) => Some(*p),
-            PinTarget::Addr(a) => addr::peer_id_of(a),
-        };
-        match (peer, target) {
-            (Some(peer), target) => {
-                if let PinTarget::Addr(a) = &target {
-                    self.mesh
-                        .book
-                        .learn(peer, std::slice::from_ref(a), Source::Manual);
-                } else if self.mesh.book.get(&peer).is_none() {
-                    let _ = reply.send(Err(Error::NotFound(format!(
-                        "{peer} is not in the address book (pin it by address)"
-                    ))));
-                    return;
-                }
-                if !self.mesh.book.set_persistent(peer, persistent) {
-                    let _ = reply.send(Err(Error::StoreFull(
-                        "the address book is full of persistent peers".into(),
-                    )));
-                    return;
-                }
-                let connected = self.swarm.is_connected(&peer);
-                let info = self
-                    .mesh
-                    .book
-                    .get(&peer)
-                    .map(|e| entry_info(e, connected, now_ms()));
-                let _ = reply.send(info.ok_or_else(|| Error::NotFound(peer.to_string())));
-                if let Err(e) = self.mesh.book.save_if_dirty() {
-                    tracing::warn!("cannot save the address book: {e}");
-                }
-            }
-            (None, PinTarget::Addr(a)) if persistent => {
-                let opts = DialOpts::unknown_peer_id().address(a.clone()).build();
-                let id = opts.connection_id();
-                match self.swarm.dial(opts) {
-                    Ok(()) => {
-                        self.mesh.pin_on_connect.insert(id, Some(reply));
-                        self.mesh.sources.insert(id, Source::Manual);
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(Error::Dial {
-                            addr: a,
-                            reason: e.to_string(),
-                        }));
-                    }
-                }
-            }
-            (None, PinTarget::Addr(a)) => {
-                let found = self
-                    .mesh
-                    .book
-                    .entries()
-                    .find(|e| e.addrs.contains(&a))
-                    .map(|e| e.peer_id);
-                match found {
-                    Some(peer) => self.pin(PinTarget::Peer(peer), false, reply),
-                    None => {
-                        let _ = reply.send(Err(Error::NotFound(format!(
-                            "no peer of the address book has the address {a}"
-                        ))));
-                    }
-                }
-            }
-            (None, PinTarget::Peer(_)) => unreachable!("a Peer target always has a peer id"),
-        }
-    }
-
-    /// The addresses peers observed this node at, most reported first.
-    pub(super) fn observed_addrs(&self) -> Vec<ObservedAddr> {
-        let mut out: Vec<ObservedAddr> = self
-            .mesh
-            .observed
-            .iter()
-            .map(|(a, c)| ObservedAddr {
-                addr: a.clone(),
-                count: *c,
-            })
-            .collect();
-        out.sort_by(|a, b| b.count.cmp(&a.count).then(a.addr.cmp(&b.addr)));
-        out
     }
 
     /// Saves the book when the loop ends.
