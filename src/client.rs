@@ -289,18 +289,23 @@ impl Client {
         self.send(self.http.delete(&url), url).await
     }
 
+    /// The providers of a service; none (the API's 404) is an empty list.
     pub async fn providers(&self, name: &str) -> Result<Vec<Provider>, Error> {
-        self.get(&format!("/api/v1/services/{}/providers", urlencode(name)))
-            .await
+        none_is_empty(
+            self.get(&format!("/api/v1/services/{}/providers", urlencode(name)))
+                .await,
+        )
     }
 
     /// The provider records of a service this node stores itself (no lookup).
     pub async fn stored_providers(&self, name: &str) -> Result<Vec<Provider>, Error> {
-        self.get(&format!(
-            "/api/v1/services/{}/providers?local=true",
-            urlencode(name)
-        ))
-        .await
+        none_is_empty(
+            self.get(&format!(
+                "/api/v1/services/{}/providers?local=true",
+                urlencode(name)
+            ))
+            .await,
+        )
     }
 
     pub async fn listeners(&self) -> Result<Vec<Listener>, Error> {
@@ -528,4 +533,12 @@ fn urlencode(s: &str) -> String {
         }
     }
     out
+}
+
+/// A list the API answers 404 for when it is empty (so that a removed resource is not served).
+fn none_is_empty<T>(found: Result<Vec<T>, Error>) -> Result<Vec<T>, Error> {
+    match found {
+        Err(e) if e.status() == Some(404) => Ok(Vec::new()),
+        other => other,
+    }
 }

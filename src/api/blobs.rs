@@ -22,10 +22,11 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(blob_providers))
 }
 
-/// Stores the request body (streamed, any size) as a blob.
+/// Stores the request body (streamed, any size, not empty) as a blob.
 #[utoipa::path(post, path = "/blobs", tag = "blobs",
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 201, body = BlobInfo), (status = 400, body = super::types::ErrorBody)))]
+    responses((status = 201, body = BlobInfo),
+              (status = 400, description = "The body is empty or could not be read", body = super::types::ErrorBody)))]
 pub(super) async fn post_blob(
     State(s): State<AppState>,
     body: Body,
@@ -36,7 +37,15 @@ pub(super) async fn post_blob(
     let stream = body
         .into_data_stream()
         .map(|r| r.map_err(std::io::Error::other));
-    let reader = tokio_util::io::StreamReader::new(stream);
+    let mut reader = tokio_util::io::StreamReader::new(stream);
+    // A request without a body (or an empty one) is refused rather than stored as an empty
+    // blob: it is almost always a client mistake.
+    let first = tokio::io::AsyncBufReadExt::fill_buf(&mut reader)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+    if first.is_empty() {
+        return Err(ApiError::bad_request("the body is empty: nothing to store"));
+    }
     let info = s.node.blobs().add(reader).await?;
     Ok((StatusCode::CREATED, Json(info)))
 }
@@ -210,7 +219,8 @@ pub(super) async fn fetch_blob(
 /// Deletes a blob stored here (blocks no other blob uses too) and stops seeding it.
 #[utoipa::path(delete, path = "/blobs/{cid}", tag = "blobs",
     params(("cid" = String, Path)),
-    responses((status = 204), (status = 404, body = super::types::ErrorBody)))]
+    responses((status = 204), (status = 400, body = super::types::ErrorBody),
+              (status = 404, body = super::types::ErrorBody)))]
 pub(super) async fn delete_blob(
     State(s): State<AppState>,
     Path(cid): Path<String>,

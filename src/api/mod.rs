@@ -33,6 +33,7 @@ mod openapi;
 mod records;
 mod routes;
 mod rpc;
+mod rules;
 mod services;
 mod streams;
 pub mod types;
@@ -139,6 +140,8 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(healthz))
         .split_for_parts();
     openapi::document_forbidden(&mut openapi);
+    rules::document_rules(&mut openapi);
+    rules::document_json_body(&mut openapi);
     (api, openapi)
 }
 

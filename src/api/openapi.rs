@@ -78,7 +78,7 @@ pub(super) fn document_forbidden(openapi: &mut utoipa::openapi::OpenApi) {
 }
 
 /// A documented error answer: `description` with the JSON `{"error": ...}` body.
-fn error_response(
+pub(super) fn error_response(
     description: &str,
 ) -> utoipa::openapi::RefOr<utoipa::openapi::response::Response> {
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};

@@ -41,17 +41,23 @@ fn record_key(raw: &str) -> Result<Vec<u8>, ApiError> {
 
 /// Query of `PUT /records`.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct PutQuery {
     /// Seconds until the record expires (default: the DHT's record TTL, 36 h, republished
-    /// while this node runs).
+    /// while this node runs); at most a year.
+    #[param(maximum = 31536000)]
     ttl: Option<u64>,
 }
+
+/// Longest `ttl` of `PUT /records`: a year, in seconds.
+const MAX_TTL_SECS: u64 = 365 * 24 * 3600;
 
 /// Stores a record (raw body) under a namespaced key such as `mcc/hello`.
 #[utoipa::path(put, path = "/records/{key}", tag = "records",
     params(("key" = String, Path, description = "Namespaced key, e.g. `mcc/hello` (slashes allowed)"), PutQuery),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    request_body(content = Option<Vec<u8>>, content_type = "application/octet-stream",
+        description = "The value; none (or an empty body) stores an empty value"),
     responses((status = 200, body = PutOutcome), (status = 400, body = ErrorBody),
               (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
               (status = 507, body = ErrorBody, description = "The record store is full")))]
@@ -64,12 +70,18 @@ async fn put_record(
     let key = record_key(&key)?;
     let query = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let body = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    if query.0.ttl.is_some_and(|t| t > MAX_TTL_SECS) {
+        return Err(ApiError::bad_request(format!(
+            "ttl is at most {MAX_TTL_SECS} seconds (a year)"
+        )));
+    }
     let ttl = query.0.ttl.map(std::time::Duration::from_secs);
     s.node.admission().may(Permission::RecordsWrite)?;
     Ok(Json(s.node.put_record(key, body.to_vec(), ttl).await?))
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct GetQuery {
     /// Only this node's own copy, without a network lookup.
@@ -142,6 +154,7 @@ async fn get_did(
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DidQuery {
     /// Return `{document, seq, signature}` instead of the bare document.

@@ -38,9 +38,11 @@ struct Doc;
 
 /// Query of `POST /routes/{route}`.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct PublishQuery {
     /// Wait up to this many milliseconds (at most 60000) for someone to listen first.
+    #[param(maximum = 60000)]
     wait_ms: Option<u64>,
     /// Type tag of the message: reaches interests with no tag or this one.
     tag: Option<String>,
@@ -48,6 +50,7 @@ struct PublishQuery {
 
 /// Query of `GET /routes/{route}/events`.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct EventsQuery {
     /// Only messages of this type tag (and untyped ones).
@@ -70,9 +73,10 @@ struct EventsQuery {
 async fn publish(
     State(s): State<AppState>,
     Path(route): Path<String>,
-    Query(q): Query<PublishQuery>,
+    query: Result<Query<PublishQuery>, axum::extract::rejection::QueryRejection>,
     body: Bytes,
 ) -> Result<Json<PublishResponse>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let publisher = s.node.routes().publish_typed(&route, q.tag.as_deref())?;
     if let Some(ms) = q.wait_ms {
         if ms > MAX_WAIT_MS {
@@ -112,20 +116,27 @@ async fn publish(
             content_type = "text/event-stream"),
         (status = 400, description = "Bad route name or tag", body = ErrorBody),
         (status = 403, description = "This node's certificate lacks routes:subscribe", body = ErrorBody),
-        (status = 404, description = "Not a route event path", body = ErrorBody),
         (status = 409, description = "Subscribers here use another tag", body = ErrorBody),
     ))]
 async fn events(
     State(s): State<AppState>,
     Path(path): Path<String>,
-    Query(q): Query<EventsQuery>,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Some(route) = path.strip_suffix(EVENTS) else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "use GET /api/v1/routes/{route}/events to follow a route",
-        ));
+        // One wildcard route serves both paths: `/routes/{route}` itself only takes POST.
+        let mut resp = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "POST publishes on a route; GET /api/v1/routes/{route}/events follows it",
+        )
+        .into_response();
+        resp.headers_mut().insert(
+            axum::http::header::ALLOW,
+            axum::http::HeaderValue::from_static("POST"),
+        );
+        return Ok(resp);
     };
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let sub = s.node.routes().subscribe_typed(route, q.tag.as_deref())?;
     let dropped = sub.dropped_counter();
     let stream = sub.map(move |m| {

@@ -50,6 +50,7 @@ async fn delete_service(
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ProvidersQuery {
     /// Only the provider records this node stores itself, without a network lookup.
@@ -59,17 +60,27 @@ struct ProvidersQuery {
 /// Providers of a service: this node first when it offers it, then connected peers by RTT.
 #[utoipa::path(get, path = "/services/{name}/providers", tag = "services",
     params(("name" = String, Path), ProvidersQuery),
-    responses((status = 200, body = Vec<Provider>), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = Vec<Provider>), (status = 400, body = ErrorBody),
+              (status = 404, description = "Nobody provides the service", body = ErrorBody)))]
 async fn get_providers(
     State(s): State<AppState>,
     Path(name): Path<String>,
     query: Result<axum::extract::Query<ProvidersQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<Provider>>, ApiError> {
     let query = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    if query.0.local.unwrap_or(false) {
-        return Ok(Json(s.node.services().stored_providers(&name).await?));
+    let found = if query.0.local.unwrap_or(false) {
+        s.node.services().stored_providers(&name).await?
+    } else {
+        s.node.services().providers(&name).await?
+    };
+    if found.is_empty() {
+        // Like any other resource that does not exist (e.g. a service just removed).
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no provider of {name} found"),
+        ));
     }
-    Ok(Json(s.node.services().providers(&name).await?))
+    Ok(Json(found))
 }
 
 /// Local listeners forwarding to services in the mesh.

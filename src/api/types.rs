@@ -105,6 +105,7 @@ pub struct RpcResponse {
 
 /// A signed DID document as stored in the DHT (`PUT /api/v1/dids/{did}`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SignedDocumentSchema {
     /// The W3C DID Core document; its `id` is the DID.
     pub document: Value,

@@ -71,6 +71,43 @@ pub use fetch::{
 pub use server::{ServeStats, serve, serve_with};
 pub use wire::{MAX_CID_LEN, MAX_MESSAGE_LEN};
 
+/// The wire decoders on any reader, for the fuzz targets in `fuzz/`. Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use tokio::io::AsyncRead;
+
+    use crate::Cid;
+
+    /// Reads one GetBlock request as a seeder does: `Ok(None)` at a clean end of stream.
+    pub async fn read_request<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Option<Cid>, String> {
+        super::wire::read_request(reader)
+            .await
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    /// Reads one response as a fetcher does: its status byte and body (a message is lossy
+    /// UTF-8).
+    pub async fn read_response<R: AsyncRead + Unpin>(
+        reader: &mut R,
+    ) -> Result<(u8, Vec<u8>), String> {
+        use super::wire::Response;
+        match super::wire::read_response(reader).await {
+            Ok(Response::Block(body)) => Ok((super::wire::STATUS_OK, body)),
+            Ok(Response::NotFound(m)) => Ok((super::wire::STATUS_NOT_FOUND, m.into_bytes())),
+            Ok(Response::Refused(m)) => Ok((super::wire::STATUS_REFUSED, m.into_bytes())),
+            Ok(Response::Unknown { status, message }) => Ok((status, message.into_bytes())),
+            Err(e) => Err(format!("{e:?}")),
+        }
+    }
+
+    /// Encodes a GetBlock request (for seed inputs).
+    pub fn encode_request(cid: &Cid) -> Vec<u8> {
+        let mut buf = Vec::new();
+        super::wire::encode_request(cid, &mut buf);
+        buf
+    }
+}
+
 /// The libp2p protocol of block transfer streams.
 pub const PROTOCOL_NAME: StreamProtocol = StreamProtocol::new("/mcc/blobs/1.0.0");
 

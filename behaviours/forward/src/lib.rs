@@ -92,6 +92,28 @@ pub use server::{
 };
 pub use wire::{MAX_MESSAGE_LEN, VERSION, validate_name};
 
+/// The handshake decoders on any reader, for the fuzz targets in `fuzz/`. Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use tokio::io::{AsyncRead, AsyncReadExt as _};
+
+    /// Reads one opener request as a provider does: the service name, or why it is refused.
+    pub async fn read_request<R: AsyncRead + Unpin>(reader: &mut R) -> Result<String, String> {
+        crate::wire::read_request(reader)
+            .await
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    /// Reads one provider answer (status byte included) as an opener does.
+    pub async fn read_answer<R: AsyncRead + Unpin>(reader: &mut R) -> Result<(), crate::OpenError> {
+        let status = reader
+            .read_u8()
+            .await
+            .map_err(|e| crate::OpenError::Handshake(e.to_string()))?;
+        crate::wire::read_answer_after(status, reader).await
+    }
+}
+
 use libp2p::StreamProtocol;
 
 /// The libp2p protocol of forwarding streams.

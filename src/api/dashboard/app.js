@@ -55,7 +55,9 @@ $("prov-form").addEventListener("submit", async (ev) => {
   say("prov-out", "looking up " + name + "…");
   $("prov-list").replaceChildren();
   try {
-    const list = await api("GET", "/services/" + encodeURIComponent(name) + "/providers");
+    // Nobody provides it: the API answers 404 (an empty list here).
+    const list = await api("GET", "/services/" + encodeURIComponent(name) + "/providers")
+      .catch((e) => { if (e.status === 404) return []; throw e; });
     $("prov-list").replaceChildren(...(list.length ? list.map((p) => el("li", { "data-peer": p.peer_id },
       el("span", { class: "grow", title: p.peer_id }, el("strong", { text: p.label || shortId(p.peer_id) }),
         p.local ? " (this node)" : "", " ", el("span", { class: "mono muted", text: shortId(p.peer_id) })),

@@ -155,7 +155,12 @@ impl EventLoop {
             return fail(reply, e.into());
         }
         let mut record = Record::new(record_key, value);
-        record.expires = ttl.map(|t| Instant::now() + t);
+        // A TTL past what an Instant can hold (the API caps it) must not panic the loop.
+        let expires = ttl.map(|t| Instant::now().checked_add(t));
+        if let Some(None) = expires {
+            return fail(reply, Error::Store("the record's TTL is too long".into()));
+        }
+        record.expires = expires.flatten();
         match kad.put_record(record, Quorum::One) {
             Ok(id) => {
                 self.records.pending_puts.insert(id, PendingPut { reply });
