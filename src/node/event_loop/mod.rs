@@ -22,6 +22,7 @@
 //!   counters, hole punching (DCUtR).
 //! - `mesh.rs` (`mesh: Mesh`): the address book, persistent peers, redials with backoff,
 //!   min/max peers, observed addresses; `pex.rs`: the peer exchange.
+//! - `limits.rs` (`limit_bypass: Bypass`): persistent peers, exempt from the connection caps.
 //!
 //! A new concern gets its own file with its state struct, a field
 //! here, and one arm in [`EventLoop::on_behaviour_event`] (and in `on_command` if the
@@ -30,6 +31,7 @@
 mod admission;
 pub(crate) mod command;
 mod discovery;
+mod limits;
 mod mesh;
 mod nat;
 mod peers;
@@ -102,6 +104,8 @@ pub(crate) struct EventLoop {
     rpc: Rpc,
     nat: Nat,
     mesh: Mesh,
+    /// Persistent peers, exempt from the connection caps (`limits.rs`).
+    limit_bypass: limits::Bypass,
     libp2p_metrics: libp2p::metrics::Metrics,
     metrics: NodeMetrics,
     /// The state folder of a node without data folder, deleted when the loop is dropped.
@@ -136,6 +140,7 @@ impl EventLoop {
             rpc: Rpc::new(config.rpc.protocol().clone()),
             nat: Nat::new(&config.nat),
             mesh: Mesh::new(config),
+            limit_bypass: limits::Bypass::default(),
             libp2p_metrics,
             metrics,
             _store_tmp: store_tmp,
@@ -221,7 +226,10 @@ impl EventLoop {
                     self.pump_replication();
                 }
                 _ = sweep_tick.tick() => self.sweep_expired_records(),
-                _ = mesh_tick.tick() => self.mesh_tick(),
+                _ = mesh_tick.tick() => {
+                    self.mesh_tick();
+                    self.limits_sync_bypass();
+                }
             }
         }
         self.mesh_save();
@@ -366,6 +374,7 @@ impl EventLoop {
             BehaviourEvent::Autonat(e) => self.on_autonat(e),
             BehaviourEvent::Pex(e) => self.on_pex(e),
             BehaviourEvent::Routes(e) => routes::on_event(e),
+            BehaviourEvent::Limits(never) | BehaviourEvent::Memory(never) => match never {},
         }
     }
 
