@@ -19,7 +19,7 @@ pub struct LimitsArgs {
     #[arg(long, env = "MCC_MAX_CONNECTIONS_PER_PEER")]
     pub max_connections_per_peer: Option<u32>,
     /// Incoming connections still in their handshake; more are closed at once; 0 for
-    /// unlimited [default: 128].
+    /// unlimited [default: 64].
     #[arg(long, env = "MCC_MAX_PENDING_INCOMING")]
     pub max_pending_incoming: Option<u32>,
     /// Outgoing dials in flight; more fail at once; 0 for unlimited [default: 256].

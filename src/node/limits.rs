@@ -48,7 +48,7 @@ impl Default for LimitsConfig {
         Self {
             max_connections: Some(512),
             max_connections_per_peer: Some(8),
-            max_pending_incoming: Some(128),
+            max_pending_incoming: Some(64),
             max_pending_outgoing: Some(256),
             max_streams_per_connection: 512,
             max_negotiating_streams: 128,
