@@ -198,10 +198,8 @@ async fn thirty_nodes_lose_ten_and_every_record_and_blob_survives() -> Result<()
     );
     let (hard, soft) = killed.split_at(KILLED / 2);
     println!("kill -9: nodes {hard:?}; SIGTERM: nodes {soft:?}");
-    let mut before = HashMap::new();
-    for &k in &killed {
-        before.insert(k, local_state(&nodes[k], &records).await?);
-    }
+    let states = try_join_all(killed.iter().map(|&k| local_state(&nodes[k], &records))).await?;
+    let before: HashMap<usize, _> = killed.iter().copied().zip(states).collect();
     for &k in hard {
         nodes[k].kill();
     }
@@ -245,12 +243,17 @@ async fn thirty_nodes_lose_ten_and_every_record_and_blob_survives() -> Result<()
     }
 
     // The dead come back with their stores intact.
-    for &k in &killed {
-        nodes[k].restart().await?;
-    }
+    try_join_all(
+        nodes
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| killed.contains(i))
+            .map(|(_, d)| d.restart()),
+    )
+    .await?;
+    let after = try_join_all(killed.iter().map(|&k| local_state(&nodes[k], &records))).await?;
     let mut intact = 0;
-    for &k in &killed {
-        let (keys, cids) = local_state(&nodes[k], &records).await?;
+    for (&k, (keys, cids)) in killed.iter().zip(after) {
         let (keys_before, cids_before) = &before[&k];
         ensure!(
             keys.is_superset(keys_before) && cids.is_superset(cids_before),

@@ -227,8 +227,9 @@ impl EventLoop {
                 }
                 _ = sweep_tick.tick() => self.sweep_expired_records(),
                 _ = mesh_tick.tick() => {
-                    self.mesh_tick();
+                    // Before the tick's dials: a newly pinned peer is dialled past the caps.
                     self.limits_sync_bypass();
+                    self.mesh_tick();
                 }
             }
         }
