@@ -52,7 +52,10 @@ impl LimitsArgs {
         file: &FileConfig,
         mesh: &node::MeshConfig,
     ) -> Result<node::LimitsConfig, Error> {
-        let mut limits = node::LimitsConfig::default();
+        let mut limits = node::LimitsConfig {
+            max_memory: Some(node::DAEMON_MAX_MEMORY),
+            ..node::LimitsConfig::default()
+        };
         if let Some(n) = self.max_connections.or(file.max_connections) {
             limits.max_connections = cap(n);
         }
@@ -143,7 +146,13 @@ mod tests {
         let defaults = LimitsArgs::default()
             .resolve(&FileConfig::default(), &mesh)
             .unwrap();
-        assert_eq!(defaults, node::LimitsConfig::default());
+        assert_eq!(
+            defaults,
+            node::LimitsConfig {
+                max_memory: Some(2 << 30),
+                ..node::LimitsConfig::default()
+            }
+        );
 
         for bad in [
             LimitsArgs {

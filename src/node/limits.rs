@@ -21,6 +21,9 @@
 
 use libp2p::connection_limits::ConnectionLimits;
 
+/// The daemon's `--max-memory` default: 2 GiB.
+pub const DAEMON_MAX_MEMORY: usize = 2 << 30;
+
 /// yamux needs 256 KiB of its 1 GiB connection window per stream: more streams panic.
 pub const MAX_STREAMS_PER_CONNECTION: usize = 4096;
 
@@ -39,7 +42,9 @@ pub struct LimitsConfig {
     pub max_streams_per_connection: usize,
     /// Inbound streams negotiating their protocol at once on one connection.
     pub max_negotiating_streams: usize,
-    /// Refuse new connections while the process uses more memory than this, in bytes.
+    /// Refuse new connections while the process uses more memory than this, in bytes. Off
+    /// by default in the library (a process may hold many nodes: the benches run 100); the
+    /// daemon's default is [`DAEMON_MAX_MEMORY`].
     pub max_memory: Option<usize>,
 }
 
@@ -52,7 +57,7 @@ impl Default for LimitsConfig {
             max_pending_outgoing: Some(256),
             max_streams_per_connection: 512,
             max_negotiating_streams: 128,
-            max_memory: Some(2 << 30),
+            max_memory: None,
         }
     }
 }

@@ -102,7 +102,7 @@ pub use self::info::{
     RelayServerInfo,
 };
 pub(crate) use self::keys::provider_key;
-pub use self::limits::{LimitsConfig, MAX_STREAMS_PER_CONNECTION};
+pub use self::limits::{DAEMON_MAX_MEMORY, LimitsConfig, MAX_STREAMS_PER_CONNECTION};
 pub use self::network::Network;
 use crate::blobs::Blobs;
 use crate::routes::{Publisher, Routes, Subscription};
