@@ -123,6 +123,13 @@ pub struct FileConfig {
     pub min_peers: Option<usize>,
     pub max_peers: Option<usize>,
     pub no_pex: Option<bool>,
+    pub max_connections: Option<u32>,
+    pub max_connections_per_peer: Option<u32>,
+    pub max_pending_incoming: Option<u32>,
+    pub max_pending_outgoing: Option<u32>,
+    pub max_streams_per_connection: Option<usize>,
+    pub max_negotiating_streams: Option<usize>,
+    pub max_memory: Option<usize>,
     #[serde(default)]
     pub services: Vec<ServiceEntry>,
 }

@@ -130,6 +130,8 @@ pub struct DaemonArgs {
     pub nat: super::nat_args::NatArgs,
     #[command(flatten)]
     pub mesh: super::mesh_args::MeshArgs,
+    #[command(flatten)]
+    pub limits: super::limits_args::LimitsArgs,
 }
 
 fn secs(name: &str, v: f64) -> Result<Duration, Error> {
@@ -288,6 +290,7 @@ impl DaemonArgs {
         config.listeners = file.listener_entries();
         config.nat = self.nat.resolve(&file)?;
         config.mesh = self.mesh.resolve(&file)?;
+        config.limits = self.limits.resolve(&file, &config.mesh)?;
         if let Some(k) = self.keep_blobs.or(file.keep_blobs) {
             config.keep_blobs = k;
         }

@@ -21,6 +21,7 @@ mod ca;
 mod daemon;
 mod dht;
 mod did;
+mod limits_args;
 mod mesh_args;
 mod nat_args;
 mod node;

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{StreamProtocol, autonat, dcutr, identify, identity::Keypair, kad, mdns, ping, relay};
+use libp2p::{
+    StreamProtocol, autonat, connection_limits, dcutr, identify, identity::Keypair, kad, mdns,
+    memory_connection_limits, ping, relay,
+};
 use mcc_admission::{Gated, Gates};
 
 use super::RecordStore;
@@ -16,11 +19,16 @@ pub const IDENTIFY_PROTOCOL: &str = "/mcc/id/1.0.0";
 
 /// Every behaviour of an mcc node.
 ///
-/// Admission comes first: it refuses banned peers before the others set up a connection.
+/// The connection caps come first (`--max-connections`..., `--max-memory`), then admission:
+/// it refuses banned peers before the others set up a connection.
 /// kad, rpc and the raw streams are [`Gated`]: with `--trust-ca` they serve a peer only once
 /// its certificate verified.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    /// Connection caps; persistent peers bypass them (see `node::limits`).
+    pub limits: connection_limits::Behaviour,
+    /// No new connections while the process uses more memory than `--max-memory`.
+    pub memory: Toggle<memory_connection_limits::Behaviour>,
     pub admission: mcc_admission::Behaviour,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
@@ -74,6 +82,8 @@ pub(crate) struct BehaviourConfig {
     pub routes: mcc_routes::Behaviour,
     /// Built up front: its handle is used by the node's `blobs::Blobs`.
     pub bitswap: mcc_bitswap::Behaviour,
+    /// Connection and memory caps.
+    pub limits: super::LimitsConfig,
 }
 
 impl Behaviour {
@@ -100,6 +110,7 @@ impl Behaviour {
             pex,
             routes,
             bitswap,
+            limits,
         } = config;
         let peer_id = key.public().to_peer_id();
 
@@ -185,6 +196,11 @@ impl Behaviour {
             )
         });
         Ok(Self {
+            limits: connection_limits::Behaviour::new(limits.connection_limits()),
+            memory: limits
+                .max_memory
+                .map(memory_connection_limits::Behaviour::with_max_bytes)
+                .into(),
             pex: pex.into(),
             relay_client,
             relay: relay.into(),

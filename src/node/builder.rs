@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
-use libp2p::{Multiaddr, PeerId, noise, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, noise, tcp};
 use mcc_records::did::SignedDocument;
 use mcc_rpc::{Methods, RpcError};
 use prometheus_client::registry::Registry;
@@ -375,19 +375,26 @@ fn build_swarm(
         pex: config.mesh.pex,
         routes,
         bitswap,
+        limits: config.limits.clone(),
     };
+    let yamux = config.limits.yamux();
+    let relay_yamux = yamux.clone();
     let swarm = libp2p::SwarmBuilder::with_existing_identity(id.keypair.clone())
         .with_tokio()
         .with_tcp(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
-            yamux::Config::default,
+            move || yamux,
         )
         .map_err(|e| Error::Transport(e.to_string()))?
-        .with_quic()
+        .with_quic_config(|mut c| {
+            c.max_concurrent_stream_limit =
+                u32::try_from(config.limits.max_streams_per_connection).unwrap_or(u32::MAX);
+            c
+        })
         .with_dns()
         .map_err(|e| Error::Transport(e.to_string()))?
-        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .with_relay_client(noise::Config::new, move || relay_yamux)
         .map_err(|e| Error::Transport(e.to_string()))?
         .with_bandwidth_metrics(registry)
         .with_behaviour(|key, relay_client| {
@@ -395,7 +402,10 @@ fn build_swarm(
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
         })
         .map_err(Error::Behaviour)?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_connection_timeout))
+        .with_swarm_config(|c| {
+            c.with_idle_connection_timeout(config.idle_connection_timeout)
+                .with_max_negotiating_inbound_streams(config.limits.max_negotiating_streams)
+        })
         .build();
     Ok(Built {
         swarm,

@@ -71,6 +71,8 @@ pub struct Config {
     pub routes: mcc_routes::Config,
     /// Mesh upkeep: persistent peers, dial backoff, connection targets, peer exchange.
     pub mesh: MeshConfig,
+    /// Caps on connections, pending dials, streams per connection and memory.
+    pub limits: super::LimitsConfig,
 }
 
 /// Mesh upkeep: the address book's dial policy and the connection targets.
@@ -223,6 +225,7 @@ impl Default for Config {
             routes: mcc_routes::Config::default(),
             nat: NatConfig::default(),
             mesh: MeshConfig::default(),
+            limits: super::LimitsConfig::default(),
         }
     }
 }

@@ -68,6 +68,7 @@ pub(crate) mod error;
 mod event_loop;
 pub(crate) mod info;
 pub(crate) mod keys;
+mod limits;
 mod metrics;
 pub(crate) mod network;
 mod path_aware;
@@ -101,6 +102,7 @@ pub use self::info::{
     RelayServerInfo,
 };
 pub(crate) use self::keys::provider_key;
+pub use self::limits::{DAEMON_MAX_MEMORY, LimitsConfig, MAX_STREAMS_PER_CONNECTION};
 pub use self::network::Network;
 use crate::blobs::Blobs;
 use crate::routes::{Publisher, Routes, Subscription};

@@ -1,6 +1,7 @@
 //! Runs the real `mcc` binary as separate processes on 127.0.0.1 for integration tests.
 #![allow(dead_code)]
 
+pub mod abuser;
 pub mod natlab;
 pub mod natnodes;
 pub mod netns;

@@ -22,6 +22,7 @@
 //!   counters, hole punching (DCUtR).
 //! - `mesh.rs` (`mesh: Mesh`): the address book, persistent peers, redials with backoff,
 //!   min/max peers, observed addresses; `pex.rs`: the peer exchange.
+//! - `limits.rs` (`limit_bypass: Bypass`): persistent peers, exempt from the connection caps.
 //!
 //! A new concern gets its own file with its state struct, a field
 //! here, and one arm in [`EventLoop::on_behaviour_event`] (and in `on_command` if the
@@ -31,6 +32,7 @@ mod admission;
 mod bitswap;
 pub(crate) mod command;
 mod discovery;
+mod limits;
 mod mesh;
 mod nat;
 mod peers;
@@ -103,6 +105,8 @@ pub(crate) struct EventLoop {
     rpc: Rpc,
     nat: Nat,
     mesh: Mesh,
+    /// Persistent peers, exempt from the connection caps (`limits.rs`).
+    limit_bypass: limits::Bypass,
     libp2p_metrics: libp2p::metrics::Metrics,
     metrics: NodeMetrics,
     /// The state folder of a node without data folder, deleted when the loop is dropped.
@@ -137,6 +141,7 @@ impl EventLoop {
             rpc: Rpc::new(config.rpc.protocol().clone()),
             nat: Nat::new(&config.nat),
             mesh: Mesh::new(config),
+            limit_bypass: limits::Bypass::default(),
             libp2p_metrics,
             metrics,
             _store_tmp: store_tmp,
@@ -222,7 +227,11 @@ impl EventLoop {
                     self.pump_replication();
                 }
                 _ = sweep_tick.tick() => self.sweep_expired_records(),
-                _ = mesh_tick.tick() => self.mesh_tick(),
+                _ = mesh_tick.tick() => {
+                    // Before the tick's dials: a newly pinned peer is dialled past the caps.
+                    self.limits_sync_bypass();
+                    self.mesh_tick();
+                }
             }
         }
         self.mesh_save();
@@ -368,6 +377,7 @@ impl EventLoop {
             BehaviourEvent::Pex(e) => self.on_pex(e),
             BehaviourEvent::Routes(e) => routes::on_event(e),
             BehaviourEvent::Bitswap(e) => bitswap::on_event(e),
+            BehaviourEvent::Limits(never) | BehaviourEvent::Memory(never) => match never {},
         }
     }
 
