@@ -236,5 +236,47 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "routes_frame",
         vec![interest.to_vec(), message.to_vec(), stream],
     )?;
+
+    use mcc_bitswap::codec::{self as bs, Prefix};
+    let data = b"hello bitswap".to_vec();
+    let digest = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&data)
+    };
+    let mh = mcc_bitswap::Multihash::wrap(0x12, &digest)?;
+    let cid = mcc_bitswap::Cid::new_v1(0x55, mh);
+    let want = bs::Message {
+        wantlist: Some(bs::Wantlist {
+            entries: vec![bs::Entry {
+                block: cid.to_bytes().into(),
+                priority: 1,
+                cancel: false,
+                want_type: 1,
+                send_dont_have: true,
+            }],
+            full: false,
+        }),
+        ..Default::default()
+    };
+    let block = bs::Message {
+        wantlist: Some(bs::Wantlist::default()),
+        payload: vec![bs::Block {
+            prefix: Prefix::of(&cid).to_bytes(),
+            data: data.clone().into(),
+        }],
+        block_presences: vec![bs::BlockPresence {
+            cid: cid.to_bytes().into(),
+            r#type: 1,
+        }],
+        ..Default::default()
+    };
+    let body = |m: &bs::Message| {
+        let frame = bs::encode(m);
+        bs::take_varint(&frame).map(|(_, b)| b.to_vec()).unwrap_or_default()
+    };
+    write(
+        "bitswap_message",
+        vec![body(&want), body(&block), bs::encode(&block).to_vec()],
+    )?;
     Ok(())
 }
