@@ -122,6 +122,10 @@ pub struct FileConfig {
     pub min_peers: Option<usize>,
     pub max_peers: Option<usize>,
     pub no_pex: Option<bool>,
+    pub cpu_profile: Option<u64>,
+    pub heap_profile: Option<u64>,
+    pub goroutine_profile: Option<u64>,
+    pub profile_dir: Option<PathBuf>,
     #[serde(default)]
     pub services: Vec<ServiceEntry>,
 }

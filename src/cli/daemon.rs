@@ -126,6 +126,8 @@ pub struct DaemonArgs {
     pub nat: super::nat_args::NatArgs,
     #[command(flatten)]
     pub mesh: super::mesh_args::MeshArgs,
+    #[command(flatten)]
+    pub profile: super::profile_args::ProfileArgs,
 }
 
 fn secs(name: &str, v: f64) -> Result<Duration, Error> {
@@ -139,6 +141,8 @@ fn secs(name: &str, v: f64) -> Result<Duration, Error> {
 pub struct Resolved {
     pub daemon: daemon::Config,
     pub loglevel: u8,
+    /// The profiles to write (`--cpu-profile`, ...).
+    pub profile: crate::profile::Config,
 }
 
 impl DaemonArgs {
@@ -279,6 +283,7 @@ impl DaemonArgs {
         config.listeners = file.listener_entries();
         config.nat = self.nat.resolve(&file)?;
         config.mesh = self.mesh.resolve(&file)?;
+        let profile = self.profile.resolve(&file);
         if let Some(k) = self.keep_blobs.or(file.keep_blobs) {
             config.keep_blobs = k;
         }
@@ -372,6 +377,7 @@ impl DaemonArgs {
                 },
             },
             loglevel: self.loglevel.or(file.loglevel).unwrap_or(4),
+            profile,
         })
     }
 }

@@ -25,6 +25,7 @@ mod mesh_args;
 mod nat_args;
 mod node;
 mod output;
+mod profile_args;
 mod route;
 mod service;
 mod stream;
