@@ -110,6 +110,17 @@ async fn each_profile_flag_writes_files_a_pprof_reader_parses() -> Result<()> {
                     .any(|n| n.contains("mcc") || n.contains("tokio")),
                 "{f:?}: {names:?}"
             );
+            // The sampler's own frames are cut off: the interrupted function is the leaf.
+            for s in &p.sample {
+                let leaf = s.location_id.first().and_then(|l| {
+                    let loc = p.location.iter().find(|x| x.id == *l)?;
+                    let id = loc.line.first()?.function_id;
+                    let func = p.function.iter().find(|x| x.id == id)?;
+                    p.string_table.get(func.name as usize)
+                });
+                let leaf = leaf.map(String::as_str).unwrap_or("");
+                assert!(!leaf.starts_with("backtrace::"), "{f:?}: leaf {leaf}");
+            }
         }
         let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("");
         assert!(name.len() > "cpu-20261202T031500Z".len(), "{name}");

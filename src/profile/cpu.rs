@@ -53,6 +53,7 @@ impl Session {
         let report = self
             .guard
             .report()
+            .frames_post_processor(drop_sampler_frames)
             .build()
             .map_err(|e| Error::Cpu(e.to_string()))?;
         drop(self.guard);
@@ -76,6 +77,24 @@ pub async fn begin_async() -> Result<Session, Error> {
     tokio::task::spawn_blocking(begin)
         .await
         .map_err(|e| Error::Cpu(e.to_string()))?
+}
+
+/// Drops the sampler's own frames (the unwinder in the signal handler) from the leaf end of a
+/// stack, so that the interrupted function is the leaf.
+fn drop_sampler_frames(f: &mut pprof::Frames) {
+    let own = f
+        .frames
+        .iter()
+        .take_while(|frame| {
+            frame.iter().any(|s| {
+                let n = s.name();
+                n.starts_with("backtrace::") || n.contains("pprof::")
+            })
+        })
+        .count();
+    if own < f.frames.len() {
+        f.frames.drain(..own);
+    }
 }
 
 /// Profiles for `seconds`, then renders the profile (`GET /debug/pprof/profile`).
