@@ -26,6 +26,17 @@ fn strings(p: &Profile, ids: impl Iterator<Item = i64>) -> Vec<&str> {
         .collect()
 }
 
+/// Name of the leaf function of a sample (its innermost inlined frame).
+fn leaf<'a>(p: &'a Profile, s: &pprof::protos::Sample) -> &'a str {
+    let name = s.location_id.first().and_then(|l| {
+        let loc = p.location.iter().find(|x| x.id == *l)?;
+        let id = loc.line.first()?.function_id;
+        let func = p.function.iter().find(|x| x.id == id)?;
+        p.string_table.get(func.name as usize)
+    });
+    name.map(String::as_str).unwrap_or("")
+}
+
 fn function_names(p: &Profile) -> Vec<&str> {
     strings(p, p.function.iter().map(|f| f.name))
 }
@@ -112,13 +123,7 @@ async fn each_profile_flag_writes_files_a_pprof_reader_parses() -> Result<()> {
             );
             // The sampler's own frames are cut off: the interrupted function is the leaf.
             for s in &p.sample {
-                let leaf = s.location_id.first().and_then(|l| {
-                    let loc = p.location.iter().find(|x| x.id == *l)?;
-                    let id = loc.line.first()?.function_id;
-                    let func = p.function.iter().find(|x| x.id == id)?;
-                    p.string_table.get(func.name as usize)
-                });
-                let leaf = leaf.map(String::as_str).unwrap_or("");
+                let leaf = leaf(&p, s);
                 assert!(!leaf.starts_with("backtrace::"), "{f:?}: leaf {leaf}");
             }
         }
@@ -140,6 +145,11 @@ async fn each_profile_flag_writes_files_a_pprof_reader_parses() -> Result<()> {
         !function_names(&last).is_empty(),
         "heap profile not symbolized"
     );
+    // jemalloc's own frames are cut off: the leaf is the Rust code that allocated.
+    for s in &last.sample {
+        let leaf = leaf(&last, s);
+        assert!(leaf.contains("::"), "heap leaf {leaf:?}");
+    }
 
     // Goroutine: one sample per thread plus the async task count; a text twin.
     let g = files(&dir, "goroutine", ".pb.gz");

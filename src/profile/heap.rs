@@ -58,7 +58,63 @@ pub fn dump_blocking() -> Result<Vec<u8>, Error> {
             "heap sampling is off: start the node with --heap-profile N".into(),
         ));
     }
-    ctl.dump_pprof().map_err(|e| Error::Heap(format!("{e:#}")))
+    let gz = ctl
+        .dump_pprof()
+        .map_err(|e| Error::Heap(format!("{e:#}")))?;
+    drop(ctl);
+    trim_allocator_frames(&gz)
+}
+
+/// Cuts jemalloc's own frames (C functions, often unnamed or named after a neighbouring
+/// symbol) off the leaf end of each stack, so that the leaf is the Rust code that allocated.
+#[cfg(target_os = "linux")]
+fn trim_allocator_frames(gz: &[u8]) -> Result<Vec<u8>, Error> {
+    use std::collections::HashMap;
+    use std::io::Read;
+
+    use pprof::protos::{Message, Profile};
+
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(gz)
+        .read_to_end(&mut raw)
+        .map_err(|e| Error::Heap(format!("reading jemalloc's profile: {e}")))?;
+    let mut p = Profile::decode(raw.as_slice())
+        .map_err(|e| Error::Heap(format!("reading jemalloc's profile: {e}")))?;
+    let names: HashMap<u64, &str> = p
+        .function
+        .iter()
+        .map(|f| {
+            let name = p
+                .string_table
+                .get(f.name as usize)
+                .map_or("", String::as_str);
+            (f.id, name)
+        })
+        .collect();
+    // A location is Rust's when one of its (inlined) functions has a path.
+    let rust: HashMap<u64, bool> = p
+        .location
+        .iter()
+        .map(|l| {
+            let is_rust = l.line.iter().any(|line| {
+                names
+                    .get(&line.function_id)
+                    .is_some_and(|n| n.contains("::"))
+            });
+            (l.id, is_rust)
+        })
+        .collect();
+    for s in &mut p.sample {
+        let own = s
+            .location_id
+            .iter()
+            .take_while(|id| !rust.get(id).copied().unwrap_or(false))
+            .count();
+        if own < s.location_id.len() {
+            s.location_id.drain(..own);
+        }
+    }
+    Ok(super::output::gzip(&p.encode_to_vec()))
 }
 
 #[cfg(not(target_os = "linux"))]
