@@ -130,6 +130,10 @@ pub struct FileConfig {
     pub max_streams_per_connection: Option<usize>,
     pub max_negotiating_streams: Option<usize>,
     pub max_memory: Option<usize>,
+    pub cpu_profile: Option<u64>,
+    pub heap_profile: Option<u64>,
+    pub goroutine_profile: Option<u64>,
+    pub profile_dir: Option<PathBuf>,
     #[serde(default)]
     pub services: Vec<ServiceEntry>,
 }

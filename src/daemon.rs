@@ -14,6 +14,9 @@ use crate::node::{self, Node};
 /// File in the data folder holding the API base URL of the running daemon.
 pub const API_FILE: &str = "api";
 
+/// RPC method every daemon answers with its wall clock, `{"unix_ms": N}` (`mcc doctor`).
+pub const TIME_METHOD: &str = "time";
+
 /// File in the data folder holding the API token made by `--api-token auto` (mode 0600).
 pub const TOKEN_FILE: &str = "api-token";
 
@@ -154,7 +157,14 @@ pub async fn run(
     {
         return Err(Error::Unprotected { addr });
     }
-    let mut builder = Node::builder(config.node);
+    // `time`: this node's clock, for the clock skew check of `mcc doctor`.
+    let mut builder = Node::builder(config.node).method(TIME_METHOD, |_caller, _params| async {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Ok(serde_json::json!({ "unix_ms": ms }))
+    });
     if let Some(k) = config.keypair {
         builder = builder.keypair(k);
     }

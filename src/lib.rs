@@ -21,6 +21,7 @@ mod fsutil;
 pub mod identity;
 pub mod label;
 pub mod node;
+pub mod profile;
 pub mod routes;
 pub mod services;
 pub mod storage;

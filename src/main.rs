@@ -3,6 +3,18 @@ use std::process::ExitCode;
 use clap::Parser;
 use mcc::cli::{Cli, log_filter};
 
+// jemalloc, with its heap profiler compiled in but inactive until `--heap-profile` turns it on
+// (`mcc::profile::heap`): `prof:true` reserves the machinery, `prof_active:false` samples
+// nothing, `lg_prof_sample:19` samples one allocation per 512 KiB on average once active.
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+#[cfg(target_os = "linux")]
+#[allow(non_upper_case_globals)]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static malloc_conf: &[u8] = b"prof:true,prof_active:false,lg_prof_sample:19\0";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -77,19 +89,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
-    tokio::select! {
-        r = mcc::daemon::run(resolved.daemon, shutdown) => r?,
+    let profiler = mcc::profile::start(resolved.profile)?;
+    let result = tokio::select! {
+        r = mcc::daemon::run(resolved.daemon, shutdown) => r,
         _ = grace => {
             tracing::warn!(
                 "in-flight work did not finish within {:.1} s of the signal: exiting",
                 SHUTDOWN_GRACE.as_secs_f64()
             );
+            finish_profiles(profiler).await;
             // Not through the runtime's drop, which would wait for blocking tasks.
             std::process::exit(0);
         }
-    }
-    Ok(())
+    };
+    finish_profiles(profiler).await;
+    Ok(result?)
 }
+
+/// Writes the last profiles (`--cpu-profile` and the others), within a bound.
+async fn finish_profiles(profiler: mcc::profile::Profiler) {
+    if tokio::time::timeout(PROFILE_GRACE, profiler.finish())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the last profiles were not written within {PROFILE_GRACE:?}");
+    }
+}
+
+/// How long the last profiles may take to write at exit.
+const PROFILE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long a stopping daemon may take to finish in-flight requests and stop its tasks.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(4500);

@@ -156,6 +156,8 @@ pub fn router(node: Node, config: &ApiConfig) -> Router {
     if config.monitoring {
         app = app.route("/metrics", get(metrics));
     }
+    // CPU, heap and thread profiles (`crate::profile::http`), behind the same guard.
+    app = app.merge(crate::profile::http::routes());
     let guard = Arc::new(
         guard::Guard::new(
             &config.api_hosts,

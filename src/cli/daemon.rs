@@ -132,6 +132,8 @@ pub struct DaemonArgs {
     pub mesh: super::mesh_args::MeshArgs,
     #[command(flatten)]
     pub limits: super::limits_args::LimitsArgs,
+    #[command(flatten)]
+    pub profile: super::profile_args::ProfileArgs,
 }
 
 fn secs(name: &str, v: f64) -> Result<Duration, Error> {
@@ -145,6 +147,8 @@ fn secs(name: &str, v: f64) -> Result<Duration, Error> {
 pub struct Resolved {
     pub daemon: daemon::Config,
     pub loglevel: u8,
+    /// The profiles to write (`--cpu-profile`, ...).
+    pub profile: crate::profile::Config,
 }
 
 impl DaemonArgs {
@@ -291,6 +295,7 @@ impl DaemonArgs {
         config.nat = self.nat.resolve(&file)?;
         config.mesh = self.mesh.resolve(&file)?;
         config.limits = self.limits.resolve(&file, &config.mesh)?;
+        let profile = self.profile.resolve(&file);
         if let Some(k) = self.keep_blobs.or(file.keep_blobs) {
             config.keep_blobs = k;
         }
@@ -385,6 +390,7 @@ impl DaemonArgs {
                 },
             },
             loglevel: self.loglevel.or(file.loglevel).unwrap_or(4),
+            profile,
         })
     }
 }

@@ -4,7 +4,8 @@
 //! One private module per command group, each with its clap enum (`XxxCommand`, re-exported
 //! here) and its `run`: `daemon` (the daemon's flags, `--newcert`), `node` (node, peers, dial,
 //! echo, rpc), `dht`, `did`, `service` (service and listen), `blob`, `ca` (ca and cert), `stream`
-//! (stream listen and connect), `route` (route sub, pub and ls).
+//! (stream listen and connect), `route` (route sub, pub and ls), `doctor` (checks of a running
+//! node), `completions` (shell completions and the man page).
 //! Tables, JSON and progress bars are printed by the helpers in `output`. A new command
 //! group is a new file here plus one variant of [`Subcommand`] and one arm in
 //! [`run_command`].
@@ -18,14 +19,17 @@ use crate::client::{self, Client};
 mod addrbook;
 mod blob;
 mod ca;
+mod completions;
 mod daemon;
 mod dht;
 mod did;
+mod doctor;
 mod limits_args;
 mod mesh_args;
 mod nat_args;
 mod node;
 mod output;
+mod profile_args;
 mod route;
 mod service;
 mod stream;
@@ -121,6 +125,20 @@ pub enum Subcommand {
     /// Certificate files: show.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Check a running node (API, peers, DHT, reachability, certificate, clock skew) and say
+    /// what to fix; exits non-zero when a check fails.
+    Doctor,
+    /// Print a shell completion script: `mcc completions bash > /etc/bash_completion.d/mcc`.
+    Completions {
+        #[arg(value_enum)]
+        shell: completions::Shell,
+    },
+    /// Print the man page mcc(1); with --dir, write it and one page per subcommand there.
+    Man {
+        /// Folder to write mcc.1, mcc-blob.1, ... into.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// CLI errors: each is printed as one line, with a non-zero exit.
@@ -202,6 +220,11 @@ pub fn api_token(common: &CommonArgs) -> Result<Option<String>, Error> {
 /// Runs a client subcommand and prints its result.
 pub async fn run_command(cmd: Subcommand, common: &CommonArgs) -> Result<(), Error> {
     let mut client = Client::new(api_url(common));
+    match cmd {
+        Subcommand::Completions { shell } => return completions::completions(shell),
+        Subcommand::Man { dir } => return completions::man(dir),
+        _ => {}
+    }
     if !matches!(cmd, Subcommand::Ca(_) | Subcommand::Cert(_))
         && let Some(token) = api_token(common)?
     {
@@ -220,6 +243,8 @@ pub async fn run_command(cmd: Subcommand, common: &CommonArgs) -> Result<(), Err
         Subcommand::Did(cmd) => did::run(cmd, &client, json).await?,
         Subcommand::Ca(cmd) => ca::run(cmd, &client, json).await?,
         Subcommand::Cert(cmd) => ca::run_cert(cmd, json)?,
+        Subcommand::Doctor => doctor::run(&client, json).await?,
+        Subcommand::Completions { .. } | Subcommand::Man { .. } => {}
     }
     Ok(())
 }
