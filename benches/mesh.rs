@@ -58,7 +58,7 @@ impl Plan {
                 sizes: vec![10, 30],
                 min_peers: 4,
                 max_peers: 8,
-                settle: Duration::from_secs(20),
+                settle: Duration::from_secs(40),
                 records: 3,
                 gets: 10,
             }
@@ -68,7 +68,7 @@ impl Plan {
                 sizes: vec![10, 100, 200],
                 min_peers: 8,
                 max_peers: 64,
-                settle: Duration::from_secs(40),
+                settle: Duration::from_secs(45),
                 records: 5,
                 gets: 40,
             }
@@ -234,7 +234,8 @@ async fn bench_size(plan: &Plan, n: usize, rng: &mut StdRng) -> Result<bool> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let joined = t0.elapsed();
-    tokio::time::sleep(plan.settle).await;
+    // Kept connections are only counted once older than KEPT_AFTER.
+    tokio::time::sleep(plan.settle.max(KEPT_AFTER + Duration::from_secs(5))).await;
     let mut samples = Vec::new();
     for _ in 0..3 {
         samples.push(net.counts().await);
