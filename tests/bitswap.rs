@@ -7,6 +7,8 @@
 //! when they fail.
 
 mod common;
+#[path = "common/npm.rs"]
+mod npm;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -29,42 +31,13 @@ fn helia_dir() -> PathBuf {
 fn setup() -> &'static Result<(), String> {
     static SETUP: OnceLock<Result<(), String>> = OnceLock::new();
     SETUP.get_or_init(|| {
-        let dir = helia_dir();
-        let version = Command::new("node")
-            .arg("--version")
-            .output()
-            .map_err(|e| format!("cannot run `node`: {e}"))?;
-        let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
-        let major: u32 = version
-            .trim_start_matches('v')
-            .split('.')
-            .next()
-            .and_then(|m| m.parse().ok())
-            .ok_or_else(|| format!("unexpected `node --version` output {version:?}"))?;
-        if major < 20 {
-            return Err(format!("node {version} is too old (need 20 or later)"));
-        }
-        if !dir
-            .join("node_modules/@helia/bitswap/package.json")
-            .exists()
-            || !dir.join("node_modules/libp2p/package.json").exists()
-        {
-            note("installing the Helia npm packages in tests/helia");
-            let out = Command::new("npm")
-                .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"])
-                .current_dir(&dir)
-                .output()
-                .map_err(|e| format!("cannot run `npm`: {e}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "`npm ci` in {} failed ({}): {}",
-                    dir.display(),
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
-        }
-        Ok(())
+        npm::ensure_packages(
+            &helia_dir(),
+            20,
+            &["@helia/bitswap/package.json", "libp2p/package.json"],
+            "ci",
+            note,
+        )
     })
 }
 

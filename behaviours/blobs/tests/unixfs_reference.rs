@@ -8,6 +8,9 @@
 //! `MCC_REQUIRE_REFERENCE=1`, when they fail. The file that needs a second DAG level
 //! (175 MiB + 5) runs only when `CI` is set or `MCC_SLOW_TESTS=1`.
 
+#[path = "../../../tests/common/npm.rs"]
+mod npm;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -37,44 +40,16 @@ fn reference_dir() -> PathBuf {
 fn setup() -> &'static Result<(), String> {
     static SETUP: OnceLock<Result<(), String>> = OnceLock::new();
     SETUP.get_or_init(|| {
-        let dir = reference_dir();
-        let version = Command::new("node")
-            .arg("--version")
-            .output()
-            .map_err(|e| format!("cannot run `node`: {e}"))?;
-        let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
-        let major: u32 = version
-            .trim_start_matches('v')
-            .split('.')
-            .next()
-            .and_then(|m| m.parse().ok())
-            .ok_or_else(|| format!("unexpected `node --version` output {version:?}"))?;
-        if major < 18 {
-            return Err(format!("node {version} is too old (need 18 or later)"));
-        }
-        if !dir
-            .join("node_modules/ipfs-unixfs-importer/package.json")
-            .exists()
-            || !dir
-                .join("node_modules/blockstore-core/package.json")
-                .exists()
-        {
-            note("installing the reference npm packages in tests/reference");
-            let out = Command::new("npm")
-                .args(["install", "--ignore-scripts", "--no-audit", "--no-fund"])
-                .current_dir(&dir)
-                .output()
-                .map_err(|e| format!("cannot run `npm`: {e}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "`npm install` in {} failed ({}): {}",
-                    dir.display(),
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
-        }
-        Ok(())
+        npm::ensure_packages(
+            &reference_dir(),
+            18,
+            &[
+                "ipfs-unixfs-importer/package.json",
+                "blockstore-core/package.json",
+            ],
+            "install",
+            note,
+        )
     })
 }
 
