@@ -196,6 +196,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let flat = unixfs::encode(&node_of(&[leaf(&leaves[1]), leaf(&leaves[2])]));
     let dag = |blocks: &[&Vec<u8>]| blocks.iter().flat_map(|b| framed16(b)).collect::<Vec<u8>>();
     write("unixfs_decode", vec![root.clone(), flat.clone()])?;
+    write("dag_pb_links", vec![root.clone(), flat.clone()])?;
     write(
         "unixfs_dag",
         vec![

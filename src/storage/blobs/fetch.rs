@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use mcc_blobs::Cid;
 use redb::ReadableTable;
 
-use super::dag_pb::dag_pb_links;
 use super::index::{BLOBS, BlobRow, State, decode_row, encode_row};
 use super::{Inner, StorageError, Txn, io_error, now_ms};
 
@@ -62,7 +61,7 @@ impl Inner {
                 .read_block(&cid)
                 .map_err(|e| io_error(&self.block_path(&cid), e))?;
             let Some(node) = node else { continue };
-            match dag_pb_links(&node) {
+            match mcc_blobs::dag_pb::links(&node) {
                 Ok(links) => stack.extend(links.into_iter().filter(|l| !seen.contains(l))),
                 Err(e) => {
                     tracing::warn!(%cid, error = %e, "cannot decode dag-pb node");

@@ -90,7 +90,6 @@
 //! - `index.rs`: the redb tables, blob rows, committing a blob and reading the index.
 //! - `add.rs`: [`AddSession`] and the in-memory pins of running adds and commits.
 //! - `fetch.rs`: partial fetches and the blocks they reach.
-//! - `dag_pb.rs`: the minimal dag-pb decoder that finds the links of a node.
 //! - `gc.rs`: deleting blobs, removing unused blocks and the sweep at open.
 //! - `tests.rs`: test helpers and tests of the store as a whole.
 
@@ -108,7 +107,6 @@ use redb::{Database, Durability, ReadTransaction, ReadableDatabase, WriteTransac
 mod add;
 mod blocks;
 mod by_hash;
-mod dag_pb;
 mod fetch;
 mod gc;
 mod index;

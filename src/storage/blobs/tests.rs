@@ -9,8 +9,11 @@ pub(super) use mcc_blobs::{BlockStore, Cid, DAG_PB, RAW, cid_of};
 pub(super) use redb::Database;
 
 pub(super) use super::blocks::BLOCKS_DIR;
-pub(super) use super::dag_pb::{WIRE_LEN, WIRE_VARINT};
 pub(super) use super::{AddSession, BlobInfo, BlobStore};
+
+/// Protobuf wire types.
+pub(super) const WIRE_VARINT: u64 = 0;
+pub(super) const WIRE_LEN: u64 = 2;
 
 pub(super) fn open(dir: &Path) -> BlobStore {
     BlobStore::open(dir).expect("open")

@@ -1,25 +1,31 @@
-//! A minimal dag-pb decoder: the CIDs a node links to, for finding the blocks of a partial
-//! fetch. Unknown fields are skipped.
+//! A lenient dag-pb reader: the CIDs a node links to, whatever else it holds (unknown fields
+//! are skipped; no UnixFS checks). The node's blob store uses it to find every block a partial
+//! fetch owns. [`crate::unixfs::decode`] is the strict decoder for reading files.
 
-use mcc_blobs::Cid;
+use crate::Cid;
 
-/// Why a dag-pb node could not be decoded.
+/// Why a dag-pb node could not be read.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum PbError {
+pub enum PbError {
+    /// The bytes end inside a field.
     #[error("truncated protobuf")]
     Truncated,
+    /// A varint is longer than 64 bits.
     #[error("varint longer than 64 bits")]
     Varint,
+    /// A field of a wire type protobuf does not have (3, 4: groups; 6, 7).
     #[error("unsupported protobuf wire type {0}")]
     WireType(u64),
+    /// A `PBLink` without its `Hash`.
     #[error("link without a hash")]
     MissingHash,
+    /// A `PBLink.Hash` that is not a CID.
     #[error("link hash is not a CID: {0}")]
     Cid(String),
 }
 
-/// The CIDs a dag-pb node links to (`PBNode.Links[].Hash`), in order.
-pub(super) fn dag_pb_links(node: &[u8]) -> Result<Vec<Cid>, PbError> {
+/// The CIDs a dag-pb node links to (`PBNode.Links[].Hash`), in order, CIDv0 links as CIDv1.
+pub fn links(node: &[u8]) -> Result<Vec<Cid>, PbError> {
     let mut links = Vec::new();
     let mut rest = node;
     while !rest.is_empty() {
@@ -27,7 +33,7 @@ pub(super) fn dag_pb_links(node: &[u8]) -> Result<Vec<Cid>, PbError> {
         if field == 2 && wire == WIRE_LEN {
             let link = read_bytes(&mut rest)?;
             // Stored under CIDv1: a CIDv0 link names the same block.
-            links.push(mcc_blobs::unixfs::normalize(link_hash(link)?));
+            links.push(crate::unixfs::normalize(link_hash(link)?));
         } else {
             skip_field(&mut rest, wire)?;
         }
@@ -51,9 +57,9 @@ fn link_hash(link: &[u8]) -> Result<Cid, PbError> {
     Cid::try_from(hash).map_err(|e| PbError::Cid(e.to_string()))
 }
 
-pub(super) const WIRE_VARINT: u64 = 0;
+const WIRE_VARINT: u64 = 0;
 const WIRE_I64: u64 = 1;
-pub(super) const WIRE_LEN: u64 = 2;
+const WIRE_LEN: u64 = 2;
 const WIRE_I32: u64 = 5;
 
 fn read_varint(buf: &mut &[u8]) -> Result<u64, PbError> {
@@ -103,29 +109,49 @@ fn skip_field(buf: &mut &[u8], wire: u64) -> Result<(), PbError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::blobs::tests::*;
+    use crate::{DAG_PB, RAW, cid_of};
+
+    fn field(field: u64, bytes: &[u8], out: &mut Vec<u8>) {
+        out.push(((field << 3) | WIRE_LEN) as u8);
+        out.push(bytes.len() as u8);
+        out.extend_from_slice(bytes);
+    }
+
+    /// A dag-pb node linking `links`, each with an empty name and a size.
+    fn node(links: &[Cid]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for l in links {
+            let mut link = Vec::new();
+            field(1, &l.to_bytes(), &mut link);
+            field(2, b"", &mut link);
+            link.extend_from_slice(&[(3 << 3) | WIRE_VARINT as u8, 0x80, 0x80, 0x40]);
+            field(2, &link, &mut out);
+        }
+        field(1, &[0x08, 0x02], &mut out);
+        out
+    }
 
     #[test]
-    fn dag_pb_decode() {
-        let a = raw(b"a").0;
-        let b = raw(b"b").0;
-        let (_, bytes) = node(&[a, b]);
-        assert_eq!(dag_pb_links(&bytes).expect("links"), vec![a, b]);
-        assert_eq!(dag_pb_links(&node(&[]).1).expect("links"), vec![]);
+    fn reads_links_and_skips_the_rest() {
+        let a = cid_of(RAW, b"a");
+        let b = cid_of(DAG_PB, b"b");
+        let bytes = node(&[a, b]);
+        assert_eq!(links(&bytes).expect("links"), vec![a, b]);
+        assert_eq!(links(&node(&[])).expect("links"), vec![]);
         assert!(matches!(
-            dag_pb_links(&bytes[..bytes.len() - 1]),
+            links(&bytes[..bytes.len() - 1]),
             Err(PbError::Truncated)
         ));
-        assert!(matches!(dag_pb_links(&[0x13]), Err(PbError::WireType(3))));
+        assert!(matches!(links(&[0x13]), Err(PbError::WireType(3))));
         assert!(matches!(
-            dag_pb_links(&[0x12, 0x02, 0x18, 0x01]),
+            links(&[0x12, 0x02, 0x18, 0x01]),
             Err(PbError::MissingHash)
         ));
-        assert!(matches!(dag_pb_links(&[0x80; 11]), Err(PbError::Varint)));
+        assert!(matches!(links(&[0x80; 11]), Err(PbError::Varint)));
         // Fixed-width fields are skipped.
         let mut fixed = vec![0x19];
         fixed.extend_from_slice(&[0; 8]);
         fixed.extend_from_slice(&[0x1d, 0, 0, 0, 0]);
-        assert_eq!(dag_pb_links(&fixed).expect("links"), vec![]);
+        assert_eq!(links(&fixed).expect("links"), vec![]);
     }
 }
