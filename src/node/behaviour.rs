@@ -37,7 +37,7 @@ pub struct Behaviour {
     pub rpc: Gated<mcc_rpc::Behaviour>,
     /// Raw streams for tunnels (`/mcc/forward/1.0.0`) and blobs: bytes bypass the event loop.
     /// New streams take a direct connection when there is one ([`PathAware`]).
-    pub stream: Gated<PathAware<libp2p_stream::Behaviour>>,
+    pub stream: Gated<PathAware<mcc_streams::Behaviour>>,
     /// Reservations on relays and connections through them (its transport is in the swarm).
     pub relay_client: relay::client::Behaviour,
     /// The circuit relay v2 hop, with `--relay-server`; only admitted peers may use it.
@@ -62,7 +62,7 @@ pub struct Behaviour {
 pub(crate) struct BehaviourConfig {
     pub admission: mcc_admission::Behaviour,
     pub store: RecordStore,
-    pub stream: libp2p_stream::Behaviour,
+    pub stream: mcc_streams::Behaviour,
     /// Announced by identify.
     pub agent_version: String,
     pub methods: mcc_rpc::Methods,

@@ -318,7 +318,7 @@ fn open_stores(config: &Config, peer_id: PeerId) -> Result<Stores, Error> {
 struct Built {
     swarm: libp2p::Swarm<Behaviour>,
     gates: mcc_admission::Gates,
-    control: libp2p_stream::Control,
+    control: mcc_streams::Control,
     routes: mcc_routes::Handle,
     bitswap: mcc_bitswap::Handle,
     mdns_on: bool,
@@ -353,8 +353,8 @@ fn build_swarm(
     let gates = admission.gates();
     let store = GuardedStore::new(records, gates.clone())
         .with_rendezvous(config.rendezvous.as_deref().map(super::provider_key));
-    let stream = libp2p_stream::Behaviour::new();
-    let control = stream.new_control();
+    let stream = mcc_streams::Behaviour::new(mcc_streams::Config::new());
+    let control = stream.control();
     let routes = routes_behaviour(config, id.peer_id, &gates);
     let routes_handle = routes.handle();
     let bitswap = bitswap_behaviour(id, blobs);
