@@ -105,6 +105,7 @@ impl Builder {
             agent_version,
         } = built;
         crate::routes::register_metrics(&mut registry, routes.clone());
+        super::stream_metrics::register(&mut registry, control.clone());
 
         let mut listeners = std::collections::HashSet::new();
         for addr in &config.listen {
