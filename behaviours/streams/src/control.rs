@@ -35,13 +35,15 @@ impl Control {
         protocol: StreamProtocol,
     ) -> Result<Stream, OpenError> {
         let (reply, answer) = oneshot::channel();
-        let request = OpenRequest {
-            protocol: protocol.clone(),
-            reply,
-        };
         let (counters, route) = {
             let mut shared = Shared::lock(&self.shared);
-            (shared.counters(&protocol), shared.route(peer, request))
+            let counters = shared.counters(&protocol);
+            let request = OpenRequest {
+                protocol: protocol.clone(),
+                reply,
+                counters: counters.clone(),
+            };
+            (counters, shared.route(peer, request))
         };
         let result = match route {
             Err(e) => Err(e),

@@ -2,7 +2,7 @@
 //! queue, or wait here while it is full; open requests arrive on a channel straight from the
 //! [`Control`](crate::Control)s and become outbound substream requests, several at a time.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use libp2p::swarm::StreamUpgradeError;
 use libp2p::swarm::handler::{
     ConnectionEvent, ConnectionHandler, ConnectionHandlerEvent, DialUpgradeError,
-    FullyNegotiatedInbound, FullyNegotiatedOutbound, SubstreamProtocol,
+    FullyNegotiatedInbound, FullyNegotiatedOutbound, ProtocolsChange, SubstreamProtocol,
 };
 use libp2p::{PeerId, Stream, StreamProtocol};
 use tokio::sync::mpsc;
@@ -19,7 +19,10 @@ use tokio_util::sync::PollSender;
 use crate::error::OpenError;
 use crate::shared::{Inbound, OpenRequest, Shared};
 use crate::stats::Counters;
-use crate::upgrade::Upgrade;
+use crate::upgrade::{Outbound, Upgrade};
+
+/// Protocols of the remote remembered per connection, at most.
+const MAX_REMOTE_PROTOCOLS: usize = 256;
 
 /// An inbound stream waiting for room in its acceptor's queue.
 struct Held {
@@ -40,6 +43,8 @@ pub struct Handler {
     max_held: usize,
     negotiation_timeout: std::time::Duration,
     held: VecDeque<Held>,
+    /// The protocols the remote listed (identify): streams on them open optimistically.
+    remote_protocols: HashSet<StreamProtocol>,
 }
 
 impl Handler {
@@ -66,6 +71,7 @@ impl Handler {
             max_held,
             negotiation_timeout,
             held: VecDeque::new(),
+            remote_protocols: HashSet::new(),
         }
     }
 
@@ -139,7 +145,7 @@ impl ConnectionHandler for Handler {
     type FromBehaviour = Infallible;
     type ToBehaviour = Infallible;
     type InboundProtocol = Upgrade;
-    type OutboundProtocol = Upgrade;
+    type OutboundProtocol = Outbound;
     type InboundOpenInfo = ();
     type OutboundOpenInfo = OpenRequest;
 
@@ -155,7 +161,7 @@ impl ConnectionHandler for Handler {
     fn poll(
         &mut self,
         cx: &mut Context<'_>,
-    ) -> Poll<ConnectionHandlerEvent<Upgrade, OpenRequest, Infallible>> {
+    ) -> Poll<ConnectionHandlerEvent<Outbound, OpenRequest, Infallible>> {
         if !self.held.is_empty() {
             self.deliver_held(cx);
         }
@@ -169,8 +175,15 @@ impl ConnectionHandler for Handler {
                         continue; // the caller gave up
                     }
                     self.opening += 1;
-                    let upgrade = Upgrade {
-                        protocols: vec![request.protocol.clone()],
+                    // Optimistic only when the peer said it speaks the protocol; the swarm's
+                    // negotiation setting decides whether that saves the round trip.
+                    let confirm = !self.remote_protocols.contains(&request.protocol);
+                    if !confirm {
+                        Counters::add(&request.counters.optimistic);
+                    }
+                    let upgrade = Outbound {
+                        protocol: request.protocol.clone(),
+                        confirm,
                     };
                     return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
                         protocol: SubstreamProtocol::new(upgrade, request)
@@ -188,7 +201,7 @@ impl ConnectionHandler for Handler {
         match event {}
     }
 
-    fn on_connection_event(&mut self, event: ConnectionEvent<Upgrade, Upgrade, (), OpenRequest>) {
+    fn on_connection_event(&mut self, event: ConnectionEvent<Upgrade, Outbound, (), OpenRequest>) {
         match event {
             ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound {
                 protocol: (stream, protocol),
@@ -208,15 +221,29 @@ impl ConnectionHandler for Handler {
             }) => {
                 self.opening = self.opening.saturating_sub(1);
                 let error = match error {
-                    StreamUpgradeError::NegotiationFailed => {
+                    StreamUpgradeError::NegotiationFailed | StreamUpgradeError::Apply(_) => {
                         OpenError::UnsupportedProtocol(request.protocol)
                     }
                     StreamUpgradeError::Timeout => OpenError::Timeout,
                     StreamUpgradeError::Io(e) => OpenError::Io(e),
-                    StreamUpgradeError::Apply(never) => match never {},
                 };
                 let _ = request.reply.send(Err(error));
             }
+            ConnectionEvent::RemoteProtocolsChange(change) => match change {
+                ProtocolsChange::Added(added) => {
+                    // Bounded: a peer listing thousands of protocols gains nothing.
+                    for p in added {
+                        if self.remote_protocols.len() < MAX_REMOTE_PROTOCOLS {
+                            self.remote_protocols.insert(p.clone());
+                        }
+                    }
+                }
+                ProtocolsChange::Removed(removed) => {
+                    for p in removed {
+                        self.remote_protocols.remove(p);
+                    }
+                }
+            },
             _ => {}
         }
     }

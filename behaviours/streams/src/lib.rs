@@ -28,6 +28,20 @@
 //! No wire format of its own: each stream is negotiated with multistream-select and then
 //! carries the protocol's bytes.
 //!
+//! # Optimistic negotiation
+//!
+//! A handler remembers the protocols the peer listed on its connection (identify reports
+//! them to every handler). A stream on such a protocol is proposed alone; on any other it is
+//! proposed with a sentinel protocol behind it (see `upgrade.rs`). With the swarm set to
+//! multistream-select `V1Lazy` (`libp2p::swarm::Config::with_substream_upgrade_protocol_override`)
+//! the first kind is optimistic: `open_stream` returns at once and the proposal goes out with
+//! the stream's first bytes, saving a round trip when the opener writes first (as tunnels and
+//! blob requests do); the second kind is still confirmed first, so a peer without the protocol
+//! still ends in [`OpenError::UnsupportedProtocol`]. Under plain `V1` both are confirmed.
+//! Counted in [`ProtocolStats::optimistic`]. The one case an optimistic stream fails late: the
+//! peer stopped accepting the protocol after it listed it; the stream then fails on its first
+//! read or write.
+//!
 //! # Example
 //!
 //! ```

@@ -26,6 +26,7 @@ pub(crate) type Inbound = (PeerId, Stream);
 pub struct OpenRequest {
     pub(crate) protocol: StreamProtocol,
     pub(crate) reply: oneshot::Sender<Result<Stream, OpenError>>,
+    pub(crate) counters: Arc<Counters>,
 }
 
 /// An accepted protocol: the sending side of its acceptor's queue.

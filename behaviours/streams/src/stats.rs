@@ -10,6 +10,9 @@ pub struct ProtocolStats {
     pub protocol: String,
     /// Outbound streams negotiated.
     pub opened: u64,
+    /// Outbound streams proposed optimistically: the peer had listed the protocol, so the
+    /// first bytes may go out with the proposal (with the swarm set to `V1Lazy`).
+    pub optimistic: u64,
     /// Outbound streams that failed (unsupported, timeout, io, no connection).
     pub open_failed: u64,
     /// Inbound streams negotiated for this protocol.
@@ -27,6 +30,7 @@ pub struct ProtocolStats {
 pub(crate) struct Counters {
     pub opened: AtomicU64,
     pub open_failed: AtomicU64,
+    pub optimistic: AtomicU64,
     pub inbound: AtomicU64,
     pub accepted: AtomicU64,
     pub queued: AtomicU64,
@@ -51,6 +55,7 @@ impl Counters {
             protocol: protocol.to_string(),
             opened: get(&self.opened),
             open_failed: get(&self.open_failed),
+            optimistic: get(&self.optimistic),
             inbound: get(&self.inbound),
             accepted: get(&self.accepted),
             queued: get(&self.queued),
