@@ -406,6 +406,9 @@ fn build_swarm(
         .with_swarm_config(|c| {
             c.with_idle_connection_timeout(config.idle_connection_timeout)
                 .with_max_negotiating_inbound_streams(config.limits.max_negotiating_streams)
+                // Optimistic negotiation: only the raw streams use it, on protocols the peer
+                // listed; every other behaviour is `Confirmed` (see node::behaviour).
+                .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
         })
         .build();
     Ok(Built {

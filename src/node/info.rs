@@ -72,6 +72,9 @@ pub struct StreamStats {
     pub opened: u64,
     /// Outbound streams that could not be opened (unsupported, no connection, timeout, io).
     pub open_failed: u64,
+    /// Outbound streams opened optimistically (the peer listed the protocol): the first
+    /// bytes went out with the protocol proposal, one round trip less.
+    pub optimistic: u64,
     /// Inbound streams negotiated.
     pub inbound: u64,
     /// Inbound streams taken by their acceptor (forward server, blob server, listener).
@@ -88,6 +91,7 @@ impl From<mcc_streams::ProtocolStats> for StreamStats {
             protocol: s.protocol,
             opened: s.opened,
             open_failed: s.open_failed,
+            optimistic: s.optimistic,
             inbound: s.inbound,
             accepted: s.accepted,
             queued: s.queued,

@@ -64,6 +64,7 @@ mod admission;
 mod behaviour;
 mod builder;
 mod config;
+mod confirmed;
 pub(crate) mod error;
 mod event_loop;
 pub(crate) mod info;

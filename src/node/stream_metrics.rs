@@ -1,6 +1,6 @@
 //! The raw stream counters in Prometheus, read from `mcc_streams::Control::stats` at each
 //! scrape: `mcc_streams_total{protocol, outcome}` (outcome `opened`, `open_failed`,
-//! `inbound`, `accepted`, `refused`) and the gauge `mcc_streams_queued{protocol}`.
+//! `optimistic`, `inbound`, `accepted`, `refused`) and the gauge `mcc_streams_queued{protocol}`.
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -22,7 +22,7 @@ impl Collector for Streams {
         {
             let mut family = encoder.encode_descriptor(
                 "streams",
-                "Raw streams (tunnels, blob transfers, user streams) by protocol and outcome: opened, open_failed, inbound, accepted, refused",
+                "Raw streams (tunnels, blob transfers, user streams) by protocol and outcome: opened, open_failed, optimistic, inbound, accepted, refused",
                 None,
                 ConstCounter::new(0u64).metric_type(),
             )?;
@@ -30,6 +30,7 @@ impl Collector for Streams {
                 for (outcome, value) in [
                     ("opened", s.opened),
                     ("open_failed", s.open_failed),
+                    ("optimistic", s.optimistic),
                     ("inbound", s.inbound),
                     ("accepted", s.accepted),
                     ("refused", s.refused),
