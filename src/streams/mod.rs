@@ -139,7 +139,7 @@ impl Streams {
                 return Err(Error::Open {
                     peer,
                     name: name.to_string(),
-                    source,
+                    source: Box::new(source),
                 });
             }
             Err(_) => {

@@ -93,15 +93,13 @@ impl NetworkBehaviour for Behaviour {
                 connection_id,
                 ..
             }) => Shared::lock(&self.shared).connection_closed(peer_id, connection_id),
+            // A dial refused because one is under way already says nothing yet.
             FromSwarm::DialFailure(DialFailure {
                 peer_id: Some(peer),
                 error,
                 ..
-            }) => {
-                // A dial refused because one is under way already says nothing yet.
-                if !matches!(error, DialError::DialPeerConditionFalse(_)) {
-                    Shared::lock(&self.shared).dial_failed(peer, error.to_string())
-                }
+            }) if !matches!(error, DialError::DialPeerConditionFalse(_)) => {
+                Shared::lock(&self.shared).dial_failed(peer, error.to_string())
             }
             _ => {}
         }

@@ -109,10 +109,10 @@ impl Shared {
         &mut self,
         protocol: StreamProtocol,
     ) -> Result<(mpsc::Receiver<Inbound>, u64), AlreadyRegistered> {
-        if let Some(r) = self.registrations.get(&protocol) {
-            if !r.sender.is_closed() {
-                return Err(AlreadyRegistered(protocol));
-            }
+        if let Some(r) = self.registrations.get(&protocol)
+            && !r.sender.is_closed()
+        {
+            return Err(AlreadyRegistered(protocol));
         }
         let (sender, receiver) = mpsc::channel(self.config.max_queued());
         let id = self.next_registration;
