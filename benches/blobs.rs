@@ -551,12 +551,12 @@ async fn tcp_row(plan: &Plan, src: &Path, tmp: &Path, to_file: bool) -> Result<R
 // ---------------------------------------------------------------------------------------------
 // Bare swarms (diagnostics)
 
-type BareSwarm = Swarm<libp2p_stream::Behaviour>;
+type BareSwarm = Swarm<mcc_streams::Behaviour>;
 
 /// A swarm with mcc's TCP stack and only the stream behaviour, driven by its own task.
 struct BarePeer {
     peer_id: PeerId,
-    control: libp2p_stream::Control,
+    control: mcc_streams::Control,
     addr: Multiaddr,
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
@@ -572,10 +572,10 @@ impl BarePeer {
                 noise::Config::new,
                 yamux::Config::default,
             )?
-            .with_behaviour(|_| libp2p_stream::Behaviour::new())?
+            .with_behaviour(|_| mcc_streams::Behaviour::default())?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
             .build();
-        let control = swarm.behaviour().new_control();
+        let control = swarm.behaviour().control();
         swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
         for addr in dial {
             swarm.dial(addr.clone())?;
@@ -650,8 +650,9 @@ async fn stream_row(plan: &Plan, src: &Path, senders: usize) -> Result<Row> {
     for _ in 0..senders {
         peers.push(BarePeer::start(std::slice::from_ref(&receiver.addr)).await?);
     }
-    // libp2p-stream drops an inbound stream that arrives while the previous one has not been
-    // taken yet: open them one at a time, each once the receiver has taken the one before.
+    // Open the streams one at a time, each once the receiver has taken the one before (needed
+    // with libp2p-stream, which dropped streams its acceptor had not taken yet; kept so this
+    // row measures what it always did).
     let (accepted, mut taken) = tokio::sync::mpsc::channel::<()>(1);
     let reading = tokio::spawn(async move {
         let mut readers = JoinSet::new();

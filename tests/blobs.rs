@@ -267,7 +267,7 @@ mod attacker {
     #[derive(NetworkBehaviour)]
     pub struct Behaviour {
         kad: kad::Behaviour<kad::store::MemoryStore>,
-        stream: libp2p_stream::Behaviour,
+        stream: mcc_streams::Behaviour,
     }
 
     /// Every block it has, with one byte flipped.
@@ -317,7 +317,7 @@ mod attacker {
                 k.set_mode(Some(kad::Mode::Server));
                 Behaviour {
                     kad: k,
-                    stream: libp2p_stream::Behaviour::new(),
+                    stream: mcc_streams::Behaviour::default(),
                 }
             })?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
@@ -331,7 +331,7 @@ mod attacker {
             }
         }
         let server = mcc_blobs::transfer::serve(
-            swarm.behaviour().stream.new_control(),
+            swarm.behaviour().stream.control(),
             store,
             mcc_blobs::transfer::ServeStats::default(),
         );

@@ -178,7 +178,7 @@ async fn the_relay_of_a_closed_network_serves_no_outsider() -> Result<()> {
 #[derive(libp2p::swarm::NetworkBehaviour)]
 struct Bare {
     relay_client: libp2p::relay::client::Behaviour,
-    stream: libp2p_stream::Behaviour,
+    stream: mcc_streams::Behaviour,
 }
 
 /// A bare libp2p node asks `relay` for a reservation at once, while it holds the relay's
@@ -196,13 +196,13 @@ async fn bare_reservation(relay: &Multiaddr) -> Result<Option<Multiaddr>> {
         .with_relay_client(libp2p::noise::Config::new, libp2p::yamux::Config::default)?
         .with_behaviour(|_, relay_client| Bare {
             relay_client,
-            stream: libp2p_stream::Behaviour::new(),
+            stream: mcc_streams::Behaviour::default(),
         })?
         .build();
     let mut requests = swarm
         .behaviour()
         .stream
-        .new_control()
+        .control()
         .accept(mcc_admission::PROTOCOL_NAME)?;
     let stall = tokio::spawn(async move {
         let mut held = Vec::new();

@@ -10,7 +10,7 @@ mod common {
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use common::inproc::spawn_nodes;
+use common::inproc::{eventually, spawn_nodes};
 use mcc::streams;
 use rand::RngCore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -55,6 +55,57 @@ async fn bytes_flow_both_ways_and_a_half_close_keeps_the_other_direction() -> Re
     let (from, got) = tokio::time::timeout(WAIT, server).await???;
     assert_eq!(from, a.peer_id());
     assert!(got == data, "the bytes arrived changed");
+    Ok(())
+}
+
+/// B listens before A connects, so A's identify lists B's protocol: A's stream opens
+/// optimistically (its first bytes go with the protocol proposal), and both nodes count it in
+/// `NodeInfo::streams`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_to_a_listed_name_opens_optimistically_and_is_counted() -> Result<()> {
+    const CHAT: &str = "/mcc/stream/1.0.0/chat";
+    let nodes = spawn_nodes(2, |_, _| {}).await?;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let mut incoming = b.listen_streams("chat")?;
+    a.connect(b).await?;
+    eventually(20, "A learns B's protocols", || async {
+        let peers = a.peers().await?;
+        Ok(peers
+            .iter()
+            .any(|p| p.peer_id == b.peer_id() && p.protocols.iter().any(|x| x == CHAT)))
+    })
+    .await?;
+
+    let server = tokio::spawn(async move {
+        let (_, mut stream) = incoming.accept().await.context("no incoming stream")?;
+        let mut buf = [0u8; 4];
+        stream.read_exact(&mut buf).await?;
+        stream.write_all(&buf).await?;
+        stream.shutdown().await?;
+        anyhow::Ok(())
+    });
+    let mut out = tokio::time::timeout(WAIT, a.open_stream(b.peer_id(), "chat")).await??;
+    out.write_all(b"ping").await?;
+    let mut back = [0u8; 4];
+    tokio::time::timeout(WAIT, out.read_exact(&mut back)).await??;
+    assert_eq!(&back, b"ping");
+    tokio::time::timeout(WAIT, server).await???;
+
+    let sent = a.info().await?.streams;
+    let sent = sent
+        .iter()
+        .find(|s| s.protocol == CHAT)
+        .context("A counts no chat stream")?;
+    assert_eq!((sent.opened, sent.optimistic, sent.open_failed), (1, 1, 0));
+    let got = b.info().await?.streams;
+    let got = got
+        .iter()
+        .find(|s| s.protocol == CHAT)
+        .context("B counts no chat stream")?;
+    assert_eq!(
+        (got.inbound, got.accepted, got.queued, got.refused),
+        (1, 1, 0, 0)
+    );
     Ok(())
 }
 

@@ -12,6 +12,7 @@ use libp2p::{
 use mcc_admission::{Gated, Gates};
 
 use super::RecordStore;
+use super::confirmed::Confirmed;
 use super::path_aware::PathAware;
 
 /// Protocol version announced by identify.
@@ -23,38 +24,43 @@ pub const IDENTIFY_PROTOCOL: &str = "/mcc/id/1.0.0";
 /// it refuses banned peers before the others set up a connection.
 /// kad, rpc and the raw streams are [`Gated`]: with `--trust-ca` they serve a peer only once
 /// its certificate verified.
+///
+/// The swarm negotiates outbound streams optimistically (multistream-select `V1Lazy`, see
+/// `builder.rs`); every behaviour that opens streams except the raw streams is [`Confirmed`],
+/// which keeps its negotiation as in `V1`. The raw streams go optimistic only on protocols the
+/// peer listed (identify), where the opener writes first (tunnels, blob requests).
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     /// Connection caps; persistent peers bypass them (see `node::limits`).
     pub limits: connection_limits::Behaviour,
     /// No new connections while the process uses more memory than `--max-memory`.
     pub memory: Toggle<memory_connection_limits::Behaviour>,
-    pub admission: mcc_admission::Behaviour,
-    pub identify: identify::Behaviour,
-    pub ping: ping::Behaviour,
-    pub kad: Gated<kad::Behaviour<RecordStore>>,
+    pub admission: Confirmed<mcc_admission::Behaviour>,
+    pub identify: Confirmed<identify::Behaviour>,
+    pub ping: Confirmed<ping::Behaviour>,
+    pub kad: Confirmed<Gated<kad::Behaviour<RecordStore>>>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
-    pub rpc: Gated<mcc_rpc::Behaviour>,
+    pub rpc: Confirmed<Gated<mcc_rpc::Behaviour>>,
     /// Raw streams for tunnels (`/mcc/forward/1.0.0`) and blobs: bytes bypass the event loop.
     /// New streams take a direct connection when there is one ([`PathAware`]).
-    pub stream: Gated<PathAware<libp2p_stream::Behaviour>>,
+    pub stream: Gated<PathAware<mcc_streams::Behaviour>>,
     /// Reservations on relays and connections through them (its transport is in the swarm).
-    pub relay_client: relay::client::Behaviour,
+    pub relay_client: Confirmed<relay::client::Behaviour>,
     /// The circuit relay v2 hop, with `--relay-server`; only admitted peers may use it.
-    pub relay: Toggle<Gated<relay::Behaviour>>,
+    pub relay: Confirmed<Toggle<Gated<relay::Behaviour>>>,
     /// Hole punching: turns a relayed connection into a direct one.
     /// Its candidates include this node's external addresses ([`PathAware`]).
     /// Off with `--no-hole-punching`.
-    pub dcutr: Toggle<Gated<PathAware<dcutr::Behaviour>>>,
+    pub dcutr: Confirmed<Toggle<Gated<PathAware<dcutr::Behaviour>>>>,
     /// Reachability probes (AutoNAT v1): as client, and as server for other peers.
-    pub autonat: Gated<autonat::Behaviour>,
+    pub autonat: Confirmed<Gated<autonat::Behaviour>>,
     /// Peer exchange (`/mcc/pex/1.0.0`), unless `--no-pex`; admitted peers only.
-    pub pex: Toggle<Gated<mcc_pex::Behaviour>>,
+    pub pex: Confirmed<Toggle<Gated<mcc_pex::Behaviour>>>,
     /// Routes (`/mcc/routes/1.0.0`): message bytes bypass the event loop (connection tasks).
-    pub routes: Gated<mcc_routes::Behaviour>,
+    pub routes: Confirmed<Gated<mcc_routes::Behaviour>>,
     /// Bitswap (`/ipfs/bitswap/1.2.0`) for IPFS peers: blocks bypass the event loop
     /// (connection tasks); served only with `blobs:seed`.
-    pub bitswap: Gated<mcc_bitswap::Behaviour>,
+    pub bitswap: Confirmed<Gated<mcc_bitswap::Behaviour>>,
 }
 
 /// What [`Behaviour::new`] needs besides the key, which only the swarm builder's closure
@@ -62,7 +68,7 @@ pub struct Behaviour {
 pub(crate) struct BehaviourConfig {
     pub admission: mcc_admission::Behaviour,
     pub store: RecordStore,
-    pub stream: libp2p_stream::Behaviour,
+    pub stream: mcc_streams::Behaviour,
     /// Announced by identify.
     pub agent_version: String,
     pub methods: mcc_rpc::Methods,
@@ -201,28 +207,29 @@ impl Behaviour {
                 .max_memory
                 .map(memory_connection_limits::Behaviour::with_max_bytes)
                 .into(),
-            pex: pex.into(),
-            relay_client,
-            relay: relay.into(),
-            dcutr: nat
-                .hole_punching
-                .then(|| {
-                    Gated::new(
-                        PathAware::external_candidates(dcutr::Behaviour::new(peer_id)),
-                        gates.clone(),
-                    )
-                })
-                .into(),
-            autonat: Gated::new(autonat, gates.clone()),
-            admission,
-            identify,
-            ping,
+            pex: Confirmed::new(pex.into()),
+            relay_client: Confirmed::new(relay_client),
+            relay: Confirmed::new(relay.into()),
+            dcutr: Confirmed::new(
+                nat.hole_punching
+                    .then(|| {
+                        Gated::new(
+                            PathAware::external_candidates(dcutr::Behaviour::new(peer_id)),
+                            gates.clone(),
+                        )
+                    })
+                    .into(),
+            ),
+            autonat: Confirmed::new(Gated::new(autonat, gates.clone())),
+            admission: Confirmed::new(admission),
+            identify: Confirmed::new(identify),
+            ping: Confirmed::new(ping),
             // The store learns which peer writes a record (records:write) from the gate.
-            kad: Gated::new(kad, gates.clone()).tracking_source(),
+            kad: Confirmed::new(Gated::new(kad, gates.clone()).tracking_source()),
             mdns: mdns.into(),
-            rpc: Gated::new(rpc, gates.clone()),
-            routes: Gated::new(routes, gates.clone()),
-            bitswap: Gated::new(bitswap, gates.clone()),
+            rpc: Confirmed::new(Gated::new(rpc, gates.clone())),
+            routes: Confirmed::new(Gated::new(routes, gates.clone())),
+            bitswap: Confirmed::new(Gated::new(bitswap, gates.clone())),
             stream: Gated::new(PathAware::prefer_direct(stream), gates),
         })
     }

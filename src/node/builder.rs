@@ -105,6 +105,7 @@ impl Builder {
             agent_version,
         } = built;
         crate::routes::register_metrics(&mut registry, routes.clone());
+        super::stream_metrics::register(&mut registry, control.clone());
 
         let mut listeners = std::collections::HashSet::new();
         for addr in &config.listen {
@@ -318,7 +319,7 @@ fn open_stores(config: &Config, peer_id: PeerId) -> Result<Stores, Error> {
 struct Built {
     swarm: libp2p::Swarm<Behaviour>,
     gates: mcc_admission::Gates,
-    control: libp2p_stream::Control,
+    control: mcc_streams::Control,
     routes: mcc_routes::Handle,
     bitswap: mcc_bitswap::Handle,
     mdns_on: bool,
@@ -353,8 +354,8 @@ fn build_swarm(
     let gates = admission.gates();
     let store = GuardedStore::new(records, gates.clone())
         .with_rendezvous(config.rendezvous.as_deref().map(super::provider_key));
-    let stream = libp2p_stream::Behaviour::new();
-    let control = stream.new_control();
+    let stream = mcc_streams::Behaviour::new(mcc_streams::Config::new());
+    let control = stream.control();
     let routes = routes_behaviour(config, id.peer_id, &gates);
     let routes_handle = routes.handle();
     let bitswap = bitswap_behaviour(id, blobs);
@@ -405,6 +406,9 @@ fn build_swarm(
         .with_swarm_config(|c| {
             c.with_idle_connection_timeout(config.idle_connection_timeout)
                 .with_max_negotiating_inbound_streams(config.limits.max_negotiating_streams)
+                // Optimistic negotiation: only the raw streams use it, on protocols the peer
+                // listed; every other behaviour is `Confirmed` (see node::behaviour).
+                .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
         })
         .build();
     Ok(Built {

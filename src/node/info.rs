@@ -59,6 +59,45 @@ pub struct NodeInfo {
     /// many reports each, most reported first.
     #[serde(default)]
     pub observed_addrs: Vec<ObservedAddr>,
+    /// Raw streams (tunnels, blob transfers, user streams) per protocol since start.
+    #[serde(default)]
+    pub streams: Vec<StreamStats>,
+}
+
+/// The raw streams of one protocol since the node started (`mcc_streams::ProtocolStats`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StreamStats {
+    pub protocol: String,
+    /// Outbound streams negotiated.
+    pub opened: u64,
+    /// Outbound streams that could not be opened (unsupported, no connection, timeout, io).
+    pub open_failed: u64,
+    /// Outbound streams opened optimistically (the peer listed the protocol): the first
+    /// bytes went out with the protocol proposal, one round trip less.
+    pub optimistic: u64,
+    /// Inbound streams negotiated.
+    pub inbound: u64,
+    /// Inbound streams taken by their acceptor (forward server, blob server, listener).
+    pub accepted: u64,
+    /// Inbound streams waiting now for a slow acceptor (queued or held by their connection).
+    pub queued: u64,
+    /// Inbound streams dropped because the queue and the holding room were full.
+    pub refused: u64,
+}
+
+impl From<mcc_streams::ProtocolStats> for StreamStats {
+    fn from(s: mcc_streams::ProtocolStats) -> Self {
+        Self {
+            protocol: s.protocol,
+            opened: s.opened,
+            open_failed: s.open_failed,
+            optimistic: s.optimistic,
+            inbound: s.inbound,
+            accepted: s.accepted,
+            queued: s.queued,
+            refused: s.refused,
+        }
+    }
 }
 
 /// An address peers observed this node at (identify's observed address).

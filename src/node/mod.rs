@@ -64,6 +64,7 @@ mod admission;
 mod behaviour;
 mod builder;
 mod config;
+mod confirmed;
 pub(crate) mod error;
 mod event_loop;
 pub(crate) mod info;
@@ -72,6 +73,7 @@ mod limits;
 mod metrics;
 pub(crate) mod network;
 mod path_aware;
+mod stream_metrics;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,7 +101,7 @@ pub(crate) use self::event_loop::Command;
 pub use self::info::{
     AddrBookEntry, AdmissionInfo, CallOutcome, CertificateInfo, Direction, FoundRecord, NodeInfo,
     ObservedAddr, PeerInfo, PinTarget, Provider, PutOutcome, Reachability, RelayInfo,
-    RelayServerInfo,
+    RelayServerInfo, StreamStats,
 };
 pub(crate) use self::keys::provider_key;
 pub use self::limits::{DAEMON_MAX_MEMORY, LimitsConfig, MAX_STREAMS_PER_CONNECTION};

@@ -1,7 +1,7 @@
 //! [`Network`]: the narrow, cloneable handle to the event loop that every feature handle
 //! ([`crate::services::Services`], [`crate::blobs::Blobs`], [`super::Admission`]) is built on.
 //!
-//! It owns the bounded command sender and the `libp2p_stream::Control`, and turns the
+//! It owns the bounded command sender and the `mcc_streams::Control`, and turns the
 //! event-loop commands into typed methods. It knows nothing of services or blobs.
 
 use std::time::Duration;
@@ -20,7 +20,7 @@ use super::info::{FoundRecord, NodeInfo, PeerInfo, Provider, PutOutcome};
 #[derive(Clone)]
 pub struct Network {
     tx: mpsc::Sender<Command>,
-    control: libp2p_stream::Control,
+    control: mcc_streams::Control,
     peer_id: PeerId,
     label: std::sync::Arc<str>,
     certificate: std::sync::Arc<Certificate>,
@@ -29,7 +29,7 @@ pub struct Network {
 impl Network {
     pub(crate) fn new(
         tx: mpsc::Sender<Command>,
-        control: libp2p_stream::Control,
+        control: mcc_streams::Control,
         peer_id: PeerId,
         label: &str,
         certificate: Certificate,
@@ -70,7 +70,7 @@ impl Network {
     }
 
     /// A control to open raw streams (tunnels, blob transfers) to peers.
-    pub fn control(&self) -> libp2p_stream::Control {
+    pub fn control(&self) -> mcc_streams::Control {
         self.control.clone()
     }
 

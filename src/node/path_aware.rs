@@ -1,7 +1,7 @@
 //! [`PathAware`]: two adjustments of wrapped behaviours to relayed connections.
 //!
 //! **Prefer direct** ([`PathAware::prefer_direct`]): new streams to a peer go over a direct
-//! connection once there is one. `libp2p-stream` opens a stream on any connection to the peer, chosen at random. After a
+//! connection once there is one. `mcc-streams` opens a stream on the newest connection to the peer it was told of. After a
 //! hole punch a peer has a relayed and a direct connection; new tunnels, blob transfers and
 //! user streams should take the direct one, while the streams already on the relayed one keep
 //! running. The wrapper hides relayed connections from the wrapped behaviour while a direct

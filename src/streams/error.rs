@@ -35,7 +35,7 @@ pub enum Error {
         peer: PeerId,
         name: String,
         #[source]
-        source: std::io::Error,
+        source: Box<mcc_streams::OpenError>,
     },
     /// The peer was not reached, or did not answer, in time.
     #[error("cannot open stream {name} to {peer}: timed out after {secs} s")]

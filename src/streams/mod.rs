@@ -6,7 +6,7 @@
 //! tokio `AsyncRead + AsyncWrite`.
 //!
 //! Each name is its own libp2p protocol, `/mcc/stream/1.0.0/<name>` ([`protocol`]), opened on
-//! the node's shared `libp2p_stream::Control`: no wire format of its own, the bytes are the
+//! the node's shared `mcc_streams::Control`: no wire format of its own, the bytes are the
 //! application's. A stream runs on whatever connection the node has to the peer (direct,
 //! relayed, hole-punched) and, under `--trust-ca`, only between admitted peers. Permissions
 //! (under `--trust-ca`; an open network allows everything): listening needs this node's
@@ -129,24 +129,17 @@ impl Streams {
             tokio::time::timeout(self.open_timeout, control.open_stream(peer, protocol)).await;
         let stream = match opened {
             Ok(Ok(stream)) => stream,
-            Ok(Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_))) => {
+            Ok(Err(mcc_streams::OpenError::UnsupportedProtocol(_))) => {
                 return Err(Error::NotListening {
                     peer,
                     name: name.to_string(),
                 });
             }
-            Ok(Err(libp2p_stream::OpenStreamError::Io(source))) => {
+            Ok(Err(source)) => {
                 return Err(Error::Open {
                     peer,
                     name: name.to_string(),
-                    source,
-                });
-            }
-            Ok(Err(other)) => {
-                return Err(Error::Open {
-                    peer,
-                    name: name.to_string(),
-                    source: std::io::Error::other(other.to_string()),
+                    source: Box::new(source),
                 });
             }
             Err(_) => {

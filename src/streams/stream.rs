@@ -87,9 +87,10 @@ impl AsyncWrite for Stream {
 ///
 /// Streams from peers that may not open user streams (under `--trust-ca`: a certificate
 /// without `services:consume`) are dropped without being yielded. While nobody polls the
-/// listener, at most one incoming stream waits; further ones are refused by libp2p.
+/// listener, incoming streams wait in a bounded queue (see `mcc_streams::Config`); streams
+/// beyond it are refused.
 pub struct Listener {
-    incoming: libp2p_stream::IncomingStreams,
+    incoming: mcc_streams::IncomingStreams,
     gates: Gates,
     name: Arc<str>,
     /// Completes when the node's event loop has stopped: the listener then ends.
@@ -98,7 +99,7 @@ pub struct Listener {
 
 impl Listener {
     pub(super) fn new(
-        incoming: libp2p_stream::IncomingStreams,
+        incoming: mcc_streams::IncomingStreams,
         gates: Gates,
         name: &str,
         net: Network,

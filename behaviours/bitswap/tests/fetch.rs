@@ -113,7 +113,7 @@ async fn a_peer_that_sends_a_wrong_block_is_dropped_and_the_blob_stays_intact() 
         ..FetchConfig::default()
     };
     // No /mcc/blobs/1.0.0 seeders: the stream control is never used.
-    let control = libp2p_stream::Behaviour::new().new_control();
+    let control = mcc_streams::Behaviour::default().control();
     let reports = tokio::time::timeout(
         std::time::Duration::from_secs(60),
         transfer::fetch_with(config, control, vec![], root, store.clone(), |_| {}),

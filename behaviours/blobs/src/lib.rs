@@ -4,7 +4,7 @@
 //!   balanced layout (at most 174 links per node) exactly as IPFS does, so the root CID equals
 //!   `ipfs add --cid-version=1 --raw-leaves --chunker=size-1048576`. Also decodes dag-pb nodes.
 //! - [`dag_pb`]: a lenient reader of the links of any dag-pb node.
-//! - [`transfer`]: the `/mcc/blobs/1.0.0` protocol on libp2p-stream: a seeder serves blocks
+//! - [`transfer`]: the `/mcc/blobs/1.0.0` protocol on mcc-streams: a seeder serves blocks
 //!   from a [`BlockStore`]; a fetcher downloads a DAG from several seeders in parallel and
 //!   verifies every block before storing it.
 

@@ -1,4 +1,4 @@
-//! The `/mcc/blobs/1.0.0` block transfer protocol ([`PROTOCOL_NAME`]) on [`libp2p_stream`].
+//! The `/mcc/blobs/1.0.0` block transfer protocol ([`PROTOCOL_NAME`]) on [`mcc_streams`].
 //!
 //! * A seeder runs [`serve`]: it accepts streams and answers block requests from a
 //!   [`BlockStore`](crate::BlockStore), each stream in its own tokio task.
@@ -36,17 +36,17 @@
 //! use mcc_blobs::{BlockStore, Cid, transfer};
 //!
 //! # async fn example(
-//! #     behaviour: &libp2p_stream::Behaviour,
+//! #     behaviour: &mcc_streams::Behaviour,
 //! #     store: Arc<dyn BlockStore>,
 //! #     seeders: Vec<PeerId>,
 //! #     root: Cid,
 //! # ) -> Result<(), Box<dyn std::error::Error>> {
 //! // Seeder: serve every block of `store`.
 //! let stats = transfer::ServeStats::default();
-//! tokio::spawn(transfer::serve(behaviour.new_control(), store.clone(), stats.clone()));
+//! tokio::spawn(transfer::serve(behaviour.control(), store.clone(), stats.clone()));
 //!
 //! // Fetcher: download the DAG under `root` into `store`.
-//! let reports = transfer::fetch(behaviour.new_control(), seeders, root, store, |p| {
+//! let reports = transfer::fetch(behaviour.control(), seeders, root, store, |p| {
 //!     println!("{} bytes of {:?}", p.bytes_done, p.total_bytes);
 //! })
 //! .await?;

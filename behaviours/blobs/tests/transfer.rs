@@ -1,6 +1,6 @@
 //! End-to-end tests of `/mcc/blobs/1.0.0`: seeders running `transfer::serve` over in-memory
 //! block stores, a fetcher running `transfer::fetch`, on swarms with only
-//! `libp2p_stream::Behaviour` (memory transport, and TCP + noise + yamux for the throughput
+//! `mcc_streams::Behaviour` (memory transport, and TCP + noise + yamux for the throughput
 //! test).
 
 use std::{
@@ -16,7 +16,6 @@ use std::{
 
 use futures::StreamExt as _;
 use libp2p::{PeerId, Swarm, swarm::SwarmEvent};
-use libp2p_stream::Control;
 use libp2p_swarm_test::SwarmExt as _;
 use mcc_blobs::{
     BlockStore, CHUNK_SIZE, Cid, MAX_BLOCK_SIZE, RAW, cid_of,
@@ -27,6 +26,7 @@ use mcc_blobs::{
     unixfs::{self, Block},
     verify,
 };
+use mcc_streams::Control;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::compat::FuturesAsyncReadCompatExt as _;
 
@@ -148,8 +148,8 @@ impl Net {
     }
 }
 
-fn new_behaviour(_: libp2p::identity::Keypair) -> libp2p_stream::Behaviour {
-    libp2p_stream::Behaviour::new()
+fn new_behaviour(_: libp2p::identity::Keypair) -> mcc_streams::Behaviour {
+    mcc_streams::Behaviour::default()
 }
 
 /// Swarms on the memory transport (plaintext, yamux).
@@ -167,7 +167,7 @@ async fn memory_net(n: usize) -> Net {
 
 /// Swarms on TCP over loopback with noise and yamux, as mcc runs them.
 async fn tcp_net(n: usize) -> Net {
-    fn tcp_swarm() -> Swarm<libp2p_stream::Behaviour> {
+    fn tcp_swarm() -> Swarm<mcc_streams::Behaviour> {
         libp2p::SwarmBuilder::with_new_identity()
             .with_tokio()
             .with_tcp(
@@ -176,7 +176,7 @@ async fn tcp_net(n: usize) -> Net {
                 libp2p::yamux::Config::default,
             )
             .expect("tcp transport")
-            .with_behaviour(|_| libp2p_stream::Behaviour::new())
+            .with_behaviour(|_| mcc_streams::Behaviour::default())
             .expect("behaviour")
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
             .build()
@@ -202,14 +202,14 @@ async fn tcp_net(n: usize) -> Net {
 }
 
 fn finish(
-    fetcher: Swarm<libp2p_stream::Behaviour>,
-    seeders: Vec<Swarm<libp2p_stream::Behaviour>>,
+    fetcher: Swarm<mcc_streams::Behaviour>,
+    seeders: Vec<Swarm<mcc_streams::Behaviour>>,
 ) -> Net {
     let net = Net {
-        fetcher: fetcher.behaviour().new_control(),
+        fetcher: fetcher.behaviour().control(),
         seeders: seeders
             .iter()
-            .map(|s| (*s.local_peer_id(), s.behaviour().new_control()))
+            .map(|s| (*s.local_peer_id(), s.behaviour().control()))
             .collect(),
     };
     tokio::spawn(fetcher.loop_on_next());
@@ -857,7 +857,7 @@ async fn answer_requests(stream: libp2p::Stream, store: Arc<MemStore>, limit: us
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn streams_closed_before_an_answer_are_retried() {
-    // As libp2p-stream does with streams its acceptor is too slow to take: the seeder drops
+    // As happens to streams beyond the acceptor's queue and holding room: the seeder drops
     // every other stream without a word, and closes each stream it serves after 3 answers.
     let (blocks, root, _) = unixfs::build(&data(9 * CHUNK_SIZE, 16));
     let net = memory_net(1).await;
@@ -1227,12 +1227,12 @@ async fn a_peer_that_does_not_read_cannot_stall_the_others() {
     let seeder_id = *seeder.local_peer_id();
     let stats = ServeStats::default();
     tokio::spawn(transfer::serve(
-        seeder.behaviour().new_control(),
+        seeder.behaviour().control(),
         MemStore::with(&blocks),
         stats.clone(),
     ));
-    let mut hostile_control = hostile.behaviour().new_control();
-    let honest_control = honest.behaviour().new_control();
+    let mut hostile_control = hostile.behaviour().control();
+    let honest_control = honest.behaviour().control();
     for swarm in [seeder, hostile, honest] {
         tokio::spawn(swarm.loop_on_next());
     }

@@ -75,10 +75,11 @@ const MAX_ATTEMPTS: u32 = 5;
 /// it.
 ///
 /// A stream that the provider closes before sending any answer byte is retried a few times (with
-/// a short backoff, within `timeout`): libp2p-stream drops inbound streams that arrive faster
-/// than the provider takes them, and nothing has happened on the provider's side then.
+/// a short backoff, within `timeout`): nothing has happened on the provider's side then. With
+/// mcc-streams that happens only beyond the provider's queue and holding room (see
+/// `mcc_streams::Config`), or to a provider that drops streams itself.
 pub async fn open(
-    control: &mut libp2p_stream::Control,
+    control: &mut mcc_streams::Control,
     peer: PeerId,
     service: &str,
     timeout: Duration,
@@ -121,14 +122,14 @@ enum Failure {
 
 /// Opens one stream, sends the request and reads the answer.
 async fn try_open(
-    control: &mut libp2p_stream::Control,
+    control: &mut mcc_streams::Control,
     peer: PeerId,
     request: &[u8],
 ) -> Result<Compat<libp2p::Stream>, Failure> {
     let stream = control
         .open_stream(peer, PROTOCOL_NAME)
         .await
-        .map_err(|e| Failure::Final(OpenError::Stream(e.to_string())))?;
+        .map_err(|e| Failure::Final(OpenError::Stream(e)))?;
     let mut stream = stream.compat();
 
     let dropped = |what: &str, e: &dyn fmt::Display| {

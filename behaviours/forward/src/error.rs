@@ -107,7 +107,7 @@ pub enum OpenError {
     /// No stream could be opened: the peer does not support the protocol, cannot be dialed, or
     /// the connection failed.
     #[error("cannot open a stream to the peer: {0}")]
-    Stream(String),
+    Stream(#[source] mcc_streams::OpenError),
     /// The stream failed during the handshake, or the answer was malformed.
     #[error("handshake failed: {0}")]
     Handshake(String),

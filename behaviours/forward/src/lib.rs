@@ -2,7 +2,7 @@
 //!
 //! A device runs a service on a local TCP port and registers it under a name. Another node
 //! reaches that service by name through an (encrypted, multiplexed) libp2p stream, the way
-//! `ssh -L` forwards a port. Streams are opened and accepted with [`libp2p_stream`], so the
+//! `ssh -L` forwards a port. Streams are opened and accepted with [`mcc_streams`], so the
 //! tunnelled bytes never pass through the swarm's event loop.
 //!
 //! * The opening side calls [`open`] and gets a [`Tunnel`] (a tokio `AsyncRead + AsyncWrite`),
@@ -53,14 +53,14 @@
 //! use mcc_forward::{Refusal, ServerConfig, Stats};
 //! use libp2p::PeerId;
 //!
-//! # async fn example(behaviour: &libp2p_stream::Behaviour, peer: PeerId) -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn example(behaviour: &mcc_streams::Behaviour, peer: PeerId) -> Result<(), Box<dyn std::error::Error>> {
 //! // Provider: serve "web" from 127.0.0.1:8080 to everybody.
 //! let resolver = |_peer: &PeerId, service: &str| match service {
 //!     "web" => Ok("127.0.0.1:8080".to_string()),
 //!     _ => Err(Refusal::UnknownService),
 //! };
 //! tokio::spawn(mcc_forward::serve(
-//!     behaviour.new_control(),
+//!     behaviour.control(),
 //!     Arc::new(resolver),
 //!     ServerConfig::default(),
 //!     Stats::default(),
@@ -69,7 +69,7 @@
 //! // Opener: forward one accepted local connection to `peer`'s "web".
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let (local, _) = listener.accept().await?;
-//! let mut control = behaviour.new_control();
+//! let mut control = behaviour.control();
 //! let tunnel = mcc_forward::open(&mut control, peer, "web", Duration::from_secs(10)).await?;
 //! let (sent, received) = mcc_forward::pipe(local, tunnel).await?;
 //! # let _ = (sent, received);

@@ -324,7 +324,7 @@ impl Drop for Active<'_> {
 /// tasks belong to the returned future: when it returns or is dropped, tunnels still open are
 /// aborted and the protocol is unregistered.
 pub fn serve(
-    mut control: libp2p_stream::Control,
+    mut control: mcc_streams::Control,
     resolver: Arc<dyn Resolver>,
     config: ServerConfig,
     stats: Stats,
@@ -341,7 +341,7 @@ pub fn serve(
 
 /// Serves the accepted streams until they end.
 async fn accept_loop(
-    mut incoming: libp2p_stream::IncomingStreams,
+    mut incoming: mcc_streams::IncomingStreams,
     resolver: Arc<dyn Resolver>,
     config: ServerConfig,
     stats: Stats,
@@ -351,7 +351,7 @@ async fn accept_loop(
     let mut tasks = JoinSet::new();
     loop {
         tokio::select! {
-            // Accept first: libp2p-stream drops inbound streams when we are slow to take them.
+            // Accept first: streams beyond mcc-streams' bounded queue and holding room are dropped.
             biased;
             next = incoming.next() => {
                 let Some((peer, stream)) = next else { break };

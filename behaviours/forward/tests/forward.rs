@@ -1,4 +1,4 @@
-//! End-to-end tests: two swarms with `libp2p_stream::Behaviour`, a provider running
+//! End-to-end tests: two swarms with `mcc_streams::Behaviour`, a provider running
 //! `mcc_forward::serve` in front of local TCP services, and an opener using `mcc_forward::open`.
 
 use std::{
@@ -11,12 +11,12 @@ use std::{
 
 use futures::StreamExt as _;
 use libp2p::{PeerId, Swarm, swarm::SwarmEvent};
-use libp2p_stream::Control;
 use libp2p_swarm_test::SwarmExt as _;
 use mcc_forward::{
     MAX_SERVICE_NAME_LEN, OpenError, PROTOCOL_NAME, Refusal, ServeError, ServerConfig, Stats,
     Tunnel,
 };
+use mcc_streams::Control;
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpListener, TcpStream},
@@ -66,13 +66,13 @@ fn init_logging() {
 
 async fn net() -> Net {
     init_logging();
-    let mut client = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
-    let mut server = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
+    let mut client = Swarm::new_ephemeral_tokio(|_| mcc_streams::Behaviour::default());
+    let mut server = Swarm::new_ephemeral_tokio(|_| mcc_streams::Behaviour::default());
     server.listen().with_memory_addr_external().await;
     client.connect(&mut server).await;
     let net = Net {
-        client: client.behaviour().new_control(),
-        server: server.behaviour().new_control(),
+        client: client.behaviour().control(),
+        server: server.behaviour().control(),
         server_peer: *server.local_peer_id(),
     };
     tokio::spawn(client.loop_on_next());
@@ -474,8 +474,8 @@ async fn invalid_names_are_rejected_before_sending() {
             Err(OpenError::InvalidName(_))
         ));
         // A random peer cannot be dialed: getting InvalidName shows nothing was attempted.
-        let swarm = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
-        let mut control = swarm.behaviour().new_control();
+        let swarm = Swarm::new_ephemeral_tokio(|_| mcc_streams::Behaviour::default());
+        let mut control = swarm.behaviour().control();
         let result = mcc_forward::open(&mut control, PeerId::random(), &bad, TIMEOUT).await;
         assert!(
             matches!(result, Err(OpenError::InvalidName(_))),
@@ -494,8 +494,8 @@ async fn peer_without_the_protocol() {
 
 #[tokio::test]
 async fn undialable_peer() {
-    let swarm = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
-    let mut control = swarm.behaviour().new_control();
+    let swarm = Swarm::new_ephemeral_tokio(|_| mcc_streams::Behaviour::default());
+    let mut control = swarm.behaviour().control();
     tokio::spawn(swarm.loop_on_next());
     let result = mcc_forward::open(&mut control, PeerId::random(), "echo", TIMEOUT).await;
     assert!(matches!(result, Err(OpenError::Stream(_))), "{result:?}");
@@ -570,7 +570,7 @@ async fn throughput_over_tcp() {
                 libp2p::yamux::Config::default,
             )
             .unwrap()
-            .with_behaviour(|_| libp2p_stream::Behaviour::new())
+            .with_behaviour(|_| mcc_streams::Behaviour::default())
             .unwrap()
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
             .build()
@@ -589,8 +589,8 @@ async fn throughput_over_tcp() {
     })
     .await;
     let server_peer = *server.local_peer_id();
-    let server_control = server.behaviour().new_control();
-    let mut client_control = client.behaviour().new_control();
+    let server_control = server.behaviour().control();
+    let mut client_control = client.behaviour().control();
     tokio::spawn(server.loop_on_next());
     client.dial(server_addr).unwrap();
     within(10, async {
@@ -757,8 +757,8 @@ fn public_types_are_usable_across_tasks() {
     error::<ServeError>();
 }
 
-/// A provider that drops the first `drops` streams without answering (as libp2p-stream does when
-/// the acceptor is slow), then answers ok and echoes.
+/// A provider that drops the first `drops` streams without answering (as mcc-streams does beyond
+/// the acceptor's queue and holding room), then answers ok and echoes.
 fn dropping_provider(net: &mut Net, drops: usize) {
     let mut incoming = net.server.accept(PROTOCOL_NAME).unwrap();
     tokio::spawn(async move {
@@ -815,16 +815,16 @@ struct Net3 {
 
 async fn net3() -> Net3 {
     init_logging();
-    let mut first = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
-    let mut second = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
-    let mut server = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
+    let mut first = Swarm::new_ephemeral_tokio(|_| mcc_streams::Behaviour::default());
+    let mut second = Swarm::new_ephemeral_tokio(|_| mcc_streams::Behaviour::default());
+    let mut server = Swarm::new_ephemeral_tokio(|_| mcc_streams::Behaviour::default());
     server.listen().with_memory_addr_external().await;
     first.connect(&mut server).await;
     second.connect(&mut server).await;
     let net = Net3 {
-        first: first.behaviour().new_control(),
-        second: second.behaviour().new_control(),
-        server: server.behaviour().new_control(),
+        first: first.behaviour().control(),
+        second: second.behaviour().control(),
+        server: server.behaviour().control(),
         server_peer: *server.local_peer_id(),
     };
     tokio::spawn(first.loop_on_next());

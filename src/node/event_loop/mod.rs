@@ -362,7 +362,7 @@ impl EventLoop {
             }
             BehaviourEvent::Mdns(e) => self.on_mdns(e),
             BehaviourEvent::Rpc(e) => self.on_rpc(e),
-            BehaviourEvent::Stream(()) => {}
+            BehaviourEvent::Stream(never) => match never {},
             BehaviourEvent::Admission(e) => self.on_admission(e),
             BehaviourEvent::RelayClient(e) => self.on_relay_client(e),
             BehaviourEvent::Relay(e) => {

@@ -39,6 +39,9 @@ impl EventLoop {
                     circuits: self.nat.server_circuits,
                 }),
             observed_addrs: self.observed_addrs(),
+            streams: (self.swarm.behaviour().stream.control().stats().into_iter())
+                .map(Into::into)
+                .collect(),
         }
     }
 

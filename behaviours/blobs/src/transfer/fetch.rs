@@ -105,7 +105,7 @@ impl Default for FetchConfig {
 /// Downloads the DAG under `root` into `store`: [`fetch_with`] with the default
 /// [`FetchConfig`].
 pub async fn fetch(
-    control: libp2p_stream::Control,
+    control: mcc_streams::Control,
     seeders: Vec<PeerId>,
     root: Cid,
     store: Arc<dyn BlockStore>,
@@ -153,7 +153,7 @@ pub async fn fetch(
 /// are still stored).
 pub async fn fetch_with(
     config: FetchConfig,
-    control: libp2p_stream::Control,
+    control: mcc_streams::Control,
     seeders: Vec<PeerId>,
     root: Cid,
     store: Arc<dyn BlockStore>,
@@ -873,13 +873,13 @@ enum Failure {
 type PeerStream = Compat<libp2p::Stream>;
 
 async fn open(
-    control: &mut libp2p_stream::Control,
+    control: &mut mcc_streams::Control,
     peer: PeerId,
     timeout: Duration,
 ) -> Result<PeerStream, Failure> {
     match tokio::time::timeout(timeout, control.open_stream(peer, PROTOCOL_NAME)).await {
         Ok(Ok(stream)) => Ok(stream.compat()),
-        Ok(Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_))) => {
+        Ok(Err(mcc_streams::OpenError::UnsupportedProtocol(_))) => {
             Err(Failure::Fatal(format!("does not support {PROTOCOL_NAME}")))
         }
         Ok(Err(e)) => Err(Failure::Retry(e.to_string())),
@@ -894,7 +894,7 @@ async fn worker(
     ctx: Arc<Ctx>,
     index: usize,
     peer: PeerId,
-    mut control: libp2p_stream::Control,
+    mut control: mcc_streams::Control,
     config: FetchConfig,
 ) {
     let _guard = WorkerGuard {

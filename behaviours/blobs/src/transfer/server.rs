@@ -108,7 +108,7 @@ impl fmt::Debug for ServeStats {
 
 /// Serves blocks of `store` to every peer: [`serve_with`] with an `allow` that allows all.
 pub fn serve(
-    control: libp2p_stream::Control,
+    control: mcc_streams::Control,
     store: Arc<dyn BlockStore>,
     stats: ServeStats,
 ) -> impl Future<Output = Result<(), ServeError>> + Send + 'static {
@@ -138,7 +138,7 @@ pub fn serve(
 /// It runs until the behaviour behind `control` is gone; when it returns or is dropped, the
 /// streams it serves are dropped and the protocol is unregistered.
 pub fn serve_with<A>(
-    mut control: libp2p_stream::Control,
+    mut control: mcc_streams::Control,
     store: Arc<dyn BlockStore>,
     stats: ServeStats,
     allow: A,
@@ -227,7 +227,7 @@ impl Drop for PeerSlot {
 }
 
 async fn accept_loop<A>(
-    mut incoming: libp2p_stream::IncomingStreams,
+    mut incoming: mcc_streams::IncomingStreams,
     store: Arc<dyn BlockStore>,
     stats: ServeStats,
     allow: A,
@@ -245,7 +245,7 @@ async fn accept_loop<A>(
     let mut tasks = JoinSet::new();
     loop {
         tokio::select! {
-            // Accept first: libp2p-stream drops inbound streams when we are slow to take them.
+            // Accept first: streams beyond mcc-streams' bounded queue and holding room are dropped.
             biased;
             next = incoming.next() => {
                 let Some((peer, stream)) = next else { break };
