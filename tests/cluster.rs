@@ -318,7 +318,11 @@ async fn openapi_docs_metrics_and_rpc() -> Result<()> {
     assert_eq!(plain.status().as_u16(), 200);
     assert!(plain.headers().get("content-encoding").is_none());
     let plain = plain.bytes().await?;
-    assert!(plain.len() > 100_000 && plain.starts_with(b"/*"), "{}", plain.len());
+    assert!(
+        plain.len() > 100_000 && plain.starts_with(b"/*"),
+        "{}",
+        plain.len()
+    );
     let zipped = reqwest::Client::new()
         .get(&bundle)
         .header("accept-encoding", "gzip, br")
