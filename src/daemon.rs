@@ -194,6 +194,9 @@ pub async fn run(
             api_config.bound = Some(bound);
             let url = api_url(bound);
             tracing::info!("REST API on {url} (dashboard at {url}/, Swagger UI at {url}/docs)");
+            // Serving first: the file (fsynced) is for the CLI, the API need not wait for it.
+            let router = api::router(node.clone(), &api_config);
+            let server = tokio::spawn(api::serve(listener, router, stopped()));
             if let Some(dir) = &data_dir {
                 let path = dir.join(API_FILE);
                 crate::fsutil::write_atomic(&path, url.as_bytes(), 0o600).map_err(|source| {
@@ -204,8 +207,7 @@ pub async fn run(
                 })?;
                 api_file = Some(path);
             }
-            let router = api::router(node.clone(), &api_config);
-            Some(tokio::spawn(api::serve(listener, router, stopped())))
+            Some(server)
         }
         None => None,
     };

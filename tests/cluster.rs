@@ -311,6 +311,32 @@ async fn openapi_docs_metrics_and_rpc() -> Result<()> {
     let docs = reqwest::get(format!("{base}/docs/")).await?;
     assert_eq!(docs.status().as_u16(), 200);
     assert!(docs.text().await?.to_lowercase().contains("swagger"));
+    // Swagger UI's files are stored gzipped: a client that accepts gzip gets them so, any
+    // other the same bytes decompressed.
+    let bundle = format!("{base}/docs/swagger-ui-bundle.js");
+    let plain = reqwest::get(&bundle).await?;
+    assert_eq!(plain.status().as_u16(), 200);
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain = plain.bytes().await?;
+    assert!(
+        plain.len() > 100_000 && plain.starts_with(b"/*"),
+        "{}",
+        plain.len()
+    );
+    let zipped = reqwest::Client::new()
+        .get(&bundle)
+        .header("accept-encoding", "gzip, br")
+        .send()
+        .await?;
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
+    let zipped = zipped.bytes().await?;
+    assert!(zipped.len() < plain.len() / 2);
+    let mut unzipped = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(zipped.as_ref()),
+        &mut unzipped,
+    )?;
+    assert_eq!(unzipped, plain.as_ref());
 
     assert_eq!(a.api.node().await?.label, "alphaone");
     // CORS: the configured origin is allowed, others are not.

@@ -14,8 +14,9 @@
 //! - [`types`]: request and response bodies, shared with the typed client; `error`:
 //!   [`ApiError`] and how errors map to HTTP statuses; `openapi`: the document's info, tags
 //!   and post-processing; `guard`: the `Host`/`Origin` checks of both listeners; `host`: the
-//!   host parsing that guard and forward share; `dashboard`: the web page at `/` (embedded
-//!   files that use the API like any client).
+//!   host parsing that guard and forward share; `docs`: Swagger UI's gzipped files served
+//!   to every client; `dashboard`: the web page at `/` (embedded files that use the API like
+//!   any client).
 //!
 //! New endpoints: a file with the handlers and their `routes()`, one `.merge(...)` line in
 //! `v1()` below, and a tag in `openapi` if they start a new group.
@@ -24,6 +25,7 @@ mod addrbook;
 mod admission;
 mod blobs;
 mod dashboard;
+mod docs;
 mod error;
 mod forward;
 mod guard;
@@ -149,7 +151,10 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 pub fn router(node: Node, config: &ApiConfig) -> Router {
     let (api, openapi) = api();
     let mut app = api
-        .merge(SwaggerUi::new("/docs").url(OPENAPI_PATH, openapi))
+        .merge(
+            Router::from(SwaggerUi::new("/docs").url(OPENAPI_PATH, openapi))
+                .layer(axum::middleware::from_fn(docs::gunzip_unless_accepted)),
+        )
         .merge(dashboard::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);

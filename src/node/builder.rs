@@ -293,18 +293,30 @@ struct Stores {
     services: crate::services::Registry,
 }
 
-/// Step 2: the record store, the blob store and the saved services and listeners.
+/// Step 2: the record store, the blob store and the saved services and listeners. The two
+/// redb files open side by side: each open writes and fsyncs its header, and a node is ready
+/// sooner when those waits overlap.
 fn open_stores(config: &Config, peer_id: PeerId) -> Result<Stores, Error> {
-    let (records, tmp) = open_record_store(config, peer_id)?;
-    let state_dir = match (&config.data_dir, &tmp) {
-        (Some(d), _) => d.clone(),
-        (None, Some(t)) => t.path().to_path_buf(),
-        (None, None) => std::env::temp_dir(),
+    let (state_dir, tmp) = match &config.data_dir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let t = tempfile::tempdir().map_err(|source| Error::DataDir {
+                path: std::env::temp_dir(),
+                source,
+            })?;
+            (t.path().to_path_buf(), Some(t))
+        }
     };
-    let blobs = Arc::new(
-        crate::storage::blobs::BlobStore::open(&state_dir.join("blobs"))
-            .map_err(|e| Error::Store(e.to_string()))?,
-    );
+    let (records, blobs) = std::thread::scope(|s| {
+        let blobs = s.spawn(|| crate::storage::blobs::BlobStore::open(&state_dir.join("blobs")));
+        let records = open_record_store(config, &state_dir, peer_id);
+        let blobs = blobs
+            .join()
+            .map_err(|_| Error::Store("opening the blob store panicked".into()))
+            .and_then(|r| r.map_err(|e| Error::Store(e.to_string())));
+        (records, blobs)
+    });
+    let (records, blobs) = (records?, Arc::new(blobs?));
     let services = crate::services::Registry::load(config.data_dir.clone())
         .map_err(|e| Error::Start(Box::new(e)))?;
     Ok(Stores {
@@ -501,28 +513,13 @@ fn start_servers(node: &Node, config: &Config, tasks: &TaskTracker, stopped: &Ca
     }
 }
 
-/// The validated, persistent record store: `<data-folder>/records.redb`, or a temp folder that
-/// lives as long as the node when there is no data folder.
+/// The validated, persistent record store: `<dir>/records.redb` (the data folder, or a temp
+/// folder that lives as long as the node when there is none).
 fn open_record_store(
     config: &Config,
+    dir: &std::path::Path,
     peer_id: PeerId,
-) -> Result<
-    (
-        mcc_records::ValidatingStore<crate::storage::records::RedbStore>,
-        Option<tempfile::TempDir>,
-    ),
-    Error,
-> {
-    let (dir, tmp) = match &config.data_dir {
-        Some(d) => (d.clone(), None),
-        None => {
-            let t = tempfile::tempdir().map_err(|source| Error::DataDir {
-                path: std::env::temp_dir(),
-                source,
-            })?;
-            (t.path().to_path_buf(), Some(t))
-        }
-    };
+) -> Result<mcc_records::ValidatingStore<crate::storage::records::RedbStore>, Error> {
     let limits = &config.records.limits;
     let inner = crate::storage::records::RedbStore::open(
         &dir.join("records.redb"),
@@ -538,7 +535,7 @@ fn open_record_store(
         },
     )
     .with_local_peer(peer_id);
-    Ok((store, tmp))
+    Ok(store)
 }
 
 /// The record store kad uses: `records:write` checked, then validation, in front of redb.

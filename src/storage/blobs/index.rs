@@ -57,11 +57,13 @@ pub(super) enum RowError {
 }
 
 impl Inner {
-    /// Creates the tables and checks (or stamps) the schema version.
+    /// Creates the tables and checks (or stamps) the schema version. An existing index is
+    /// only read: no commit, so no fsync before the node can start.
     pub(super) fn prepare_schema(&self) -> Result<(), StorageError> {
         let path = self.db_path.as_path();
         self.write(|txn| {
-            let has_tables = txn.list_tables()?.next().is_some();
+            let tables_before = txn.list_tables()?.count();
+            let has_tables = tables_before > 0;
             let mut meta = txn.open_table(META)?;
             let found = meta.get(SCHEMA_KEY)?.map(|v| v.value());
             match found {
@@ -88,7 +90,12 @@ impl Inner {
             txn.open_table(BLOBS)?;
             txn.open_table(BLOB_BLOCKS)?;
             txn.open_table(BLOCK_REFS)?;
-            Ok(Txn::Commit(Ok(())))
+            drop(meta);
+            if found.is_none() || txn.list_tables()?.count() != tables_before {
+                Ok(Txn::Commit(Ok(())))
+            } else {
+                Ok(Txn::Abort(Ok(())))
+            }
         })?
     }
 

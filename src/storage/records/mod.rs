@@ -196,15 +196,20 @@ impl RedbStore {
             source,
         };
 
-        // Create the tables and check (or stamp) the schema version.
+        // Create the tables and check (or stamp) the schema version. An existing store is
+        // only read: no commit, so no fsync before the node can start.
         let mut txn = db.begin_write().map_err(|e| redb_err(e.into()))?;
         txn.set_durability(Durability::Immediate)
             .map_err(|e| redb_err(e.into()))?;
-        let record_rows = prepare_schema(&txn, path).map_err(|e| match e {
+        let (record_rows, changed) = prepare_schema(&txn, path).map_err(|e| match e {
             SchemaError::Redb(e) => redb_err(e),
             SchemaError::Storage(e) => e,
         })?;
-        txn.commit().map_err(|e| redb_err(e.into()))?;
+        if changed {
+            txn.commit().map_err(|e| redb_err(e.into()))?;
+        } else {
+            txn.abort().map_err(|e| redb_err(e.into()))?;
+        }
 
         let mut store = Self {
             db,

@@ -32,9 +32,14 @@ impl<E: Into<redb::Error>> From<E> for SchemaError {
     }
 }
 
-/// Creates all tables, checks the schema version, and returns the number of record rows.
-pub(super) fn prepare_schema(txn: &WriteTransaction, path: &Path) -> Result<u64, SchemaError> {
-    let has_tables = txn.list_tables()?.next().is_some();
+/// Creates all tables, checks the schema version, and returns the number of record rows and
+/// whether it changed the file (a new file, or a table missing): a commit is needed only then.
+pub(super) fn prepare_schema(
+    txn: &WriteTransaction,
+    path: &Path,
+) -> Result<(u64, bool), SchemaError> {
+    let tables_before = txn.list_tables()?.count();
+    let has_tables = tables_before > 0;
     let mut meta = txn.open_table(META)?;
     let found = meta.get(SCHEMA_KEY)?.map(|v| v.value());
     match found {
@@ -63,5 +68,8 @@ pub(super) fn prepare_schema(txn: &WriteTransaction, path: &Path) -> Result<u64,
     txn.open_table(PROVIDERS)?;
     txn.open_table(PROVIDER_KEYS)?;
     txn.open_table(PROVIDED)?;
-    Ok(records.len()?)
+    let rows = records.len()?;
+    drop((meta, records));
+    let changed = found.is_none() || txn.list_tables()?.count() != tables_before;
+    Ok((rows, changed))
 }
