@@ -67,6 +67,7 @@ mod config;
 pub(crate) mod error;
 mod event_loop;
 pub(crate) mod info;
+mod keep;
 pub(crate) mod keys;
 mod limits;
 mod metrics;
