@@ -246,11 +246,13 @@ impl EventLoop {
             .map(|s| s.elapsed())
             .unwrap_or_default();
         let backoff = self.mesh.config.backoff;
-        self.mesh
-            .book
-            .disconnected(peer, lived, STABLE, now_ms(), &backoff);
+        // A DHT query's connection closing once idle is this node's doing, not a flap.
+        if !self.mesh.dht_only.remove(peer) {
+            self.mesh
+                .book
+                .disconnected(peer, lived, STABLE, now_ms(), &backoff);
+        }
         self.mesh.used.remove(peer);
-        self.mesh.dht_only.remove(peer);
         self.pex_forget(peer);
     }
 
