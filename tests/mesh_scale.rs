@@ -3,6 +3,12 @@
 //! connections older than the trimming's grace (a node that a peer trims below `min_peers` is back within seconds), and
 //! records and echo still reach every node through the DHT.
 //!
+//! A second test checks that a connection opened only for a DHT query closes once idle while
+//! the mesh's own connections stay. (Counting every open connection, a 30-node network still
+//! holds about 20 per node: every DHT operation there touches two thirds of the nodes, often
+//! enough that few of those connections ever idle; `cargo bench --bench scale` measures
+//! larger networks.)
+//!
 //! The same scenario with 30 daemons is `tests/mesh.rs`'s ignored
 //! `thirty_nodes_with_max_peers_8_stay_within_their_targets` (minutes on a small machine);
 //! `cargo bench --bench mesh` measures larger networks.
