@@ -7,6 +7,7 @@
 //! cargo bench --bench scale                        # 100, 300 and 1,000 nodes
 //! cargo bench --bench scale -- --sizes 50,500      # other sizes
 //! cargo bench --bench scale -- --min-peers 6 --max-peers 16 --boot 5
+//! cargo bench --bench scale -- --settle 90 --quiet 20   # shorter waits (seconds)
 //! cargo test  --bench scale -- --quick             # smoke: 30 nodes
 //! ```
 //!
@@ -55,6 +56,8 @@ struct Plan {
     lookups: usize,
     /// The quiet window traffic is measured over.
     quiet: Duration,
+    /// Overrides the wait for a settled network (seconds).
+    settle: Option<Duration>,
 }
 
 impl Plan {
@@ -74,6 +77,7 @@ impl Plan {
             gets: if quick { 15 } else { 50 },
             lookups: if quick { 10 } else { 30 },
             quiet: Duration::from_secs(if quick { 6 } else { 30 }),
+            settle: None,
         };
         common::for_each_arg(|flag, value| {
             match flag {
@@ -86,6 +90,11 @@ impl Plan {
                 "--boot" => plan.boot = common::positive("--boot", &value()?)?,
                 "--min-peers" => plan.min_peers = common::positive("--min-peers", &value()?)?,
                 "--max-peers" => plan.max_peers = common::positive("--max-peers", &value()?)?,
+                "--settle" => {
+                    plan.settle = Some(Duration::from_secs(
+                        common::positive("--settle", &value()?)? as u64,
+                    ))
+                }
                 "--quiet" => {
                     plan.quiet = Duration::from_secs(common::positive("--quiet", &value()?)? as u64)
                 }
@@ -113,6 +122,9 @@ impl Plan {
     }
 
     fn settle_deadline(&self, n: usize) -> Duration {
+        if let Some(s) = self.settle {
+            return s;
+        }
         Duration::from_secs(if self.quick { 30 } else { 60 + n as u64 / 10 })
     }
 
