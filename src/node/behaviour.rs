@@ -61,6 +61,9 @@ pub struct Behaviour {
     /// Bitswap (`/ipfs/bitswap/1.2.0`) for IPFS peers: blocks bypass the event loop
     /// (connection tasks); served only with `blobs:seed`.
     pub bitswap: Confirmed<Gated<mcc_bitswap::Behaviour>>,
+    /// Which connections stay open while idle: the mesh releases those it does not want
+    /// (a DHT query's), which then close after the short idle timeout.
+    pub keep: super::keep::Behaviour,
 }
 
 /// What [`Behaviour::new`] needs besides the key, which only the swarm builder's closure
@@ -230,6 +233,7 @@ impl Behaviour {
             rpc: Confirmed::new(Gated::new(rpc, gates.clone())),
             routes: Confirmed::new(Gated::new(routes, gates.clone())),
             bitswap: Confirmed::new(Gated::new(bitswap, gates.clone())),
+            keep: super::keep::Behaviour::default(),
             stream: Gated::new(PathAware::prefer_direct(stream), gates),
         })
     }

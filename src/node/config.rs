@@ -50,7 +50,9 @@ pub struct Config {
     pub rpc: mcc_rpc::Config,
     /// Interval between pings of each connection.
     pub ping_interval: Duration,
-    /// How long an unused connection is kept.
+    /// How long a connection nothing holds stays open once idle. The mesh holds the
+    /// connections it keeps (see `node::keep`); the others (a DHT query's) close this long
+    /// after their last use.
     pub idle_connection_timeout: Duration,
     /// DHT record store limits and lookups.
     pub records: RecordsConfig,
@@ -215,7 +217,7 @@ impl Default for Config {
             mdns: MdnsMode::Auto,
             rpc: mcc_rpc::Config::default().with_request_timeout(Duration::from_secs(10)),
             ping_interval: Duration::from_secs(15),
-            idle_connection_timeout: Duration::from_secs(3600),
+            idle_connection_timeout: Duration::from_secs(30),
             records: RecordsConfig::default(),
             services: Vec::new(),
             listeners: Vec::new(),

@@ -197,6 +197,10 @@ pub struct PeerInfo {
     /// Every open connection goes through a relay (no direct one yet).
     #[serde(default)]
     pub relayed: bool,
+    /// Connected only because a DHT query of this node dialled it: not kept by the mesh,
+    /// the connection closes once idle.
+    #[serde(default)]
+    pub dht_only: bool,
 }
 
 /// One peer's answer to a (multi)call.

@@ -68,6 +68,7 @@ mod confirmed;
 pub(crate) mod error;
 mod event_loop;
 pub(crate) mod info;
+mod keep;
 pub(crate) mod keys;
 mod limits;
 mod metrics;

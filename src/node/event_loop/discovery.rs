@@ -193,7 +193,13 @@ impl EventLoop {
             }
             self.mesh.book.set_same_app(&peer);
             // Above the mesh's discovery target, found peers are only remembered.
-            if !self.swarm.is_connected(&peer) && self.mesh_discovery_budget() > 0 {
+            if self.mesh_discovery_budget() == 0 {
+                continue;
+            }
+            if self.mesh_is_dht_only(&peer) {
+                // Connected for a DHT query: keep that connection rather than dial.
+                self.mesh_keep(peer);
+            } else if !self.swarm.is_connected(&peer) {
                 self.metrics
                     .dials
                     .get_or_create(&vec![("reason", "rendezvous")])

@@ -403,7 +403,14 @@ impl EventLoop {
             }
             // Any other provider lookup is the rendezvous tick's.
             QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers, .. })) => {
-                self.on_rendezvous_providers(providers)
+                self.on_rendezvous_providers(providers);
+                // Nothing more would be dialled: stop here rather than ask every peer close
+                // to the key (each lookup of a large network would reach the same few).
+                if self.mesh_discovery_budget() == 0
+                    && let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id)
+                {
+                    q.finish();
+                }
             }
             QueryResult::GetClosestPeers(r) if self.replication.is_lookup(&id) => {
                 let peers = match r {

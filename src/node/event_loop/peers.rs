@@ -416,6 +416,7 @@ impl EventLoop {
                     in_routing_table: in_table.contains(peer_id),
                     connected_secs: oldest.map(|c| c.since.elapsed().as_secs()).unwrap_or(0),
                     relayed: !s.connections.is_empty() && s.connections.values().all(|c| c.relayed),
+                    dht_only: self.mesh_is_dht_only(peer_id),
                 }
             })
             .collect();

@@ -128,9 +128,12 @@ impl EventLoop {
         if !due {
             // The DID document (one record) also once the table has settled: a table that
             // stopped growing short of the next doubling (say 29 peers after 16) would leave
-            // it with the closest peers of a network only partly known then.
+            // it with the closest peers of a network only partly known then. Only a change of
+            // a quarter or more counts: in a large network the table changes with almost
+            // every lookup, and a put every DID_SETTLE from every node would keep
+            // connections to the DID's closest peers busy for ever.
             if let Some((at, n)) = self.providers.did_announced
-                && size != n
+                && size.abs_diff(n) * 4 >= n.max(1)
                 && at.elapsed() >= DID_SETTLE
             {
                 self.providers.did_announced = Some((Instant::now(), size));

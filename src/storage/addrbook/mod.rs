@@ -423,10 +423,30 @@ impl AddrBook {
     /// exclude (connected, dialling), best first: persistent, same application, recent
     /// success, few failures, low round trip.
     pub fn due(&self, now_ms: u64, skip: impl Fn(&PeerId) -> bool) -> Vec<&Entry> {
+        self.due_among(now_ms, false, skip)
+    }
+
+    /// The persistent entries of [`due`](Self::due): what a node with enough peers still
+    /// redials (a cheap scan: no ranking of the whole book on every tick).
+    pub fn due_persistent(&self, now_ms: u64, skip: impl Fn(&PeerId) -> bool) -> Vec<&Entry> {
+        self.due_among(now_ms, true, skip)
+    }
+
+    fn due_among(
+        &self,
+        now_ms: u64,
+        persistent_only: bool,
+        skip: impl Fn(&PeerId) -> bool,
+    ) -> Vec<&Entry> {
         let mut out: Vec<&Entry> = self
             .entries
             .values()
-            .filter(|e| !e.addrs.is_empty() && e.next_dial_unix_ms <= now_ms && !skip(&e.peer_id))
+            .filter(|e| {
+                (e.persistent || !persistent_only)
+                    && !e.addrs.is_empty()
+                    && e.next_dial_unix_ms <= now_ms
+                    && !skip(&e.peer_id)
+            })
             .collect();
         out.sort_by(|a, b| {
             b.rank()

@@ -163,7 +163,7 @@ impl EventLoop {
 
     /// How many more peers discovery (rendezvous, mDNS, peer exchange) may dial now.
     pub(super) fn mesh_discovery_budget(&self) -> usize {
-        let busy = self.peers.connected.len() + self.mesh.sources.len() + self.mesh.dials.len();
+        let busy = self.mesh_kept_count() + self.mesh.sources.len() + self.mesh.dials.len();
         self.mesh.discovery_target().saturating_sub(busy)
     }
 
@@ -184,10 +184,24 @@ impl EventLoop {
                         self.peers.unsourced_dial_source(&peer, id, endpoint)
                     }
                 });
-                if source != Source::Kad {
-                    self.mesh.dht_only.remove(&peer);
-                } else if self.peers.connection_count(&peer) <= 1 {
-                    self.mesh.dht_only.insert(peer);
+                let first = self.peers.connection_count(&peer) <= 1;
+                match source {
+                    // Kad dialled it for a query: released, it closes once idle unless
+                    // something makes it useful (see `mesh_keep`).
+                    Source::Kad if first && !self.mesh_recently_used(&peer) => {
+                        tracing::debug!(%peer, "connected for a DHT query: released");
+                        self.mesh.dht_only.insert(peer);
+                        self.swarm.behaviour_mut().keep.set_kept(peer, false);
+                    }
+                    // A dial-back for the peer's reachability check: only the check needs it.
+                    Source::AutoNat if !first => {
+                        self.swarm
+                            .behaviour_mut()
+                            .keep
+                            .set_connection_kept(peer, id, false);
+                    }
+                    Source::Kad | Source::AutoNat => {}
+                    _ => self.mesh_keep(peer),
                 }
                 let book = &mut self.mesh.book;
                 if from_book && book.get(&peer).is_some() {
@@ -197,7 +211,7 @@ impl EventLoop {
                 }
             }
             ConnectedPoint::Listener { .. } => {
-                self.mesh.dht_only.remove(&peer);
+                self.mesh_keep(peer);
                 let book = &mut self.mesh.book;
                 if book.get(&peer).is_none() {
                     book.learn(peer, &[], Source::Inbound);
@@ -232,11 +246,13 @@ impl EventLoop {
             .map(|s| s.elapsed())
             .unwrap_or_default();
         let backoff = self.mesh.config.backoff;
-        self.mesh
-            .book
-            .disconnected(peer, lived, STABLE, now_ms(), &backoff);
+        // A DHT query's connection closing once idle is this node's doing, not a flap.
+        if !self.mesh.dht_only.remove(peer) {
+            self.mesh
+                .book
+                .disconnected(peer, lived, STABLE, now_ms(), &backoff);
+        }
         self.mesh.used.remove(peer);
-        self.mesh.dht_only.remove(peer);
         self.pex_forget(peer);
     }
 
@@ -327,6 +343,36 @@ impl EventLoop {
     /// This node called `peer`, or `peer` called it: it is in use for a while.
     pub(super) fn mesh_used(&mut self, peer: PeerId) {
         self.mesh.used.insert(peer, Instant::now());
+        if self.mesh.dht_only.contains(&peer) {
+            self.mesh_keep(peer);
+        }
+    }
+
+    fn mesh_recently_used(&self, peer: &PeerId) -> bool {
+        self.mesh
+            .used
+            .get(peer)
+            .is_some_and(|t| t.elapsed() < IN_USE)
+    }
+
+    /// A connection the mesh wants after all (a peer it had only for a DHT query): kept
+    /// open while idle, no longer the first to be trimmed.
+    pub(super) fn mesh_keep(&mut self, peer: PeerId) {
+        self.mesh.dht_only.remove(&peer);
+        self.swarm.behaviour_mut().keep.set_kept(peer, true);
+    }
+
+    /// Whether `peer` is connected only for DHT queries (its connection closes once idle).
+    pub(super) fn mesh_is_dht_only(&self, peer: &PeerId) -> bool {
+        self.mesh.dht_only.contains(peer)
+    }
+
+    /// Peers connected and kept (not only for DHT queries).
+    fn mesh_kept_count(&self) -> usize {
+        self.peers
+            .connected
+            .len()
+            .saturating_sub(self.mesh.dht_only.len())
     }
 
     /// Learns peers from another concern (peer exchange, rendezvous addresses).
@@ -341,9 +387,10 @@ impl EventLoop {
     /// `max_peers`, save the book.
     pub(super) fn mesh_tick(&mut self) {
         let now = now_ms();
-        let connected = self.peers.connected.len();
+        self.mesh_promote();
+        let connected = self.mesh_kept_count();
         let in_flight = self.mesh.dials.len();
-        let mut budget = self
+        let budget = self
             .mesh
             .config
             .min_peers
@@ -352,23 +399,28 @@ impl EventLoop {
         let dialing: Vec<PeerId> = self.mesh.dials.values().copied().collect();
         let local = *self.swarm.local_peer_id();
         let swarm = &self.swarm;
-        let due: Vec<(PeerId, Vec<Multiaddr>, bool)> = self
-            .mesh
-            .book
-            .due(now, |p| {
-                *p == local || swarm.is_connected(p) || dialing.contains(p)
-            })
+        let skip = |p: &PeerId| *p == local || swarm.is_connected(p) || dialing.contains(p);
+        // With enough peers only persistent peers are redialled: no need to rank the book.
+        let due = if budget == 0 {
+            self.mesh.book.due_persistent(now, skip)
+        } else {
+            self.mesh.book.due(now, skip)
+        };
+        // Every due persistent peer, and the best others within the budget.
+        let mut left = budget;
+        let dials: Vec<(PeerId, Vec<Multiaddr>)> = due
             .into_iter()
-            .map(|e| (e.peer_id, e.addrs.clone(), e.persistent))
+            .filter(|e| {
+                e.persistent
+                    || (left > 0 && {
+                        left -= 1;
+                        true
+                    })
+            })
+            .map(|e| (e.peer_id, e.addrs.clone()))
             .collect();
-        tracing::trace!(me = %local, connected, in_flight, due = due.len(), budget, "mesh tick");
-        for (peer, addrs, persistent) in due {
-            if !persistent {
-                if budget == 0 {
-                    continue;
-                }
-                budget -= 1;
-            }
+        tracing::trace!(me = %local, connected, in_flight, dials = dials.len(), budget, "mesh tick");
+        for (peer, addrs) in dials {
             self.mesh_dial(peer, addrs);
         }
         self.mesh_trim();
@@ -379,6 +431,33 @@ impl EventLoop {
             }
         }
         self.refresh_mesh_metrics();
+    }
+
+    /// Below `min_peers` kept connections: keeps connections opened for DHT queries (best
+    /// first: same application, low round trip) rather than dialling new ones.
+    fn mesh_promote(&mut self) {
+        let missing = self
+            .mesh
+            .config
+            .min_peers
+            .saturating_sub(self.mesh_kept_count());
+        if missing == 0 || self.mesh.dht_only.is_empty() {
+            return;
+        }
+        let mut candidates: Vec<(bool, u64, PeerId)> = self
+            .mesh
+            .dht_only
+            .iter()
+            .map(|p| {
+                let rtt = self.peers.rtt(p).map_or(u64::MAX, |d| d.as_micros() as u64);
+                (!self.discovery.is_rendezvous_peer(p), rtt, *p)
+            })
+            .collect();
+        candidates.sort_unstable();
+        for (_, _, peer) in candidates.into_iter().take(missing) {
+            tracing::debug!(%peer, "below --min-peers: keeping a DHT query's connection");
+            self.mesh_keep(peer);
+        }
     }
 
     fn mesh_dial(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {

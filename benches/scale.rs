@@ -1,0 +1,555 @@
+//! A network of up to 1,000 nodes in this process (TCP on 127.0.0.1), joining through a few
+//! bootnodes with the rendezvous key on: how long it takes to settle, how many connections
+//! each node holds, whether the DHT and service lookups still answer everywhere, and what a
+//! node costs (memory, traffic, new connections, DHT requests) as the network grows.
+//!
+//! ```text
+//! cargo bench --bench scale                        # 100, 300 and 1,000 nodes
+//! cargo bench --bench scale -- --sizes 50,500      # other sizes
+//! cargo bench --bench scale -- --min-peers 6 --max-peers 16 --boot 5
+//! cargo bench --bench scale -- --settle 90 --quiet 20   # shorter waits (seconds)
+//! cargo test  --bench scale -- --quick             # smoke: 30 nodes
+//! ```
+//!
+//! Each size: `--boot` bootnodes start first, then the others in batches, node `i` booting
+//! from bootnode `i % boot` only. "Settled": every node holds between `--min-peers` and
+//! `2 × --max-peers` open connections (all of them: up to `--max-peers` kept ones, and those
+//! a DHT query opened, which close once idle), sampled every two seconds. Then three samples of the connections, records put from random nodes and read
+//! from random others (success, peers queried, latency), a service registered on a few nodes
+//! and looked up from random others, the process RSS, and each node's traffic, new connections and DHT requests served
+//! over a quiet minute (the steady cost of upkeep: pings, rendezvous lookups, trimming).
+//!
+//! Targets, printed MET/MISSED: settled within the deadline; at most `2 × --max-peers` open
+//! connections on every node in every sample; every DHT get and every service lookup
+//! succeeds; RSS per node ≤ 16 MB; and across sizes, the per-node connections, traffic, new
+//! connections and DHT requests served of the largest network at most twice those of the
+//! smallest (nothing O(n) per node).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use futures::future::join_all;
+use libp2p::Multiaddr;
+use mcc::node::{Config, MdnsMode, Node, addr};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Nodes started at once.
+const START_BATCH: usize = 50;
+/// RSS per node the node aims at (issue #14: idle node ≤ 16 MB).
+const RSS_PER_NODE_MB: f64 = 16.0;
+/// Nodes that register the looked-up service.
+const SERVICE_PROVIDERS: usize = 3;
+
+struct Plan {
+    quick: bool,
+    sizes: Vec<usize>,
+    boot: usize,
+    min_peers: usize,
+    max_peers: usize,
+    records: usize,
+    gets: usize,
+    lookups: usize,
+    /// The quiet window traffic is measured over.
+    quiet: Duration,
+    /// Overrides the wait for a settled network (seconds).
+    settle: Option<Duration>,
+}
+
+impl Plan {
+    fn from_args() -> Result<Self> {
+        let quick = common::quick_from_env() || std::env::args().any(|a| a == "--quick");
+        let mut plan = Plan {
+            quick,
+            sizes: if quick {
+                vec![30]
+            } else {
+                vec![100, 300, 1000]
+            },
+            boot: 3,
+            min_peers: 4,
+            max_peers: 8,
+            records: if quick { 3 } else { 5 },
+            gets: if quick { 15 } else { 50 },
+            lookups: if quick { 10 } else { 30 },
+            quiet: Duration::from_secs(if quick { 6 } else { 30 }),
+            settle: None,
+        };
+        common::for_each_arg(|flag, value| {
+            match flag {
+                "--sizes" => {
+                    plan.sizes = value()?
+                        .split(',')
+                        .map(|s| common::positive("--sizes", s.trim()))
+                        .collect::<Result<_>>()?;
+                }
+                "--boot" => plan.boot = common::positive("--boot", &value()?)?,
+                "--min-peers" => plan.min_peers = common::positive("--min-peers", &value()?)?,
+                "--max-peers" => plan.max_peers = common::positive("--max-peers", &value()?)?,
+                "--settle" => {
+                    plan.settle = Some(Duration::from_secs(
+                        common::positive("--settle", &value()?)? as u64,
+                    ))
+                }
+                "--quiet" => {
+                    plan.quiet = Duration::from_secs(common::positive("--quiet", &value()?)? as u64)
+                }
+                _ => {}
+            }
+            Ok(())
+        })?;
+        if plan.min_peers > plan.max_peers {
+            bail!("--min-peers must not exceed --max-peers");
+        }
+        if plan
+            .sizes
+            .iter()
+            .any(|n| *n <= plan.max_peers + 1 || *n <= plan.boot)
+        {
+            bail!("every size must exceed --max-peers + 1 and --boot");
+        }
+        Ok(plan)
+    }
+
+    /// Open connections a node may hold: `--max-peers` kept ones and as many opened for
+    /// DHT queries (they close once idle).
+    fn bound(&self) -> usize {
+        2 * self.max_peers
+    }
+
+    fn settle_deadline(&self, n: usize) -> Duration {
+        if let Some(s) = self.settle {
+            return s;
+        }
+        Duration::from_secs(if self.quick { 30 } else { 60 + n as u64 / 10 })
+    }
+
+    fn config(&self, index: usize, boot: Vec<Multiaddr>) -> Result<Config> {
+        let mut c = Config {
+            seed: Some(9_100_003u64.wrapping_add(index as u64)),
+            label: Some(format!("scale{index}")),
+            listen: addr::parse_listen("/ip4/127.0.0.1/tcp/0")?,
+            boot,
+            rendezvous: Some("bench-scale".into()),
+            mdns: MdnsMode::Off,
+            data_dir: None,
+            ..Config::default()
+        };
+        c.mesh.min_peers = self.min_peers;
+        c.mesh.max_peers = self.max_peers;
+        Ok(c)
+    }
+}
+
+/// Raises the open-file limit to what the largest network needs (two descriptors per
+/// connection in one process): root may raise the hard limit too.
+fn raise_nofile(want: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= want {
+            return;
+        }
+        let raised = libc::rlimit {
+            rlim_cur: want,
+            rlim_max: want.max(lim.rlim_max),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+            let soft = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &soft);
+        }
+    }
+}
+
+/// Counters summed over the nodes.
+#[derive(Default, Clone, Copy)]
+struct Traffic {
+    sent: f64,
+    connections: f64,
+    kad_requests: f64,
+}
+
+struct Network {
+    nodes: Vec<Node>,
+    tasks: Vec<JoinHandle<()>>,
+    stop: watch::Sender<()>,
+}
+
+impl Network {
+    async fn start(plan: &Plan, n: usize) -> Result<Self> {
+        let (stop, stopped) = watch::channel(());
+        let spawn = |config: Config| {
+            let mut stopped = stopped.clone();
+            async move {
+                let shutdown = async move { while stopped.changed().await.is_ok() {} };
+                Ok::<_, anyhow::Error>(Node::builder(config).spawn(shutdown).await?)
+            }
+        };
+        let mut net = Network {
+            nodes: Vec::with_capacity(n),
+            tasks: Vec::with_capacity(n),
+            stop,
+        };
+        // Bootnodes: each boots from the previous one (a chain the rendezvous key closes).
+        let mut boots: Vec<Multiaddr> = Vec::new();
+        for i in 0..plan.boot {
+            let (node, task) =
+                spawn(plan.config(i, boots.last().cloned().into_iter().collect())?).await?;
+            let tcp = node
+                .info()
+                .await?
+                .listen_addrs
+                .iter()
+                .find_map(addr::host_port)
+                .context("a bootnode has no TCP address")?;
+            boots.push(addr::parse_dial(&tcp.to_string())?);
+            net.nodes.push(node);
+            net.tasks.push(task);
+        }
+        let indices: Vec<usize> = (plan.boot..n).collect();
+        for batch in indices.chunks(START_BATCH) {
+            let configs = batch
+                .iter()
+                .map(|&i| plan.config(i, vec![boots[i % plan.boot].clone()]))
+                .collect::<Result<Vec<_>>>()?;
+            for s in join_all(configs.into_iter().map(spawn)).await {
+                let (node, task) = s?;
+                net.nodes.push(node);
+                net.tasks.push(task);
+            }
+        }
+        Ok(net)
+    }
+
+    /// Open connections (peers) of every node.
+    async fn counts(&self) -> Vec<usize> {
+        join_all(
+            self.nodes
+                .iter()
+                .map(|n| async move { n.peers().await.map_or(0, |p| p.len()) }),
+        )
+        .await
+    }
+
+    /// Bytes sent, connections established and DHT requests served, summed over the nodes.
+    fn traffic(&self) -> Traffic {
+        let mut t = Traffic::default();
+        for n in &self.nodes {
+            let mut text = String::new();
+            if prometheus_client::encoding::text::encode(&mut text, n.registry()).is_err() {
+                continue;
+            }
+            for line in text.lines().filter(|l| !l.starts_with('#')) {
+                let value = || {
+                    line.rsplit(' ')
+                        .next()
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .unwrap_or(0.0)
+                };
+                let name = line.split(['{', ' ']).next().unwrap_or("");
+                if name.contains("bandwidth") && line.to_ascii_lowercase().contains("outbound") {
+                    t.sent += value();
+                } else if name.starts_with("libp2p_swarm_connections_established") {
+                    t.connections += value();
+                } else if name.starts_with("libp2p_kad_inbound_requests") {
+                    t.kad_requests += value();
+                }
+            }
+        }
+        t
+    }
+
+    async fn shutdown(self) {
+        drop(self.nodes);
+        drop(self.stop);
+        let _ = tokio::time::timeout(Duration::from_secs(60), join_all(self.tasks)).await;
+    }
+}
+
+fn stats(v: &[usize]) -> (usize, usize, usize) {
+    let mut s = v.to_vec();
+    s.sort_unstable();
+    (s[0], s[s.len() / 2], s[s.len() - 1])
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "MET" } else { "MISSED" }
+}
+
+fn rss_mb() -> f64 {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return 0.0;
+    };
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// One size's numbers, for the curve.
+struct Row {
+    n: usize,
+    settled_s: f64,
+    conns_median: usize,
+    conns_max: usize,
+    rss_per_node_mb: f64,
+    bytes_per_node_s: f64,
+    conns_per_node_min: f64,
+    kad_per_node_min: f64,
+    met: bool,
+}
+
+async fn bench_size(plan: &Plan, n: usize, rng: &mut StdRng) -> Result<Row> {
+    let t0 = Instant::now();
+    let net = Network::start(plan, n).await?;
+    let started = t0.elapsed();
+    let deadline = t0 + plan.settle_deadline(n);
+    let mut settled = None;
+    let mut last = Vec::new();
+    while Instant::now() < deadline {
+        last = net.counts().await;
+        if last
+            .iter()
+            .all(|c| (plan.min_peers..=plan.bound()).contains(c))
+        {
+            settled = Some(t0.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let (lmin, lmed, lmax) = stats(&last);
+    println!(
+        "  {n:>4} nodes: started in {:.1} s; {}",
+        started.as_secs_f64(),
+        match settled {
+            Some(t) => format!("settled in {:.1} s", t.as_secs_f64()),
+            None => format!(
+                "not settled after {:.0} s (connections min/median/max {lmin}/{lmed}/{lmax})",
+                t0.elapsed().as_secs_f64()
+            ),
+        }
+    );
+
+    // Steady state: connections, then traffic over a quiet window.
+    let t0_traffic = net.traffic();
+    let q0 = Instant::now();
+    let mut samples = Vec::new();
+    for _ in 0..3 {
+        samples.extend(net.counts().await);
+        tokio::time::sleep(plan.quiet / 3).await;
+    }
+    let t1_traffic = net.traffic();
+    let quiet = q0.elapsed().as_secs_f64();
+    let per_node_s = |f: fn(&Traffic) -> f64| (f(&t1_traffic) - f(&t0_traffic)) / n as f64 / quiet;
+    let bytes_per_node_s = per_node_s(|t| t.sent);
+    let conns_per_node_min = per_node_s(|t| t.connections) * 60.0;
+    let kad_per_node_min = per_node_s(|t| t.kad_requests) * 60.0;
+    let (cmin, cmed, cmax) = stats(&samples);
+    let links = samples[samples.len() - n..].iter().sum::<usize>() / 2;
+    println!(
+        "        connections per node min/median/max {cmin}/{cmed}/{cmax} (3 samples over {quiet:.0} s); {links} links of {} possible",
+        n * (n - 1) / 2
+    );
+    println!(
+        "        upkeep per node: {bytes_per_node_s:.0} B/s sent, {conns_per_node_min:.1} new connections/min, {kad_per_node_min:.1} DHT requests served/min"
+    );
+
+    // DHT records.
+    let (mut ok, mut total) = (0, 0);
+    let mut hops = Vec::new();
+    let mut lat = Vec::new();
+    let per_record = plan.gets.div_ceil(plan.records.max(1));
+    for r in 0..plan.records {
+        let key = format!("/mcc/scale-bench-{n}-{r}").into_bytes();
+        let value = vec![r as u8; 64];
+        let writer = rng.gen_range(0..n);
+        let _ = net.nodes[writer]
+            .put_record(key.clone(), value.clone(), None)
+            .await;
+        let readers: Vec<usize> = (0..per_record).map(|_| rng.gen_range(0..n)).collect();
+        let got = join_all(readers.iter().map(|&i| {
+            let key = key.clone();
+            let node = &net.nodes[i];
+            async move {
+                let t = Instant::now();
+                (node.get_record(key).await, t.elapsed())
+            }
+        }))
+        .await;
+        for (g, t) in got {
+            total += 1;
+            if let Ok(f) = g
+                && f.value == value
+            {
+                ok += 1;
+                hops.push(f64::from(f.queried));
+                lat.push(t.as_secs_f64() * 1e3);
+            }
+        }
+    }
+    println!(
+        "        DHT gets {ok}/{total}; peers queried median {:.0}, p95 {:.0}; latency median {:.1} ms, p95 {:.1} ms",
+        percentile(&mut hops, 0.5),
+        percentile(&mut hops, 0.95),
+        percentile(&mut lat, 0.5),
+        percentile(&mut lat, 0.95)
+    );
+
+    // A service registered on a few nodes, looked up from random others.
+    let service = format!("scale-{n}");
+    let mut providers = Vec::new();
+    for _ in 0..SERVICE_PROVIDERS {
+        let i = rng.gen_range(0..n);
+        if !providers.contains(&i) {
+            net.nodes[i]
+                .services()
+                .add(&service, "127.0.0.1:9")
+                .await
+                .context("registering the service")?;
+            providers.push(i);
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let askers: Vec<usize> = (0..plan.lookups).map(|_| rng.gen_range(0..n)).collect();
+    let found = join_all(askers.iter().map(|&i| {
+        let service = service.clone();
+        let node = &net.nodes[i];
+        async move {
+            let t = Instant::now();
+            let r = node.services().providers(&service).await;
+            (r.map(|p| p.len()).unwrap_or(0), t.elapsed())
+        }
+    }))
+    .await;
+    let lookups_ok = found.iter().filter(|(k, _)| *k > 0).count();
+    let mut plat: Vec<f64> = found.iter().map(|(_, t)| t.as_secs_f64() * 1e3).collect();
+    let mean_found = found.iter().map(|(k, _)| *k as f64).sum::<f64>() / found.len().max(1) as f64;
+    println!(
+        "        service lookups {lookups_ok}/{} (mean {mean_found:.1} of {} providers found); latency median {:.1} ms, p95 {:.1} ms",
+        found.len(),
+        providers.len(),
+        percentile(&mut plat, 0.5),
+        percentile(&mut plat, 0.95)
+    );
+
+    let rss = rss_mb();
+    let rss_per_node = rss / n as f64;
+    println!("        process RSS {rss:.0} MB, {rss_per_node:.1} MB per node");
+
+    let ok_settled = settled.is_some();
+    let ok_bound = cmax <= plan.bound();
+    let ok_dht = ok == total;
+    let ok_lookup = lookups_ok == found.len();
+    let ok_rss = rss_per_node <= RSS_PER_NODE_MB;
+    println!(
+        "        targets: settled within {:.0} s: {}; every node ≤ 2 × --max-peers = {} open connections: {}; DHT gets 100%: {}; service lookups 100%: {}; RSS per node ≤ {RSS_PER_NODE_MB} MB: {}",
+        plan.settle_deadline(n).as_secs_f64(),
+        verdict(ok_settled),
+        plan.bound(),
+        verdict(ok_bound),
+        verdict(ok_dht),
+        verdict(ok_lookup),
+        verdict(ok_rss)
+    );
+    net.shutdown().await;
+    Ok(Row {
+        n,
+        settled_s: settled.map_or(f64::NAN, |t| t.as_secs_f64()),
+        conns_median: cmed,
+        conns_max: cmax,
+        rss_per_node_mb: rss_per_node,
+        bytes_per_node_s,
+        conns_per_node_min,
+        kad_per_node_min,
+        met: ok_settled && ok_bound && ok_dht && ok_lookup && ok_rss,
+    })
+}
+
+fn main() -> Result<()> {
+    common::init_logs();
+    let plan = Plan::from_args()?;
+    let largest = plan.sizes.iter().copied().max().unwrap_or(0) as u64;
+    raise_nofile(1024 + largest * 64);
+    println!(
+        "scale bench ({} build): sizes {:?}, {} bootnodes, --min-peers {} --max-peers {}, rendezvous key on, TCP on 127.0.0.1{}",
+        common::build_kind(),
+        plan.sizes,
+        plan.boot,
+        plan.min_peers,
+        plan.max_peers,
+        if plan.quick { ", quick" } else { "" }
+    );
+    let threads = common::threads(common::cores())?;
+    let rows = common::run_benchmark(threads, common::CtrlC::Stop, async {
+        let mut rng = StdRng::seed_from_u64(1000);
+        let mut rows = Vec::new();
+        for &n in &plan.sizes {
+            rows.push(bench_size(&plan, n, &mut rng).await?);
+        }
+        Ok(rows)
+    })?;
+    println!(
+        "curve:   nodes  settled s  conns median/max  RSS MB/node  B/s/node  new conns/min/node  DHT reqs/min/node"
+    );
+    for r in &rows {
+        println!(
+            "        {:>6}  {:>9.1}  {:>6}/{:<8}  {:>11.1}  {:>8.0}  {:>18.1}  {:>17.1}",
+            r.n,
+            r.settled_s,
+            r.conns_median,
+            r.conns_max,
+            r.rss_per_node_mb,
+            r.bytes_per_node_s,
+            r.conns_per_node_min,
+            r.kad_per_node_min
+        );
+    }
+    let mut all_met = rows.iter().all(|r| r.met);
+    if let (Some(first), Some(last)) = (rows.first(), rows.last())
+        && rows.len() > 1
+    {
+        // Per node, the largest network costs at most twice the smallest (plus slack for
+        // tiny numbers): nothing grows with n.
+        let flat = |small: f64, large: f64, slack: f64| large <= 2.0 * small + slack;
+        let ok = flat(first.conns_median as f64, last.conns_median as f64, 1.0)
+            && flat(first.bytes_per_node_s, last.bytes_per_node_s, 500.0)
+            && flat(first.conns_per_node_min, last.conns_per_node_min, 2.0)
+            && flat(first.kad_per_node_min, last.kad_per_node_min, 10.0);
+        println!(
+            "target: per-node connections, traffic, new connections and DHT requests at {} nodes ≤ 2 × at {}: {}",
+            last.n,
+            first.n,
+            verdict(ok)
+        );
+        all_met &= ok;
+    }
+    println!(
+        "overall: {}",
+        if all_met {
+            "all targets MET"
+        } else {
+            "some target MISSED"
+        }
+    );
+    Ok(())
+}
