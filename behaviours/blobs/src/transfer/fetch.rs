@@ -17,7 +17,7 @@ use std::{
 use libp2p::PeerId;
 use tokio::{
     io::AsyncWriteExt as _,
-    sync::{Semaphore, watch},
+    sync::{Semaphore, mpsc, watch},
     task::JoinSet,
 };
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt as _};
@@ -38,8 +38,12 @@ pub use remote::{RemoteAnswer, RemoteBlocks, RemoteSeeders};
 
 /// How often [`fetch`] calls its progress callback at most.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
-/// How many received blocks of one seeder may wait for verification and storage at once.
-const MAX_PROCESSING: usize = 4;
+/// How many received blocks may wait for verification and storage at once, at least: the
+/// bound is for the whole fetch (the larger of this and the number of CPUs), not per seeder.
+/// Per seeder, three seeders ran three times as many hash-and-write tasks as the CPUs could
+/// take, which starved the tasks that move the bytes (3 seeders measured 0.71 × one on
+/// loopback); shared, a fast seeder simply gets more of the places.
+const MIN_PROCESSING: usize = 4;
 /// How long the workers of a completed fetch may take to close their streams.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -157,6 +161,35 @@ pub async fn fetch_with(
     seeders: Vec<PeerId>,
     root: Cid,
     store: Arc<dyn BlockStore>,
+    progress: impl FnMut(&Progress) + Send,
+) -> Result<Vec<SeederReport>, FetchError> {
+    // No seeder comes later: the sender is gone at once.
+    let (_, more) = mpsc::channel(1);
+    fetch_streaming(config, control, seeders, more, root, store, progress).await
+}
+
+/// A seeder found while a [`fetch_streaming`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewSeeder {
+    /// A peer asked over `/mcc/blobs/1.0.0`.
+    Blobs(PeerId),
+    /// A peer asked through [`FetchConfig::remote`] (ignored without one).
+    Remote(PeerId),
+}
+
+/// [`fetch_with`] that also takes seeders found after it started: each one that `more` yields
+/// gets a worker at once (a peer already seeding is ignored). Until `more` ends, a fetch
+/// without seeders, or whose seeders all failed, waits for more instead of failing; it fails
+/// with [`FetchError::NoSeeders`] when `more` ends without any seeder.
+///
+/// This is how a fetch starts with the first providers a DHT lookup finds.
+pub async fn fetch_streaming(
+    config: FetchConfig,
+    control: libp2p_stream::Control,
+    seeders: Vec<PeerId>,
+    mut more: mpsc::Receiver<NewSeeder>,
+    root: Cid,
+    store: Arc<dyn BlockStore>,
     mut progress: impl FnMut(&Progress) + Send,
 ) -> Result<Vec<SeederReport>, FetchError> {
     let mut peers = Vec::with_capacity(seeders.len());
@@ -193,36 +226,32 @@ pub async fn fetch_with(
         progress(&done);
         return Ok(ctx.reports());
     }
-    if peers.is_empty() {
-        return Err(FetchError::NoSeeders);
-    }
     ctx.update(|state| state.started = true);
     tracing::debug!(%root, seeders = peers.len(), "fetching");
 
     let mut workers = JoinSet::new();
-    for (index, peer) in peers.iter().enumerate() {
-        if index >= remote_from
-            && let Some(remote) = &config.remote
-        {
-            workers.spawn(remote::worker(
+    let spawn = |workers: &mut JoinSet<()>, index: usize, peer: PeerId, remote: bool| {
+        match (&config.remote, remote) {
+            (Some(r), true) => workers.spawn(remote::worker(
                 ctx.clone(),
                 index,
-                *peer,
-                remote.blocks.clone(),
+                peer,
+                r.blocks.clone(),
                 config.clone(),
-            ));
-            continue;
-        }
-        workers.spawn(worker(
-            ctx.clone(),
-            index,
-            *peer,
-            control.clone(),
-            config.clone(),
-        ));
+            )),
+            _ => workers.spawn(worker(
+                ctx.clone(),
+                index,
+                peer,
+                control.clone(),
+                config.clone(),
+            )),
+        };
+    };
+    for (index, peer) in peers.iter().enumerate() {
+        spawn(&mut workers, index, *peer, index >= remote_from);
     }
-    drop(control);
-
+    let mut more_open = true;
     let mut changes = ctx.changes.subscribe();
     let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -234,6 +263,25 @@ pub async fn fetch_with(
         }
         tokio::select! {
             _ = changes.changed() => {}
+            found = more.recv(), if more_open => match found {
+                Some(found) => {
+                    let (peer, remote) = match found {
+                        NewSeeder::Blobs(peer) => (peer, false),
+                        NewSeeder::Remote(peer) => (peer, true),
+                    };
+                    if remote && config.remote.is_none() {
+                        continue;
+                    }
+                    if let Some(index) = ctx.add_seeder(peer) {
+                        tracing::debug!(%peer, remote, "seeder joined the fetch");
+                        spawn(&mut workers, index, peer, remote);
+                    }
+                }
+                None => {
+                    more_open = false;
+                    ctx.update(|state| state.more = false);
+                }
+            },
             _ = tick.tick() => {
                 let now = ctx.lock().progress();
                 if reported.as_ref() != Some(&now) {
@@ -345,6 +393,8 @@ struct State {
     /// Whether the walk from the root has started the fetch (before, the DAG may look complete
     /// while the root's links are still being walked).
     started: bool,
+    /// Whether more seeders may still join (see [`fetch_streaming`]).
+    more: bool,
     /// Set once the fetch is over.
     outcome: Option<Result<(), FetchError>>,
 }
@@ -396,6 +446,14 @@ impl State {
             self.outcome = Some(Ok(()));
             return;
         }
+        if self.more {
+            // A seeder that joins later may have what is missing.
+            return;
+        }
+        if self.seeders.is_empty() {
+            self.outcome = Some(Err(FetchError::NoSeeders));
+            return;
+        }
         if self.pending.len() > self.queue.len() {
             // Blocks are requested or being stored: they may still complete the DAG, or go back
             // to the queue.
@@ -437,6 +495,8 @@ struct Ctx {
     state: Mutex<State>,
     /// Ticks on every change of `state` that may matter to a worker or the progress loop.
     changes: watch::Sender<()>,
+    /// Places for received blocks being verified and stored (see [`MIN_PROCESSING`]).
+    processing: Arc<Semaphore>,
 }
 
 /// The answer of [`Ctx::add_link`].
@@ -474,9 +534,11 @@ impl Ctx {
                 total_bytes: None,
                 last_error: None,
                 started: false,
+                more: true,
                 outcome: None,
             }),
             changes: watch::Sender::new(()),
+            processing: Arc::new(Semaphore::new(processing_places())),
         }
     }
 
@@ -515,6 +577,24 @@ impl Ctx {
                 dropped: s.dropped.clone(),
             })
             .collect()
+    }
+
+    /// Adds a seeder found late: its index, or `None` if it seeds this fetch already.
+    fn add_seeder(&self, peer: PeerId) -> Option<usize> {
+        self.update(|state| {
+            if state.seeders.iter().any(|s| s.peer == peer) {
+                return None;
+            }
+            state.seeders.push(Seeder {
+                peer,
+                blocks: 0,
+                bytes: 0,
+                dropped: None,
+                in_flight: VecDeque::new(),
+            });
+            state.active += 1;
+            Some(state.seeders.len() - 1)
+        })
     }
 
     /// Whether worker `index` has nothing more to do.
@@ -702,6 +782,13 @@ impl Ctx {
             }
         });
     }
+}
+
+/// How many received blocks one fetch verifies and stores at once.
+fn processing_places() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .max(MIN_PROCESSING)
 }
 
 /// Checks that the fetch can verify and follow `cid`.
@@ -902,7 +989,6 @@ async fn worker(
         index,
     };
     let window = config.window.max(1);
-    let processing = Arc::new(Semaphore::new(MAX_PROCESSING));
     let mut changes = ctx.changes.subscribe();
     let mut stream: Option<PeerStream> = None;
     // Mirrors our entry in `State::seeders[index].in_flight`.
@@ -992,7 +1078,7 @@ async fn worker(
                 if !ctx.answered(index, &cid) {
                     return;
                 }
-                let Ok(permit) = processing.clone().acquire_owned().await else {
+                let Ok(permit) = ctx.processing.clone().acquire_owned().await else {
                     unreachable!("the semaphore is never closed")
                 };
                 let ctx = ctx.clone();
