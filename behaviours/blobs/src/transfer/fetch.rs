@@ -44,6 +44,9 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 /// take, which starved the tasks that move the bytes (3 seeders measured 0.71 × one on
 /// loopback); shared, a fast seeder simply gets more of the places.
 const MIN_PROCESSING: usize = 4;
+/// Most blocks one seeder asks for at the tail that others are still sending (see
+/// [`Ctx::take`]).
+const MAX_STOLEN: usize = 2;
 /// How long the workers of a completed fetch may take to close their streams.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -72,6 +75,11 @@ pub struct FetchConfig {
     /// Seeders reached by another protocol (Bitswap), asked besides `seeders` (default none);
     /// a peer in both is asked over `/mcc/blobs/1.0.0`.
     pub remote: Option<RemoteSeeders>,
+    /// Whether a `/mcc/blobs/1.0.0` seeder with nothing left in the queue also asks for blocks
+    /// that other seeders are still sending, the first copy to arrive being stored (default
+    /// true): the end of a download, or a seeder that joins late, then does not wait on the
+    /// slowest seeder's window. Costs at most a few blocks sent twice.
+    pub steal: bool,
 }
 
 impl std::fmt::Debug for FetchConfig {
@@ -83,6 +91,7 @@ impl std::fmt::Debug for FetchConfig {
             .field("max_attempts", &self.max_attempts)
             .field("allow", &self.allow.as_ref().map(|_| "..."))
             .field("remote", &self.remote)
+            .field("steal", &self.steal)
             .finish()
     }
 }
@@ -102,6 +111,7 @@ impl Default for FetchConfig {
             max_attempts: 5,
             allow: None,
             remote: None,
+            steal: true,
         }
     }
 }
@@ -360,6 +370,8 @@ struct Pending {
     excluded: Vec<usize>,
     /// Bytes of the file it holds, as its parent says (`None` for the root).
     size: Option<u64>,
+    /// A copy arrived and is being verified and stored: later copies are dropped.
+    processing: bool,
 }
 
 /// What the fetch knows about one seeder.
@@ -418,10 +430,48 @@ impl State {
     fn requeue_in_flight(&mut self, index: usize) {
         let in_flight = std::mem::take(&mut self.seeders[index].in_flight);
         for cid in in_flight.into_iter().rev() {
-            if self.pending.contains_key(&cid) {
+            if self.needs_asking(&cid) {
                 self.queue.push_front(cid);
             }
         }
+    }
+
+    /// Whether pending `cid` must go back to the queue: no copy is being stored, no other
+    /// seeder has it in flight (see [`Ctx::take`] on the tail) and it is not queued.
+    fn needs_asking(&self, cid: &Cid) -> bool {
+        self.pending.get(cid).is_some_and(|p| !p.processing)
+            && !self.seeders.iter().any(|s| s.in_flight.contains(cid))
+            && !self.queue.contains(cid)
+    }
+
+    /// At the tail (nothing queued for seeder `index`): the block to ask it for as well, the
+    /// last one requested from the seeder with the most blocks in flight (at least two, so
+    /// the one it is sending now stays its own) that nobody else was asked for yet.
+    fn steal_for(&self, index: usize) -> Option<Cid> {
+        let busiest = self
+            .seeders
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| *i != index && s.dropped.is_none() && s.in_flight.len() >= 2)
+            .max_by_key(|(_, s)| s.in_flight.len())?;
+        busiest
+            .1
+            .in_flight
+            .iter()
+            .skip(1)
+            .rev()
+            .copied()
+            .find(|cid| {
+                self.pending
+                    .get(cid)
+                    .is_some_and(|p| !p.processing && !p.excluded.contains(&index))
+                    && self
+                        .seeders
+                        .iter()
+                        .filter(|s| s.in_flight.contains(cid))
+                        .count()
+                        == 1
+            })
     }
 
     fn drop_seeder(&mut self, index: usize, why: String) {
@@ -497,6 +547,16 @@ struct Ctx {
     changes: watch::Sender<()>,
     /// Places for received blocks being verified and stored (see [`MIN_PROCESSING`]).
     processing: Arc<Semaphore>,
+}
+
+/// What to do with a block a seeder sent: see [`Ctx::answered`].
+enum Arrival {
+    /// Verify and store it.
+    Process,
+    /// Another seeder's copy came first: drop it.
+    Duplicate,
+    /// The seeder was dropped meanwhile (its blocks are back in the queue).
+    Dropped,
 }
 
 /// The answer of [`Ctx::add_link`].
@@ -603,8 +663,12 @@ impl Ctx {
         state.outcome.is_some() || state.seeders[index].dropped.is_some()
     }
 
-    /// Takes up to `max` queued blocks that seeder `index` may be asked for.
-    fn take(&self, index: usize, max: usize) -> Vec<Cid> {
+    /// Takes up to `max` queued blocks that seeder `index` may be asked for. With `steal`, a
+    /// seeder with nothing queued for it takes blocks that others are still sending (the first
+    /// copy to arrive is stored, the other dropped): at the tail of a download, or when it
+    /// joined after the queue was handed out, it helps instead of idling while slower seeders
+    /// finish their windows.
+    fn take(&self, index: usize, max: usize, steal: bool) -> Vec<Cid> {
         let mut state = self.lock();
         let state = &mut *state;
         let mut taken = Vec::new();
@@ -622,32 +686,55 @@ impl Ctx {
             taken.push(cid);
         }
         state.seeders[index].in_flight.extend(taken.iter().copied());
+        while steal && taken.len() < max && taken.len() < MAX_STOLEN {
+            if state
+                .queue
+                .iter()
+                .any(|c| !state.pending[c].excluded.contains(&index))
+            {
+                break;
+            }
+            let Some(cid) = state.steal_for(index) else {
+                break;
+            };
+            state.seeders[index].in_flight.push_back(cid);
+            taken.push(cid);
+        }
         taken
     }
 
-    /// Whether a queued block may be asked of seeder `index`.
-    fn has_work_for(&self, index: usize) -> bool {
+    /// Whether a queued block may be asked of seeder `index` (or, with `steal`, one in
+    /// flight elsewhere: see [`take`](Self::take)).
+    fn has_work_for(&self, index: usize, steal: bool) -> bool {
         let state = self.lock();
         state
             .queue
             .iter()
             .any(|cid| !state.pending[cid].excluded.contains(&index))
+            || (steal && state.steal_for(index).is_some())
     }
 
-    /// Seeder `index` answered with a block: it leaves its in-flight list for processing.
-    /// `false` when the seeder was dropped meanwhile (its blocks are back in the queue).
-    fn answered(&self, index: usize, cid: &Cid) -> bool {
+    /// Seeder `index` answered with a block: it leaves its in-flight list, and is to be
+    /// processed unless another seeder's copy came first.
+    fn answered(&self, index: usize, cid: &Cid) -> Arrival {
         let mut state = self.lock();
+        let state = &mut *state;
         let seeder = &mut state.seeders[index];
         if seeder.dropped.is_some() {
-            return false;
+            return Arrival::Dropped;
         }
         if seeder.in_flight.front() == Some(cid) {
             seeder.in_flight.pop_front();
         } else if let Some(i) = seeder.in_flight.iter().position(|c| c == cid) {
             seeder.in_flight.remove(i);
         }
-        true
+        match state.pending.get_mut(cid) {
+            Some(pending) if !pending.processing => {
+                pending.processing = true;
+                Arrival::Process
+            }
+            _ => Arrival::Duplicate,
+        }
     }
 
     /// Seeder `index` does not have `cid`: ask the others.
@@ -660,10 +747,12 @@ impl Ctx {
             if let Some(i) = seeder.in_flight.iter().position(|c| *c == cid) {
                 seeder.in_flight.remove(i);
             }
-            if let Some(pending) = state.pending.get_mut(&cid) {
-                if !pending.excluded.contains(&index) {
-                    pending.excluded.push(index);
-                }
+            if let Some(pending) = state.pending.get_mut(&cid)
+                && !pending.excluded.contains(&index)
+            {
+                pending.excluded.push(index);
+            }
+            if state.needs_asking(&cid) {
                 state.queue.push_front(cid);
             }
         });
@@ -685,6 +774,9 @@ impl Ctx {
                 if !pending.excluded.contains(&index) {
                     pending.excluded.push(index);
                 }
+                pending.processing = false;
+            }
+            if state.needs_asking(&cid) {
                 state.queue.push_front(cid);
             }
             state.drop_seeder(
@@ -777,6 +869,7 @@ impl Ctx {
                     refs,
                     excluded: Vec::new(),
                     size,
+                    processing: false,
                 });
                 state.queue.push_back(cid);
             }
@@ -1008,7 +1101,7 @@ async fn worker(
         }
         if requested.is_empty() {
             // Open the stream before taking work, so that no block waits on a slow dial.
-            if !ctx.has_work_for(index) {
+            if !ctx.has_work_for(index, config.steal) {
                 let _ = changes.changed().await;
                 continue;
             }
@@ -1031,7 +1124,7 @@ async fn worker(
         let Some(s) = stream.as_mut() else {
             unreachable!("a stream is open while requests are outstanding")
         };
-        let new = ctx.take(index, window - requested.len());
+        let new = ctx.take(index, window - requested.len(), config.steal);
         if requested.is_empty() && new.is_empty() {
             // Another worker was faster.
             continue;
@@ -1075,8 +1168,10 @@ async fn worker(
                 let Some(cid) = requested.pop_front() else {
                     unreachable!("a request is outstanding")
                 };
-                if !ctx.answered(index, &cid) {
-                    return;
+                match ctx.answered(index, &cid) {
+                    Arrival::Process => {}
+                    Arrival::Duplicate => continue,
+                    Arrival::Dropped => return,
                 }
                 let Ok(permit) = ctx.processing.clone().acquire_owned().await else {
                     unreachable!("the semaphore is never closed")
