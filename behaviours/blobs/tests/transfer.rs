@@ -575,6 +575,7 @@ async fn unusable_seeders_fail_without_hanging() {
     );
     assert!(started.elapsed() < Duration::from_secs(15));
     assert_eq!(store.len(), 0);
+    drop(blocks);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
