@@ -509,3 +509,70 @@ async fn a_dag_bomb_is_refused_and_the_node_stays_up() -> Result<()> {
     assert!(store.list().is_empty());
     Ok(())
 }
+
+/// A fetch starts with the first providers found: it does not wait for the DHT lookup to end.
+/// The fetcher knows the seeder and a peer that stops answering (SIGSTOP): a provider lookup
+/// then lasts until kad gives up on that peer (its 5 s substream timeout), while the fetch,
+/// started at the same moment, is done long before.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fetch_starts_with_the_first_providers_found() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let file = tmp.path().join("random.bin");
+    let content = data(3 << 20, 14);
+    std::fs::write(&file, &content)?;
+
+    let seeder = Daemon::start(&[]).await?;
+    let mut frozen = Daemon::start(&[]).await?;
+    let cid = add_with_cli(&seeder, &file)?;
+    let boot = format!(
+        "{},{}",
+        seeder.tcp_host_port().await?,
+        frozen.tcp_host_port().await?
+    );
+    let fetcher = Daemon::start(&["--boot", &boot]).await?;
+    wait_for_seeder(&fetcher, &cid, &seeder.peer_id().await?).await?;
+    let frozen_id = frozen.peer_id().await?;
+    wait_until(30, "the fetcher knows the peer to freeze", || async {
+        Ok(fetcher
+            .peers()
+            .await?
+            .iter()
+            .any(|p| p.peer_id.to_string() == frozen_id))
+    })
+    .await?;
+
+    let pid = frozen.child.as_ref().context("no child")?.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()?;
+    let timed = |start: std::time::Instant| start.elapsed();
+    let start = std::time::Instant::now();
+    let lookup = async {
+        let found = fetcher.api.blob_providers(&cid).await;
+        (found, timed(start))
+    };
+    let fetch = async {
+        let fetched = fetcher.api.fetch_blob(&cid, |_| {}).await;
+        (fetched, timed(start))
+    };
+    let ((found, lookup_took), (fetched, fetch_took)) = tokio::join!(lookup, fetch);
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status();
+    frozen.kill();
+
+    let summary = fetched?;
+    ensure!(summary.size == content.len() as u64 && !summary.local);
+    found?;
+    ensure!(
+        lookup_took >= Duration::from_secs(3),
+        "the lookup did not wait for the frozen peer ({lookup_took:?}): the test proves nothing"
+    );
+    ensure!(
+        fetch_took + Duration::from_secs(2) <= lookup_took,
+        "the fetch took {fetch_took:?}, the lookup {lookup_took:?}: it waited for the lookup"
+    );
+    let got = get_with_cli(&fetcher, &cid, &tmp.path().join("got.bin"))?;
+    assert_eq!(Sha256::digest(&got), Sha256::digest(&content));
+    Ok(())
+}

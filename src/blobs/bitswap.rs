@@ -55,13 +55,15 @@ fn speaks_mcc_blobs(protocols: &[String]) -> bool {
 /// Providers found in the DHT are connected first (so identify tells what they speak); a peer
 /// that lists `/mcc/blobs/1.0.0`, or whose protocols are unknown, is an mcc seeder. Peers that
 /// list only Bitswap, providers or not (every connected IPFS peer), are asked with a
-/// want-have broadcast for the root, and those that have it are the Bitswap seeders. Without a
-/// Bitswap handle, every provider is an mcc seeder.
+/// want-have broadcast for the root, and those that have it are the Bitswap seeders (connected
+/// peers that are not providers only when `ask_connected`). Without a Bitswap handle, every
+/// provider is an mcc seeder.
 pub(crate) async fn sort_seeders(
     net: &Network,
     bitswap: Option<&mcc_bitswap::Handle>,
     providers: Vec<PeerId>,
     root: Cid,
+    ask_connected: bool,
 ) -> (Vec<PeerId>, Vec<PeerId>) {
     let Some(bitswap) = bitswap else {
         return (providers, Vec::new());
@@ -95,7 +97,7 @@ pub(crate) async fn sort_seeders(
             _ => mcc.push(*peer),
         }
     }
-    for (peer, list) in &protocols {
+    for (peer, list) in protocols.iter().filter(|_| ask_connected) {
         if *peer != me
             && !providers.contains(peer)
             && !speaks_mcc_blobs(list)

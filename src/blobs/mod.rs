@@ -8,6 +8,7 @@
 
 mod bitswap;
 mod error;
+mod seeders;
 
 use mcc_admission::Permission;
 use std::ops::Range;
@@ -18,6 +19,7 @@ use libp2p::kad::RecordKey;
 use mcc_blobs::{BlockStore, Cid, DAG_PB, RAW, transfer, unixfs};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
 pub use self::error::{CidError, Error};
@@ -25,6 +27,9 @@ use crate::node::info::Provider;
 use crate::node::network::Network;
 pub use crate::storage::blobs::{BlobInfo, BlobStore};
 pub use mcc_blobs::transfer::{Progress, SeederReport};
+
+/// Seeders found during a fetch waiting to join it.
+const JOIN_CAPACITY: usize = 16;
 
 /// The DHT provider key of a blob: its root CID's multihash bytes (as IPFS does).
 pub fn provider_key(cid: &Cid) -> RecordKey {
@@ -255,21 +260,17 @@ impl Blobs {
                 seeders: Vec::new(),
             });
         }
-        let me = self.net.peer_id();
-        let gates = &self.gates;
-        let providers: Vec<_> = self
-            .net
-            .providers(provider_key(cid))
-            .await?
-            .into_iter()
-            .filter(|p| *p != me)
-            // With --trust-ca: not from peers whose certificate lacks blobs:seed. A seeder not
-            // admitted yet is checked again once a stream to it is open (`allow` below).
-            .filter(|p| !gates.is_admitted(p) || gates.allows(p, Permission::BlobsSeed))
-            .collect();
-        // IPFS peers (Bitswap) among the providers and the connected peers.
-        let (seeders, bitswap_seeders) =
-            bitswap::sort_seeders(&self.net, self.bitswap.as_ref(), providers, *cid).await;
+        // The fetch starts with the first providers found; those the lookup finds later join
+        // it as they come.
+        let found = self.net.providers_stream(provider_key(cid)).await?;
+        let finder = seeders::Finder {
+            net: &self.net,
+            bitswap: self.bitswap.as_ref(),
+            gates: &self.gates,
+            root: *cid,
+        };
+        let mut found = found;
+        let (seeders, bitswap_seeders) = finder.first(&mut found).await;
         if seeders.is_empty() && bitswap_seeders.is_empty() {
             return Err(Error::NoSeeder(*cid));
         }
@@ -277,31 +278,44 @@ impl Blobs {
         // leaves nothing behind.
         store.begin_fetch(cid)?;
         let allow: transfer::AllowSeeder = {
-            let gates = gates.clone();
+            let gates = self.gates.clone();
             Arc::new(move |p| gates.allows(p, Permission::BlobsSeed))
         };
-        let remote = match (&self.bitswap, bitswap_seeders.is_empty()) {
-            (Some(handle), false) => Some(transfer::RemoteSeeders {
-                peers: bitswap_seeders,
-                blocks: Arc::new(bitswap::Bitswap(handle.clone())),
-            }),
-            _ => None,
-        };
+        // With Bitswap, IPFS peers found later can join too.
+        let remote = self.bitswap.as_ref().map(|handle| transfer::RemoteSeeders {
+            peers: bitswap_seeders,
+            blocks: Arc::new(bitswap::Bitswap(handle.clone())),
+        });
         let config = transfer::FetchConfig {
             allow: Some(allow),
             remote,
             ..transfer::FetchConfig::default()
         };
         let root = *cid;
-        let fetched = transfer::fetch_with(
+        let (join, joining) = mpsc::channel(JOIN_CAPACITY);
+        let fetching = transfer::fetch_streaming(
             config,
             self.net.control(),
             seeders,
+            joining,
             root,
             Arc::clone(&store) as Arc<dyn BlockStore>,
             progress,
-        )
-        .await;
+        );
+        // The late providers are handed over until the lookup ends (or the fetch does: the
+        // lookup is then left to finish on its own).
+        let fetched = {
+            tokio::pin!(fetching);
+            let late = finder.join_late(found, join);
+            tokio::pin!(late);
+            let mut late_done = false;
+            loop {
+                tokio::select! {
+                    fetched = &mut fetching => break fetched,
+                    () = &mut late, if !late_done => late_done = true,
+                }
+            }
+        };
         let reports = match fetched {
             Ok(reports) => reports,
             Err(e) => {

@@ -103,6 +103,14 @@ impl Network {
             .await
     }
 
+    /// Looks the providers of `key` up in the DHT, yielding each as soon as it is found (and
+    /// connecting to it); the receiver ends with the lookup.
+    pub async fn providers_stream(&self, key: RecordKey) -> Result<mpsc::Receiver<PeerId>, Error> {
+        let (found, rx) = mpsc::channel(super::event_loop::providers::STREAM_CAPACITY);
+        self.send(Command::StreamProviders { key, found }).await?;
+        Ok(rx)
+    }
+
     /// The providers of `key` this node holds records of itself (no lookup).
     pub async fn local_providers(&self, key: RecordKey) -> Result<Vec<PeerId>, Error> {
         self.request(|reply| Command::GetLocalProviders { key, reply })

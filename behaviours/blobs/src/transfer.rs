@@ -66,7 +66,8 @@ use std::time::Duration;
 use libp2p::{PeerId, StreamProtocol};
 
 pub use fetch::{
-    AllowSeeder, FetchConfig, RemoteAnswer, RemoteBlocks, RemoteSeeders, fetch, fetch_with,
+    AllowSeeder, FetchConfig, NewSeeder, RemoteAnswer, RemoteBlocks, RemoteSeeders, fetch,
+    fetch_streaming, fetch_with,
 };
 pub use server::{ServeStats, serve, serve_with};
 pub use wire::{MAX_CID_LEN, MAX_MESSAGE_LEN};

@@ -11,7 +11,7 @@ use libp2p::kad::RecordKey;
 use libp2p::{Multiaddr, PeerId};
 use mcc_rpc::CallError;
 use serde_json::Value;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::node::error::Error;
 use crate::node::info::{
@@ -57,6 +57,12 @@ pub(crate) enum Command {
     GetProviders {
         key: RecordKey,
         reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    /// Find the providers of `key`, each sent on `found` as soon as the lookup finds it (the
+    /// channel closes when the lookup ends).
+    StreamProviders {
+        key: RecordKey,
+        found: mpsc::Sender<PeerId>,
     },
     /// This node's own copy only.
     GetLocalRecord {

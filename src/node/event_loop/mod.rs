@@ -37,7 +37,7 @@ mod mesh;
 mod nat;
 mod peers;
 mod pex;
-mod providers;
+pub(crate) mod providers;
 mod records;
 mod replication;
 mod routes;
@@ -266,6 +266,7 @@ impl EventLoop {
             Command::Provide { key } => self.provide(key),
             Command::StopProviding { key } => self.stop_providing(key),
             Command::GetProviders { key, reply } => self.find_providers(key, reply),
+            Command::StreamProviders { key, found } => self.stream_providers(key, found),
             Command::GetLocalProviders { key, reply } => {
                 let _ = reply.send(self.local_providers(&key));
             }

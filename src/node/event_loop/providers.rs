@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use libp2p::PeerId;
 use libp2p::kad::{self, GetProvidersOk, ProgressStep, QueryId, RecordKey};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::EventLoop;
 
@@ -26,13 +26,25 @@ pub(super) struct Providers {
     /// key is announced with them.
     provided: HashSet<RecordKey>,
     /// Provider lookups the API asked for: providers found so far, and where to answer.
-    lookups: HashMap<QueryId, (HashSet<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
+    lookups: HashMap<QueryId, (HashSet<PeerId>, Reply)>,
     /// When the keys were last announced, and the routing table's size then.
     announced: Option<(Instant, usize)>,
     /// The same for this node's DID document, which is also put again after [`DID_SETTLE`]
     /// when the table's size changed.
     did_announced: Option<(Instant, usize)>,
 }
+
+/// Where the providers a lookup finds go.
+enum Reply {
+    /// All of them at once, when the lookup ends.
+    All(oneshot::Sender<Vec<PeerId>>),
+    /// Each as soon as it is found; the channel closes when the lookup ends. Its capacity is
+    /// [`MAX_FOUND_PROVIDERS`], so sending never waits.
+    Each(mpsc::Sender<PeerId>),
+}
+
+/// The capacity of the channel of [`Command::StreamProviders`](super::command::Command).
+pub(crate) const STREAM_CAPACITY: usize = MAX_FOUND_PROVIDERS;
 
 impl Providers {
     /// Whether `id` is a provider lookup the API asked for (and not the rendezvous one).
@@ -59,7 +71,18 @@ impl EventLoop {
     /// `Command::GetProviders`: answered in [`on_provider_lookup`](Self::on_provider_lookup).
     pub(super) fn find_providers(&mut self, key: RecordKey, reply: oneshot::Sender<Vec<PeerId>>) {
         let id = self.swarm.behaviour_mut().kad.get_providers(key);
-        self.providers.lookups.insert(id, (HashSet::new(), reply));
+        self.providers
+            .lookups
+            .insert(id, (HashSet::new(), Reply::All(reply)));
+    }
+
+    /// `Command::StreamProviders`: each provider is sent in
+    /// [`on_provider_lookup`](Self::on_provider_lookup) as it is found.
+    pub(super) fn stream_providers(&mut self, key: RecordKey, found: mpsc::Sender<PeerId>) {
+        let id = self.swarm.behaviour_mut().kad.get_providers(key);
+        self.providers
+            .lookups
+            .insert(id, (HashSet::new(), Reply::Each(found)));
     }
 
     /// `Command::GetLocalProviders`: the unexpired providers of `key` in this node's store.
@@ -93,15 +116,19 @@ impl EventLoop {
                         .build();
                     let _ = self.swarm.dial(opts);
                 }
-                if let Some((found, _)) = self.providers.lookups.get_mut(&id)
+                if let Some((found, reply)) = self.providers.lookups.get_mut(&id)
                     && found.len() < MAX_FOUND_PROVIDERS
+                    && found.insert(peer)
+                    && let Reply::Each(tx) = reply
                 {
-                    found.insert(peer);
+                    // Never full (see `Reply::Each`); a closed channel: nobody waits anymore.
+                    let _ = tx.try_send(peer);
                 }
             }
         }
         if step.last
             && let Some((found, reply)) = self.providers.lookups.remove(&id)
+            && let Reply::All(reply) = reply
         {
             let _ = reply.send(found.into_iter().collect());
         }

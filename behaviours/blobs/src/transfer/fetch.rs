@@ -17,7 +17,7 @@ use std::{
 use libp2p::PeerId;
 use tokio::{
     io::AsyncWriteExt as _,
-    sync::{Semaphore, watch},
+    sync::{Semaphore, mpsc, watch},
     task::JoinSet,
 };
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt as _};
@@ -38,8 +38,15 @@ pub use remote::{RemoteAnswer, RemoteBlocks, RemoteSeeders};
 
 /// How often [`fetch`] calls its progress callback at most.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
-/// How many received blocks of one seeder may wait for verification and storage at once.
-const MAX_PROCESSING: usize = 4;
+/// How many received blocks may wait for verification and storage at once, at least: the
+/// bound is for the whole fetch (the larger of this and the number of CPUs), not per seeder.
+/// Per seeder, three seeders ran three times as many hash-and-write tasks as the CPUs could
+/// take, which starved the tasks that move the bytes (3 seeders measured 0.71 × one on
+/// loopback); shared, a fast seeder simply gets more of the places.
+const MIN_PROCESSING: usize = 4;
+/// Most blocks one seeder asks for at the tail that others are still sending (see
+/// [`Ctx::take`]).
+const MAX_STOLEN: usize = 2;
 /// How long the workers of a completed fetch may take to close their streams.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -68,6 +75,11 @@ pub struct FetchConfig {
     /// Seeders reached by another protocol (Bitswap), asked besides `seeders` (default none);
     /// a peer in both is asked over `/mcc/blobs/1.0.0`.
     pub remote: Option<RemoteSeeders>,
+    /// Whether a `/mcc/blobs/1.0.0` seeder with nothing left in the queue also asks for blocks
+    /// that other seeders are still sending, the first copy to arrive being stored (default
+    /// true): the end of a download, or a seeder that joins late, then does not wait on the
+    /// slowest seeder's window. Costs at most a few blocks sent twice.
+    pub steal: bool,
 }
 
 impl std::fmt::Debug for FetchConfig {
@@ -79,6 +91,7 @@ impl std::fmt::Debug for FetchConfig {
             .field("max_attempts", &self.max_attempts)
             .field("allow", &self.allow.as_ref().map(|_| "..."))
             .field("remote", &self.remote)
+            .field("steal", &self.steal)
             .finish()
     }
 }
@@ -98,6 +111,7 @@ impl Default for FetchConfig {
             max_attempts: 5,
             allow: None,
             remote: None,
+            steal: true,
         }
     }
 }
@@ -157,6 +171,35 @@ pub async fn fetch_with(
     seeders: Vec<PeerId>,
     root: Cid,
     store: Arc<dyn BlockStore>,
+    progress: impl FnMut(&Progress) + Send,
+) -> Result<Vec<SeederReport>, FetchError> {
+    // No seeder comes later: the sender is gone at once.
+    let (_, more) = mpsc::channel(1);
+    fetch_streaming(config, control, seeders, more, root, store, progress).await
+}
+
+/// A seeder found while a [`fetch_streaming`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewSeeder {
+    /// A peer asked over `/mcc/blobs/1.0.0`.
+    Blobs(PeerId),
+    /// A peer asked through [`FetchConfig::remote`] (ignored without one).
+    Remote(PeerId),
+}
+
+/// [`fetch_with`] that also takes seeders found after it started: each one that `more` yields
+/// gets a worker at once (a peer already seeding is ignored). Until `more` ends, a fetch
+/// without seeders, or whose seeders all failed, waits for more instead of failing; it fails
+/// with [`FetchError::NoSeeders`] when `more` ends without any seeder.
+///
+/// This is how a fetch starts with the first providers a DHT lookup finds.
+pub async fn fetch_streaming(
+    config: FetchConfig,
+    control: mcc_streams::Control,
+    seeders: Vec<PeerId>,
+    mut more: mpsc::Receiver<NewSeeder>,
+    root: Cid,
+    store: Arc<dyn BlockStore>,
     mut progress: impl FnMut(&Progress) + Send,
 ) -> Result<Vec<SeederReport>, FetchError> {
     let mut peers = Vec::with_capacity(seeders.len());
@@ -193,36 +236,32 @@ pub async fn fetch_with(
         progress(&done);
         return Ok(ctx.reports());
     }
-    if peers.is_empty() {
-        return Err(FetchError::NoSeeders);
-    }
     ctx.update(|state| state.started = true);
     tracing::debug!(%root, seeders = peers.len(), "fetching");
 
     let mut workers = JoinSet::new();
-    for (index, peer) in peers.iter().enumerate() {
-        if index >= remote_from
-            && let Some(remote) = &config.remote
-        {
-            workers.spawn(remote::worker(
+    let spawn = |workers: &mut JoinSet<()>, index: usize, peer: PeerId, remote: bool| {
+        match (&config.remote, remote) {
+            (Some(r), true) => workers.spawn(remote::worker(
                 ctx.clone(),
                 index,
-                *peer,
-                remote.blocks.clone(),
+                peer,
+                r.blocks.clone(),
                 config.clone(),
-            ));
-            continue;
-        }
-        workers.spawn(worker(
-            ctx.clone(),
-            index,
-            *peer,
-            control.clone(),
-            config.clone(),
-        ));
+            )),
+            _ => workers.spawn(worker(
+                ctx.clone(),
+                index,
+                peer,
+                control.clone(),
+                config.clone(),
+            )),
+        };
+    };
+    for (index, peer) in peers.iter().enumerate() {
+        spawn(&mut workers, index, *peer, index >= remote_from);
     }
-    drop(control);
-
+    let mut more_open = true;
     let mut changes = ctx.changes.subscribe();
     let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -234,6 +273,25 @@ pub async fn fetch_with(
         }
         tokio::select! {
             _ = changes.changed() => {}
+            found = more.recv(), if more_open => match found {
+                Some(found) => {
+                    let (peer, remote) = match found {
+                        NewSeeder::Blobs(peer) => (peer, false),
+                        NewSeeder::Remote(peer) => (peer, true),
+                    };
+                    if remote && config.remote.is_none() {
+                        continue;
+                    }
+                    if let Some(index) = ctx.add_seeder(peer) {
+                        tracing::debug!(%peer, remote, "seeder joined the fetch");
+                        spawn(&mut workers, index, peer, remote);
+                    }
+                }
+                None => {
+                    more_open = false;
+                    ctx.update(|state| state.more = false);
+                }
+            },
             _ = tick.tick() => {
                 let now = ctx.lock().progress();
                 if reported.as_ref() != Some(&now) {
@@ -312,6 +370,8 @@ struct Pending {
     excluded: Vec<usize>,
     /// Bytes of the file it holds, as its parent says (`None` for the root).
     size: Option<u64>,
+    /// A copy arrived and is being verified and stored: later copies are dropped.
+    processing: bool,
 }
 
 /// What the fetch knows about one seeder.
@@ -345,6 +405,8 @@ struct State {
     /// Whether the walk from the root has started the fetch (before, the DAG may look complete
     /// while the root's links are still being walked).
     started: bool,
+    /// Whether more seeders may still join (see [`fetch_streaming`]).
+    more: bool,
     /// Set once the fetch is over.
     outcome: Option<Result<(), FetchError>>,
 }
@@ -368,10 +430,48 @@ impl State {
     fn requeue_in_flight(&mut self, index: usize) {
         let in_flight = std::mem::take(&mut self.seeders[index].in_flight);
         for cid in in_flight.into_iter().rev() {
-            if self.pending.contains_key(&cid) {
+            if self.needs_asking(&cid) {
                 self.queue.push_front(cid);
             }
         }
+    }
+
+    /// Whether pending `cid` must go back to the queue: no copy is being stored, no other
+    /// seeder has it in flight (see [`Ctx::take`] on the tail) and it is not queued.
+    fn needs_asking(&self, cid: &Cid) -> bool {
+        self.pending.get(cid).is_some_and(|p| !p.processing)
+            && !self.seeders.iter().any(|s| s.in_flight.contains(cid))
+            && !self.queue.contains(cid)
+    }
+
+    /// At the tail (nothing queued for seeder `index`): the block to ask it for as well, the
+    /// last one requested from the seeder with the most blocks in flight (at least two, so
+    /// the one it is sending now stays its own) that nobody else was asked for yet.
+    fn steal_for(&self, index: usize) -> Option<Cid> {
+        let busiest = self
+            .seeders
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| *i != index && s.dropped.is_none() && s.in_flight.len() >= 2)
+            .max_by_key(|(_, s)| s.in_flight.len())?;
+        busiest
+            .1
+            .in_flight
+            .iter()
+            .skip(1)
+            .rev()
+            .copied()
+            .find(|cid| {
+                self.pending
+                    .get(cid)
+                    .is_some_and(|p| !p.processing && !p.excluded.contains(&index))
+                    && self
+                        .seeders
+                        .iter()
+                        .filter(|s| s.in_flight.contains(cid))
+                        .count()
+                        == 1
+            })
     }
 
     fn drop_seeder(&mut self, index: usize, why: String) {
@@ -394,6 +494,14 @@ impl State {
         }
         if self.pending.is_empty() {
             self.outcome = Some(Ok(()));
+            return;
+        }
+        if self.more {
+            // A seeder that joins later may have what is missing.
+            return;
+        }
+        if self.seeders.is_empty() {
+            self.outcome = Some(Err(FetchError::NoSeeders));
             return;
         }
         if self.pending.len() > self.queue.len() {
@@ -437,6 +545,18 @@ struct Ctx {
     state: Mutex<State>,
     /// Ticks on every change of `state` that may matter to a worker or the progress loop.
     changes: watch::Sender<()>,
+    /// Places for received blocks being verified and stored (see [`MIN_PROCESSING`]).
+    processing: Arc<Semaphore>,
+}
+
+/// What to do with a block a seeder sent: see [`Ctx::answered`].
+enum Arrival {
+    /// Verify and store it.
+    Process,
+    /// Another seeder's copy came first: drop it.
+    Duplicate,
+    /// The seeder was dropped meanwhile (its blocks are back in the queue).
+    Dropped,
 }
 
 /// The answer of [`Ctx::add_link`].
@@ -474,9 +594,11 @@ impl Ctx {
                 total_bytes: None,
                 last_error: None,
                 started: false,
+                more: true,
                 outcome: None,
             }),
             changes: watch::Sender::new(()),
+            processing: Arc::new(Semaphore::new(processing_places())),
         }
     }
 
@@ -517,14 +639,36 @@ impl Ctx {
             .collect()
     }
 
+    /// Adds a seeder found late: its index, or `None` if it seeds this fetch already.
+    fn add_seeder(&self, peer: PeerId) -> Option<usize> {
+        self.update(|state| {
+            if state.seeders.iter().any(|s| s.peer == peer) {
+                return None;
+            }
+            state.seeders.push(Seeder {
+                peer,
+                blocks: 0,
+                bytes: 0,
+                dropped: None,
+                in_flight: VecDeque::new(),
+            });
+            state.active += 1;
+            Some(state.seeders.len() - 1)
+        })
+    }
+
     /// Whether worker `index` has nothing more to do.
     fn is_over_for(&self, index: usize) -> bool {
         let state = self.lock();
         state.outcome.is_some() || state.seeders[index].dropped.is_some()
     }
 
-    /// Takes up to `max` queued blocks that seeder `index` may be asked for.
-    fn take(&self, index: usize, max: usize) -> Vec<Cid> {
+    /// Takes up to `max` queued blocks that seeder `index` may be asked for. With `steal`, a
+    /// seeder with nothing queued for it takes blocks that others are still sending (the first
+    /// copy to arrive is stored, the other dropped): at the tail of a download, or when it
+    /// joined after the queue was handed out, it helps instead of idling while slower seeders
+    /// finish their windows.
+    fn take(&self, index: usize, max: usize, steal: bool) -> Vec<Cid> {
         let mut state = self.lock();
         let state = &mut *state;
         let mut taken = Vec::new();
@@ -542,32 +686,55 @@ impl Ctx {
             taken.push(cid);
         }
         state.seeders[index].in_flight.extend(taken.iter().copied());
+        while steal && taken.len() < max && taken.len() < MAX_STOLEN {
+            if state
+                .queue
+                .iter()
+                .any(|c| !state.pending[c].excluded.contains(&index))
+            {
+                break;
+            }
+            let Some(cid) = state.steal_for(index) else {
+                break;
+            };
+            state.seeders[index].in_flight.push_back(cid);
+            taken.push(cid);
+        }
         taken
     }
 
-    /// Whether a queued block may be asked of seeder `index`.
-    fn has_work_for(&self, index: usize) -> bool {
+    /// Whether a queued block may be asked of seeder `index` (or, with `steal`, one in
+    /// flight elsewhere: see [`take`](Self::take)).
+    fn has_work_for(&self, index: usize, steal: bool) -> bool {
         let state = self.lock();
         state
             .queue
             .iter()
             .any(|cid| !state.pending[cid].excluded.contains(&index))
+            || (steal && state.steal_for(index).is_some())
     }
 
-    /// Seeder `index` answered with a block: it leaves its in-flight list for processing.
-    /// `false` when the seeder was dropped meanwhile (its blocks are back in the queue).
-    fn answered(&self, index: usize, cid: &Cid) -> bool {
+    /// Seeder `index` answered with a block: it leaves its in-flight list, and is to be
+    /// processed unless another seeder's copy came first.
+    fn answered(&self, index: usize, cid: &Cid) -> Arrival {
         let mut state = self.lock();
+        let state = &mut *state;
         let seeder = &mut state.seeders[index];
         if seeder.dropped.is_some() {
-            return false;
+            return Arrival::Dropped;
         }
         if seeder.in_flight.front() == Some(cid) {
             seeder.in_flight.pop_front();
         } else if let Some(i) = seeder.in_flight.iter().position(|c| c == cid) {
             seeder.in_flight.remove(i);
         }
-        true
+        match state.pending.get_mut(cid) {
+            Some(pending) if !pending.processing => {
+                pending.processing = true;
+                Arrival::Process
+            }
+            _ => Arrival::Duplicate,
+        }
     }
 
     /// Seeder `index` does not have `cid`: ask the others.
@@ -580,10 +747,12 @@ impl Ctx {
             if let Some(i) = seeder.in_flight.iter().position(|c| *c == cid) {
                 seeder.in_flight.remove(i);
             }
-            if let Some(pending) = state.pending.get_mut(&cid) {
-                if !pending.excluded.contains(&index) {
-                    pending.excluded.push(index);
-                }
+            if let Some(pending) = state.pending.get_mut(&cid)
+                && !pending.excluded.contains(&index)
+            {
+                pending.excluded.push(index);
+            }
+            if state.needs_asking(&cid) {
                 state.queue.push_front(cid);
             }
         });
@@ -605,6 +774,9 @@ impl Ctx {
                 if !pending.excluded.contains(&index) {
                     pending.excluded.push(index);
                 }
+                pending.processing = false;
+            }
+            if state.needs_asking(&cid) {
                 state.queue.push_front(cid);
             }
             state.drop_seeder(
@@ -697,11 +869,19 @@ impl Ctx {
                     refs,
                     excluded: Vec::new(),
                     size,
+                    processing: false,
                 });
                 state.queue.push_back(cid);
             }
         });
     }
+}
+
+/// How many received blocks one fetch verifies and stores at once.
+fn processing_places() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .max(MIN_PROCESSING)
 }
 
 /// Checks that the fetch can verify and follow `cid`.
@@ -902,7 +1082,6 @@ async fn worker(
         index,
     };
     let window = config.window.max(1);
-    let processing = Arc::new(Semaphore::new(MAX_PROCESSING));
     let mut changes = ctx.changes.subscribe();
     let mut stream: Option<PeerStream> = None;
     // Mirrors our entry in `State::seeders[index].in_flight`.
@@ -922,7 +1101,7 @@ async fn worker(
         }
         if requested.is_empty() {
             // Open the stream before taking work, so that no block waits on a slow dial.
-            if !ctx.has_work_for(index) {
+            if !ctx.has_work_for(index, config.steal) {
                 let _ = changes.changed().await;
                 continue;
             }
@@ -945,7 +1124,7 @@ async fn worker(
         let Some(s) = stream.as_mut() else {
             unreachable!("a stream is open while requests are outstanding")
         };
-        let new = ctx.take(index, window - requested.len());
+        let new = ctx.take(index, window - requested.len(), config.steal);
         if requested.is_empty() && new.is_empty() {
             // Another worker was faster.
             continue;
@@ -989,10 +1168,12 @@ async fn worker(
                 let Some(cid) = requested.pop_front() else {
                     unreachable!("a request is outstanding")
                 };
-                if !ctx.answered(index, &cid) {
-                    return;
+                match ctx.answered(index, &cid) {
+                    Arrival::Process => {}
+                    Arrival::Duplicate => continue,
+                    Arrival::Dropped => return,
                 }
-                let Ok(permit) = processing.clone().acquire_owned().await else {
+                let Ok(permit) = ctx.processing.clone().acquire_owned().await else {
                     unreachable!("the semaphore is never closed")
                 };
                 let ctx = ctx.clone();

@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use libp2p::PeerId;
 
-use super::{Ctx, FetchConfig, WorkerGuard, process, store_panicked};
+use super::{Arrival, Ctx, FetchConfig, WorkerGuard, process, store_panicked};
 use crate::Cid;
 
 /// What a remote seeder answered for one block.
@@ -71,7 +71,8 @@ pub(super) async fn worker(
             return;
         }
         if asks.is_empty() {
-            for cid in ctx.take(index, window) {
+            // No stealing: a Bitswap server may send a block twice already (see above).
+            for cid in ctx.take(index, window, false) {
                 let ask = blocks.get(peer, cid);
                 asks.push(async move { (cid, ask.await) });
             }
@@ -90,8 +91,10 @@ pub(super) async fn worker(
                 return;
             }
             RemoteAnswer::Block(data) => {
-                if !ctx.answered(index, &cid) {
-                    return;
+                match ctx.answered(index, &cid) {
+                    Arrival::Process => {}
+                    Arrival::Duplicate => continue,
+                    Arrival::Dropped => return,
                 }
                 let ctx = ctx.clone();
                 let processed = tokio::task::spawn_blocking(move || {
