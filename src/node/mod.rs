@@ -72,6 +72,7 @@ mod limits;
 mod metrics;
 pub(crate) mod network;
 mod path_aware;
+mod security;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
