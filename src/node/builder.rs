@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use super::behaviour::BehaviourConfig;
 use super::event_loop::{self, EventLoop};
+use super::security::Tls;
 use super::{Admission, Network};
 use super::{
     AdmissionConfig, Behaviour, Config, Error, GuardedStore, Inner, MdnsMode, Node, VERSION, addr,
@@ -396,7 +397,8 @@ fn build_swarm(
         .with_tokio()
         .with_tcp(
             tcp::Config::default().nodelay(true),
-            noise::Config::new,
+            // TLS (AES-GCM) between mcc nodes, Noise for peers that only speak it.
+            (Tls::new, noise::Config::new),
             move || yamux,
         )
         .map_err(|e| Error::Transport(e.to_string()))?
@@ -407,7 +409,7 @@ fn build_swarm(
         })
         .with_dns()
         .map_err(|e| Error::Transport(e.to_string()))?
-        .with_relay_client(noise::Config::new, move || relay_yamux)
+        .with_relay_client((Tls::new, noise::Config::new), move || relay_yamux)
         .map_err(|e| Error::Transport(e.to_string()))?
         .with_bandwidth_metrics(registry)
         .with_behaviour(|key, relay_client| {

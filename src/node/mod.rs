@@ -74,6 +74,7 @@ mod limits;
 mod metrics;
 pub(crate) mod network;
 mod path_aware;
+mod security;
 mod stream_metrics;
 
 use std::sync::Arc;

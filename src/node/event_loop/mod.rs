@@ -48,7 +48,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt as _, StreamExt};
 use libp2p::core::transport::ListenerId;
 use libp2p::kad::{self, GetProvidersOk, QueryResult};
 use libp2p::metrics::Recorder;
@@ -67,6 +67,9 @@ use self::replication::Replication;
 use self::rpc::Rpc;
 use super::metrics::NodeMetrics;
 use super::{Behaviour, BehaviourEvent, Config, Error};
+
+/// Most commands, and most swarm events, handled in one pass of the loop.
+const BATCH: usize = 64;
 
 /// What the loop is told about the node when it is built: facts it reports (label, DID,
 /// RPC methods...), what it publishes (the DID document) or reads for metrics (forwarding
@@ -212,10 +215,16 @@ impl EventLoop {
             tokio::select! {
                 _ = &mut shutdown => break,
                 cmd = self.commands.recv() => match cmd {
-                    Some(cmd) => self.on_command(cmd),
+                    Some(cmd) => {
+                        self.on_command(cmd);
+                        self.drain_commands();
+                    }
                     None => break,
                 },
-                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                event = self.swarm.select_next_some() => {
+                    self.on_swarm_event(event);
+                    self.drain_swarm_events();
+                }
                 _ = rendezvous_timer.tick() => {
                     self.refresh_metrics();
                     self.rendezvous_tick();
@@ -236,6 +245,30 @@ impl EventLoop {
         }
         self.mesh_save();
         tracing::info!("node stopped");
+    }
+
+    /// Handles the commands already queued behind the one just received (up to [`BATCH`]),
+    /// so that a burst of calls costs one pass of the loop, not one each.
+    fn drain_commands(&mut self) {
+        for _ in 1..BATCH {
+            match self.commands.try_recv() {
+                Ok(cmd) => self.on_command(cmd),
+                // Empty, or closed: the next `recv` says so.
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Handles the swarm events that are ready at once (up to [`BATCH`]) before the loop
+    /// goes round. Polled without a waker: the loop polls the swarm with its own waker before
+    /// it sleeps, so no wake-up is lost.
+    fn drain_swarm_events(&mut self) {
+        for _ in 1..BATCH {
+            match self.swarm.select_next_some().now_or_never() {
+                Some(event) => self.on_swarm_event(event),
+                None => return,
+            }
+        }
     }
 
     fn on_command(&mut self, cmd: Command) {

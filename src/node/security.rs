@@ -1,0 +1,394 @@
+//! The security upgrades of TCP and relayed connections: TLS 1.3 ([`Tls`], AES-GCM first, which
+//! this CPU class runs in hardware) offered before Noise, so two mcc nodes talk TLS while a peer
+//! that only speaks Noise (js-libp2p, Helia) still connects.
+//!
+//! [`Tls`] speaks the libp2p TLS handshake (`/tls/1.0.0`, spec: libp2p/specs tls/tls.md): each
+//! side presents one self-signed certificate carrying its host key's signature of the
+//! certificate key, and the peer id comes from that host key. libp2p-tls's own `Config` offers
+//! ChaCha20-Poly1305 first, which the other side then picks; this one lists AES-128-GCM first
+//! and, as a server, picks by its own order. The certificate checks are libp2p-tls's
+//! ([`certificate::parse`], [`P2pCertificate::verify_signature`]).
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::{AsyncRead, AsyncWrite, FutureExt};
+use libp2p::PeerId;
+use libp2p::core::upgrade::UpgradeInfo;
+use libp2p::core::upgrade::{InboundConnectionUpgrade, OutboundConnectionUpgrade};
+use libp2p::identity::Keypair;
+use libp2p::tls::certificate::{self, P2pCertificate};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::aws_lc_rs::{self, cipher_suite};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls::{
+    CertificateError, CommonState, DigitallySignedStruct, DistinguishedName, SignatureScheme,
+};
+
+/// The protocol name of the libp2p TLS handshake.
+const PROTOCOL: &str = "/tls/1.0.0";
+/// The ALPN value the libp2p TLS spec asks for.
+const ALPN: &[u8] = b"libp2p";
+
+/// Why a TLS config could not be built or a handshake failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TlsError {
+    #[error("cannot make the TLS certificate: {0}")]
+    Certificate(#[from] certificate::GenError),
+    #[error("cannot configure TLS: {0}")]
+    Config(#[from] rustls::Error),
+    #[error("TLS handshake failed: {0}")]
+    Handshake(io::Error),
+    #[error("the peer's TLS certificate is invalid: {0}")]
+    PeerCertificate(#[from] certificate::ParseError),
+    #[error("the peer presented no single TLS certificate")]
+    NoCertificate,
+}
+
+/// The libp2p TLS upgrade with AES-GCM preferred; built by [`Tls::new`].
+#[derive(Clone)]
+pub(crate) struct Tls {
+    server: Arc<rustls::ServerConfig>,
+    client: Arc<rustls::ClientConfig>,
+}
+
+impl Tls {
+    /// A fresh certificate for `keypair` and the client and server configs presenting it.
+    /// (Its signature fits the swarm builder's security constructors.)
+    pub(crate) fn new(keypair: &Keypair) -> Result<Self, TlsError> {
+        let (cert, key) = certificate::generate(keypair)?;
+        let provider = provider();
+        // The certificate goes in as it is: rustls's own loaders would run webpki on it,
+        // which refuses the libp2p extension (marked critical).
+        let key = provider.key_provider.load_private_key(key)?;
+        let own = Arc::new(SingleCertAndKey::from(CertifiedKey::new(vec![cert], key)));
+        let verifier = Arc::new(Libp2pVerifier);
+
+        let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(verifier.clone())
+            .with_cert_resolver(own.clone());
+        server.ignore_client_order = true;
+        server.alpn_protocols = vec![ALPN.to_vec()];
+
+        let mut client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_client_cert_resolver(own);
+        client.alpn_protocols = vec![ALPN.to_vec()];
+
+        Ok(Tls {
+            server: Arc::new(server),
+            client: Arc::new(client),
+        })
+    }
+}
+
+/// aws-lc's crypto with the TLS 1.3 suites only, AES-GCM (hardware AES) before ChaCha20.
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    let mut p = aws_lc_rs::default_provider();
+    p.cipher_suites = vec![
+        cipher_suite::TLS13_AES_128_GCM_SHA256,
+        cipher_suite::TLS13_AES_256_GCM_SHA384,
+        cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+    ];
+    Arc::new(p)
+}
+
+/// The peer id of the one certificate the peer presented.
+fn peer_id(state: &CommonState) -> Result<PeerId, TlsError> {
+    match state.peer_certificates() {
+        Some([cert]) => Ok(certificate::parse(cert)?.peer_id()),
+        _ => Err(TlsError::NoCertificate),
+    }
+}
+
+impl UpgradeInfo for Tls {
+    type Info = &'static str;
+    type InfoIter = std::iter::Once<&'static str>;
+
+    fn protocol_info(&self) -> Self::InfoIter {
+        std::iter::once(PROTOCOL)
+    }
+}
+
+impl<C> InboundConnectionUpgrade<C> for Tls
+where
+    C: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    type Output = (PeerId, futures_rustls::TlsStream<C>);
+    type Error = TlsError;
+    type Future = BoxFuture<'static, Result<Self::Output, TlsError>>;
+
+    fn upgrade_inbound(self, socket: C, _: Self::Info) -> Self::Future {
+        async move {
+            let stream = futures_rustls::TlsAcceptor::from(self.server)
+                .accept(socket)
+                .await
+                .map_err(TlsError::Handshake)?;
+            let peer = peer_id(stream.get_ref().1)?;
+            Ok((peer, stream.into()))
+        }
+        .boxed()
+    }
+}
+
+impl<C> OutboundConnectionUpgrade<C> for Tls
+where
+    C: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    type Output = (PeerId, futures_rustls::TlsStream<C>);
+    type Error = TlsError;
+    type Future = BoxFuture<'static, Result<Self::Output, TlsError>>;
+
+    fn upgrade_outbound(self, socket: C, _: Self::Info) -> Self::Future {
+        async move {
+            // The spec forbids SNI; rustls sends none for an IP address.
+            let name = ServerName::IpAddress(IpAddr::V4(Ipv4Addr::UNSPECIFIED).into());
+            let stream = futures_rustls::TlsConnector::from(self.client)
+                .connect(name, socket)
+                .await
+                .map_err(TlsError::Handshake)?;
+            let peer = peer_id(stream.get_ref().1)?;
+            Ok((peer, stream.into()))
+        }
+        .boxed()
+    }
+}
+
+/// Accepts exactly one self-signed libp2p certificate (no CA: the peer id is the identity; the
+/// swarm checks it against the dialled one) and checks handshake signatures with its key.
+#[derive(Debug)]
+struct Libp2pVerifier;
+
+impl Libp2pVerifier {
+    fn check_chain(
+        end_entity: &CertificateDer,
+        intermediates: &[CertificateDer],
+    ) -> Result<(), rustls::Error> {
+        if !intermediates.is_empty() {
+            return Err(rustls::Error::General(
+                "a libp2p TLS peer presents exactly one certificate".into(),
+            ));
+        }
+        parse(end_entity).map(drop)
+    }
+
+    fn check_signature(
+        message: &[u8],
+        cert: &CertificateDer,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        parse(cert)?
+            .verify_signature(dss.scheme, message, dss.signature())
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadSignature))?;
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn schemes() -> Vec<SignatureScheme> {
+        vec![
+            SignatureScheme::ECDSA_NISTP256_SHA256,
+            SignatureScheme::ECDSA_NISTP384_SHA384,
+            SignatureScheme::ED25519,
+            SignatureScheme::RSA_PSS_SHA256,
+            SignatureScheme::RSA_PSS_SHA384,
+            SignatureScheme::RSA_PSS_SHA512,
+            SignatureScheme::RSA_PKCS1_SHA256,
+            SignatureScheme::RSA_PKCS1_SHA384,
+            SignatureScheme::RSA_PKCS1_SHA512,
+        ]
+    }
+}
+
+fn parse<'a>(cert: &'a CertificateDer<'a>) -> Result<P2pCertificate<'a>, rustls::Error> {
+    certificate::parse(cert).map_err(|e| {
+        rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(e))))
+    })
+}
+
+/// TLS 1.2 is never negotiated (TLS 1.3 only); its signature check refuses.
+fn no_tls12() -> rustls::Error {
+    rustls::Error::General("TLS 1.2 is not offered".into())
+}
+
+impl ServerCertVerifier for Libp2pVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Self::check_chain(end_entity, intermediates)?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(no_tls12())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Self::check_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        Self::schemes()
+    }
+}
+
+impl ClientCertVerifier for Libp2pVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Self::check_chain(end_entity, intermediates)?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(no_tls12())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Self::check_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        Self::schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::future::join;
+    use tokio_util::compat::TokioAsyncReadCompatExt as _;
+
+    use super::*;
+
+    /// Both ends of a handshake over an in-memory pipe: each learns the other's peer id and
+    /// they agree on AES-128-GCM.
+    #[tokio::test]
+    async fn handshake_authenticates_and_picks_aes() -> anyhow::Result<()> {
+        let (a, b) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
+        let (ta, tb) = (Tls::new(&a)?, Tls::new(&b)?);
+        let (sa, sb) = tokio::io::duplex(64 * 1024);
+        let (out, inb) = join(
+            ta.upgrade_outbound(sa.compat(), PROTOCOL),
+            tb.upgrade_inbound(sb.compat(), PROTOCOL),
+        )
+        .await;
+        let ((peer_b, stream_a), (peer_a, _)) = (out?, inb?);
+        assert_eq!(peer_b, b.public().to_peer_id());
+        assert_eq!(peer_a, a.public().to_peer_id());
+        let suite = stream_a
+            .get_ref()
+            .1
+            .negotiated_cipher_suite()
+            .map(|s| s.suite());
+        assert_eq!(suite, Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256));
+        Ok(())
+    }
+
+    /// A peer speaking libp2p-tls's own config (ChaCha20 first) still gets AES from us, and the
+    /// handshake works both ways round.
+    #[tokio::test]
+    async fn interoperates_with_libp2p_tls() -> anyhow::Result<()> {
+        let (a, b) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
+        let ours = Tls::new(&a)?;
+        let theirs = libp2p::tls::Config::new(&b)?;
+        let (sa, sb) = tokio::io::duplex(64 * 1024);
+        let (out, inb) = join(
+            theirs.upgrade_outbound(sa.compat(), PROTOCOL),
+            ours.clone().upgrade_inbound(sb.compat(), PROTOCOL),
+        )
+        .await;
+        let ((peer_a, _), (peer_b, stream)) = (out?, inb?);
+        assert_eq!(peer_a, a.public().to_peer_id());
+        assert_eq!(peer_b, b.public().to_peer_id());
+        let suite = stream
+            .get_ref()
+            .1
+            .negotiated_cipher_suite()
+            .map(|s| s.suite());
+        assert_eq!(suite, Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256));
+
+        let theirs = libp2p::tls::Config::new(&b)?;
+        let (sa, sb) = tokio::io::duplex(64 * 1024);
+        let (out, inb) = join(
+            ours.upgrade_outbound(sa.compat(), PROTOCOL),
+            theirs.upgrade_inbound(sb.compat(), PROTOCOL),
+        )
+        .await;
+        assert_eq!(out?.0, b.public().to_peer_id());
+        assert_eq!(inb?.0, a.public().to_peer_id());
+        Ok(())
+    }
+
+    /// A client that presents no certificate is refused (client authentication is mandatory).
+    #[tokio::test]
+    async fn refuses_a_client_without_certificate() -> anyhow::Result<()> {
+        let a = Keypair::generate_ed25519();
+        let ours = Tls::new(&a)?;
+        let plain = client_without_certificate()?;
+        let (sa, sb) = tokio::io::duplex(64 * 1024);
+        let name = ServerName::IpAddress(IpAddr::V4(Ipv4Addr::UNSPECIFIED).into());
+        let (out, inb) = join(
+            futures_rustls::TlsConnector::from(plain).connect(name, sa.compat()),
+            ours.upgrade_inbound(sb.compat(), PROTOCOL),
+        )
+        .await;
+        assert!(inb.is_err(), "a client without certificate was accepted");
+        drop(out);
+        Ok(())
+    }
+
+    fn client_without_certificate() -> anyhow::Result<Arc<rustls::ClientConfig>> {
+        let mut c = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Libp2pVerifier))
+            .with_no_client_auth();
+        c.alpn_protocols = vec![ALPN.to_vec()];
+        Ok(Arc::new(c))
+    }
+}
