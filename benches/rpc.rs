@@ -617,6 +617,7 @@ async fn run(plan: Plan) -> Result<()> {
 }
 
 fn main() -> Result<()> {
+    common::init_logs();
     let plan = Plan::from_env()?;
     common::run_benchmark(plan.threads, common::CtrlC::Kill, run(plan))
 }
