@@ -22,16 +22,16 @@
 
 mod common;
 
+use common::network::{Network, min_median_max, rss_mb, verdict};
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use futures::future::join_all;
 use libp2p::Multiaddr;
-use mcc::node::{Config, MdnsMode, Node, addr};
+use mcc::node::{Config, MdnsMode, addr};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 /// A connection older than this is kept (trimming leaves younger ones alone for 20 s and runs
 /// every second; the rest is slack for a busy machine).
@@ -127,52 +127,7 @@ impl Plan {
     }
 }
 
-struct Network {
-    nodes: Vec<Node>,
-    tasks: Vec<JoinHandle<()>>,
-    stop: watch::Sender<()>,
-}
-
 impl Network {
-    async fn start(plan: &Plan, n: usize) -> Result<Self> {
-        let (stop, stopped) = watch::channel(());
-        let spawn = |config: Config| {
-            let mut stopped = stopped.clone();
-            async move {
-                let shutdown = async move { while stopped.changed().await.is_ok() {} };
-                Ok::<_, anyhow::Error>(Node::builder(config).spawn(shutdown).await?)
-            }
-        };
-        let (first, task) = spawn(plan.config(0, Vec::new())?).await?;
-        let tcp = first
-            .info()
-            .await?
-            .listen_addrs
-            .iter()
-            .find_map(addr::host_port)
-            .context("node 0 has no TCP address")?;
-        let boot = vec![addr::parse_dial(&tcp.to_string())?];
-        let mut net = Network {
-            nodes: vec![first],
-            tasks: vec![task],
-            stop,
-        };
-        let indices: Vec<usize> = (1..n).collect();
-        for batch in indices.chunks(START_BATCH) {
-            let configs = batch
-                .iter()
-                .map(|&i| plan.config(i, boot.clone()))
-                .collect::<Result<Vec<_>>>()?;
-            let started = join_all(configs.into_iter().map(spawn)).await;
-            for s in started {
-                let (node, task) = s?;
-                net.nodes.push(node);
-                net.tasks.push(task);
-            }
-        }
-        Ok(net)
-    }
-
     /// (all connections, kept connections) of every node.
     async fn counts(&self) -> Vec<(usize, usize)> {
         join_all(self.nodes.iter().map(|n| async move {
@@ -188,39 +143,11 @@ impl Network {
         }))
         .await
     }
-
-    async fn shutdown(self) {
-        drop(self.nodes);
-        drop(self.stop);
-        let _ = tokio::time::timeout(Duration::from_secs(30), join_all(self.tasks)).await;
-    }
-}
-
-fn stats(v: &[usize]) -> (usize, usize, usize) {
-    let mut s = v.to_vec();
-    s.sort_unstable();
-    (s[0], s[s.len() / 2], s[s.len() - 1])
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok { "MET" } else { "MISSED" }
-}
-
-fn rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
 }
 
 async fn bench_size(plan: &Plan, n: usize, rng: &mut StdRng) -> Result<bool> {
     let t0 = Instant::now();
-    let net = Network::start(plan, n).await?;
+    let net = Network::start(n, 1, START_BATCH, |i, boot| plan.config(i, boot)).await?;
     let want = plan.min_peers.min(n - 1);
     let full = n <= plan.discovery_target() + 1;
     // Full mesh networks wait for everyone, others for min-peers everywhere (bounded).
@@ -243,8 +170,8 @@ async fn bench_size(plan: &Plan, n: usize, rng: &mut StdRng) -> Result<bool> {
     }
     let all: Vec<usize> = samples.iter().flatten().map(|(a, _)| *a).collect();
     let kept: Vec<usize> = samples.iter().flatten().map(|(_, k)| *k).collect();
-    let (amin, amed, amax) = stats(&all);
-    let (kmin, kmed, kmax) = stats(&kept);
+    let (amin, amed, amax) = min_median_max(&all);
+    let (kmin, kmed, kmax) = min_median_max(&kept);
     let edges = samples
         .last()
         .map(|s| s.iter().map(|(a, _)| a).sum::<usize>() / 2)
@@ -286,8 +213,8 @@ async fn bench_size(plan: &Plan, n: usize, rng: &mut StdRng) -> Result<bool> {
     println!(
         "        DHT gets {ok}/{total}, p50 {:.1} ms; process RSS {:.0} MB ({:.1} MB per node)",
         p50.as_secs_f64() * 1e3,
-        rss_mb().unwrap_or(0.0),
-        rss_mb().unwrap_or(0.0) / n as f64
+        rss_mb(),
+        rss_mb() / n as f64
     );
 
     let mut met = true;
@@ -317,7 +244,7 @@ async fn bench_size(plan: &Plan, n: usize, rng: &mut StdRng) -> Result<bool> {
         verdict(ok == total)
     );
     met &= ok == total;
-    net.shutdown().await;
+    net.shutdown(Duration::from_secs(30)).await;
     Ok(met)
 }
 

@@ -27,16 +27,16 @@
 
 mod common;
 
+use common::network::{Network, min_median_max, rss_mb, verdict};
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use futures::future::join_all;
 use libp2p::Multiaddr;
-use mcc::node::{Config, MdnsMode, Node, addr};
+use mcc::node::{Config, MdnsMode, addr};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 /// Nodes started at once.
 const START_BATCH: usize = 50;
@@ -179,58 +179,7 @@ struct Traffic {
     kad_requests: f64,
 }
 
-struct Network {
-    nodes: Vec<Node>,
-    tasks: Vec<JoinHandle<()>>,
-    stop: watch::Sender<()>,
-}
-
 impl Network {
-    async fn start(plan: &Plan, n: usize) -> Result<Self> {
-        let (stop, stopped) = watch::channel(());
-        let spawn = |config: Config| {
-            let mut stopped = stopped.clone();
-            async move {
-                let shutdown = async move { while stopped.changed().await.is_ok() {} };
-                Ok::<_, anyhow::Error>(Node::builder(config).spawn(shutdown).await?)
-            }
-        };
-        let mut net = Network {
-            nodes: Vec::with_capacity(n),
-            tasks: Vec::with_capacity(n),
-            stop,
-        };
-        // Bootnodes: each boots from the previous one (a chain the rendezvous key closes).
-        let mut boots: Vec<Multiaddr> = Vec::new();
-        for i in 0..plan.boot {
-            let (node, task) =
-                spawn(plan.config(i, boots.last().cloned().into_iter().collect())?).await?;
-            let tcp = node
-                .info()
-                .await?
-                .listen_addrs
-                .iter()
-                .find_map(addr::host_port)
-                .context("a bootnode has no TCP address")?;
-            boots.push(addr::parse_dial(&tcp.to_string())?);
-            net.nodes.push(node);
-            net.tasks.push(task);
-        }
-        let indices: Vec<usize> = (plan.boot..n).collect();
-        for batch in indices.chunks(START_BATCH) {
-            let configs = batch
-                .iter()
-                .map(|&i| plan.config(i, vec![boots[i % plan.boot].clone()]))
-                .collect::<Result<Vec<_>>>()?;
-            for s in join_all(configs.into_iter().map(spawn)).await {
-                let (node, task) = s?;
-                net.nodes.push(node);
-                net.tasks.push(task);
-            }
-        }
-        Ok(net)
-    }
-
     /// Open connections (peers) of every node.
     async fn counts(&self) -> Vec<usize> {
         join_all(
@@ -268,18 +217,6 @@ impl Network {
         }
         t
     }
-
-    async fn shutdown(self) {
-        drop(self.nodes);
-        drop(self.stop);
-        let _ = tokio::time::timeout(Duration::from_secs(60), join_all(self.tasks)).await;
-    }
-}
-
-fn stats(v: &[usize]) -> (usize, usize, usize) {
-    let mut s = v.to_vec();
-    s.sort_unstable();
-    (s[0], s[s.len() / 2], s[s.len() - 1])
 }
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
@@ -288,22 +225,6 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     }
     v.sort_by(f64::total_cmp);
     v[((v.len() - 1) as f64 * p).round() as usize]
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok { "MET" } else { "MISSED" }
-}
-
-fn rss_mb() -> f64 {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return 0.0;
-    };
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// One size's numbers, for the curve.
@@ -321,7 +242,7 @@ struct Row {
 
 async fn bench_size(plan: &Plan, n: usize, rng: &mut StdRng) -> Result<Row> {
     let t0 = Instant::now();
-    let net = Network::start(plan, n).await?;
+    let net = Network::start(n, plan.boot, START_BATCH, |i, boot| plan.config(i, boot)).await?;
     let started = t0.elapsed();
     let deadline = t0 + plan.settle_deadline(n);
     let mut settled = None;
@@ -337,7 +258,7 @@ async fn bench_size(plan: &Plan, n: usize, rng: &mut StdRng) -> Result<Row> {
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    let (lmin, lmed, lmax) = stats(&last);
+    let (lmin, lmed, lmax) = min_median_max(&last);
     println!(
         "  {n:>4} nodes: started in {:.1} s; {}",
         started.as_secs_f64(),
@@ -364,7 +285,7 @@ async fn bench_size(plan: &Plan, n: usize, rng: &mut StdRng) -> Result<Row> {
     let bytes_per_node_s = per_node_s(|t| t.sent);
     let conns_per_node_min = per_node_s(|t| t.connections) * 60.0;
     let kad_per_node_min = per_node_s(|t| t.kad_requests) * 60.0;
-    let (cmin, cmed, cmax) = stats(&samples);
+    let (cmin, cmed, cmax) = min_median_max(&samples);
     let links = samples[samples.len() - n..].iter().sum::<usize>() / 2;
     println!(
         "        connections per node min/median/max {cmin}/{cmed}/{cmax} (3 samples over {quiet:.0} s); {links} links of {} possible",
@@ -471,7 +392,7 @@ async fn bench_size(plan: &Plan, n: usize, rng: &mut StdRng) -> Result<Row> {
         verdict(ok_lookup),
         verdict(ok_rss)
     );
-    net.shutdown().await;
+    net.shutdown(Duration::from_secs(60)).await;
     Ok(Row {
         n,
         settled_s: settled.map_or(f64::NAN, |t| t.as_secs_f64()),

@@ -2,6 +2,7 @@
 //! [`node`]) a node run in the bench's process.
 #![allow(dead_code)]
 
+pub mod network;
 pub mod node;
 
 use std::time::Duration;
