@@ -92,6 +92,12 @@ async fn ping_over_stream(c: Node, b: libp2p::PeerId, id: u32) -> Result<()> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // `RUST_LOG=debug cargo run --example overlay_ping` shows what the nodes do.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .try_init();
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = || {
         let mut rx = stop_rx.clone();

@@ -96,3 +96,27 @@ async fn a_node_without_relay_server_accepts_no_reservation() -> Result<()> {
     assert!(plain.info().await?.relay_server.is_none());
     Ok(())
 }
+
+/// A node dials a circuit address the moment it starts, while its boot dial to the same relay
+/// is still under way: the dial waits for the relay connection instead of failing ("oneshot
+/// canceled" from the relay transport, whose own dial to the relay lost to the boot dial).
+/// Five fresh nodes, each racing its boot dial.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_circuit_dialled_during_the_boot_dial_to_its_relay_connects() -> Result<()> {
+    let (_relay, relay_addr) = relay().await?;
+    let a = spawn_node(1, hidden("hiddena", &relay_addr)?).await?;
+    let a_addr = circuit_addr(&a).await?;
+    for i in 0..5 {
+        let mut config = base_config(&format!("racer{i}"))?;
+        config.listen = Vec::new();
+        config.boot = vec![relay_addr.clone()];
+        let racer = spawn_node(10 + i, config).await?;
+        let peer = racer
+            .dial(a_addr.clone())
+            .await
+            .with_context(|| format!("racer {i} dialling {a_addr}"))?;
+        assert_eq!(peer, a.peer_id());
+        assert_eq!(relayed_to(&racer, &a.peer_id()).await?, Some(true));
+    }
+    Ok(())
+}

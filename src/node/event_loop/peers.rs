@@ -14,12 +14,19 @@ use super::EventLoop;
 use crate::node::{CertificateInfo, Direction, Error, PeerInfo, addr};
 use crate::storage::addrbook::Source;
 
+/// An API dial and where its answer goes.
+type PendingDial = (Multiaddr, oneshot::Sender<Result<PeerId, Error>>);
+
 /// The loop's view of the connected peers.
 pub(super) struct Peers {
     /// Every connected peer (removed with its last connection).
     pub(super) connected: HashMap<PeerId, PeerState>,
     /// Dials the API asked for, answered when the connection is up or failed.
-    pending_dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, Error>>)>,
+    pending_dials: HashMap<ConnectionId, PendingDial>,
+    /// API dials through a relay this node is still connecting to, by relay: sent once the
+    /// relay connection is up (the relay transport refuses a circuit while another dial to
+    /// the relay is under way).
+    waiting_for_relay: HashMap<PeerId, Vec<PendingDial>>,
     /// The kad protocol a peer must speak to enter the routing table.
     pub(super) kad_protocol: StreamProtocol,
 }
@@ -117,6 +124,7 @@ impl Peers {
         Self {
             connected: HashMap::new(),
             pending_dials: HashMap::new(),
+            waiting_for_relay: HashMap::new(),
             kad_protocol,
         }
     }
@@ -153,6 +161,27 @@ impl PeerState {
     }
 }
 
+/// The relay of a circuit address `<relay addr>/p2p/<relay>/p2p-circuit/...` and the address
+/// to dial it on; `None` for other addresses (or a circuit without a relay address).
+fn relay_of(addr: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
+    use libp2p::multiaddr::Protocol;
+    let mut relay = Multiaddr::empty();
+    let mut relay_id = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::P2pCircuit => break,
+            Protocol::P2p(id) => relay_id = Some(id),
+            _ => relay_id = None,
+        }
+        relay.push(p);
+    }
+    let circuit = addr.iter().any(|p| matches!(p, Protocol::P2pCircuit));
+    match relay_id {
+        Some(id) if circuit && relay.iter().count() > 1 => Some((id, relay)),
+        _ => None,
+    }
+}
+
 /// The label an mcc node puts in its agent version: `mcc/<version> (<label>)`.
 fn label_of(agent: &str) -> Option<String> {
     let rest = agent.strip_prefix("mcc/")?;
@@ -167,6 +196,35 @@ impl EventLoop {
     /// [`on_connection_established`]: Self::on_connection_established
     /// [`on_dial_failure`]: Self::on_dial_failure
     pub(super) fn dial(&mut self, addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, Error>>) {
+        // Through a relay not connected yet: connect to the relay first. Dialled together,
+        // the relay transport's own dial to the relay loses to any dial already under way
+        // (a boot dial, say) and the circuit fails with "oneshot canceled".
+        if let Some((relay, relay_addr)) = relay_of(&addr)
+            && !self.swarm.is_connected(&relay)
+        {
+            let opts = DialOpts::peer_id(relay)
+                .addresses(vec![relay_addr])
+                .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            let dialled = self.dial_noted(opts, crate::storage::addrbook::Source::Manual);
+            tracing::debug!(%relay, ?dialled, "dialling the relay before the circuit");
+            match dialled {
+                // Refused for this reason: a dial to the relay is under way: wait for it.
+                Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {}
+                Err(_) => return self.dial_now(addr, reply),
+            }
+            self.peers
+                .waiting_for_relay
+                .entry(relay)
+                .or_default()
+                .push((addr, reply));
+            return;
+        }
+        self.dial_now(addr, reply);
+    }
+
+    /// Dials `addr` at once (see [`dial`](Self::dial)).
+    fn dial_now(&mut self, addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, Error>>) {
         let opts = match addr::peer_id_of(&addr) {
             // A direct address of a peer reached only through a relay: dial it anyway.
             Some(peer)
@@ -243,6 +301,15 @@ impl EventLoop {
         if let Some((_, reply)) = self.peers.pending_dials.remove(&connection_id) {
             let _ = reply.send(Ok(peer_id));
         }
+        // The relay is up: the dials through it go now.
+        for (addr, reply) in self
+            .peers
+            .waiting_for_relay
+            .remove(&peer_id)
+            .unwrap_or_default()
+        {
+            self.dial_now(addr, reply);
+        }
     }
 
     pub(super) fn on_connection_closed(
@@ -280,6 +347,20 @@ impl EventLoop {
                 addr,
                 reason: error.to_string(),
             }));
+        }
+        // A dial to a relay failed: the dials waiting on it go anyway, and the relay
+        // transport dials the relay itself (with its own error if it fails again).
+        if let Some(peer) = peer_id
+            && !self.swarm.is_connected(&peer)
+        {
+            for (addr, reply) in self
+                .peers
+                .waiting_for_relay
+                .remove(&peer)
+                .unwrap_or_default()
+            {
+                self.dial_now(addr, reply);
+            }
         }
         // A rendezvous peer we know no address for: ask the DHT where it is.
         if let (Some(peer), DialError::NoAddresses) = (peer_id, &error) {
@@ -434,5 +515,27 @@ mod tests {
         assert_eq!(label_of("mcc/0.1.0 (kitchen)").as_deref(), Some("kitchen"));
         assert_eq!(label_of("js-libp2p/2.0"), None);
         assert_eq!(label_of("mcc/0.1.0"), None);
+    }
+
+    #[test]
+    fn a_circuit_address_names_its_relay() {
+        let relay = PeerId::random();
+        let target = PeerId::random();
+        let relay_addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/4001/p2p/{relay}")
+            .parse()
+            .unwrap();
+        let circuit: Multiaddr = format!("{relay_addr}/p2p-circuit/p2p/{target}")
+            .parse()
+            .unwrap();
+        assert_eq!(relay_of(&circuit), Some((relay, relay_addr)));
+        // Not a circuit, or a circuit with no address to reach its relay on.
+        let direct: Multiaddr = format!("/ip4/127.0.0.1/tcp/4001/p2p/{target}")
+            .parse()
+            .unwrap();
+        assert_eq!(relay_of(&direct), None);
+        let bare: Multiaddr = format!("/p2p/{relay}/p2p-circuit/p2p/{target}")
+            .parse()
+            .unwrap();
+        assert_eq!(relay_of(&bare), None);
     }
 }
