@@ -135,6 +135,13 @@ pub fn base_config(label: &str) -> Result<Config> {
 
 /// Starts one node from `config` (whose `data_dir` is replaced by a new temporary folder).
 pub async fn spawn_node(index: usize, mut config: Config) -> Result<TestNode> {
+    // `RUST_LOG=... cargo test -- --nocapture` shows what the nodes do.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
     let dir = tempfile::tempdir()?;
     config.data_dir = Some(dir.path().to_path_buf());
     let (stop, stopped) = watch::channel(false);
