@@ -108,3 +108,61 @@ async fn a_service_is_forwarded_between_two_nodes() -> Result<()> {
         .context("the service saw no end of the tunnel")???;
     Ok(())
 }
+
+/// RPC calls keep going while AutoNAT probes run between the two nodes: each asks the other
+/// to dial it back, a second connection that request-response also sends calls on. Ending the
+/// dial-back must not fail the calls on it (it did: the node closed it as soon as the probe
+/// was answered, and calls on it failed with "connection closed").
+#[tokio::test(flavor = "multi_thread")]
+async fn rpc_calls_survive_autonat_probes() -> Result<()> {
+    use futures::StreamExt;
+    let nodes = spawn_nodes(2, |_, config| {
+        config.rendezvous = None;
+        config.nat.autonat_boot_delay = std::time::Duration::from_millis(500);
+        config.nat.autonat_retry_interval = std::time::Duration::from_secs(1);
+        config.idle_connection_timeout = std::time::Duration::from_secs(2);
+    })
+    .await?;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    a.connect(b).await?;
+    let started = std::time::Instant::now();
+    // 64 calls in flight each way for 4 s: the probes fall in the middle.
+    let flood = |from: &'static str| {
+        let (caller, callee) = if from == "a" { (a, b) } else { (b, a) };
+        futures::stream::iter(0..usize::MAX)
+            .take_while(move |_| {
+                futures::future::ready(started.elapsed() < std::time::Duration::from_secs(4))
+            })
+            .map(move |i| async move {
+                let value = caller.call(callee.peer_id(), "echo", json!(i)).await;
+                (i, value)
+            })
+            .buffer_unordered(64)
+            .fold(Ok(0usize), move |acc, (i, value)| async move {
+                let n = acc?;
+                let value = value.with_context(|| {
+                    format!(
+                        "call {i} from {from} failed after {:.2} s",
+                        started.elapsed().as_secs_f64()
+                    )
+                })?;
+                anyhow::ensure!(value == json!(i), "echo returned {value}");
+                Ok::<usize, anyhow::Error>(n + 1)
+            })
+    };
+    let (from_a, from_b) = tokio::join!(flood("a"), flood("b"));
+    let (from_a, from_b) = (from_a?, from_b?);
+    assert!(from_a > 64 && from_b > 64, "{from_a} and {from_b} calls");
+    // The probes did run, and their dial-backs close once idle: one connection is left.
+    for node in [a, b] {
+        let info = node.info().await?;
+        assert_ne!(info.reachability, mcc::node::Reachability::Unknown);
+    }
+    eventually(15, "the dial-back connections close once idle", || async {
+        let conns = |peers: Vec<mcc::node::PeerInfo>| peers.iter().map(|p| p.connections).sum();
+        let (x, y): (usize, usize) = (conns(a.peers().await?), conns(b.peers().await?));
+        Ok(x == 1 && y == 1)
+    })
+    .await?;
+    Ok(())
+}

@@ -224,6 +224,11 @@ async fn a_dht_query_connection_closes_when_idle_and_kept_ones_stay() -> Result<
     .await?;
     let (b, a, c) = (&nodes[0], &nodes[1], &nodes[2]);
     let key = b"/mcc/idle-close".to_vec();
+    // B knows both (identify done) before C asks it for the closest peers.
+    eventually(10, "B's routing table holds A and C", || async {
+        Ok(b.info().await?.routing_table_size >= 2)
+    })
+    .await?;
     // C's put reaches A through the DHT: C learns A from B and dials it for the query.
     c.put_record(key.clone(), vec![7; 16], None).await?;
     eventually(10, "A holds C's record", || async {

@@ -7,7 +7,9 @@
 //! (a connection this node opened only for a DHT query), which then close a few seconds
 //! after their last query, unless another concern holds them (open streams of tunnels or
 //! blobs, pending RPC requests, routes interests, relay reservations). A released connection
-//! can be kept again (it became useful: an RPC call, a node below `--min-peers`).
+//! can be kept again (it became useful: an RPC call, a node below `--min-peers`): then one
+//! connection is kept, not every spare one (an AutoNAT dial-back closes once idle even while
+//! the peer is in use).
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -28,15 +30,41 @@ use libp2p::swarm::{
 #[derive(Default)]
 pub struct Behaviour {
     /// Open connections, by peer, with whether they are kept.
-    connections: HashMap<PeerId, HashMap<ConnectionId, bool>>,
+    connections: HashMap<PeerId, HashMap<ConnectionId, Conn>>,
     /// Decisions to pass on to the handlers.
     pending: VecDeque<ToSwarm<Infallible, bool>>,
 }
 
+/// What the behaviour knows of one connection.
+#[derive(Debug, Clone, Copy)]
+struct Conn {
+    kept: bool,
+    relayed: bool,
+}
+
 impl Behaviour {
-    /// Keeps (`true`) or releases (`false`) every connection to `peer`.
+    /// Releases every connection to `peer` (`false`), or keeps one (`true`): the mesh needs
+    /// one connection per peer, so when none is kept, the oldest direct one is (the oldest
+    /// relayed one without a direct one), and the others stay as they are. Keeping them all
+    /// would keep the spare ones (an AutoNAT dial-back, a second connection from
+    /// simultaneous dials) open for as long as the peer is used.
     pub fn set_kept(&mut self, peer: PeerId, kept: bool) {
-        self.set(peer, None, kept);
+        if !kept {
+            return self.set(peer, None, false);
+        }
+        let Some(conns) = self.connections.get(&peer) else {
+            return;
+        };
+        if conns.values().any(|c| c.kept) {
+            return;
+        }
+        if let Some(id) = conns
+            .iter()
+            .min_by_key(|(id, c)| (c.relayed, **id))
+            .map(|(id, _)| *id)
+        {
+            self.set(peer, Some(id), true);
+        }
     }
 
     /// Keeps or releases one connection.
@@ -48,9 +76,9 @@ impl Behaviour {
         let Some(conns) = self.connections.get_mut(&peer) else {
             return;
         };
-        for (id, k) in conns.iter_mut() {
-            if *k != kept && only.is_none_or(|o| o == *id) {
-                *k = kept;
+        for (id, c) in conns.iter_mut() {
+            if c.kept != kept && only.is_none_or(|o| o == *id) {
+                c.kept = kept;
                 self.pending.push_back(ToSwarm::NotifyHandler {
                     peer_id: peer,
                     handler: NotifyHandler::One(*id),
@@ -64,7 +92,7 @@ impl Behaviour {
     pub fn is_kept(&self, peer: &PeerId) -> bool {
         self.connections
             .get(peer)
-            .is_some_and(|c| c.values().any(|k| *k))
+            .is_some_and(|c| c.values().any(|c| c.kept))
     }
 }
 
@@ -76,10 +104,15 @@ impl NetworkBehaviour for Behaviour {
         &mut self,
         id: ConnectionId,
         peer: PeerId,
-        _: &Multiaddr,
+        local_addr: &Multiaddr,
         _: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        self.connections.entry(peer).or_default().insert(id, true);
+        let relayed = is_relayed(local_addr);
+        let conn = Conn {
+            kept: true,
+            relayed,
+        };
+        self.connections.entry(peer).or_default().insert(id, conn);
         Ok(Handler { kept: true })
     }
 
@@ -87,11 +120,15 @@ impl NetworkBehaviour for Behaviour {
         &mut self,
         id: ConnectionId,
         peer: PeerId,
-        _: &Multiaddr,
+        addr: &Multiaddr,
         _: Endpoint,
         _: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        self.connections.entry(peer).or_default().insert(id, true);
+        let conn = Conn {
+            kept: true,
+            relayed: is_relayed(addr),
+        };
+        self.connections.entry(peer).or_default().insert(id, conn);
         Ok(Handler { kept: true })
     }
 
@@ -121,6 +158,12 @@ impl NetworkBehaviour for Behaviour {
             None => Poll::Pending,
         }
     }
+}
+
+/// Whether a connection's address goes through a relay.
+fn is_relayed(addr: &Multiaddr) -> bool {
+    addr.iter()
+        .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
 }
 
 /// Keeps its connection alive while kept; speaks no protocol.
@@ -159,5 +202,60 @@ impl ConnectionHandler for Handler {
         &mut self,
         _: ConnectionEvent<DeniedUpgrade, DeniedUpgrade, (), Infallible>,
     ) {
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(b: &mut Behaviour, peer: PeerId, id: usize, addr: &str) -> ConnectionId {
+        let id = ConnectionId::new_unchecked(id);
+        let addr: Multiaddr = addr.parse().unwrap();
+        let _ = b.handle_established_outbound_connection(
+            id,
+            peer,
+            &addr,
+            Endpoint::Dialer,
+            PortUse::Reuse,
+        );
+        id
+    }
+
+    fn kept(b: &Behaviour, peer: &PeerId) -> Vec<ConnectionId> {
+        let mut ids: Vec<ConnectionId> = b.connections[peer]
+            .iter()
+            .filter(|(_, c)| c.kept)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn keeping_a_peer_again_keeps_one_connection_the_oldest_direct_one() {
+        let mut b = Behaviour::default();
+        let peer = PeerId::random();
+        let relay = PeerId::random();
+        let relayed = open(
+            &mut b,
+            peer,
+            1,
+            &format!("/ip4/127.0.0.1/tcp/1/p2p/{relay}/p2p-circuit"),
+        );
+        let direct = open(&mut b, peer, 2, "/ip4/127.0.0.1/tcp/2");
+        let spare = open(&mut b, peer, 3, "/ip4/127.0.0.1/udp/3/quic-v1");
+        assert_eq!(kept(&b, &peer), vec![relayed, direct, spare]);
+
+        b.set_kept(peer, false);
+        assert!(kept(&b, &peer).is_empty());
+        assert!(!b.is_kept(&peer));
+        b.set_kept(peer, true);
+        assert_eq!(kept(&b, &peer), vec![direct]);
+
+        // A spare released on its own stays released when the peer is kept again.
+        b.set_connection_kept(peer, spare, false);
+        b.set_kept(peer, true);
+        assert_eq!(kept(&b, &peer), vec![direct]);
     }
 }

@@ -142,11 +142,6 @@ fn without_peer(addr: &Multiaddr) -> Multiaddr {
         .collect()
 }
 
-/// Whether two addresses are the same but for a `/p2p/<id>` part.
-pub(super) fn same_transport_addr(a: &Multiaddr, b: &Multiaddr) -> bool {
-    without_peer(a) == without_peer(b)
-}
-
 /// Whether `addr` goes through a relay.
 pub(crate) fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
@@ -460,17 +455,10 @@ impl EventLoop {
             }) => {
                 self.nat.public_addr = Some(address);
             }
-            autonat::Event::InboundProbe(autonat::InboundProbeEvent::Response {
-                peer,
-                address,
-                ..
-            }) => {
-                // The dial-back connection proved its point: close it rather than keep a
-                // second connection to the peer until the idle timeout.
-                if let Some(id) = self.peers.dialback_connection(&peer, &address) {
-                    self.swarm.close_connection(id);
-                }
-            }
+            // The dial-back connection of a probe this node answered is released (see
+            // `mesh_on_connection`) and closes once idle. Not closed at once: request-response
+            // spreads calls over every connection to a peer, and the calls sent on it would
+            // fail with "connection closed".
             e => tracing::debug!("autonat: {e:?}"),
         }
     }

@@ -77,27 +77,6 @@ impl Peers {
         }
     }
 
-    /// The outbound connection to `peer` at `addr`, when `peer` has another one: an AutoNAT
-    /// dial-back.
-    pub(super) fn dialback_connection(
-        &self,
-        peer: &PeerId,
-        addr: &Multiaddr,
-    ) -> Option<ConnectionId> {
-        let s = self.connected.get(peer)?;
-        if s.connections.len() < 2 {
-            return None;
-        }
-        s.connections
-            .iter()
-            .filter(|(_, c)| {
-                c.direction == Direction::Outbound
-                    && super::nat::same_transport_addr(&c.remote, addr)
-            })
-            .max_by_key(|(_, c)| c.since)
-            .map(|(id, _)| *id)
-    }
-
     /// The remote address of an outbound connection to `peer`.
     pub(super) fn outbound_addr(&self, peer: &PeerId) -> Option<Multiaddr> {
         self.connected.get(peer).and_then(|s| {
