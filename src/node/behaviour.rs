@@ -28,7 +28,9 @@ pub const IDENTIFY_PROTOCOL: &str = "/mcc/id/1.0.0";
 /// The swarm negotiates outbound streams optimistically (multistream-select `V1Lazy`, see
 /// `builder.rs`); every behaviour that opens streams except the raw streams is [`Confirmed`],
 /// which keeps its negotiation as in `V1`. The raw streams go optimistic only on protocols the
-/// peer listed (identify), where the opener writes first (tunnels, blob requests).
+/// peer listed (identify), where the opener writes first (tunnels, blob requests); so does RPC
+/// ([`Confirmed::optimistic_when_listed`]): a call to a peer that listed the RPC protocol sends
+/// its request with the proposal.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     /// Connection caps; persistent peers bypass them (see `node::limits`).
@@ -230,7 +232,7 @@ impl Behaviour {
             // The store learns which peer writes a record (records:write) from the gate.
             kad: Confirmed::new(Gated::new(kad, gates.clone()).tracking_source()),
             mdns: mdns.into(),
-            rpc: Confirmed::new(Gated::new(rpc, gates.clone())),
+            rpc: Confirmed::optimistic_when_listed(Gated::new(rpc, gates.clone())),
             routes: Confirmed::new(Gated::new(routes, gates.clone())),
             bitswap: Confirmed::new(Gated::new(bitswap, gates.clone())),
             keep: super::keep::Behaviour::default(),

@@ -14,7 +14,16 @@
 //! never the last, so they are confirmed as in `V1`; a refusal of all of them ends in the
 //! sentinel, which the wrapper reports to the wrapped handler as the `NegotiationFailed` it
 //! would have had under `V1`. The raw streams (`mcc-streams`) decide per stream themselves.
+//!
+//! [`Confirmed::optimistic_when_listed`] drops the sentinel from a proposal whose last
+//! protocol the peer listed on this connection (identify's protocol list, reported to every
+//! handler as `RemoteProtocolsChange`): that stream is negotiated optimistically, its first
+//! bytes leaving with the proposal, one round trip less. A peer that listed the protocol
+//! accepts it, so nothing changes but the latency; only a peer that lists a protocol and then
+//! refuses it would show a broken stream (an I/O error) instead of a refused negotiation.
+//! Until identify has run, proposals keep the sentinel.
 
+use std::collections::HashSet;
 use std::ops::{Deref, DerefMut};
 use std::task::{Context, Poll};
 
@@ -26,7 +35,7 @@ use libp2p::core::upgrade::{OutboundUpgrade, UpgradeInfo};
 use libp2p::core::{Endpoint, Multiaddr};
 use libp2p::swarm::handler::{
     ConnectionEvent, ConnectionHandler, ConnectionHandlerEvent, DialUpgradeError,
-    FullyNegotiatedOutbound, OutboundUpgradeSend, UpgradeInfoSend,
+    FullyNegotiatedOutbound, OutboundUpgradeSend, ProtocolsChange, UpgradeInfoSend,
 };
 use libp2p::swarm::{
     ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, Stream, StreamUpgradeError,
@@ -39,11 +48,34 @@ const SENTINEL: &str = "/mcc/confirm-previous";
 /// Wraps a behaviour; see the module documentation.
 pub struct Confirmed<B> {
     inner: B,
+    /// Whether proposals ending with a protocol the peer listed go without the sentinel.
+    optimistic_when_listed: bool,
 }
 
 impl<B> Confirmed<B> {
+    /// Every outbound stream of `inner` is confirmed.
     pub fn new(inner: B) -> Self {
-        Self { inner }
+        Self {
+            inner,
+            optimistic_when_listed: false,
+        }
+    }
+
+    /// Outbound streams of `inner` are confirmed, except those whose last proposed protocol
+    /// the peer listed on the connection: those are negotiated optimistically.
+    pub fn optimistic_when_listed(inner: B) -> Self {
+        Self {
+            inner,
+            optimistic_when_listed: true,
+        }
+    }
+
+    fn handler<H>(&self, inner: H) -> Handler<H> {
+        Handler {
+            inner,
+            optimistic_when_listed: self.optimistic_when_listed,
+            listed: HashSet::new(),
+        }
     }
 }
 
@@ -83,7 +115,7 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Confirmed<B> {
     ) -> Result<THandler<Self>, ConnectionDenied> {
         self.inner
             .handle_established_inbound_connection(connection_id, peer, local_addr, remote_addr)
-            .map(|inner| Handler { inner })
+            .map(|inner| self.handler(inner))
     }
 
     fn handle_pending_outbound_connection(
@@ -117,7 +149,7 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Confirmed<B> {
                 role_override,
                 port_use,
             )
-            .map(|inner| Handler { inner })
+            .map(|inner| self.handler(inner))
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
@@ -145,6 +177,30 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Confirmed<B> {
 /// The wrapped handler, its outbound upgrades followed by the sentinel.
 pub struct Handler<H> {
     inner: H,
+    /// See [`Confirmed::optimistic_when_listed`].
+    optimistic_when_listed: bool,
+    /// The protocols the peer listed on this connection (kept only when
+    /// `optimistic_when_listed`).
+    listed: HashSet<String>,
+}
+
+impl<H> Handler<H> {
+    /// Keeps track of the protocols the peer lists.
+    fn on_remote_protocols(&mut self, change: &ProtocolsChange<'_>) {
+        if !self.optimistic_when_listed {
+            return;
+        }
+        match change.clone() {
+            ProtocolsChange::Added(added) => {
+                self.listed.extend(added.map(|p| p.as_ref().to_owned()));
+            }
+            ProtocolsChange::Removed(removed) => {
+                for p in removed {
+                    self.listed.remove(p.as_ref());
+                }
+            }
+        }
+    }
 }
 
 impl<H: ConnectionHandler> ConnectionHandler for Handler<H> {
@@ -171,9 +227,16 @@ impl<H: ConnectionHandler> ConnectionHandler for Handler<H> {
     ) -> Poll<
         ConnectionHandlerEvent<Self::OutboundProtocol, Self::OutboundOpenInfo, Self::ToBehaviour>,
     > {
-        self.inner
-            .poll(cx)
-            .map(|event| event.map_protocol(|inner| Upgrade { inner }))
+        let event = std::task::ready!(self.inner.poll(cx));
+        let (optimistic, listed) = (self.optimistic_when_listed, &self.listed);
+        Poll::Ready(event.map_protocol(|inner| {
+            // Under `V1Lazy` the last proposed protocol is the one taken optimistically.
+            let confirm = !(optimistic
+                && UpgradeInfoSend::protocol_info(&inner)
+                    .last()
+                    .is_some_and(|p| listed.contains(p.as_ref())));
+            Upgrade { inner, confirm }
+        }))
     }
 
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Option<Self::ToBehaviour>> {
@@ -218,7 +281,10 @@ impl<H: ConnectionHandler> ConnectionHandler for Handler<H> {
             ConnectionEvent::ListenUpgradeError(e) => ConnectionEvent::ListenUpgradeError(e),
             ConnectionEvent::AddressChange(e) => ConnectionEvent::AddressChange(e),
             ConnectionEvent::LocalProtocolsChange(e) => ConnectionEvent::LocalProtocolsChange(e),
-            ConnectionEvent::RemoteProtocolsChange(e) => ConnectionEvent::RemoteProtocolsChange(e),
+            ConnectionEvent::RemoteProtocolsChange(e) => {
+                self.on_remote_protocols(&e);
+                ConnectionEvent::RemoteProtocolsChange(e)
+            }
             _ => return,
         };
         self.inner.on_connection_event(event)
@@ -241,9 +307,12 @@ impl<I: AsRef<str>> AsRef<str> for Info<I> {
     }
 }
 
-/// The wrapped outbound upgrade with the sentinel proposed after its protocols.
+/// The wrapped outbound upgrade with the sentinel proposed after its protocols (unless the
+/// stream goes optimistically).
 pub struct Upgrade<U> {
     inner: U,
+    /// Whether the sentinel follows the wrapped protocols.
+    confirm: bool,
 }
 
 /// The wrapped upgrade's error, or: the peer refused every protocol.
@@ -261,7 +330,9 @@ impl<U: OutboundUpgradeSend> UpgradeInfo for Upgrade<U> {
         let mut all: Vec<Self::Info> = UpgradeInfoSend::protocol_info(&self.inner)
             .map(Info::Inner)
             .collect();
-        all.push(Info::Sentinel);
+        if self.confirm {
+            all.push(Info::Sentinel);
+        }
         all.into_iter()
     }
 }

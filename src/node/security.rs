@@ -8,10 +8,16 @@
 //! ChaCha20-Poly1305 first, which the other side then picks; this one lists AES-128-GCM first
 //! and, as a server, picks by its own order. The certificate checks are libp2p-tls's
 //! ([`certificate::parse`], [`P2pCertificate::verify_signature`]).
+//!
+//! The TLS stream is wrapped in [`Coalesced`]: futures-rustls seals every write into a record
+//! of its own and sends it at once, and yamux writes each frame's 12-byte header and its body
+//! separately, so without it every frame costs two records, two syscalls and two TCP segments.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
 use futures::future::BoxFuture;
 use futures::{AsyncRead, AsyncWrite, FutureExt};
@@ -121,7 +127,7 @@ impl<C> InboundConnectionUpgrade<C> for Tls
 where
     C: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    type Output = (PeerId, futures_rustls::TlsStream<C>);
+    type Output = (PeerId, Coalesced<futures_rustls::TlsStream<C>>);
     type Error = TlsError;
     type Future = BoxFuture<'static, Result<Self::Output, TlsError>>;
 
@@ -132,7 +138,7 @@ where
                 .await
                 .map_err(TlsError::Handshake)?;
             let peer = peer_id(stream.get_ref().1)?;
-            Ok((peer, stream.into()))
+            Ok((peer, Coalesced::new(stream.into())))
         }
         .boxed()
     }
@@ -142,7 +148,7 @@ impl<C> OutboundConnectionUpgrade<C> for Tls
 where
     C: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    type Output = (PeerId, futures_rustls::TlsStream<C>);
+    type Output = (PeerId, Coalesced<futures_rustls::TlsStream<C>>);
     type Error = TlsError;
     type Future = BoxFuture<'static, Result<Self::Output, TlsError>>;
 
@@ -155,9 +161,97 @@ where
                 .await
                 .map_err(TlsError::Handshake)?;
             let peer = peer_id(stream.get_ref().1)?;
-            Ok((peer, stream.into()))
+            Ok((peer, Coalesced::new(stream.into())))
         }
         .boxed()
+    }
+}
+
+/// Most bytes [`Coalesced`] gathers before handing them on: the plaintext of one TLS record.
+const COALESCE_LIMIT: usize = 16 * 1024;
+/// Capacity the gathering buffer keeps between flushes (an idle connection holds no more).
+const COALESCE_KEEP: usize = 1024;
+
+/// A stream whose small writes are gathered and handed on in one piece when it is flushed
+/// (or when they reach [`COALESCE_LIMIT`]); writes of that size or more go straight through.
+/// Reads pass through. Whoever writes must flush, as every libp2p writer does.
+pub(crate) struct Coalesced<S> {
+    inner: S,
+    /// Gathered bytes; those before `handed` are already written to `inner`.
+    buf: Vec<u8>,
+    handed: usize,
+}
+
+impl<S> Coalesced<S> {
+    fn new(inner: S) -> Self {
+        Self {
+            inner,
+            buf: Vec::new(),
+            handed: 0,
+        }
+    }
+
+    /// The wrapped stream.
+    #[cfg(test)]
+    fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: AsyncWrite + Unpin> Coalesced<S> {
+    /// Writes the gathered bytes to the wrapped stream (without flushing it).
+    fn poll_hand_on(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.handed < self.buf.len() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.buf[self.handed..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.handed += n;
+        }
+        self.buf.clear();
+        self.buf.shrink_to(COALESCE_KEEP);
+        self.handed = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Coalesced<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesced<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.buf.len() + data.len() > COALESCE_LIMIT {
+            ready!(this.poll_hand_on(cx))?;
+            if data.len() >= COALESCE_LIMIT {
+                return Pin::new(&mut this.inner).poll_write(cx, data);
+            }
+        }
+        this.buf.extend_from_slice(data);
+        Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_hand_on(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_hand_on(cx))?;
+        Pin::new(&mut this.inner).poll_close(cx)
     }
 }
 
@@ -322,10 +416,57 @@ mod tests {
         assert_eq!(peer_a, a.public().to_peer_id());
         let suite = stream_a
             .get_ref()
+            .get_ref()
             .1
             .negotiated_cipher_suite()
             .map(|s| s.suite());
         assert_eq!(suite, Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256));
+        Ok(())
+    }
+
+    /// Counts the writes it receives.
+    #[derive(Default)]
+    struct Recorder {
+        writes: Vec<Vec<u8>>,
+        flushes: usize,
+    }
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            data: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.get_mut().writes.push(data.to_vec());
+            Poll::Ready(Ok(data.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.get_mut().flushes += 1;
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Small writes reach the wrapped stream as one write when flushed; large ones go
+    /// straight through, after what was gathered before them.
+    #[tokio::test]
+    async fn coalesced_gathers_small_writes_until_flush() -> anyhow::Result<()> {
+        use futures::AsyncWriteExt as _;
+        let mut w = Coalesced::new(Recorder::default());
+        w.write_all(b"header").await?;
+        w.write_all(b"body").await?;
+        assert!(w.get_ref().writes.is_empty());
+        w.flush().await?;
+        assert_eq!(w.get_ref().writes, vec![b"headerbody".to_vec()]);
+        assert_eq!(w.get_ref().flushes, 1);
+
+        let big = vec![7u8; COALESCE_LIMIT];
+        w.write_all(b"next").await?;
+        w.write_all(&big).await?;
+        w.flush().await?;
+        assert_eq!(w.get_ref().writes[1..], [b"next".to_vec(), big]);
         Ok(())
     }
 
@@ -346,6 +487,7 @@ mod tests {
         assert_eq!(peer_a, a.public().to_peer_id());
         assert_eq!(peer_b, b.public().to_peer_id());
         let suite = stream
+            .get_ref()
             .get_ref()
             .1
             .negotiated_cipher_suite()
