@@ -366,7 +366,8 @@ async fn bench_node(name: &'static str, quic: bool, plan: &Plan) -> Result<Row> 
             .sum();
         if connections != 1 {
             row.note = Some(format!(
-                "{name}: {connections} connections were open, not 1"
+                "{name}: {connections} connections were open, not 1 (AutoNAT dial-backs stay \
+                 until idle; request-response spreads calls over all of them)"
             ));
         }
         Ok(row)
