@@ -281,12 +281,13 @@ impl EventLoop {
             let _ = reply.send(Ok(peer_id));
         }
         // The relay is up: the dials through it go now.
-        for (addr, reply) in self
-            .peers
-            .waiting_for_relay
-            .remove(&peer_id)
-            .unwrap_or_default()
-        {
+        self.dial_those_waiting_for(&peer_id);
+    }
+
+    /// Dials the circuits that waited for a connection to `relay`.
+    fn dial_those_waiting_for(&mut self, relay: &PeerId) {
+        let waiting = self.peers.waiting_for_relay.remove(relay);
+        for (addr, reply) in waiting.unwrap_or_default() {
             self.dial_now(addr, reply);
         }
     }
@@ -332,14 +333,7 @@ impl EventLoop {
         if let Some(peer) = peer_id
             && !self.swarm.is_connected(&peer)
         {
-            for (addr, reply) in self
-                .peers
-                .waiting_for_relay
-                .remove(&peer)
-                .unwrap_or_default()
-            {
-                self.dial_now(addr, reply);
-            }
+            self.dial_those_waiting_for(&peer);
         }
         // A rendezvous peer we know no address for: ask the DHT where it is.
         if let (Some(peer), DialError::NoAddresses) = (peer_id, &error) {
