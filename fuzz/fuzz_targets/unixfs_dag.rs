@@ -30,7 +30,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let leaves = unixfs::leaves(&root, |cid| blocks.get(cid).cloned());
     if let Ok(leaves) = &leaves {
-        assert_eq!(leaves.len() as u64, shape.leaves);
+        // Empty leaves are counted by `measure` but not listed.
+        assert!(leaves.len() as u64 <= shape.leaves);
         assert_eq!(leaves.iter().map(|(_, size)| size).sum::<u64>(), shape.size);
     }
     // A range in the middle, as a Range request reads it; bounded by the leaves measure allowed.

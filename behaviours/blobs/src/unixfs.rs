@@ -1020,6 +1020,9 @@ impl Cursor {
 
 /// Walks a DAG whose blocks are in `get` (a closure returning a block by CID) and yields the
 /// leaves' CIDs in file order, checking every block's hash; errors on a missing or bad block.
+/// Leaves that hold no file bytes (an empty leaf, or a subtree of size 0) are not listed, as
+/// [`Cursor`] skips them too, so the list can be shorter than [`Shape::leaves`], which counts
+/// every leaf for the proportion checks.
 ///
 /// The root may be a raw block (a one-chunk file) or a dag-pb UnixFS file node. Every child's
 /// size must match its parent's `blocksizes` entry. The DAG is [`measure`]d first, so one out of
@@ -1414,6 +1417,26 @@ mod tests {
 
     /// The review's "DAG bomb": `depth` dag-pb levels, each node linking `fanout` times to the
     /// same child, over one 1-byte raw leaf. `depth + 1` distinct blocks, `fanout^depth` leaves.
+    /// Found by the `unixfs_dag` fuzz target: `measure` counts an empty leaf, `leaves` (like
+    /// the cursor) skips it; the sizes agree.
+    #[test]
+    fn empty_leaves_are_counted_but_not_listed() {
+        let (a, empty, b) = (b"ab".to_vec(), Vec::new(), b"cd".to_vec());
+        let cids = [cid_of(RAW, &a), cid_of(RAW, &empty), cid_of(RAW, &b)];
+        let node = Node {
+            links: cids.iter().map(|&cid| Link { cid, tsize: 2 }).collect(),
+            filesize: 4,
+            blocksizes: vec![2, 0, 2],
+        };
+        let data = encode(&node);
+        let root = cid_of(DAG_PB, &data);
+        let blocks = HashMap::from([(cids[0], a), (cids[1], empty), (cids[2], b), (root, data)]);
+        let shape = measure(&root, |c| Ok(blocks.get(c).cloned())).unwrap();
+        assert_eq!((shape.leaves, shape.size), (3, 4));
+        let listed = leaves(&root, |c| blocks.get(c).cloned()).unwrap();
+        assert_eq!(listed, vec![(cids[0], 2), (cids[2], 2)]);
+    }
+
     fn bomb(depth: u32, fanout: usize) -> (HashMap<Cid, Vec<u8>>, Cid) {
         let leaf = b"x".to_vec();
         let mut child = cid_of(RAW, &leaf);
