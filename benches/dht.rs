@@ -766,11 +766,25 @@ async fn measure_size(net: &mut Network, plan: &Plan, n: usize) -> Result<SizeRe
         cut_short: false,
     };
     let (puts, put_samples) = run.puts().await?;
-    ensure!(!puts.is_empty(), "no put succeeded");
-    tokio::time::sleep(SETTLE).await;
-    let [all, outside, inside] = run.gets(&puts).await;
+    // Without a single stored record there is nothing to get: the put row says why, the
+    // get rows stay empty (and the target is MISSED); DIDs are the nodes' own and still run.
+    let stored = !puts.is_empty();
+    if stored {
+        tokio::time::sleep(SETTLE).await;
+    } else {
+        println!("  no put succeeded: the record gets are skipped");
+    }
+    let [all, outside, inside] = if stored {
+        run.gets(&puts).await
+    } else {
+        Default::default()
+    };
     let [resolved, did_gets] = run.dids().await;
-    let [fresh, fresh_next] = run.fresh_gets(net, &puts).await?;
+    let [fresh, fresh_next] = if stored {
+        run.fresh_gets(net, &puts).await?
+    } else {
+        Default::default()
+    };
 
     let rows = [
         ("get_record", all),

@@ -345,8 +345,14 @@ impl EventLoop {
                 peer_id,
                 connection_id,
                 endpoint,
+                established_in,
                 ..
             } => {
+                // Seconds to set up a connection mean a starved process or a stuck handshake.
+                if established_in > std::time::Duration::from_secs(1) {
+                    let dialer = endpoint.is_dialer();
+                    tracing::debug!(%peer_id, ?established_in, dialer, "slow connection setup");
+                }
                 self.on_connection_established(peer_id, connection_id, &endpoint);
                 self.mesh_on_connection(peer_id, connection_id, &endpoint);
                 self.nat_on_connection(peer_id, connection_id, endpoint.is_relayed());
@@ -431,7 +437,17 @@ impl EventLoop {
             QueryResult::PutRecord(r) if self.replication.is_put(&id) => {
                 self.on_replication_put(id, r)
             }
-            QueryResult::PutRecord(r) => self.on_put_record_result(id, r),
+            QueryResult::PutRecord(r) => {
+                tracing::debug!(
+                    requests = stats.num_requests(),
+                    successes = stats.num_successes(),
+                    failures = stats.num_failures(),
+                    duration = ?stats.duration(),
+                    ok = r.is_ok(),
+                    "record put finished"
+                );
+                self.on_put_record_result(id, r)
+            }
             QueryResult::GetProviders(r) if self.providers.is_lookup(&id) => {
                 self.on_provider_lookup(id, r, step)
             }
