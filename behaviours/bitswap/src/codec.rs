@@ -223,45 +223,60 @@ pub fn encode(message: &Message) -> Bytes {
     buf.freeze()
 }
 
-/// Encodes `message` as one frame in two parts, so that a block's bytes are written without
-/// being copied: the frame up to the block's data, then the data (`None` when the message is
-/// not a single block: then the first part is the whole frame, as [`encode`] makes it).
-pub fn encode_parts(message: &Message) -> (Bytes, Option<Bytes>) {
-    let [block] = &message.payload[..] else {
-        return (encode(message), None);
+/// Encodes `message` as one frame in parts, so that block bytes are written without being
+/// copied: the parts, concatenated, are the frame [`encode`] makes. The blocks' data are
+/// parts of their own (the same `Bytes`); what comes between them (the length prefix, the
+/// other fields, each block's prefix) is in small parts.
+pub fn encode_parts(message: &Message) -> Vec<Bytes> {
+    // Fields in tag order, as prost writes them: 1 and 2, the blocks (3), then 4 and 5.
+    let before = Message {
+        wantlist: message.wantlist.clone(),
+        blocks: message.blocks.clone(),
+        ..Message::default()
     };
-    if !message.blocks.is_empty()
-        || !message.block_presences.is_empty()
-        || message.pending_bytes != 0
-    {
-        return (encode(message), None);
+    let after = Message {
+        block_presences: message.block_presences.clone(),
+        pending_bytes: message.pending_bytes,
+        ..Message::default()
+    };
+    let mut heads = Vec::with_capacity(message.payload.len());
+    let mut body_len = (before.encoded_len() + after.encoded_len()) as u64;
+    for block in &message.payload {
+        let data_len = block.data.len() as u64;
+        let mut inner = BytesMut::new();
+        if !block.prefix.is_empty() {
+            put_varint(&mut inner, 0x0a); // Block.prefix
+            put_varint(&mut inner, block.prefix.len() as u64);
+            inner.put_slice(&block.prefix);
+        }
+        if data_len > 0 {
+            put_varint(&mut inner, 0x12); // Block.data
+            put_varint(&mut inner, data_len);
+        }
+        let mut head = BytesMut::with_capacity(inner.len() + 12);
+        put_varint(&mut head, 0x1a); // Message.payload
+        put_varint(&mut head, inner.len() as u64 + data_len);
+        head.put_slice(&inner);
+        body_len += head.len() as u64 + data_len;
+        heads.push(head);
     }
-    let wantlist = message.wantlist.as_ref().map(|w| w.encode_to_vec());
-    let data_len = block.data.len() as u64;
-    let mut inner = BytesMut::new();
-    if !block.prefix.is_empty() {
-        put_varint(&mut inner, 0x0a); // Block.prefix
-        put_varint(&mut inner, block.prefix.len() as u64);
-        inner.put_slice(&block.prefix);
+    let mut first = BytesMut::with_capacity(before.encoded_len() + 10);
+    put_varint(&mut first, body_len);
+    // `first` grows as needed, so encoding cannot run out of room.
+    let _ = before.encode(&mut first);
+    let mut parts = Vec::with_capacity(2 * message.payload.len() + 2);
+    for (head, block) in heads.into_iter().zip(&message.payload) {
+        first.put_slice(&head);
+        parts.push(std::mem::take(&mut first).freeze());
+        if !block.data.is_empty() {
+            parts.push(block.data.clone());
+        }
     }
-    if data_len > 0 {
-        put_varint(&mut inner, 0x12); // Block.data
-        put_varint(&mut inner, data_len);
+    let _ = after.encode(&mut first);
+    if !first.is_empty() {
+        parts.push(first.freeze());
     }
-    let inner_len = inner.len() as u64 + data_len;
-    let mut head = BytesMut::new();
-    if let Some(list) = &wantlist {
-        put_varint(&mut head, 0x0a); // Message.wantlist
-        put_varint(&mut head, list.len() as u64);
-        head.put_slice(list);
-    }
-    put_varint(&mut head, 0x1a); // Message.payload
-    put_varint(&mut head, inner_len);
-    head.put_slice(&inner);
-    let mut frame = BytesMut::with_capacity(head.len() + 10);
-    put_varint(&mut frame, head.len() as u64 + data_len);
-    frame.put_slice(&head);
-    (frame.freeze(), (data_len > 0).then(|| block.data.clone()))
+    parts
 }
 
 /// Appends `v` as an unsigned LEB128 varint.

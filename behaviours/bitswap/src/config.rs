@@ -24,8 +24,9 @@ pub const DEFAULT_SEND_QUEUE: usize = 16;
 ///
 /// Calls may block on disk I/O: the connection handler makes them on tokio's blocking pool
 /// (`spawn_blocking`), never in the swarm's event loop or a connection task. A block is read
-/// only when the connection's send queue has room for it, so at most one block per connection
-/// is held between the store and the wire.
+/// only when the connection's send queue has room for it, so at most
+/// [`Config::send_queue`] blocks per connection wait between the store and the wire, besides
+/// the message being written (at most 4 MiB).
 pub trait BlockSource: Send + Sync + 'static {
     /// Whether the block is stored.
     fn has(&self, hash: &Multihash<64>) -> bool;

@@ -20,8 +20,11 @@
 //!
 //! A stream carries any number of messages and is read until its end; answers go on a stream
 //! the answering side opens itself. This crate keeps one outbound stream per connection for
-//! everything it sends (wants and answers), one block per message, and always sets the
-//! wantlist field (old kubo needs it).
+//! everything it sends (wants and answers) and always sets the wantlist field (old kubo needs
+//! it). Answers queued together go out in one message of at most 4 MiB (js peers such as
+//! Helia pay for every message they read), and small parts are written together with the
+//! block bytes after them, so that no yamux data frame carries only a few bytes (the
+//! receiver answers each frame with a window update).
 //!
 //! # Server
 //!

@@ -48,21 +48,35 @@ fn a_message_round_trips_through_a_frame() {
 }
 
 #[test]
-fn a_block_in_two_parts_is_the_same_frame() {
+fn a_message_in_parts_is_the_same_frame() {
+    let presence = BlockPresence {
+        cid: Bytes::from(raw_cid(b"x").to_bytes()),
+        r#type: Presence::Have.into(),
+    };
     for data in [Bytes::new(), Bytes::from(vec![9u8; 300_000])] {
         for wantlist in [None, Some(Wantlist::default())] {
-            let message = Message {
-                wantlist,
-                payload: vec![Block {
-                    prefix: Bytes::from_static(&[1, 0x55, 0x12, 0x20]),
-                    data: data.clone(),
-                }],
-                ..Message::default()
-            };
-            let (head, tail) = encode_parts(&message);
-            let mut frame = head.to_vec();
-            frame.extend_from_slice(tail.as_deref().unwrap_or_default());
-            assert_eq!(frame, encode(&message).to_vec());
+            for blocks in 0..3 {
+                for presences in [Vec::new(), vec![presence.clone()]] {
+                    let message = Message {
+                        wantlist: wantlist.clone(),
+                        payload: (0..blocks)
+                            .map(|i| Block {
+                                prefix: Bytes::from_static(&[1, 0x55, 0x12, 0x20]),
+                                data: data.slice(i.min(data.len())..),
+                            })
+                            .collect(),
+                        block_presences: presences,
+                        pending_bytes: blocks as i32,
+                        ..Message::default()
+                    };
+                    let parts = encode_parts(&message);
+                    assert_eq!(parts.concat(), encode(&message).to_vec());
+                    // The block bytes are not copied.
+                    for block in message.payload.iter().filter(|b| !b.data.is_empty()) {
+                        assert!(parts.iter().any(|p| p.as_ptr() == block.data.as_ptr()));
+                    }
+                }
+            }
         }
     }
 }
