@@ -72,12 +72,13 @@ impl LimitsConfig {
             .with_max_pending_outgoing(self.max_pending_outgoing)
     }
 
-    /// The yamux settings: streams per connection, within what yamux accepts (and the
-    /// frame size of [`super::muxer`]).
-    pub(crate) fn yamux(&self) -> super::muxer::Config {
-        super::muxer::Config::new(
+    /// The yamux settings: streams per connection, within what yamux accepts.
+    pub(crate) fn yamux(&self) -> libp2p::yamux::Config {
+        let mut c = libp2p::yamux::Config::default();
+        c.set_max_num_streams(
             self.max_streams_per_connection
                 .clamp(1, MAX_STREAMS_PER_CONNECTION),
-        )
+        );
+        c
     }
 }

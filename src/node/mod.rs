@@ -72,7 +72,6 @@ mod keep;
 pub(crate) mod keys;
 mod limits;
 mod metrics;
-mod muxer;
 pub(crate) mod network;
 mod path_aware;
 mod security;
