@@ -118,9 +118,8 @@ const MAX_MERGED_ENTRIES: usize = 1024;
 /// Bytes gathered before a write to the stream. yamux sends each write as data frames of its
 /// own and the receiver answers every frame with a window update, so the small parts of a
 /// message (its length prefix, each block's prefix) and the tail of a block go out with the
-/// bytes after them instead of in frames of a few bytes. The size is mcc's yamux data frame
-/// (a Noise message less its tag and the frame header), so large writes split into whole
-/// frames.
+/// bytes after them instead of in frames of a few bytes. About 64 KiB (one Noise message's
+/// payload); yamux still cuts each write into its 16 KiB data frames.
 const WRITE_CHUNK: usize = 65_535 - 16 - 12;
 
 /// Whether `message` carries only wantlist entries (no blocks, no presences).
