@@ -679,12 +679,17 @@ async fn resume_without_the_root() {
     assert_eq!(stats.requests(), 3, "the root and two leaves");
 }
 
+/// A raw leaf block holding `data`.
+fn raw_leaf(data: &[u8]) -> Block {
+    Block {
+        cid: cid_of(RAW, data),
+        data: data.to_vec(),
+    }
+}
+
 /// A hand-made two-level DAG with tiny leaves, a leaf linked twice and a subtree linked twice.
 fn two_level_dag() -> (Vec<Block>, Cid) {
-    let leaf = |s: &str| Block {
-        cid: cid_of(RAW, s.as_bytes()),
-        data: s.as_bytes().to_vec(),
-    };
+    let leaf = |s: &str| raw_leaf(s.as_bytes());
     let node = |children: &[&Block], sizes: &[u64], tsizes: &[u64]| {
         let node = unixfs::Node {
             links: children
@@ -762,11 +767,7 @@ async fn two_levels_with_shared_blocks() {
 /// file reads back without it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_empty_leaf_is_fetched_and_stored() {
-    let leaf = |data: &[u8]| Block {
-        cid: cid_of(RAW, data),
-        data: data.to_vec(),
-    };
-    let (a, empty, b) = (leaf(b"ab"), leaf(b""), leaf(b"cd"));
+    let (a, empty, b) = (raw_leaf(b"ab"), raw_leaf(b""), raw_leaf(b"cd"));
     let node = unixfs::Node {
         links: [&a, &empty, &b]
             .iter()
