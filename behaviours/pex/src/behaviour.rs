@@ -44,13 +44,45 @@ pub enum Event {
 #[derive(Default)]
 struct Remote {
     connections: usize,
-    /// Peers already sent to it.
-    sent: HashSet<PeerId>,
+    /// Peers sent to it, on the way or queued for it: each is offered once, and at most
+    /// [`Config::max_peers_per_remote`] in all.
+    told: HashSet<PeerId>,
+    /// Peers to send to it, oldest first. A peer no longer shared when its turn comes is
+    /// skipped; the addresses sent are those shared at that moment.
+    queue: VecDeque<PeerId>,
     last_sent: Option<Instant>,
     /// The message on the way, with the peers it carries.
     in_flight: Option<(OutboundRequestId, Vec<PeerId>)>,
     /// It does not speak the protocol.
     unsupported: bool,
+}
+
+impl Remote {
+    /// Queues `peer` for the remote `remote` unless it was offered already, is the remote, or
+    /// the remote was offered `cap` peers already.
+    fn offer(&mut self, remote: &PeerId, peer: PeerId, cap: usize) {
+        if peer == *remote || self.unsupported || self.told.len() >= cap {
+            return;
+        }
+        if self.told.insert(peer) {
+            self.queue.push_back(peer);
+        }
+    }
+
+    /// Whether a message may be started now; `Err(due)` when only the rate limit holds it.
+    fn ready(&self, now: Instant, interval: Duration) -> Result<bool, Instant> {
+        if self.unsupported
+            || self.in_flight.is_some()
+            || self.connections == 0
+            || self.queue.is_empty()
+        {
+            return Ok(false);
+        }
+        match self.last_sent {
+            Some(last) if now.duration_since(last) < interval => Err(last + interval),
+            _ => Ok(true),
+        }
+    }
 }
 
 /// The peer exchange behaviour: see the crate docs.
@@ -61,8 +93,13 @@ pub struct Behaviour {
     shared: HashMap<PeerId, Vec<Multiaddr>>,
     remotes: HashMap<PeerId, Remote>,
     pending_events: VecDeque<Event>,
-    /// Wakes `poll` when a rate-limited remote may be sent to again.
+    /// Something changed that may let a message go (a peer to share, a remote connected, a
+    /// message answered or failed, the timer): `poll` looks at the remotes only then, so a
+    /// poll costs nothing when nothing changed, whatever the number of peers.
+    dirty: bool,
+    /// Wakes `poll` when a rate-limited remote may be sent to again, at `timer_at`.
     timer: Option<futures_timer::Delay>,
+    timer_at: Option<Instant>,
     waker: Option<Waker>,
 }
 
@@ -81,7 +118,9 @@ impl Behaviour {
             shared: HashMap::new(),
             remotes: HashMap::new(),
             pending_events: VecDeque::new(),
+            dirty: false,
             timer: None,
+            timer_at: None,
             waker: None,
         }
     }
@@ -94,7 +133,20 @@ impl Behaviour {
         {
             return;
         }
-        self.shared.insert(peer, addrs);
+        if self.shared.insert(peer, addrs).is_some() {
+            // Already offered to every remote: those not told yet get the new addresses.
+            return;
+        }
+        let cap = self.config.max_peers_per_remote();
+        for (remote, state) in self.remotes.iter_mut() {
+            state.offer(remote, peer, cap);
+        }
+        self.changed();
+    }
+
+    /// Marks that a message may be due and wakes `poll`.
+    fn changed(&mut self) {
+        self.dirty = true;
         if let Some(w) = self.waker.take() {
             w.wake();
         }
@@ -111,47 +163,53 @@ impl Behaviour {
     }
 
     /// Starts the messages that are due; returns the earliest time a rate-limited remote
-    /// with something to send becomes due.
+    /// with something to send becomes due. O(remotes), plus the peers sent.
     fn send_due(&mut self, now: Instant) -> Option<Instant> {
         let mut next: Option<Instant> = None;
         let max = self.config.max_peers_per_message();
         let interval = self.config.min_interval();
         for (remote, state) in self.remotes.iter_mut() {
-            if state.unsupported || state.in_flight.is_some() || state.connections == 0 {
-                continue;
+            match state.ready(now, interval) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(due) => {
+                    next = Some(next.map_or(due, |n| n.min(due)));
+                    continue;
+                }
             }
-            let batch: Vec<PeerRecord> = self
-                .shared
-                .iter()
-                .filter(|(p, _)| *p != remote && !state.sent.contains(*p))
-                .take(max)
-                .map(|(p, addrs)| PeerRecord {
-                    peer_id: *p,
-                    addrs: addrs.clone(),
-                })
-                .collect();
+            let mut batch = Vec::new();
+            while batch.len() < max {
+                let Some(p) = state.queue.pop_front() else {
+                    break;
+                };
+                if let Some(addrs) = self.shared.get(&p) {
+                    batch.push(PeerRecord {
+                        peer_id: p,
+                        addrs: addrs.clone(),
+                    });
+                }
+            }
             if batch.is_empty() {
                 continue;
             }
-            if let Some(last) = state.last_sent
-                && now.duration_since(last) < interval
-            {
-                let due = last + interval;
-                next = Some(next.map_or(due, |n| n.min(due)));
-                continue;
-            }
             let ids: Vec<PeerId> = batch.iter().map(|p| p.peer_id).collect();
-            // Bounded: only peers still shared are remembered once the set grows large.
-            if state.sent.len() + ids.len() > MAX_SHARED {
-                let shared = &self.shared;
-                state.sent.retain(|p| shared.contains_key(p));
-            }
-            state.sent.extend(ids.iter().copied());
             let id = self.inner.send_request(remote, batch);
             state.in_flight = Some((id, ids));
             state.last_sent = Some(now);
         }
         next
+    }
+
+    /// Arms the timer for `at` unless it already fires earlier.
+    fn wake_at(&mut self, at: Instant, now: Instant) {
+        if self.timer_at.is_some_and(|t| t <= at) {
+            return;
+        }
+        let wait = at
+            .saturating_duration_since(now)
+            .max(Duration::from_millis(1));
+        self.timer = Some(futures_timer::Delay::new(wait));
+        self.timer_at = Some(at);
     }
 
     fn on_inner_event(&mut self, event: request_response::Event<Vec<PeerRecord>, ()>) {
@@ -178,6 +236,7 @@ impl Behaviour {
                             peer,
                             count: ids.len(),
                         });
+                        self.dirty = true;
                     }
                 }
             },
@@ -190,15 +249,19 @@ impl Behaviour {
                 if let Some(state) = self.remotes.get_mut(&peer) {
                     if let Some((id, ids)) = state.in_flight.take() {
                         if id == request_id {
-                            for p in ids {
-                                state.sent.remove(&p);
+                            // Offered again, first.
+                            for p in ids.into_iter().rev() {
+                                state.queue.push_front(p);
                             }
+                            self.dirty = true;
                         } else {
                             state.in_flight = Some((id, ids));
                         }
                     }
                     if matches!(error, OutboundFailure::UnsupportedProtocols) {
                         state.unsupported = true;
+                        state.queue.clear();
+                        state.told.clear();
                     }
                 }
                 self.pending_events
@@ -281,9 +344,14 @@ impl NetworkBehaviour for Behaviour {
     fn on_swarm_event(&mut self, event: FromSwarm) {
         match &event {
             FromSwarm::ConnectionEstablished(e) => {
-                self.remotes.entry(e.peer_id).or_default().connections += 1;
-                if let Some(w) = self.waker.take() {
-                    w.wake();
+                let state = self.remotes.entry(e.peer_id).or_default();
+                state.connections += 1;
+                if state.connections == 1 {
+                    let cap = self.config.max_peers_per_remote();
+                    for p in self.shared.keys() {
+                        state.offer(&e.peer_id, *p, cap);
+                    }
+                    self.changed();
                 }
             }
             FromSwarm::ConnectionClosed(e) => {
@@ -313,16 +381,19 @@ impl NetworkBehaviour for Behaviour {
             if let Some(event) = self.pending_events.pop_front() {
                 return Poll::Ready(ToSwarm::GenerateEvent(event));
             }
-            if let Some(at) = self.send_due(Instant::now()) {
-                let wait = at.saturating_duration_since(Instant::now());
-                self.timer = Some(futures_timer::Delay::new(
-                    wait.max(Duration::from_millis(1)),
-                ));
+            if self.dirty {
+                self.dirty = false;
+                let now = Instant::now();
+                if let Some(at) = self.send_due(now) {
+                    self.wake_at(at, now);
+                }
             }
             if let Some(timer) = self.timer.as_mut()
                 && timer.poll_unpin(cx).is_ready()
             {
                 self.timer = None;
+                self.timer_at = None;
+                self.dirty = true;
                 continue;
             }
             match self.inner.poll(cx) {

@@ -12,11 +12,14 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024;
 pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// Most peers the behaviour shares at once (the rest are not added).
 pub const MAX_SHARED: usize = 1024;
+/// Most peers one remote is told about while it stays connected.
+pub const DEFAULT_MAX_PEERS_PER_REMOTE: usize = 64;
 
 /// Settings of the peer exchange.
 #[derive(Debug, Clone)]
 pub struct Config {
     max_peers_per_message: usize,
+    max_peers_per_remote: usize,
     max_addrs_per_peer: usize,
     max_message_size: usize,
     min_interval: Duration,
@@ -26,10 +29,12 @@ pub struct Config {
 impl Config {
     /// The defaults: 32 peers per message ([`DEFAULT_MAX_PEERS_PER_MESSAGE`]), 8 addresses per
     /// peer ([`DEFAULT_MAX_ADDRS_PER_PEER`]), 64 KiB messages ([`DEFAULT_MAX_MESSAGE_SIZE`]),
-    /// one message per remote per second ([`DEFAULT_MIN_INTERVAL`]), 10 s request timeout.
+    /// one message per remote per second ([`DEFAULT_MIN_INTERVAL`]), 64 peers per remote
+    /// ([`DEFAULT_MAX_PEERS_PER_REMOTE`]), 10 s request timeout.
     pub fn new() -> Self {
         Self {
             max_peers_per_message: DEFAULT_MAX_PEERS_PER_MESSAGE,
+            max_peers_per_remote: DEFAULT_MAX_PEERS_PER_REMOTE,
             max_addrs_per_peer: DEFAULT_MAX_ADDRS_PER_PEER,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             min_interval: DEFAULT_MIN_INTERVAL,
@@ -40,6 +45,14 @@ impl Config {
     /// Most peers sent or read in one message (at least 1).
     pub fn with_max_peers_per_message(mut self, n: usize) -> Self {
         self.max_peers_per_message = n.max(1);
+        self
+    }
+
+    /// Most peers a remote is told about while it stays connected (at least 1; at most
+    /// [`MAX_SHARED`]). A joining node needs a few peers to dial, not the whole network: with
+    /// this bound what a node sends is O(its connections), however large the network.
+    pub fn with_max_peers_per_remote(mut self, n: usize) -> Self {
+        self.max_peers_per_remote = n.clamp(1, MAX_SHARED);
         self
     }
 
@@ -69,6 +82,10 @@ impl Config {
 
     pub fn max_peers_per_message(&self) -> usize {
         self.max_peers_per_message
+    }
+
+    pub fn max_peers_per_remote(&self) -> usize {
+        self.max_peers_per_remote
     }
 
     pub fn max_addrs_per_peer(&self) -> usize {

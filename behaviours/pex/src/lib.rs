@@ -7,7 +7,10 @@
 //! it is not any more. The behaviour then sends every connected remote the shared peers it
 //! has not yet sent to that remote, right after the connection opens and again as new peers
 //! are added, at most [`Config::max_peers_per_message`] per message and one message per
-//! remote every [`Config::min_interval`]. A remote is never told about itself.
+//! remote every [`Config::min_interval`], and at most [`Config::max_peers_per_remote`] peers
+//! to one remote while it stays connected (a joining node needs a few peers to dial, not the
+//! whole network; with this bound the exchange costs a node O(its connections), whatever the
+//! size of the network). A remote is never told about itself.
 //!
 //! # Wire format
 //!
@@ -44,7 +47,7 @@ pub use behaviour::{Behaviour, Event};
 pub use codec::{CodecError, PeerRecord};
 pub use config::{
     Config, DEFAULT_MAX_ADDRS_PER_PEER, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PEERS_PER_MESSAGE,
-    DEFAULT_MIN_INTERVAL, MAX_SHARED,
+    DEFAULT_MAX_PEERS_PER_REMOTE, DEFAULT_MIN_INTERVAL, MAX_SHARED,
 };
 pub use libp2p::request_response::OutboundFailure;
 

@@ -127,3 +127,45 @@ async fn messages_are_capped_and_rate_limited_and_new_peers_follow() {
         "nothing is sent twice"
     );
 }
+
+#[tokio::test]
+async fn a_remote_is_told_at_most_max_peers_per_remote() {
+    let config = Config::new()
+        .with_max_peers_per_message(4)
+        .with_max_peers_per_remote(6)
+        .with_min_interval(Duration::from_millis(50));
+    let mut hub = new_swarm(config);
+    let mut b = new_swarm(Config::new());
+    hub.listen().with_memory_addr_external().await;
+    b.connect(&mut hub).await;
+    for i in 0..10 {
+        hub.behaviour_mut()
+            .add_peer(PeerId::random(), vec![addr(i)]);
+    }
+    let mut rx = run(b);
+    let (tx, mut later) = mpsc::unbounded_channel::<PeerId>();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = hub.select_next_some() => {}
+                Some(p) = later.recv() => hub.behaviour_mut().add_peer(p, vec![addr(99)]),
+            }
+        }
+    });
+    let mut got = Vec::new();
+    while got.len() < 6 {
+        let (_, _, peers) = next(&mut rx).await;
+        got.extend(peers.into_iter().map(|p| p.peer_id));
+    }
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), 6, "six different peers");
+    // Neither the rest of the ten nor a peer shared later: the remote had its six.
+    tx.send(PeerId::random()).unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(800), rx.recv())
+            .await
+            .is_err(),
+        "nothing beyond max_peers_per_remote"
+    );
+}
