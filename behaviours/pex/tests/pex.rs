@@ -33,6 +33,20 @@ fn run(mut swarm: Swarm<Behaviour>) -> mpsc::UnboundedReceiver<(Instant, PeerId,
     rx
 }
 
+/// Runs `hub` in the background; each peer id sent on the returned channel is shared then.
+fn serve_hub(mut hub: Swarm<Behaviour>) -> mpsc::UnboundedSender<PeerId> {
+    let (tx, mut later) = mpsc::unbounded_channel::<PeerId>();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = hub.select_next_some() => {}
+                Some(p) = later.recv() => hub.behaviour_mut().add_peer(p, vec![addr(99)]),
+            }
+        }
+    });
+    tx
+}
+
 async fn next(
     rx: &mut mpsc::UnboundedReceiver<(Instant, PeerId, Vec<PeerRecord>)>,
 ) -> (Instant, PeerId, Vec<PeerRecord>) {
@@ -88,15 +102,7 @@ async fn messages_are_capped_and_rate_limited_and_new_peers_follow() {
             .add_peer(PeerId::random(), vec![addr(i)]);
     }
     let mut rx = run(b);
-    let (tx, mut later) = mpsc::unbounded_channel::<PeerId>();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = hub.select_next_some() => {}
-                Some(p) = later.recv() => hub.behaviour_mut().add_peer(p, vec![addr(99)]),
-            }
-        }
-    });
+    let tx = serve_hub(hub);
     let mut got = Vec::new();
     let mut times = Vec::new();
     while got.len() < 5 {
@@ -143,15 +149,7 @@ async fn a_remote_is_told_at_most_max_peers_per_remote() {
             .add_peer(PeerId::random(), vec![addr(i)]);
     }
     let mut rx = run(b);
-    let (tx, mut later) = mpsc::unbounded_channel::<PeerId>();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = hub.select_next_some() => {}
-                Some(p) = later.recv() => hub.behaviour_mut().add_peer(p, vec![addr(99)]),
-            }
-        }
-    });
+    let tx = serve_hub(hub);
     let mut got = Vec::new();
     while got.len() < 6 {
         let (_, _, peers) = next(&mut rx).await;
