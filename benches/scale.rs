@@ -172,11 +172,13 @@ fn raise_nofile(want: u64) {
 }
 
 /// Counters summed over the nodes.
-#[derive(Default, Clone, Copy)]
+#[derive(Default, Clone)]
 struct Traffic {
     sent: f64,
     connections: f64,
     kad_requests: f64,
+    /// Requests sent by the nodes' own DHT queries, by purpose (rendezvous, bootstrap, ...).
+    query_requests: std::collections::BTreeMap<String, f64>,
 }
 
 impl Network {
@@ -212,6 +214,13 @@ impl Network {
                     t.connections += value();
                 } else if name.starts_with("libp2p_kad_inbound_requests") {
                     t.kad_requests += value();
+                } else if name == "mcc_dht_query_requests_total"
+                    && let Some(purpose) = line
+                        .split("purpose=\"")
+                        .nth(1)
+                        .and_then(|r| r.split('"').next())
+                {
+                    *t.query_requests.entry(purpose.to_string()).or_default() += value();
                 }
             }
         }
@@ -293,6 +302,23 @@ async fn bench_size(plan: &Plan, n: usize, rng: &mut StdRng) -> Result<Row> {
     );
     println!(
         "        upkeep per node: {bytes_per_node_s:.0} B/s sent, {conns_per_node_min:.1} new connections/min, {kad_per_node_min:.1} DHT requests served/min"
+    );
+    let by_purpose: Vec<String> = t1_traffic
+        .query_requests
+        .iter()
+        .map(|(purpose, v1)| {
+            let v0 = t0_traffic
+                .query_requests
+                .get(purpose)
+                .copied()
+                .unwrap_or(0.0);
+            let per_min = (v1 - v0) / n as f64 / quiet * 60.0;
+            format!("{purpose} {per_min:.1}")
+        })
+        .collect();
+    println!(
+        "        DHT requests sent/min/node by the node's queries: {}",
+        by_purpose.join(", ")
     );
 
     // DHT records.

@@ -50,6 +50,10 @@ pub(crate) struct MeshMetrics {
     pub closed: Counter,
     /// Peer exchange messages, by direction (sent, received).
     pub pex: Family<Labels, Counter>,
+    /// DHT queries this node finished, by purpose (bootstrap, rendezvous, announce, ...), and
+    /// the requests they sent: what the upkeep of a quiet network is made of.
+    pub dht_queries: Family<Labels, Counter>,
+    pub dht_query_requests: Family<Labels, Counter>,
 }
 
 impl MeshMetrics {
@@ -79,6 +83,16 @@ impl MeshMetrics {
             "pex_messages",
             "Peer exchange messages, by direction (sent, received)",
             self.pex.clone(),
+        );
+        r.register(
+            "dht_queries",
+            "DHT queries this node finished, by purpose",
+            self.dht_queries.clone(),
+        );
+        r.register(
+            "dht_query_requests",
+            "Requests sent by the DHT queries this node finished, by purpose",
+            self.dht_query_requests.clone(),
         );
     }
 }

@@ -17,8 +17,13 @@ use crate::storage::addrbook::Source;
 /// How often boot addresses are dialed again while the node has no peer at all.
 pub(super) const BOOT_RETRY: Duration = Duration::from_secs(5);
 /// With as many peers as the mesh wants, the rendezvous key is looked up on one tick in
-/// this many.
+/// this many at first, then twice as rarely after each lookup, up to one tick in
+/// [`LOOKUP_EVERY_WHEN_FULL_MAX`] (30 min at the default 10 s): what a full node finds is
+/// only remembered, and every node of the network asks the same few peers, those closest to
+/// the key (with 1,000 nodes looking every minute, each of them would accept a new
+/// connection every few seconds for it).
 const LOOKUP_EVERY_WHEN_FULL: u32 = 6;
+const LOOKUP_EVERY_WHEN_FULL_MAX: u32 = 180;
 /// Most rendezvous peers remembered (provider records are announced by peers: bounded).
 const MAX_APP_PEERS: usize = 1024;
 /// Most address lookups of rendezvous peers in flight at once.
@@ -41,8 +46,45 @@ pub(super) struct Discovery {
     /// Announce loopback listen addresses: only when every listen address is loopback (a
     /// node on a real network would hand peers an address that reaches themselves).
     announce_loopback: bool,
-    /// Rendezvous ticks skipped in a row because the node had enough peers.
-    skipped_lookups: u32,
+    /// When a full node looks the rendezvous key up.
+    lookups: LookupSchedule,
+}
+
+/// Which rendezvous ticks look the key up: every one while the mesh wants peers; when it is
+/// full, one in [`LOOKUP_EVERY_WHEN_FULL`], backing off to one in
+/// [`LOOKUP_EVERY_WHEN_FULL_MAX`].
+#[derive(Debug)]
+struct LookupSchedule {
+    /// Ticks skipped in a row because the node had enough peers.
+    skipped: u32,
+    /// A full node looks up on one tick in this many.
+    every: u32,
+}
+
+impl Default for LookupSchedule {
+    fn default() -> Self {
+        Self {
+            skipped: 0,
+            every: LOOKUP_EVERY_WHEN_FULL,
+        }
+    }
+}
+
+impl LookupSchedule {
+    /// Whether this tick looks up, for a node whose mesh is `full` or not.
+    fn due(&mut self, full: bool) -> bool {
+        if !full {
+            *self = Self::default();
+            return true;
+        }
+        if self.skipped + 1 < self.every {
+            self.skipped += 1;
+            return false;
+        }
+        self.skipped = 0;
+        self.every = (self.every * 2).min(LOOKUP_EVERY_WHEN_FULL_MAX);
+        true
+    }
 }
 
 impl Discovery {
@@ -58,7 +100,7 @@ impl Discovery {
             app_peers: AppPeers::default(),
             address_lookups: HashMap::new(),
             announce_loopback: config.listen.iter().all(addr::is_loopback),
-            skipped_lookups: 0,
+            lookups: LookupSchedule::default(),
         }
     }
 
@@ -158,15 +200,12 @@ impl EventLoop {
     pub(super) fn rendezvous_tick(&mut self) {
         let size = self.routing_table_size();
         self.reannounce_if_due(size);
-        // With enough peers nothing found would be dialled: look up only every
-        // LOOKUP_EVERY_WHEN_FULL ticks (each lookup connects to the peers closest to the key).
-        if self.mesh_discovery_budget() == 0
-            && self.discovery.skipped_lookups + 1 < LOOKUP_EVERY_WHEN_FULL
-        {
-            self.discovery.skipped_lookups += 1;
+        // With enough peers nothing found would be dialled: look up rarely (each lookup
+        // connects to the peers closest to the key).
+        let full = self.mesh_discovery_budget() == 0;
+        if !self.discovery.lookups.due(full) {
             return;
         }
-        self.discovery.skipped_lookups = 0;
         if let Some((_, key)) = self.discovery.rendezvous.clone()
             && size > 0
         {
@@ -328,5 +367,26 @@ mod tests {
         assert!(peers.may_look_up(newcomer, 1, now));
         assert!(!peers.may_look_up(PeerId::random(), 0, now));
         assert!(peers.may_look_up(keep, 0, now + ADDRESS_LOOKUP_RETRY));
+    }
+
+    #[test]
+    fn a_full_node_looks_up_ever_more_rarely_and_a_wanting_one_every_tick() {
+        let mut s = LookupSchedule::default();
+        assert!((0..5).all(|_| s.due(false)));
+        let mut s = LookupSchedule::default();
+        // Full: the gaps between lookups double up to the maximum.
+        let mut gaps = Vec::new();
+        let mut last = 0;
+        for tick in 1..=3000u32 {
+            if s.due(true) {
+                gaps.push(tick - last);
+                last = tick;
+            }
+        }
+        assert_eq!(gaps[..6], [6, 12, 24, 48, 96, 180]);
+        assert!(gaps[6..].iter().all(|g| *g == LOOKUP_EVERY_WHEN_FULL_MAX));
+        // Wanting peers again: every tick, and a full node starts over at the shortest gap.
+        assert!(s.due(false) && s.due(false));
+        assert_eq!((1..=6).filter(|_| s.due(true)).count(), 1);
     }
 }

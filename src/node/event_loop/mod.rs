@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 
 use futures::{FutureExt as _, StreamExt};
 use libp2p::core::transport::ListenerId;
-use libp2p::kad::{self, GetProvidersOk, QueryResult};
+use libp2p::kad::{self, GetProvidersOk, QueryId, QueryResult};
 use libp2p::metrics::Recorder;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, Swarm};
@@ -422,6 +422,25 @@ impl EventLoop {
     }
 
     /// Kad query progress goes to the concern that started the query.
+    /// Why this node ran query `id` (for the metrics); call before the handlers below forget it.
+    fn query_purpose(&self, id: &QueryId, result: &QueryResult) -> &'static str {
+        match result {
+            QueryResult::Bootstrap(_) => "bootstrap",
+            QueryResult::GetRecord(_) => "record_get",
+            QueryResult::PutRecord(_) | QueryResult::GetClosestPeers(_)
+                if self.replication.is_put(id) || self.replication.is_lookup(id) =>
+            {
+                "replication"
+            }
+            QueryResult::PutRecord(_) => "record_put",
+            QueryResult::GetProviders(_) if self.providers.is_lookup(id) => "provider_lookup",
+            QueryResult::GetProviders(_) => "rendezvous",
+            QueryResult::GetClosestPeers(_) => "address_lookup",
+            QueryResult::StartProviding(_) | QueryResult::RepublishProvider(_) => "announce",
+            QueryResult::RepublishRecord(_) => "record_put",
+        }
+    }
+
     fn on_kad(&mut self, event: kad::Event) {
         let kad::Event::OutboundQueryProgressed {
             id,
@@ -432,6 +451,14 @@ impl EventLoop {
         else {
             return;
         };
+        if step.last {
+            let purpose = vec![("purpose", self.query_purpose(&id, &result))];
+            let mesh = &self.metrics.mesh;
+            mesh.dht_queries.get_or_create(&purpose).inc();
+            mesh.dht_query_requests
+                .get_or_create(&purpose)
+                .inc_by(u64::from(stats.num_requests()));
+        }
         match result {
             QueryResult::GetRecord(r) => self.on_get_record_progress(id, r, step, stats),
             QueryResult::PutRecord(r) if self.replication.is_put(&id) => {
