@@ -451,10 +451,15 @@ impl EventLoop {
         else {
             return;
         };
-        if step.last {
+        // A query's statistics so far come with each step, except a bootstrap's: each of its
+        // steps is a lookup of its own (one per bucket) with statistics of its own.
+        let bootstrap = matches!(result, QueryResult::Bootstrap(_));
+        if step.last || bootstrap {
             let purpose = vec![("purpose", self.query_purpose(&id, &result))];
             let mesh = &self.metrics.mesh;
-            mesh.dht_queries.get_or_create(&purpose).inc();
+            if step.last {
+                mesh.dht_queries.get_or_create(&purpose).inc();
+            }
             mesh.dht_query_requests
                 .get_or_create(&purpose)
                 .inc_by(u64::from(stats.num_requests()));

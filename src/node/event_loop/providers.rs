@@ -16,6 +16,9 @@ use super::EventLoop;
 const REANNOUNCE: Duration = Duration::from_secs(600);
 /// Put the DID document again at most this often while the routing table changes size.
 const DID_SETTLE: Duration = Duration::from_secs(30);
+/// Routing-table size from which growth re-announces at most once per [`DID_SETTLE`] (a
+/// key's replication factor: below it, every new peer may be one of the closest).
+const GROWTH_QUIET: usize = 20;
 /// Most providers one provider lookup collects.
 const MAX_FOUND_PROVIDERS: usize = 256;
 
@@ -149,8 +152,15 @@ impl EventLoop {
         let due = match self.providers.announced {
             None => true,
             // Again when the routing table has doubled (1, 2, 4, 8... peers): a forming
-            // network learns about us quickly without a storm of re-announcements.
-            Some((at, n)) => size >= (2 * n).max(1) || at.elapsed() >= REANNOUNCE,
+            // network learns about us quickly without a storm of re-announcements. From
+            // GROWTH_QUIET peers on, at most once per DID_SETTLE: a node joining a large
+            // network sees its table double every few seconds, and each announcement is a
+            // lookup plus a put to 20 peers (for every provided key and the DID).
+            Some((at, n)) => {
+                let grown =
+                    size >= (2 * n).max(1) && (n < GROWTH_QUIET || at.elapsed() >= DID_SETTLE);
+                grown || at.elapsed() >= REANNOUNCE
+            }
         };
         if !due {
             // The DID document (one record) also once the table has settled: a table that
