@@ -421,7 +421,6 @@ impl EventLoop {
         }
     }
 
-    /// Kad query progress goes to the concern that started the query.
     /// Why this node ran query `id` (for the metrics); call before the handlers below forget it.
     fn query_purpose(&self, id: &QueryId, result: &QueryResult) -> &'static str {
         match result {
@@ -441,6 +440,7 @@ impl EventLoop {
         }
     }
 
+    /// Kad query progress goes to the concern that started the query.
     fn on_kad(&mut self, event: kad::Event) {
         let kad::Event::OutboundQueryProgressed {
             id,
