@@ -532,13 +532,19 @@ async fn a_fetch_starts_with_the_first_providers_found() -> Result<()> {
     let fetcher = Daemon::start(&["--boot", &boot]).await?;
     wait_for_seeder(&fetcher, &cid, &seeder.peer_id().await?).await?;
     let frozen_id = frozen.peer_id().await?;
-    wait_until(30, "the fetcher knows the peer to freeze", || async {
-        Ok(fetcher
-            .peers()
-            .await?
-            .iter()
-            .any(|p| p.peer_id.to_string() == frozen_id))
-    })
+    // Connected is not enough: the lookup asks the peers of the fetcher's routing table, and
+    // the frozen peer enters it only once identify showed it serving the DHT.
+    wait_until(
+        30,
+        "the peer to freeze is in the fetcher's routing table",
+        || async {
+            Ok(fetcher
+                .peers()
+                .await?
+                .iter()
+                .any(|p| p.peer_id.to_string() == frozen_id && p.in_routing_table))
+        },
+    )
     .await?;
 
     let pid = frozen.child.as_ref().context("no child")?.id().to_string();
