@@ -8,6 +8,7 @@
 //! cargo bench --bench scale -- --sizes 50,500      # other sizes
 //! cargo bench --bench scale -- --min-peers 6 --max-peers 16 --boot 5
 //! cargo bench --bench scale -- --settle 90 --quiet 20   # shorter waits (seconds)
+//! cargo bench --bench scale -- --idle 10           # the nodes' idle connection timeout (s)
 //! cargo test  --bench scale -- --quick             # smoke: 30 nodes
 //! ```
 //!
@@ -58,6 +59,8 @@ struct Plan {
     quiet: Duration,
     /// Overrides the wait for a settled network (seconds).
     settle: Option<Duration>,
+    /// Overrides the nodes' idle connection timeout (seconds; default: the node's).
+    idle: Option<Duration>,
 }
 
 impl Plan {
@@ -78,6 +81,7 @@ impl Plan {
             lookups: if quick { 10 } else { 30 },
             quiet: Duration::from_secs(if quick { 6 } else { 30 }),
             settle: None,
+            idle: None,
         };
         common::for_each_arg(|flag, value| {
             match flag {
@@ -97,6 +101,11 @@ impl Plan {
                 }
                 "--quiet" => {
                     plan.quiet = Duration::from_secs(common::positive("--quiet", &value()?)? as u64)
+                }
+                "--idle" => {
+                    plan.idle = Some(Duration::from_secs(
+                        common::positive("--idle", &value()?)? as u64
+                    ))
                 }
                 _ => {}
             }
@@ -141,6 +150,9 @@ impl Plan {
         };
         c.mesh.min_peers = self.min_peers;
         c.mesh.max_peers = self.max_peers;
+        if let Some(idle) = self.idle {
+            c.idle_connection_timeout = idle;
+        }
         Ok(c)
     }
 }
@@ -190,6 +202,37 @@ impl Network {
                 .map(|n| async move { n.peers().await.map_or(0, |p| p.len()) }),
         )
         .await
+    }
+
+    /// What the `k` nodes with the most connections are connected to: for each, its index
+    /// (bootnodes first), its peers, how many of them dialled it, were dialled only for a
+    /// DHT query, are younger than 20 s, and found through the rendezvous key.
+    async fn busiest(&self, boot: usize, k: usize) -> String {
+        let all = join_all(self.nodes.iter().map(|n| n.peers())).await;
+        let mut ranked: Vec<(usize, Vec<mcc::node::PeerInfo>)> = all
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.ok().map(|p| (i, p)))
+            .collect();
+        ranked.sort_by_key(|(_, p)| std::cmp::Reverse(p.len()));
+        ranked
+            .iter()
+            .take(k)
+            .map(|(i, p)| {
+                let count =
+                    |f: &dyn Fn(&mcc::node::PeerInfo) -> bool| p.iter().filter(|x| f(x)).count();
+                format!(
+                    "#{i}{} {} ({} in, {} dht-only, {} young, {} same app)",
+                    if *i < boot { " (boot)" } else { "" },
+                    p.len(),
+                    count(&|x| x.direction == mcc::node::Direction::Inbound),
+                    count(&|x| x.dht_only),
+                    count(&|x| x.connected_secs < 20),
+                    count(&|x| x.rendezvous),
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     /// Bytes sent, connections established and DHT requests served, summed over the nodes.
@@ -256,8 +299,15 @@ async fn bench_size(plan: &Plan, n: usize, rng: &mut StdRng) -> Result<Row> {
     let deadline = t0 + plan.settle_deadline(n);
     let mut settled = None;
     let mut last = Vec::new();
+    // Connections min/median/max every 10 s while settling.
+    let mut curve: Vec<String> = Vec::new();
     while Instant::now() < deadline {
         last = net.counts().await;
+        let t = t0.elapsed().as_secs();
+        if curve.len() as u64 * 10 <= t {
+            let (a, b, c) = min_median_max(&last);
+            curve.push(format!("{t}s {a}/{b}/{c}"));
+        }
         if last
             .iter()
             .all(|c| (plan.min_peers..=plan.bound()).contains(c))
@@ -279,6 +329,16 @@ async fn bench_size(plan: &Plan, n: usize, rng: &mut StdRng) -> Result<Row> {
             ),
         }
     );
+    println!(
+        "        connections min/median/max while settling: {}",
+        curve.join(", ")
+    );
+    if settled.is_none() {
+        println!(
+            "        busiest nodes then: {}",
+            net.busiest(plan.boot, 3).await
+        );
+    }
 
     // Steady state: connections, then traffic over a quiet window.
     let t0_traffic = net.traffic();
@@ -295,6 +355,10 @@ async fn bench_size(plan: &Plan, n: usize, rng: &mut StdRng) -> Result<Row> {
     let conns_per_node_min = per_node_s(|t| t.connections) * 60.0;
     let kad_per_node_min = per_node_s(|t| t.kad_requests) * 60.0;
     let (cmin, cmed, cmax) = min_median_max(&samples);
+    println!(
+        "        busiest nodes after the quiet window: {}",
+        net.busiest(plan.boot, 3).await
+    );
     let links = samples[samples.len() - n..].iter().sum::<usize>() / 2;
     println!(
         "        connections per node min/median/max {cmin}/{cmed}/{cmax} (3 samples over {quiet:.0} s); {links} links of {} possible",
