@@ -156,9 +156,14 @@ impl EventLoop {
             // GROWTH_QUIET peers on, at most once per DID_SETTLE: a node joining a large
             // network sees its table double every few seconds, and each announcement is a
             // lookup plus a put to 20 peers (for every provided key and the DID).
+            // Up to twice GROWTH_QUIET peers: with that many known, an announcement's own
+            // lookup finds the key's closest peers, and further doublings (64, 128 peers in
+            // a network of 300 starting at once) only add lookups dialling dozens of peers;
+            // REANNOUNCE and the record replication cover the network's later growth.
             Some((at, n)) => {
-                let grown =
-                    size >= (2 * n).max(1) && (n < GROWTH_QUIET || at.elapsed() >= DID_SETTLE);
+                let grown = size >= (2 * n).max(1)
+                    && n < 2 * GROWTH_QUIET
+                    && (n < GROWTH_QUIET || at.elapsed() >= DID_SETTLE);
                 grown || at.elapsed() >= REANNOUNCE
             }
         };
@@ -168,8 +173,13 @@ impl EventLoop {
             // it with the closest peers of a network only partly known then. Only a change of
             // a quarter or more counts: in a large network the table changes with almost
             // every lookup, and a put every DID_SETTLE from every node would keep
-            // connections to the DID's closest peers busy for ever.
+            // connections to the DID's closest peers busy for ever. And only while the table
+            // was small (below twice GROWTH_QUIET): with that many peers known, the put's own
+            // lookup finds the key's closest peers, so a put per quarter of growth only adds
+            // lookups (300 nodes: 8 puts per node on the way from 20 to 120 peers, each a
+            // lookup dialling dozens of peers; the doublings and REANNOUNCE still put it).
             if let Some((at, n)) = self.providers.did_announced
+                && n < 2 * GROWTH_QUIET
                 && size.abs_diff(n) * 4 >= n.max(1)
                 && at.elapsed() >= DID_SETTLE
             {
