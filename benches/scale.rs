@@ -342,6 +342,7 @@ async fn bench_size(plan: &Plan, n: usize, rng: &mut StdRng) -> Result<Row> {
 
     // Steady state: connections, then traffic over a quiet window.
     let t0_traffic = net.traffic();
+    let cpu0 = cpu_seconds();
     let q0 = Instant::now();
     let mut samples = Vec::new();
     for _ in 0..3 {
@@ -349,6 +350,7 @@ async fn bench_size(plan: &Plan, n: usize, rng: &mut StdRng) -> Result<Row> {
         tokio::time::sleep(plan.quiet / 3).await;
     }
     let t1_traffic = net.traffic();
+    let cpu1 = cpu_seconds();
     let quiet = q0.elapsed().as_secs_f64();
     let per_node_s = |f: fn(&Traffic) -> f64| (f(&t1_traffic) - f(&t0_traffic)) / n as f64 / quiet;
     let bytes_per_node_s = per_node_s(|t| t.sent);
@@ -366,6 +368,11 @@ async fn bench_size(plan: &Plan, n: usize, rng: &mut StdRng) -> Result<Row> {
     );
     println!(
         "        upkeep per node: {bytes_per_node_s:.0} B/s sent, {conns_per_node_min:.1} new connections/min, {kad_per_node_min:.1} DHT requests served/min"
+    );
+    println!(
+        "        process CPU over the window: {:.0} % of one core ({} cores here)",
+        (cpu1 - cpu0) / quiet * 100.0,
+        std::thread::available_parallelism().map_or(1, |c| c.get())
     );
     let by_purpose: Vec<String> = t1_traffic
         .query_requests
@@ -389,14 +396,34 @@ async fn bench_size(plan: &Plan, n: usize, rng: &mut StdRng) -> Result<Row> {
     let (mut ok, mut total) = (0, 0);
     let mut hops = Vec::new();
     let mut lat = Vec::new();
+    // Why puts and gets failed: error text -> count.
+    let mut failures: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut puts_ok = 0;
     let per_record = plan.gets.div_ceil(plan.records.max(1));
     for r in 0..plan.records {
         let key = format!("/mcc/scale-bench-{n}-{r}").into_bytes();
         let value = vec![r as u8; 64];
         let writer = rng.gen_range(0..n);
-        let _ = net.nodes[writer]
+        let t = Instant::now();
+        match net.nodes[writer]
             .put_record(key.clone(), value.clone(), None)
-            .await;
+            .await
+        {
+            Ok(o) if o.replicated => puts_ok += 1,
+            Ok(_) => {
+                *failures
+                    .entry(format!(
+                        "put after {:.0} s: stored on the writer only",
+                        t.elapsed().as_secs_f64()
+                    ))
+                    .or_default() += 1
+            }
+            Err(e) => {
+                *failures
+                    .entry(format!("put after {:.0} s: {e}", t.elapsed().as_secs_f64()))
+                    .or_default() += 1
+            }
+        }
         let readers: Vec<usize> = (0..per_record).map(|_| rng.gen_range(0..n)).collect();
         let got = join_all(readers.iter().map(|&i| {
             let key = key.clone();
@@ -409,15 +436,27 @@ async fn bench_size(plan: &Plan, n: usize, rng: &mut StdRng) -> Result<Row> {
         .await;
         for (g, t) in got {
             total += 1;
-            if let Ok(f) = g
-                && f.value == value
-            {
-                ok += 1;
-                hops.push(f64::from(f.queried));
-                lat.push(t.as_secs_f64() * 1e3);
+            match g {
+                Ok(f) if f.value == value => {
+                    ok += 1;
+                    hops.push(f64::from(f.queried));
+                    lat.push(t.as_secs_f64() * 1e3);
+                }
+                Ok(_) => *failures.entry("get: another value".into()).or_default() += 1,
+                Err(e) => *failures.entry(format!("get: {e}")).or_default() += 1,
             }
         }
     }
+    println!(
+        "        DHT puts {puts_ok}/{}{}",
+        plan.records,
+        if failures.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = failures.iter().map(|(e, k)| format!("{k} × {e}")).collect();
+            format!("; failures: {}", list.join("; "))
+        }
+    );
     println!(
         "        DHT gets {ok}/{total}; peers queried median {:.0}, p95 {:.0}; latency median {:.1} ms, p95 {:.1} ms",
         percentile(&mut hops, 0.5),
@@ -563,4 +602,24 @@ fn main() -> Result<()> {
         }
     );
     Ok(())
+}
+
+/// CPU time (user + system) this process has used, in seconds (0 where `/proc` cannot tell).
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // The fields after the command name (which may hold spaces) in parentheses.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 { ticks / hz as f64 } else { 0.0 }
 }
