@@ -177,7 +177,8 @@ impl EventLoop {
             // was small (below twice GROWTH_QUIET): with that many peers known, the put's own
             // lookup finds the key's closest peers, so a put per quarter of growth only adds
             // lookups (300 nodes: 8 puts per node on the way from 20 to 120 peers, each a
-            // lookup dialling dozens of peers; the doublings and REANNOUNCE still put it).
+            // lookup dialling dozens of peers; the doublings below 40 peers and REANNOUNCE
+            // still put it).
             if let Some((at, n)) = self.providers.did_announced
                 && n < 2 * GROWTH_QUIET
                 && size.abs_diff(n) * 4 >= n.max(1)
