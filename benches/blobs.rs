@@ -251,31 +251,20 @@ struct Measured {
     cpu: Option<f64>,
 }
 
-/// CPU seconds used so far by this process (all threads), from `/proc/self/stat` (Linux).
-fn process_cpu_secs() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let user: f64 = fields.get(11)?.parse().ok()?;
-    let system: f64 = fields.get(12)?.parse().ok()?;
-    // USER_HZ, which Linux fixes at 100 for this file.
-    Some((user + system) / 100.0)
-}
-
 /// Runs `fut`, capped at `limit`, and measures it.
 async fn measure<T>(
     what: &str,
     limit: Duration,
     fut: impl Future<Output = Result<T>>,
 ) -> Result<(T, Measured)> {
-    let cpu_before = process_cpu_secs();
+    let cpu_before = common::process_cpu_secs();
     let start = Instant::now();
     let out = tokio::time::timeout(limit, fut)
         .await
         .map_err(|_| anyhow!("{what}: not done within {limit:?}"))?
         .with_context(|| what.to_string())?;
     let elapsed = start.elapsed();
-    let cpu = match (cpu_before, process_cpu_secs()) {
+    let cpu = match (cpu_before, common::process_cpu_secs()) {
         (Some(a), Some(b)) => Some((b - a) / elapsed.as_secs_f64().max(1e-9) * 100.0),
         _ => None,
     };

@@ -342,7 +342,7 @@ async fn bench_size(plan: &Plan, n: usize, rng: &mut StdRng) -> Result<Row> {
 
     // Steady state: connections, then traffic over a quiet window.
     let t0_traffic = net.traffic();
-    let cpu0 = cpu_seconds();
+    let cpu0 = common::process_cpu_secs();
     let q0 = Instant::now();
     let mut samples = Vec::new();
     for _ in 0..3 {
@@ -350,7 +350,7 @@ async fn bench_size(plan: &Plan, n: usize, rng: &mut StdRng) -> Result<Row> {
         tokio::time::sleep(plan.quiet / 3).await;
     }
     let t1_traffic = net.traffic();
-    let cpu1 = cpu_seconds();
+    let cpu1 = common::process_cpu_secs();
     let quiet = q0.elapsed().as_secs_f64();
     let per_node_s = |f: fn(&Traffic) -> f64| (f(&t1_traffic) - f(&t0_traffic)) / n as f64 / quiet;
     let bytes_per_node_s = per_node_s(|t| t.sent);
@@ -369,11 +369,13 @@ async fn bench_size(plan: &Plan, n: usize, rng: &mut StdRng) -> Result<Row> {
     println!(
         "        upkeep per node: {bytes_per_node_s:.0} B/s sent, {conns_per_node_min:.1} new connections/min, {kad_per_node_min:.1} DHT requests served/min"
     );
-    println!(
-        "        process CPU over the window: {:.0} % of one core ({} cores here)",
-        (cpu1 - cpu0) / quiet * 100.0,
-        std::thread::available_parallelism().map_or(1, |c| c.get())
-    );
+    if let (Some(c0), Some(c1)) = (cpu0, cpu1) {
+        println!(
+            "        process CPU over the window: {:.0} % of one core ({} cores here)",
+            (c1 - c0) / quiet * 100.0,
+            common::cores()
+        );
+    }
     let by_purpose: Vec<String> = t1_traffic
         .query_requests
         .iter()
@@ -602,24 +604,4 @@ fn main() -> Result<()> {
         }
     );
     Ok(())
-}
-
-/// CPU time (user + system) this process has used, in seconds (0 where `/proc` cannot tell).
-fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // The fields after the command name (which may hold spaces) in parentheses.
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<f64>().ok()))
-        .sum();
-    // SAFETY: sysconf only reads a configuration value.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if hz > 0 { ticks / hz as f64 } else { 0.0 }
 }

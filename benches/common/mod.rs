@@ -19,6 +19,19 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
+/// CPU seconds used so far by this process (all threads), from `/proc/self/stat` (Linux).
+pub fn process_cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name, which may hold spaces, in parentheses: the state
+    // is index 0, utime and stime (fields 14 and 15 of the line) indices 11 and 12.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let user: f64 = fields.get(11)?.parse().ok()?;
+    let system: f64 = fields.get(12)?.parse().ok()?;
+    // USER_HZ, which Linux fixes at 100 for this file.
+    Some((user + system) / 100.0)
+}
+
 /// Tokio worker threads: `MCC_BENCH_THREADS`, else `default`.
 pub fn threads(default: usize) -> Result<usize> {
     match std::env::var("MCC_BENCH_THREADS") {
