@@ -19,6 +19,12 @@ const DID_SETTLE: Duration = Duration::from_secs(30);
 /// Routing-table size from which growth re-announces at most once per [`DID_SETTLE`] (a
 /// key's replication factor: below it, every new peer may be one of the closest).
 const GROWTH_QUIET: usize = 20;
+/// Routing-table size (at the last announcement) from which growth no longer re-announces:
+/// with that many peers known, an announcement's own lookup finds the key's closest peers,
+/// and further growth (64, 128 peers in a network of 300 starting at once) would only add
+/// lookups dialling dozens of peers each. [`REANNOUNCE`] and the record replication cover
+/// the network's later growth.
+const GROWTH_STOP: usize = 2 * GROWTH_QUIET;
 /// Most providers one provider lookup collects.
 const MAX_FOUND_PROVIDERS: usize = 256;
 
@@ -156,13 +162,10 @@ impl EventLoop {
             // GROWTH_QUIET peers on, at most once per DID_SETTLE: a node joining a large
             // network sees its table double every few seconds, and each announcement is a
             // lookup plus a put to 20 peers (for every provided key and the DID).
-            // Up to twice GROWTH_QUIET peers: with that many known, an announcement's own
-            // lookup finds the key's closest peers, and further doublings (64, 128 peers in
-            // a network of 300 starting at once) only add lookups dialling dozens of peers;
-            // REANNOUNCE and the record replication cover the network's later growth.
+            // Below GROWTH_STOP peers only.
             Some((at, n)) => {
                 let grown = size >= (2 * n).max(1)
-                    && n < 2 * GROWTH_QUIET
+                    && n < GROWTH_STOP
                     && (n < GROWTH_QUIET || at.elapsed() >= DID_SETTLE);
                 grown || at.elapsed() >= REANNOUNCE
             }
@@ -173,14 +176,10 @@ impl EventLoop {
             // it with the closest peers of a network only partly known then. Only a change of
             // a quarter or more counts: in a large network the table changes with almost
             // every lookup, and a put every DID_SETTLE from every node would keep
-            // connections to the DID's closest peers busy for ever. And only while the table
-            // was small (below twice GROWTH_QUIET): with that many peers known, the put's own
-            // lookup finds the key's closest peers, so a put per quarter of growth only adds
-            // lookups (300 nodes: 8 puts per node on the way from 20 to 120 peers, each a
-            // lookup dialling dozens of peers; the doublings below 40 peers and REANNOUNCE
-            // still put it).
+            // connections to the DID's closest peers busy for ever. And below GROWTH_STOP
+            // peers only (300 nodes: 8 puts per node on the way from 20 to 120 peers).
             if let Some((at, n)) = self.providers.did_announced
-                && n < 2 * GROWTH_QUIET
+                && n < GROWTH_STOP
                 && size.abs_diff(n) * 4 >= n.max(1)
                 && at.elapsed() >= DID_SETTLE
             {
