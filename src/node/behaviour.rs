@@ -144,9 +144,10 @@ impl Behaviour {
             // event loop inserts them itself.
             .set_kbucket_inserts(kad::BucketInserts::Manual)
             .set_query_timeout(Duration::from_secs(30))
-            // The routing table's refresh (a lookup per bucket) every 10 min, as Kubo does,
-            // rather than kad's 5: in a quiet network it is most of a node's DHT traffic.
-            .set_periodic_bootstrap_interval(Some(Duration::from_secs(600)))
+            // The routing table's refresh is the event loop's (event_loop/bootstrap.rs): every
+            // 10 min, as Kubo does, rather than kad's 5 (in a quiet network it is most of a
+            // node's DHT traffic), and told apart from kad's automatic bootstraps.
+            .set_periodic_bootstrap_interval(None)
             // A refused PUT only shows at the putter when its stream times out (kad resets
             // it lazily): keep that short.
             .set_substreams_timeout(Duration::from_secs(5))

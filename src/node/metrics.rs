@@ -54,6 +54,8 @@ pub(crate) struct MeshMetrics {
     /// the requests they sent: what the upkeep of a quiet network is made of.
     pub dht_queries: Family<Labels, Counter>,
     pub dht_query_requests: Family<Labels, Counter>,
+    /// Kad's automatic bootstraps finished at once: the table already held K peers.
+    pub bootstraps_skipped: Counter,
 }
 
 impl MeshMetrics {
@@ -93,6 +95,11 @@ impl MeshMetrics {
             "dht_query_requests",
             "Requests sent by the DHT queries this node finished, by purpose",
             self.dht_query_requests.clone(),
+        );
+        r.register(
+            "dht_bootstraps_skipped",
+            "Automatic DHT bootstraps finished at once because the routing table already held K peers",
+            self.bootstraps_skipped.clone(),
         );
     }
 }

@@ -10,6 +10,8 @@
 //!   table, the `PeerInfo` list.
 //! - `discovery.rs` (`discovery: Discovery`): boot dials, the rendezvous tick and the
 //!   rendezvous peers it finds, their address lookups, mDNS, listen addresses.
+//! - `bootstrap.rs` (`bootstrap: Bootstrap`): the routing table's refresh, and kad's automatic
+//!   bootstraps that are no longer needed.
 //! - `providers.rs` (`providers: Providers`): provided keys and their re-announcement,
 //!   provider lookups.
 //! - `records.rs` (`records: Records`): record gets (with read-repair) and puts, this
@@ -30,6 +32,7 @@
 
 mod admission;
 mod bitswap;
+mod bootstrap;
 pub(crate) mod command;
 mod discovery;
 mod limits;
@@ -101,6 +104,7 @@ pub(crate) struct EventLoop {
     /// When the loop was built, for the uptime in `NodeInfo`.
     started: Instant,
     peers: Peers,
+    bootstrap: bootstrap::Bootstrap,
     discovery: Discovery,
     providers: Providers,
     records: Records,
@@ -134,6 +138,7 @@ impl EventLoop {
             info,
             started: Instant::now(),
             peers: Peers::new(config.kad_protocol.clone()),
+            bootstrap: bootstrap::Bootstrap::default(),
             discovery: Discovery::new(config),
             providers: Providers::default(),
             records: Records::new(config),
@@ -224,6 +229,7 @@ impl EventLoop {
                 event = self.swarm.select_next_some() => {
                     self.on_swarm_event(event);
                     self.drain_swarm_events();
+                    self.skip_needless_bootstraps();
                 }
                 _ = rendezvous_timer.tick() => {
                     self.refresh_metrics();
@@ -240,6 +246,7 @@ impl EventLoop {
                     // Before the tick's dials: a newly pinned peer is dialled past the caps.
                     self.limits_sync_bypass();
                     self.mesh_tick();
+                    self.bootstrap_tick();
                 }
             }
         }
@@ -424,6 +431,7 @@ impl EventLoop {
     /// Why this node ran query `id` (for the metrics); call before the handlers below forget it.
     fn query_purpose(&self, id: &QueryId, result: &QueryResult) -> &'static str {
         match result {
+            QueryResult::Bootstrap(_) if self.bootstrap.is_skipped(id) => "bootstrap_skipped",
             QueryResult::Bootstrap(_) => "bootstrap",
             QueryResult::GetRecord(_) => "record_get",
             QueryResult::PutRecord(_) | QueryResult::GetClosestPeers(_)
@@ -504,7 +512,10 @@ impl EventLoop {
             // Any other closest-peer lookup is an address lookup of a rendezvous peer.
             QueryResult::GetClosestPeers(r) => self.on_address_lookup(id, r),
             QueryResult::StartProviding(Err(e)) => tracing::debug!("announce: {e}"),
-            QueryResult::Bootstrap(r) => tracing::debug!("bootstrap step: {r:?}"),
+            QueryResult::Bootstrap(r) => {
+                tracing::debug!("bootstrap step: {r:?}");
+                self.on_bootstrap_step(id, step.last);
+            }
             _ => {}
         }
     }

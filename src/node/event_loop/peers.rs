@@ -390,9 +390,7 @@ impl EventLoop {
         }
         if was_empty && self.routing_table_size() > 0 {
             // First peer in the table: join the DHT now rather than at the next tick.
-            if let Err(e) = self.swarm.behaviour_mut().kad.bootstrap() {
-                tracing::debug!("bootstrap: {e}");
-            }
+            self.start_bootstrap();
             self.refresh_metrics();
             self.rendezvous_tick();
         }
