@@ -175,11 +175,19 @@ const COALESCE_KEEP: usize = 1024;
 /// A stream whose small writes are gathered and handed on in one piece when it is flushed
 /// (or when they reach [`COALESCE_LIMIT`]); writes of that size or more go straight through.
 /// Reads pass through. Whoever writes must flush, as every libp2p writer does.
+///
+/// A flush that finds gathered bytes first yields once: it wakes its task and answers
+/// `Pending`, and hands the bytes on when it is called again. Yamux flushes after every frame,
+/// and one call of a stream (open, request, close; then the answer's frames) is several
+/// frames made in the same pass of the connection's task: the yield lets that pass finish, so
+/// they leave in one TLS record and one write instead of one each.
 pub(crate) struct Coalesced<S> {
     inner: S,
     /// Gathered bytes; those before `handed` are already written to `inner`.
     buf: Vec<u8>,
     handed: usize,
+    /// A flush yielded since the last bytes were handed on: the next one hands them on.
+    yielded: bool,
 }
 
 impl<S> Coalesced<S> {
@@ -188,6 +196,7 @@ impl<S> Coalesced<S> {
             inner,
             buf: Vec::new(),
             handed: 0,
+            yielded: false,
         }
     }
 
@@ -244,6 +253,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesced<S> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.handed < this.buf.len() && !this.yielded {
+            this.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        this.yielded = false;
         ready!(this.poll_hand_on(cx))?;
         Pin::new(&mut this.inner).poll_flush(cx)
     }
@@ -468,6 +483,45 @@ mod tests {
         w.flush().await?;
         assert_eq!(w.get_ref().writes[1..], [b"next".to_vec(), big]);
         Ok(())
+    }
+
+    /// A flush with bytes gathered first yields (waking its task, so the connection's pass
+    /// can add more frames), then hands everything on in one write; an empty flush never
+    /// yields.
+    #[test]
+    fn a_flush_yields_once_before_handing_on() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::task::Wake;
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut w = Coalesced::new(Recorder::default());
+        let mut flush = |w: &mut Coalesced<Recorder>| Pin::new(w).poll_flush(&mut cx);
+
+        assert!(
+            matches!(flush(&mut w), Poll::Ready(Ok(()))),
+            "nothing gathered"
+        );
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+
+        let _ = Pin::new(&mut w).poll_write(&mut Context::from_waker(&waker), b"frame one");
+        assert!(flush(&mut w).is_pending(), "the first flush yields");
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "and wakes its task");
+        assert!(w.get_ref().writes.is_empty());
+        let _ = Pin::new(&mut w).poll_write(&mut Context::from_waker(&waker), b"+two");
+        assert!(matches!(flush(&mut w), Poll::Ready(Ok(()))));
+        assert_eq!(w.get_ref().writes, vec![b"frame one+two".to_vec()]);
+        assert_eq!(
+            w.get_ref().flushes,
+            2,
+            "the empty flush and the one that handed on"
+        );
     }
 
     /// A peer speaking libp2p-tls's own config (ChaCha20 first) still gets AES from us, and the
