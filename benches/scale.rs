@@ -342,6 +342,18 @@ async fn bench_size(plan: &Plan, n: usize, rng: &mut StdRng) -> Result<Row> {
 
     // Steady state: connections, then traffic over a quiet window.
     let t0_traffic = net.traffic();
+    // What joining cost each node, from its start to here (the join storm: bootstraps,
+    // announcements, DID puts while the tables grow).
+    let joining: Vec<String> = t0_traffic
+        .query_requests
+        .iter()
+        .map(|(purpose, v)| format!("{purpose} {:.0}", v / n as f64))
+        .collect();
+    println!(
+        "        DHT requests sent per node while settling ({:.0} s), by purpose: {}",
+        t0.elapsed().as_secs_f64(),
+        joining.join(", ")
+    );
     let cpu0 = common::process_cpu_secs();
     let q0 = Instant::now();
     let mut samples = Vec::new();
