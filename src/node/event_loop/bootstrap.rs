@@ -23,10 +23,12 @@ use super::EventLoop;
 /// How often the node refreshes its routing table (kad's default is 5 min).
 pub(super) const REFRESH: Duration = Duration::from_secs(600);
 
-/// The bootstraps this node started, and kad's automatic ones it is finishing.
+/// The running bootstraps the node knows of.
 #[derive(Default)]
 pub(super) struct Bootstrap {
+    /// Those it lets run: its own, and kad's automatic ones started while the table was small.
     ours: HashSet<QueryId>,
+    /// Kad's automatic ones it is finishing.
     skipped: HashSet<QueryId>,
     last_started: Option<Instant>,
 }
@@ -65,8 +67,10 @@ impl EventLoop {
     /// (see the module comment). Called after each batch of swarm events: kad starts one
     /// while it is polled, and its first requests are the only ones it gets to send.
     pub(super) fn skip_needless_bootstraps(&mut self) {
-        let kad = &mut self.swarm.behaviour_mut().kad;
-        let new: Vec<QueryId> = kad
+        let new: Vec<QueryId> = self
+            .swarm
+            .behaviour()
+            .kad
             .iter_queries()
             .filter(|q| matches!(q.info(), kad::QueryInfo::Bootstrap { .. }))
             .map(|q| q.id())
@@ -75,7 +79,7 @@ impl EventLoop {
         if new.is_empty() {
             return;
         }
-        let table: usize = kad.kbuckets().map(|b| b.num_entries()).sum();
+        let table = self.routing_table_size();
         let connected = self.swarm.connected_peers().next().is_some();
         if table < kad::K_VALUE.get() || !connected {
             // Kad's reason holds: let it run, and do not look at it again.
