@@ -22,6 +22,10 @@ use super::EventLoop;
 
 /// How often the node refreshes its routing table (kad's default is 5 min).
 pub(super) const REFRESH: Duration = Duration::from_secs(600);
+/// How long a join holds back the announcements that follow the table's growth at most: a
+/// join in a large, slow network may take minutes, and until the announcement that follows
+/// it the node's DID document and provider records sit only with its first few peers.
+pub(super) const JOIN_HOLD: Duration = Duration::from_secs(30);
 
 /// The running bootstraps the node knows of.
 #[derive(Default)]
@@ -31,6 +35,8 @@ pub(super) struct Bootstrap {
     /// Kad's automatic ones it is finishing.
     skipped: HashSet<QueryId>,
     last_started: Option<Instant>,
+    /// The join: the bootstrap started when the first peer entered the table, and when.
+    join: Option<(QueryId, Instant)>,
 }
 
 impl Bootstrap {
@@ -38,18 +44,33 @@ impl Bootstrap {
     pub(super) fn is_skipped(&self, id: &QueryId) -> bool {
         self.skipped.contains(id)
     }
+
+    /// Whether a join runs (for less than [`JOIN_HOLD`] so far).
+    pub(super) fn is_joining(&self) -> bool {
+        self.join.is_some_and(|(_, at)| at.elapsed() < JOIN_HOLD)
+    }
 }
 
 impl EventLoop {
-    /// Starts a bootstrap of the node's own (no-op without peers in the table).
-    pub(super) fn start_bootstrap(&mut self) {
+    /// Starts a bootstrap of the node's own (none without peers in the table).
+    pub(super) fn start_bootstrap(&mut self) -> Option<QueryId> {
         match self.swarm.behaviour_mut().kad.bootstrap() {
             Ok(id) => {
                 self.bootstrap.ours.insert(id);
                 self.bootstrap.last_started = Some(Instant::now());
+                Some(id)
             }
-            Err(e) => tracing::debug!("bootstrap: {e}"),
+            Err(e) => {
+                tracing::debug!("bootstrap: {e}");
+                None
+            }
         }
+    }
+
+    /// The first peer entered the table: joins the DHT (a bootstrap that holds back growth
+    /// announcements until it ends, see the module comment).
+    pub(super) fn start_join(&mut self) {
+        self.bootstrap.join = self.start_bootstrap().map(|id| (id, Instant::now()));
     }
 
     /// The periodic refresh: [`REFRESH`] after the node's last bootstrap started.
@@ -59,7 +80,7 @@ impl EventLoop {
             .last_started
             .is_some_and(|t| t.elapsed() >= REFRESH);
         if due && self.bootstrap.ours.is_empty() {
-            self.start_bootstrap();
+            let _ = self.start_bootstrap();
         }
     }
 
@@ -97,11 +118,18 @@ impl EventLoop {
     }
 
     /// A bootstrap's step ended: a skipped one's next step is finished before it sends
-    /// anything; a last step forgets the query.
+    /// anything; a last step forgets the query, and the join's last step brings the
+    /// announcements it held back.
     pub(super) fn on_bootstrap_step(&mut self, id: QueryId, last: bool) {
         if last {
             self.bootstrap.ours.remove(&id);
             self.bootstrap.skipped.remove(&id);
+            if self.bootstrap.join.is_some_and(|(join, _)| join == id) {
+                self.bootstrap.join = None;
+                let size = self.routing_table_size();
+                tracing::debug!(table = size, "joined the DHT");
+                self.reannounce_if_due(size);
+            }
         } else if self.bootstrap.is_skipped(&id)
             && let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id)
         {

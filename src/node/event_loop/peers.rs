@@ -390,7 +390,7 @@ impl EventLoop {
         }
         if was_empty && self.routing_table_size() > 0 {
             // First peer in the table: join the DHT now rather than at the next tick.
-            self.start_bootstrap();
+            self.start_join();
             self.refresh_metrics();
             self.rendezvous_tick();
         }

@@ -152,37 +152,13 @@ impl EventLoop {
     }
 
     /// Announces the provided keys and the rendezvous key again (and puts this node's DID
-    /// document again) when new peers arrived since the last time or every [`REANNOUNCE`].
-    /// `size` is the routing table's size now.
+    /// document again) when new peers arrived since the last time or every [`REANNOUNCE`]
+    /// (see [`announcement_due`]). `size` is the routing table's size now.
     pub(super) fn reannounce_if_due(&mut self, size: usize) {
-        let due = match self.providers.announced {
-            None => true,
-            // Again when the routing table has doubled (1, 2, 4, 8... peers): a forming
-            // network learns about us quickly without a storm of re-announcements. From
-            // GROWTH_QUIET peers on, at most once per DID_SETTLE: a node joining a large
-            // network sees its table double every few seconds, and each announcement is a
-            // lookup plus a put to 20 peers (for every provided key and the DID).
-            // Below GROWTH_STOP peers only.
-            Some((at, n)) => {
-                let grown = size >= (2 * n).max(1)
-                    && n < GROWTH_STOP
-                    && (n < GROWTH_QUIET || at.elapsed() >= DID_SETTLE);
-                grown || at.elapsed() >= REANNOUNCE
-            }
-        };
-        if !due {
-            // The DID document (one record) also once the table has settled: a table that
-            // stopped growing short of the next doubling (say 29 peers after 16) would leave
-            // it with the closest peers of a network only partly known then. Only a change of
-            // a quarter or more counts: in a large network the table changes with almost
-            // every lookup, and a put every DID_SETTLE from every node would keep
-            // connections to the DID's closest peers busy for ever. And below GROWTH_STOP
-            // peers only (300 nodes: 8 puts per node on the way from 20 to 120 peers).
-            if let Some((at, n)) = self.providers.did_announced
-                && n < GROWTH_STOP
-                && size.abs_diff(n) * 4 >= n.max(1)
-                && at.elapsed() >= DID_SETTLE
-            {
+        let joining = self.bootstrap.is_joining();
+        let since = |last: Option<(Instant, usize)>| last.map(|(at, n)| (at.elapsed(), n));
+        if !announcement_due(since(self.providers.announced), size, joining) {
+            if did_due(since(self.providers.did_announced), size, joining) {
                 self.providers.did_announced = Some((Instant::now(), size));
                 self.announce_did();
             }
@@ -201,5 +177,109 @@ impl EventLoop {
                 tracing::warn!("cannot announce a provider record: {e}");
             }
         }
+    }
+}
+
+/// Whether the provided keys, the rendezvous key and the DID document are due for an
+/// announcement, given the last one (how long ago, and the routing table's size then), the
+/// table's size now, and whether the node is joining the DHT (`bootstrap.rs`).
+fn announcement_due(last: Option<(Duration, usize)>, size: usize, joining: bool) -> bool {
+    match last {
+        None => true,
+        // While the node joins, its table grows from one peer to most of its final size:
+        // growth waits for the join's end (`bootstrap.rs`), which asks again, so a joining
+        // node announces twice (at its first peer, at the join's end) rather than at 2, 4, 8
+        // and 16 peers, each announcement a lookup that dials the key's closest peers. The
+        // first peer counts: an announcement to an empty table reached nobody.
+        Some((ago, n)) if joining => (n == 0 && size > 0) || ago >= REANNOUNCE,
+        // Again when the routing table has doubled (1, 2, 4, 8... peers): a forming
+        // network learns about us quickly without a storm of re-announcements. From
+        // GROWTH_QUIET peers on, at most once per DID_SETTLE: a node joining a large
+        // network sees its table double every few seconds, and each announcement is a
+        // lookup plus a put to 20 peers (for every provided key and the DID).
+        // Below GROWTH_STOP peers only.
+        Some((ago, n)) => {
+            let grown = size >= (2 * n).max(1)
+                && n < GROWTH_STOP
+                && (n < GROWTH_QUIET || ago >= DID_SETTLE);
+            grown || ago >= REANNOUNCE
+        }
+    }
+}
+
+/// Whether the DID document alone is due again (when [`announcement_due`] is not), given its
+/// last put (how long ago, the table's size then) and the table's size now.
+///
+/// The DID document (one record) is put again once the table has settled: a table that
+/// stopped growing short of the next doubling (say 29 peers after 16) would leave it with the
+/// closest peers of a network only partly known then. Only a change of a quarter or more
+/// counts: in a large network the table changes with almost every lookup, and a put every
+/// DID_SETTLE from every node would keep connections to the DID's closest peers busy for
+/// ever. And below GROWTH_STOP peers only (300 nodes: 8 puts per node on the way from 20 to
+/// 120 peers). Not while joining: the join's end brings an announcement.
+fn did_due(last: Option<(Duration, usize)>, size: usize, joining: bool) -> bool {
+    last.is_some_and(|(ago, n)| {
+        !joining && n < GROWTH_STOP && size.abs_diff(n) * 4 >= n.max(1) && ago >= DID_SETTLE
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: Duration = Duration::ZERO;
+
+    #[test]
+    fn a_joining_node_announces_at_its_first_peer_then_waits_for_the_join_s_end() {
+        // Never announced: at once.
+        assert!(announcement_due(None, 0, true));
+        // The announcement at start-up reached nobody: the first peer brings one.
+        assert!(announcement_due(Some((NOW, 0)), 1, true));
+        // Then the table's doublings wait while the node joins...
+        for size in [2, 4, 8, 16, 40, 100] {
+            assert!(!announcement_due(Some((DID_SETTLE, 1)), size, true));
+            assert!(!did_due(Some((DID_SETTLE, 1)), size, true));
+        }
+        // ...and the join's end (joining no more) announces once for all of them.
+        assert!(announcement_due(Some((DID_SETTLE, 1)), 100, false));
+        // The periodic announcement still runs during a join.
+        assert!(announcement_due(Some((REANNOUNCE, 1)), 1, true));
+    }
+
+    #[test]
+    fn growth_announces_on_doublings_below_the_limits() {
+        assert!(announcement_due(Some((NOW, 1)), 2, false));
+        assert!(!announcement_due(Some((NOW, 2)), 3, false));
+        // From GROWTH_QUIET peers on, at most once per DID_SETTLE.
+        assert!(!announcement_due(
+            Some((NOW, GROWTH_QUIET)),
+            2 * GROWTH_QUIET,
+            false
+        ));
+        assert!(announcement_due(
+            Some((DID_SETTLE, GROWTH_QUIET)),
+            2 * GROWTH_QUIET,
+            false
+        ));
+        // From GROWTH_STOP peers on, only REANNOUNCE.
+        assert!(!announcement_due(
+            Some((DID_SETTLE, GROWTH_STOP)),
+            4 * GROWTH_STOP,
+            false
+        ));
+        assert!(announcement_due(
+            Some((REANNOUNCE, GROWTH_STOP)),
+            GROWTH_STOP,
+            false
+        ));
+    }
+
+    #[test]
+    fn the_did_follows_a_settled_table_change_of_a_quarter() {
+        assert!(did_due(Some((DID_SETTLE, 16)), 29, false));
+        assert!(!did_due(Some((NOW, 16)), 29, false));
+        assert!(!did_due(Some((DID_SETTLE, 16)), 19, false));
+        assert!(!did_due(Some((DID_SETTLE, GROWTH_STOP)), 100, false));
+        assert!(!did_due(None, 29, false));
     }
 }
