@@ -54,14 +54,14 @@ async fn counts(nodes: &[TestNode]) -> Result<Vec<(usize, usize)>> {
     Ok(out)
 }
 
-/// `mcc_dht_bootstraps_skipped_total` of a node (0 when absent).
-fn skipped_bootstraps(node: &TestNode) -> u64 {
+/// The value of the metric line of `node` that starts with `name` (0 when absent).
+fn metric(node: &TestNode, name: &str) -> u64 {
     let mut text = String::new();
     if prometheus_client::encoding::text::encode(&mut text, node.registry()).is_err() {
         return 0;
     }
     text.lines()
-        .find_map(|l| l.strip_prefix("mcc_dht_bootstraps_skipped_total "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
 }
@@ -156,12 +156,26 @@ async fn thirty_nodes_keep_their_targets_and_still_reach_each_other() -> Result<
     // Nodes that joined after the first 20 filled their tables during their first bootstrap:
     // kad's automatic one that followed was finished at once (event_loop/bootstrap.rs), and
     // records and echo below still reach every node.
-    let skipped: Vec<u64> = nodes.iter().map(skipped_bootstraps).collect();
+    let skipped: Vec<u64> = nodes
+        .iter()
+        .map(|n| metric(n, "mcc_dht_bootstraps_skipped_total"))
+        .collect();
     eprintln!("automatic bootstraps skipped per node: {skipped:?}");
     ensure!(
         skipped.iter().sum::<u64>() > 0,
         "no node skipped an automatic bootstrap: the join storm's second bootstrap runs again"
     );
+
+    let did_puts: Vec<u64> = nodes
+        .iter()
+        .map(|n| metric(n, r#"mcc_dht_queries_total{purpose="record_put"}"#))
+        .collect();
+    let announcements: Vec<u64> = nodes
+        .iter()
+        .map(|n| metric(n, r#"mcc_dht_queries_total{purpose="announce"}"#))
+        .collect();
+    eprintln!("DID puts per node: {did_puts:?}");
+    eprintln!("announcements per node: {announcements:?}");
 
     // Records put from three nodes are read by every node.
     let writers = [3usize, 14, 27];
