@@ -8,10 +8,15 @@ bin="${1:-${CARGO_TARGET_DIR:-$repo/target}/debug/mcc}"
 examples="${2:-25}"
 
 work="$(mktemp -d)"
-pids=()
+# Each node's pid is kept in a file: `start` runs in a command substitution (a subshell), so
+# an array it appended to would be lost, and the nodes with it.
 cleanup() {
+  local pids=()
+  for f in "$work"/*.pid; do [ -e "$f" ] && pids+=("$(cat "$f")"); done
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -23,7 +28,7 @@ start() {
   mkdir -p "$dir"
   "$bin" --data-folder "$dir" --listen 127.0.0.1:0 --http 127.0.0.1:0 --mdns off \
     --loglevel 2 "$@" >"$dir.log" 2>&1 &
-  pids+=($!)
+  echo $! >"$dir.pid"
   for _ in $(seq 100); do
     if [ -s "$dir/api" ] && curl -fsS "$(cat "$dir/api")/healthz" >/dev/null 2>&1; then
       cat "$dir/api"
